@@ -1,0 +1,7 @@
+"""nanonn_tools: host-side tools for nanonn (CPython)."""
+
+__version__ = "0.1.0"
+
+
+class NanonnError(Exception):
+    """The one error type of the host tools; the CLI prints it as `nanonn: message`."""

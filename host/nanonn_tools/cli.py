@@ -1,0 +1,42 @@
+"""The `nanonn` command: a thin layer over the nanonn_tools library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import NanonnError, __version__
+
+# Each command module contributes `register(subparsers)`, which adds its
+# subcommand and sets `handler=function(args) -> int` as a default.
+COMMANDS: list = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanonn",
+        description="Convert, quantize, inspect and deploy nanonn models for MicroPython boards.",
+    )
+    parser.add_argument("--version", action="version", version="nanonn " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(handler(args) or 0)
+    except NanonnError as exc:
+        print("nanonn: %s" % exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Activation functions: one table, forward and derivative side by side.
+
+Element-wise activations are `Activation(name, f, df)` where `f(x)` is the
+function and `df(x, y)` its derivative given the input `x` and the output
+`y = f(x)` (one of the two is usually cheaper). Softmax is vector-valued and
+overrides `forward`/`backward`. A custom activation is any object with the
+same `forward(z, a, n)` and `backward(z, a, g, d, n)` methods, or simply an
+`Activation` built from two functions.
+
+Every function is safe for all finite inputs: MicroPython's `math.exp` raises
+`ValueError` on overflow, so exponentials only ever see arguments <= 0.
+"""
+
+import math
+
+_exp = math.exp
+_log = math.log
+
+
+class Activation:
+    """An element-wise activation `f(x)` with derivative `df(x, y)`."""
+
+    def __init__(self, name, f, df):
+        self.name = name
+        self.f = f
+        self.df = df
+
+    def forward(self, z, a, n):
+        """a[i] = f(z[i]) for i < n. Allocates only float results."""
+        f = self.f
+        for i in range(n):
+            a[i] = f(z[i])
+
+    def backward(self, z, a, g, d, n):
+        """d[i] = g[i] * f'(z[i]): the gradient at the activation's input."""
+        df = self.df
+        for i in range(n):
+            d[i] = g[i] * df(z[i], a[i])
+
+    def __repr__(self):
+        return "<activation %s>" % self.name
+
+
+def _linear(x):
+    return x
+
+
+def _d_linear(x, y):
+    return 1.0
+
+
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + _exp(0.0 - x))
+    e = _exp(x)
+    return e / (1.0 + e)
+
+
+def _d_sigmoid(x, y):
+    return y * (1.0 - y)
+
+
+def _tanh(x):
+    # tanh(x) = sign(x) * (1 - e) / (1 + e) with e = exp(-2|x|) <= 1.
+    if x >= 0.0:
+        e = _exp(-2.0 * x)
+        return (1.0 - e) / (1.0 + e)
+    e = _exp(2.0 * x)
+    return (e - 1.0) / (1.0 + e)
+
+
+def _d_tanh(x, y):
+    return 1.0 - y * y
+
+
+def _relu(x):
+    return x if x > 0.0 else 0.0
+
+
+def _d_relu(x, y):
+    return 1.0 if x > 0.0 else 0.0
+
+
+def _softplus(x):
+    # log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|))
+    if x > 0.0:
+        return x + _log(1.0 + _exp(0.0 - x))
+    return _log(1.0 + _exp(x))
+
+
+def _d_softplus(x, y):
+    # The derivative of softplus is the sigmoid of its *input* (the original
+    # nanonn applied it to the output).
+    return _sigmoid(x)
+
+
+class LeakyReLU(Activation):
+    """max(x, alpha * x) with a configurable slope `alpha` (default 0.01)."""
+
+    def __init__(self, alpha=0.01):
+        alpha = float(alpha)
+        if not alpha >= 0.0:
+            raise ValueError("leaky_relu alpha: expected a number >= 0, got %r" % alpha)
+        self.alpha = alpha
+
+        def f(x):
+            return x if x > 0.0 else alpha * x
+
+        def df(x, y):
+            return 1.0 if x > 0.0 else alpha
+
+        Activation.__init__(self, "leaky_relu", f, df)
+
+
+class Softmax(Activation):
+    """exp(z_i - max z) / sum_j exp(z_j - max z): never overflows."""
+
+    def __init__(self):
+        Activation.__init__(self, "softmax", None, None)
+
+    def forward(self, z, a, n):
+        m = z[0]
+        for i in range(1, n):
+            if z[i] > m:
+                m = z[i]
+        s = 0.0
+        for i in range(n):
+            e = _exp(z[i] - m)
+            a[i] = e
+            s += e
+        for i in range(n):
+            a[i] /= s
+
+    def backward(self, z, a, g, d, n):
+        # Jacobian-vector product: d_i = a_i * (g_i - sum_j g_j a_j)
+        s = 0.0
+        for j in range(n):
+            s += g[j] * a[j]
+        for i in range(n):
+            d[i] = a[i] * (g[i] - s)
+
+
+# The table: name -> factory. Forward and derivative live side by side above.
+ACTIVATIONS = {
+    "linear": lambda: Activation("linear", _linear, _d_linear),
+    "sigmoid": lambda: Activation("sigmoid", _sigmoid, _d_sigmoid),
+    "tanh": lambda: Activation("tanh", _tanh, _d_tanh),
+    "relu": lambda: Activation("relu", _relu, _d_relu),
+    "leaky_relu": LeakyReLU,
+    "softplus": lambda: Activation("softplus", _softplus, _d_softplus),
+    "softmax": Softmax,
+}
+
+
+def get(activation):
+    """Return an activation object for a name, None (linear) or an object.
+
+    A custom object needs `forward(z, a, n)` and `backward(z, a, g, d, n)`.
+    """
+    if activation is None:
+        activation = "linear"
+    if isinstance(activation, str):
+        factory = ACTIVATIONS.get(activation)
+        if factory is None:
+            raise ValueError(
+                "activation: expected one of %s, got %r"
+                % (", ".join(sorted(ACTIVATIONS)), activation)
+            )
+        return factory()
+    if hasattr(activation, "forward") and hasattr(activation, "backward"):
+        return activation
+    raise TypeError(
+        "activation: expected a name, None or an object with forward() and "
+        "backward(), got %s" % type(activation).__name__
+    )

@@ -1,0 +1,257 @@
+"""Layers and the layer protocol.
+
+A layer is any object with:
+
+- `build(inputs, rng) -> outputs`: called once by `Network`; allocates every
+  buffer the layer will use (`rng` is a `rand.Random` for initial weights).
+- `forward(x, training) -> y`: `x` is a buffer of `inputs` numbers; returns
+  the layer's own output buffer (reused by the next call).
+- `backward(x, grad, fused) -> grad_x`: `grad` is dL/dy (or, when `fused`,
+  already dL/dz at the activation's input); accumulates parameter gradients
+  and returns the layer's own buffer holding dL/dx.
+- `update(rate, momentum, scale)`: applies the accumulated gradients times
+  `scale` (1 / batch size) and clears them.
+- `get_weights() -> list` and `set_weights(values)`: the flat parameters.
+
+`Layer` gives no-op defaults for a layer without parameters. Hot paths
+(`forward`, `backward`, `update`) allocate nothing but float results.
+"""
+
+from array import array
+
+from . import activations
+
+
+def floats(n):
+    """A zero-filled array('f') of n elements."""
+    return array("f", bytes(4 * n))
+
+
+def _check_count(name, value, minimum=1):
+    if type(value) is not int or value < minimum:
+        raise ValueError("%s: expected an int >= %d, got %r" % (name, minimum, value))
+    return value
+
+
+class Layer:
+    """Base class with no-op defaults for the layer protocol."""
+
+    inputs = None
+    units = None
+
+    def build(self, inputs, rng):
+        self.inputs = self.units = inputs
+        return inputs
+
+    def forward(self, x, training):
+        return x
+
+    def backward(self, x, grad, fused):
+        return grad
+
+    def update(self, rate, momentum, scale):
+        pass
+
+    def get_weights(self):
+        return []
+
+    def set_weights(self, values):
+        if len(values):
+            raise ValueError(
+                "%s weights: expected 0 values, got %d" % (type(self).__name__, len(values))
+            )
+
+
+class Dense(Layer):
+    """Fully connected layer: y = f(W x + b).
+
+    `weights` (optional) is the original nanonn flat layout: for each unit,
+    its input weights followed by its bias (no bias when `use_bias=False`).
+    Buffers: w (units, inputs) row-major, b (units,), z and y (units,),
+    gradients and the input gradient, all array('f') allocated in build().
+    """
+
+    def __init__(self, units, inputs=None, activation="linear", use_bias=True, weights=None):
+        self.units = _check_count("Dense units", units)
+        if inputs is not None:
+            _check_count("Dense inputs", inputs)
+        self.inputs = inputs
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        if weights is not None and inputs is not None:
+            _check_weight_count(len(weights), units, inputs, self.use_bias)
+        self._initial = weights
+        self.velocity = None
+
+    def build(self, inputs, rng):
+        if self.inputs is not None and self.inputs != inputs:
+            raise ValueError(
+                "Dense inputs: expected %d (the previous layer's units), got %d"
+                % (inputs, self.inputs)
+            )
+        self.inputs = n = inputs
+        u = self.units
+        self.w = floats(u * n)
+        self.b = floats(u)
+        self.z = floats(u)
+        self.y = floats(u)
+        self.d = floats(u)
+        self.gx = floats(n)
+        self.gw = floats(u * n)
+        self.gb = floats(u)
+        if self._initial is not None:
+            self.set_weights(self._initial)
+            self._initial = None
+        else:
+            # Glorot uniform, biases zero.
+            limit = (6.0 / (n + u)) ** 0.5
+            w = self.w
+            for i in range(u * n):
+                w[i] = rng.uniform(0.0 - limit, limit)
+        return u
+
+    def forward(self, x, training):
+        # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
+        w, b, z = self.w, self.b, self.z
+        n = self.inputs
+        o = 0
+        for u in range(self.units):
+            s = b[u]
+            for i in range(n):
+                s += w[o + i] * x[i]
+            z[u] = s
+            o += n
+        self.activation.forward(z, self.y, self.units)
+        return self.y
+
+    def backward(self, x, grad, fused):
+        # grad, d: (units,)  gx: (inputs,)  gw: (units, inputs)
+        units, n = self.units, self.inputs
+        d, w, gw, gb, gx = self.d, self.w, self.gw, self.gb, self.gx
+        if fused:
+            for u in range(units):
+                d[u] = grad[u]
+        else:
+            self.activation.backward(self.z, self.y, grad, d, units)
+        for i in range(n):
+            gx[i] = 0.0
+        o = 0
+        for u in range(units):
+            du = d[u]
+            gb[u] += du
+            for i in range(n):
+                gx[i] += du * w[o + i]
+                gw[o + i] += du * x[i]
+            o += n
+        return gx
+
+    def update(self, rate, momentum, scale):
+        step = rate * scale
+        if momentum:
+            if self.velocity is None:
+                raise ValueError("Dense: momentum needs prepare(momentum) first")
+            vw, vb = self.velocity
+            _step_momentum(self.w, self.gw, vw, step, momentum)
+            if self.use_bias:
+                _step_momentum(self.b, self.gb, vb, step, momentum)
+            else:
+                _clear(self.gb)
+        else:
+            _step(self.w, self.gw, step)
+            if self.use_bias:
+                _step(self.b, self.gb, step)
+            else:
+                _clear(self.gb)
+
+    def prepare(self, momentum):
+        """Allocate momentum buffers before training (not in the hot path)."""
+        if momentum and self.velocity is None:
+            self.velocity = (floats(len(self.w)), floats(self.units))
+
+    def get_weights(self):
+        """The flat nanonn layout: per unit, its input weights then its bias."""
+        n = self.inputs
+        out = []
+        for u in range(self.units):
+            out.extend(self.w[u * n : (u + 1) * n])
+            if self.use_bias:
+                out.append(self.b[u])
+        return out
+
+    def set_weights(self, values):
+        n = self.inputs
+        stride = _check_weight_count(len(values), self.units, n, self.use_bias)
+        for u in range(self.units):
+            base = u * stride
+            for i in range(n):
+                self.w[u * n + i] = values[base + i]
+            self.b[u] = values[base + n] if self.use_bias else 0.0
+
+
+def _check_weight_count(count, units, inputs, use_bias):
+    stride = inputs + 1 if use_bias else inputs
+    if count != units * stride:
+        raise ValueError(
+            "Dense weights: expected %d values (%d units x (%d inputs%s)), got %d"
+            % (units * stride, units, inputs, " + bias" if use_bias else "", count)
+        )
+    return stride
+
+
+def _step(p, g, step):
+    for i in range(len(p)):
+        p[i] -= step * g[i]
+        g[i] = 0.0
+
+
+def _step_momentum(p, g, v, step, momentum):
+    for i in range(len(p)):
+        vi = momentum * v[i] - step * g[i]
+        v[i] = vi
+        p[i] += vi
+        g[i] = 0.0
+
+
+def _clear(g):
+    for i in range(len(g)):
+        g[i] = 0.0
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability `rate`
+    and scale the rest by 1 / (1 - rate); at inference, pass through.
+    Deterministic for a given `seed`."""
+
+    def __init__(self, rate, seed=1):
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError("Dropout rate: expected 0 <= rate < 1, got %r" % rate)
+        self.rate = rate
+        self.seed = seed
+
+    def build(self, inputs, rng):
+        from .rand import Random
+
+        self.inputs = self.units = inputs
+        self.rng = Random(self.seed)
+        self.keep = bytearray(inputs)
+        self.y = floats(inputs)
+        self.gx = floats(inputs)
+        self.scale = 1.0 / (1.0 - self.rate)
+        return inputs
+
+    def forward(self, x, training):
+        if not training:
+            return x
+        keep, y, rng, rate, scale = self.keep, self.y, self.rng, self.rate, self.scale
+        for i in range(self.inputs):
+            k = rng.random() >= rate
+            keep[i] = k
+            y[i] = x[i] * scale if k else 0.0
+        return self.y
+
+    def backward(self, x, grad, fused):
+        keep, gx, scale = self.keep, self.gx, self.scale
+        for i in range(self.inputs):
+            gx[i] = grad[i] * scale if keep[i] else 0.0
+        return gx

@@ -1,0 +1,233 @@
+"""Sequential network: predict, train (one SGD step), fit and evaluate."""
+
+from array import array
+
+from . import losses
+from .layers import floats
+from .rand import Random
+
+_INF = float("inf")
+
+
+def _is_finite(v):
+    return v == v and v != _INF and v != -_INF
+
+
+def check_vector(name, v, n):
+    """Validate a 1-D input of n numbers; raises TypeError/ValueError.
+
+    Allocates nothing for a valid vector (used on the predict hot path).
+    """
+    t = type(v)
+    if t is not list and t is not tuple and t is not array:
+        raise TypeError(
+            "%s: expected a list, tuple or array of %d numbers, got %s" % (name, n, t.__name__)
+        )
+    if len(v) != n:
+        raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
+    if t is not array:
+        for i in range(n):
+            e = type(v[i])
+            if e is not float and e is not int:
+                raise TypeError(
+                    "%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__)
+                )
+    return v
+
+
+class Network:
+    """A sequential stack of layers.
+
+    `Network(Dense(10, inputs=4, activation="relu"), Dense(3, activation="softmax"),
+    loss="cross_entropy")`. The first layer must state its `inputs`; later
+    layers take theirs from the previous layer. `seed` makes the initial
+    weights reproducible on every port. Building allocates every buffer;
+    `predict` and `train` allocate nothing but float results.
+    """
+
+    def __init__(self, *layers, loss="mse", seed=1):
+        if len(layers) == 1 and type(layers[0]) in (list, tuple):
+            layers = layers[0]
+        if not layers:
+            raise ValueError("Network: expected at least one layer, got 0")
+        for i, layer in enumerate(layers):
+            if not (hasattr(layer, "build") and hasattr(layer, "forward")):
+                raise TypeError(
+                    "Network layer %d: expected a layer (build/forward/backward), got %s"
+                    % (i, type(layer).__name__)
+                )
+        n = layers[0].inputs
+        if n is None:
+            raise ValueError("Network: the first layer needs inputs=, got None")
+        self.layers = list(layers)
+        self.inputs = n
+        rng = Random(seed)
+        for layer in self.layers:
+            n = layer.build(n, rng)
+        self.outputs = n
+        self._ins = [None] * len(self.layers)
+        self._grad = floats(n)
+        self.set_loss(loss)
+
+    def set_loss(self, loss):
+        """Use another loss (a name or an object with value() and gradient())."""
+        self.loss = losses.get(loss)
+        last = self.layers[-1]
+        act = getattr(last, "activation", None)
+        self._fused = bool(
+            getattr(self.loss, "fuses_softmax", False)
+            and act is not None
+            and getattr(act, "name", None) == "softmax"
+        )
+
+    def _forward(self, x, training):
+        ins = self._ins
+        layers = self.layers
+        v = x
+        for i in range(len(layers)):
+            ins[i] = v
+            v = layers[i].forward(v, training)
+        return v
+
+    def predict(self, x):
+        """Outputs for one input vector.
+
+        x: list, tuple or array of `inputs` numbers. Returns the last layer's
+        output buffer (array('f')), which the next call reuses: copy it to keep it.
+        """
+        check_vector("input", x, self.inputs)
+        return self._forward(x, False)
+
+    def _accumulate(self, x, target):
+        """Forward and backward for one sample; returns its loss. A sample
+        whose loss is not finite leaves the gradients untouched."""
+        out = self._forward(x, True)
+        value = self.loss.value(out, target)
+        if not _is_finite(value):
+            return value
+        g = self._grad
+        layers = self.layers
+        last = len(layers) - 1
+        if self._fused:
+            for i in range(len(out)):
+                g[i] = out[i] - target[i]
+        else:
+            self.loss.gradient(out, target, g)
+        ins = self._ins
+        for i in range(last, -1, -1):
+            g = layers[i].backward(ins[i], g, self._fused and i == last)
+        return value
+
+    def _update(self, rate, momentum, scale):
+        layers = self.layers
+        for i in range(len(layers)):
+            layers[i].update(rate, momentum, scale)
+
+    def train(self, x, target, rate=0.1):
+        """One SGD step on one sample; returns that sample's loss (before the step).
+
+        A non-finite loss (NaN/inf inputs, targets or outputs) skips the update.
+        """
+        check_vector("input", x, self.inputs)
+        check_vector("target", target, self.outputs)
+        value = self._accumulate(x, target)
+        if _is_finite(value):
+            self._update(rate, 0.0, 1.0)
+        return value
+
+    def fit(
+        self, X, Y, epochs=1, rate=0.05, batch_size=1, momentum=0.0, shuffle=True, seed=1,
+        callback=None,
+    ):
+        """Mini-batch SGD over (X, Y). Returns the mean loss of each epoch run,
+        as an array('f') (preallocated: a growing list of boxed floats would
+        fragment a small heap).
+
+        `callback(epoch, loss)` is called after each epoch; returning True stops.
+        Samples with a non-finite loss are skipped (and left out of the mean).
+        """
+        if len(X) != len(Y):
+            raise ValueError("fit: expected as many targets as inputs, got %d and %d" % (len(X), len(Y)))
+        if len(X) == 0:
+            raise ValueError("fit: expected at least one sample, got 0")
+        _check_positive("epochs", epochs, int)
+        _check_positive("batch_size", batch_size, int)
+        if not (rate > 0.0):
+            raise ValueError("fit rate: expected a number > 0, got %r" % rate)
+        if not (0.0 <= momentum < 1.0):
+            raise ValueError("fit momentum: expected 0 <= momentum < 1, got %r" % momentum)
+        for i in range(len(X)):
+            check_vector("X[%d]" % i, X[i], self.inputs)
+            check_vector("Y[%d]" % i, Y[i], self.outputs)
+        for layer in self.layers:
+            if momentum and hasattr(layer, "prepare"):
+                layer.prepare(momentum)
+        order = list(range(len(X)))
+        rng = Random(seed)
+        history = floats(epochs)
+        done = 0
+        for epoch in range(epochs):
+            if shuffle:
+                rng.shuffle(order)
+            total = 0.0
+            counted = 0
+            in_batch = 0
+            for k in order:
+                value = self._accumulate(X[k], Y[k])
+                if _is_finite(value):
+                    total += value
+                    counted += 1
+                    in_batch += 1
+                if in_batch == batch_size:
+                    self._update(rate, momentum, 1.0 / in_batch)
+                    in_batch = 0
+            if in_batch:
+                self._update(rate, momentum, 1.0 / in_batch)
+            mean = total / counted if counted else float("nan")
+            history[epoch] = mean
+            done += 1
+            if callback is not None and callback(epoch, mean):
+                break
+        return history if done == epochs else history[:done]
+
+    def evaluate(self, X, Y):
+        """(mean loss, accuracy) over a data set. Accuracy compares the argmax
+        of output and target, or for one output, both thresholded at 0.5."""
+        if len(X) != len(Y) or not len(X):
+            raise ValueError("evaluate: expected equally many (>0) inputs and targets, got %d and %d" % (len(X), len(Y)))
+        total = 0.0
+        hits = 0
+        for i in range(len(X)):
+            check_vector("Y[%d]" % i, Y[i], self.outputs)
+            out = self.predict(X[i])
+            total += self.loss.value(out, Y[i])
+            if argmax(out) == argmax(Y[i]) if self.outputs > 1 else (out[0] >= 0.5) == (Y[i][0] >= 0.5):
+                hits += 1
+        return total / len(X), hits / len(X)
+
+    def get_weights(self):
+        """A list with each layer's flat weights (see Dense.get_weights)."""
+        return [layer.get_weights() for layer in self.layers]
+
+    def set_weights(self, weights):
+        if len(weights) != len(self.layers):
+            raise ValueError("weights: expected %d layers, got %d" % (len(self.layers), len(weights)))
+        for layer, w in zip(self.layers, weights):
+            layer.set_weights(w)
+
+
+NN = Network
+
+
+def argmax(v):
+    """Index of the largest value (the first on ties)."""
+    best = 0
+    for i in range(1, len(v)):
+        if v[i] > v[best]:
+            best = i
+    return best
+
+
+def _check_positive(name, value, kind):
+    if type(value) is not kind or value < 1:
+        raise ValueError("fit %s: expected an int >= 1, got %r" % (name, value))

@@ -1,0 +1,51 @@
+"""Assertions for device tests (explicit checks: `assert` vanishes under -O)."""
+
+import sys
+
+IS_MICROPYTHON = sys.implementation.name == "micropython"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def ok(cond, message="check failed"):
+    if not cond:
+        raise CheckFailed(message)
+
+
+def eq(actual, expected, what="value"):
+    if actual != expected:
+        raise CheckFailed("%s: expected %r, got %r" % (what, expected, actual))
+
+
+def close(actual, expected, tol=1e-6, what="value", rel=False):
+    """Element-wise |a - e| <= tol (or tol * max(1, |e|) when rel)."""
+    if isinstance(expected, (int, float)):
+        actual, expected = [actual], [expected]
+    eq(len(actual), len(expected), what + " length")
+    for i in range(len(expected)):
+        a, e = actual[i], expected[i]
+        bound = tol * max(1.0, abs(e)) if rel else tol
+        if not abs(a - e) <= bound:
+            raise CheckFailed("%s[%d]: expected %r within %g, got %r" % (what, i, e, bound, a))
+
+
+def raises(exc_type, fn, *args, contains=(), **kwargs):
+    """Call fn; require exc_type with every string of `contains` in its message."""
+    try:
+        fn(*args, **kwargs)
+    except exc_type as exc:
+        msg = str(exc)
+        for part in contains:
+            if part not in msg:
+                raise CheckFailed("%s message %r lacks %r" % (exc_type.__name__, msg, part))
+        return exc
+    raise CheckFailed("expected %s, nothing raised" % exc_type.__name__)
+
+
+def load_json(path):
+    import json
+
+    with open(path) as f:
+        return json.load(f)

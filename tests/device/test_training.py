@@ -1,0 +1,68 @@
+"""On-device training: XOR and iris converge; fit options behave."""
+
+from check import close, eq, load_json, ok
+
+from nanonn import Dense, Network
+
+XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+XOR_Y = [[0.0], [1.0], [1.0], [0.0]]
+
+
+def test_xor_trains_to_low_mse():
+    net = Network(Dense(4, inputs=2, activation="tanh"), Dense(1, activation="sigmoid"), seed=3)
+    history = net.fit(XOR_X, XOR_Y, epochs=1500, rate=0.5, seed=1)
+    loss, accuracy = net.evaluate(XOR_X, XOR_Y)
+    ok(loss < 0.01, "XOR mse %r >= 0.01" % loss)
+    eq(accuracy, 1.0, "XOR accuracy")
+    ok(history[-1] < history[0], "loss decreases")
+
+
+def _iris():
+    data = load_json("tests/data/iris.json")
+    xs = data["x"]
+    ys = []
+    for label in data["y"]:
+        row = [0.0, 0.0, 0.0]
+        row[label] = 1.0
+        ys.append(row)
+    return xs, ys
+
+
+def test_iris_trains_to_95_percent():
+    xs, ys = _iris()
+    net = Network(Dense(8, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy", seed=2)
+    net.fit(xs, ys, epochs=60, rate=0.05, seed=4)
+    loss, accuracy = net.evaluate(xs, ys)
+    ok(accuracy >= 0.95, "iris training accuracy %r < 0.95" % accuracy)
+
+
+def test_fit_batches_and_momentum():
+    xs, ys = _iris()
+    net = Network(Dense(6, inputs=4, activation="tanh"), Dense(3, activation="softmax"), loss="cross_entropy", seed=5)
+    history = net.fit(xs, ys, epochs=40, rate=0.1, batch_size=8, momentum=0.9, seed=2)
+    eq(len(history), 40, "one loss per epoch")
+    ok(history[-1] < 0.5 * history[0], "loss %r -> %r" % (history[0], history[-1]))
+
+
+def test_fit_is_deterministic_and_callback_stops():
+    seen = []
+
+    def callback(epoch, loss):
+        seen.append((epoch, loss))
+        return epoch == 4
+
+    runs = []
+    for _ in range(2):
+        net = Network(Dense(3, inputs=2, activation="sigmoid"), Dense(1, activation="sigmoid"), seed=7)
+        runs.append(net.fit(XOR_X, XOR_Y, epochs=50, rate=0.5, seed=3, callback=callback))
+    eq(len(runs[0]), 5, "callback returning True stops after epoch 4")
+    close(runs[0], runs[1], 0.0, "same seeds give the same losses")
+    eq([e for e, _ in seen[:5]], [0, 1, 2, 3, 4], "callback epochs")
+
+
+def test_mse_regression_train_step_matches_formula():
+    # y = w x + b, mse: one step moves w by -rate * (y - t) * x
+    net = Network(Dense(1, inputs=1, weights=[2.0, 1.0]))
+    loss = net.train([3.0], [5.0], rate=0.1)
+    close(loss, 4.0, 1e-6, "loss")
+    close(net.get_weights()[0], [2.0 - 0.1 * 2.0 * 3.0, 1.0 - 0.1 * 2.0], 1e-6, "weights")

@@ -1,0 +1,64 @@
+"""Paths and runners shared by the host-side tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MPY = ROOT / "mpy"
+DEVICE_TESTS = ROOT / "tests" / "device"
+DATA = ROOT / "tests" / "data"
+ARCHES = ("xtensawin", "armv6m", "armv7emsp", "rv32imc", "x64")
+
+
+def tool(name: str) -> str:
+    """An executable from this environment's bin/ (the venv), else from PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError("%s not found: run the tests through `make test` (it installs it)" % name)
+    return found
+
+
+def device_env(runtime: str, extra_path: list[Path] | None = None) -> dict:
+    path = [str(p) for p in [MPY, DEVICE_TESTS] + list(extra_path or [])]
+    env = dict(os.environ)
+    if runtime == "micropython":
+        env["MICROPYPATH"] = os.pathsep.join(path + [".frozen"])
+    else:
+        env["PYTHONPATH"] = os.pathsep.join(path)
+    return env
+
+
+def device_command(runtime: str, heap: str = "16M") -> list[str]:
+    if runtime == "micropython":
+        return [tool("micropython"), "-X", "heapsize=" + heap]
+    return [sys.executable]
+
+
+def run_device(runtime: str, args: list[str], timeout: float = 600, heap: str = "16M", stdin: str | None = None, extra_path=None) -> subprocess.CompletedProcess:
+    """Run `micropython` (or CPython) with the device package on its path, cwd = repo root."""
+    return subprocess.run(
+        device_command(runtime, heap) + args,
+        cwd=ROOT,
+        env=device_env(runtime, extra_path),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_device_json(runtime: str, code: str, payload, heap: str = "16M"):
+    """Run device `code` with `payload` as JSON on stdin; it prints one JSON value last."""
+    proc = run_device(runtime, ["-c", code], stdin=json.dumps(payload), heap=heap)
+    if proc.returncode != 0:
+        raise AssertionError("device code failed (%s):\n%s%s" % (runtime, proc.stdout, proc.stderr))
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,48 @@
+"""Drive the device test scripts (tests/device/test_*.py) under the MicroPython
+unix port and CPython: one pytest item per device test function and runtime."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+
+import pytest
+from support import DEVICE_TESTS, run_device
+
+RUNTIMES = ("micropython", "cpython")
+LINE = re.compile(r"^(PASS|FAIL) (\w+)::(\w+)(?:: (.*))?$")
+
+
+def _collect():
+    items = []
+    for script in sorted(DEVICE_TESTS.glob("test_*.py")):
+        tree = ast.parse(script.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                for runtime in RUNTIMES:
+                    items.append(pytest.param(runtime, script.stem, node.name, id="%s-%s::%s" % (runtime, script.stem, node.name)))
+    return items
+
+
+@functools.lru_cache(maxsize=None)
+def _run(runtime: str, module: str):
+    proc = run_device(runtime, ["tests/device/runner.py", module])
+    results = {}
+    for line in proc.stdout.splitlines():
+        m = LINE.match(line)
+        if m and m.group(2) == module:
+            results[m.group(3)] = (m.group(1), m.group(4) or "")
+    failures = sum(1 for status, _ in results.values() if status == "FAIL")
+    return proc, results, failures
+
+
+@pytest.mark.parametrize("runtime,module,name", _collect())
+def test_device(runtime, module, name):
+    proc, results, failures = _run(runtime, module)
+    output = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert name in results, "%s::%s did not report (exit %d):\n%s" % (module, name, proc.returncode, output)
+    assert proc.returncode == min(failures, 100), "runner exit %d != %d failures:\n%s" % (proc.returncode, failures, output)
+    status, detail = results[name]
+    if status != "PASS":
+        pytest.fail("%s::%s on %s: %s\n%s" % (module, name, runtime, detail, output))
