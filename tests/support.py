@@ -43,7 +43,14 @@ def device_command(runtime: str, heap: str = "16M") -> list[str]:
     return [sys.executable]
 
 
-def run_device(runtime: str, args: list[str], timeout: float = 600, heap: str = "16M", stdin: str | None = None, extra_path=None) -> subprocess.CompletedProcess:
+def run_device(
+    runtime: str,
+    args: list[str],
+    timeout: float = 600,
+    heap: str = "16M",
+    stdin: str | None = None,
+    extra_path=None,
+) -> subprocess.CompletedProcess:
     """Run `micropython` (or CPython) with the device package on its path, cwd = repo root."""
     return subprocess.run(
         device_command(runtime, heap) + args,

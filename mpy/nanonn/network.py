@@ -20,18 +20,14 @@ def check_vector(name, v, n):
     """
     t = type(v)
     if t is not list and t is not tuple and t is not array:
-        raise TypeError(
-            "%s: expected a list, tuple or array of %d numbers, got %s" % (name, n, t.__name__)
-        )
+        raise TypeError("%s: expected a list, tuple or array of %d numbers, got %s" % (name, n, t.__name__))
     if len(v) != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
     if t is not array:
         for i in range(n):
             e = type(v[i])
             if e is not float and e is not int:
-                raise TypeError(
-                    "%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__)
-                )
+                raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
     return v
 
 
@@ -136,7 +132,15 @@ class Network:
         return value
 
     def fit(
-        self, X, Y, epochs=1, rate=0.05, batch_size=1, momentum=0.0, shuffle=True, seed=1,
+        self,
+        X,
+        Y,
+        epochs=1,
+        rate=0.05,
+        batch_size=1,
+        momentum=0.0,
+        shuffle=True,
+        seed=1,
         callback=None,
     ):
         """Mini-batch SGD over (X, Y). Returns the mean loss of each epoch run,
@@ -194,7 +198,9 @@ class Network:
         """(mean loss, accuracy) over a data set. Accuracy compares the argmax
         of output and target, or for one output, both thresholded at 0.5."""
         if len(X) != len(Y) or not len(X):
-            raise ValueError("evaluate: expected equally many (>0) inputs and targets, got %d and %d" % (len(X), len(Y)))
+            raise ValueError(
+                "evaluate: expected equally many (>0) inputs and targets, got %d and %d" % (len(X), len(Y))
+            )
         total = 0.0
         hits = 0
         for i in range(len(X)):

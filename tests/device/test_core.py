@@ -4,7 +4,6 @@ import gc
 from array import array
 
 from check import IS_MICROPYTHON, close, eq, load_json, ok, raises
-
 from nanonn import NN, Dense, Network
 
 SEED = load_json("tests/data/seed_vectors.json")
@@ -21,7 +20,9 @@ def _seed_222():
 
 def test_seed_perceptron_forward():
     case = SEED["perceptron_forward"]
-    net = Network(Dense(case["units"], inputs=case["inputs"], activation=case["activation"], weights=case["weights"]))
+    net = Network(
+        Dense(case["units"], inputs=case["inputs"], activation=case["activation"], weights=case["weights"])
+    )
     for c in case["cases"]:
         close(net.predict(c["x"]), c["y"], 1e-6, "perceptron output")
 
@@ -37,7 +38,9 @@ def test_seed_backprop_step():
 
 def test_nn_alias_and_shapes():
     ok(NN is Network, "NN is an alias of Network")
-    net = Network(Dense(10, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy")
+    net = Network(
+        Dense(10, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy"
+    )
     eq(net.inputs, 4, "inputs")
     eq(net.outputs, 3, "outputs")
     eq(net.layers[1].inputs, 10, "inferred inputs")
@@ -111,7 +114,7 @@ def test_softplus_derivative_uses_input():
     net = Network(Dense(1, inputs=1, activation="softplus", weights=[1.0, 0.0]))
     y = net.predict([1.0])[0]
     net.train([1.0], [0.0], rate=1.0)
-    sig = 1.0 / (1.0 + 2.718281828459045 ** -1.0)
+    sig = 1.0 / (1.0 + 2.718281828459045**-1.0)
     close(net.get_weights()[0], [1.0 - y * sig, 0.0 - y * sig], 1e-6, "softplus step")
 
 

@@ -3,7 +3,6 @@
 from array import array
 
 from check import close, eq, ok, raises
-
 from nanonn import Activation, Dense, Dropout, Layer, Network
 
 
@@ -81,7 +80,11 @@ def test_custom_loss():
 
 def test_dropout_only_in_training_and_deterministic():
     def make():
-        return Network(Dense(50, inputs=1, weights=[1.0, 0.0] * 50), Dropout(0.5, seed=9), Dense(1, weights=[0.02] * 50 + [0.0]))
+        return Network(
+            Dense(50, inputs=1, weights=[1.0, 0.0] * 50),
+            Dropout(0.5, seed=9),
+            Dense(1, weights=[0.02] * 50 + [0.0]),
+        )
 
     net = make()
     close(net.predict([1.0]), [1.0], 1e-5, "no dropout at inference")

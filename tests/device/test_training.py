@@ -1,7 +1,6 @@
 """On-device training: XOR and iris converge; fit options behave."""
 
 from check import close, eq, load_json, ok
-
 from nanonn import Dense, Network
 
 XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
@@ -30,7 +29,9 @@ def _iris():
 
 def test_iris_trains_to_95_percent():
     xs, ys = _iris()
-    net = Network(Dense(8, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy", seed=2)
+    net = Network(
+        Dense(8, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy", seed=2
+    )
     net.fit(xs, ys, epochs=60, rate=0.05, seed=4)
     loss, accuracy = net.evaluate(xs, ys)
     ok(accuracy >= 0.95, "iris training accuracy %r < 0.95" % accuracy)
@@ -38,7 +39,9 @@ def test_iris_trains_to_95_percent():
 
 def test_fit_batches_and_momentum():
     xs, ys = _iris()
-    net = Network(Dense(6, inputs=4, activation="tanh"), Dense(3, activation="softmax"), loss="cross_entropy", seed=5)
+    net = Network(
+        Dense(6, inputs=4, activation="tanh"), Dense(3, activation="softmax"), loss="cross_entropy", seed=5
+    )
     history = net.fit(xs, ys, epochs=40, rate=0.1, batch_size=8, momentum=0.9, seed=2)
     eq(len(history), 40, "one loss per epoch")
     ok(history[-1] < 0.5 * history[0], "loss %r -> %r" % (history[0], history[-1]))
