@@ -207,3 +207,23 @@ def test_gesture_device_scripts_compile_for_every_board(arch, tmp_path):
             text=True,
         )
         assert proc.returncode == 0, name + ": " + proc.stderr
+
+
+IRIS = ROOT / "examples" / "iris"
+
+
+def _result(out: str) -> dict:
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, out
+    return json.loads(lines[0][len("RESULT ") :])
+
+
+def test_iris_host_model_and_board_training_on_the_unix_port(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(IRIS / "train_host.py"), "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    host = re.search(r"test accuracy ([\d.]+)", _ok(proc))
+    assert host and float(host.group(1)) >= 0.9, proc.stdout
+    out = _ok(run_device("micropython", [str(IRIS / "train_board.py"), str(tmp_path)]))
+    assert re.search(r"^epoch   0  loss [\d.]+$", out, re.M), out
+    assert _result(out)["board_trained_accuracy"] >= 0.9, out
