@@ -8,7 +8,7 @@ the same integers. Allocation is fine here: this runs once, not per inference.
 
 from array import array
 
-from .quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
+from .quant import QDense, QNetwork, _requant, kernel_set
 
 # Exact float32 constants as integer * 2^-k (no decimal parsing involved).
 _LN2 = 11629080 / 16777216.0  # 0x3F317218
@@ -230,7 +230,7 @@ def quantize(network, X, kernels=None):
     sequence of input vectors). Dropout layers are dropped (identity at inference)."""
     from .layers import Dense, Dropout
 
-    k = KERNELS[kernels or DEFAULT_KERNELS]
+    k = kernel_set(kernels)
     m32 = Math32()
     r = m32.r
     dense = []
@@ -266,7 +266,7 @@ def quantize(network, X, kernels=None):
             xf[i] = x[i]
         q = bytearray(n)
         k.f32_to_fixed(xf, fx, n, F)
-        k.requant(fx, im, ish, im, ish, 0, q, n, in_zp, -128, 127)
+        _requant(k, fx, im, ish, im, ish, 0, q, n, in_zp, -128, 127)
         acts.append(q)
     layers = []
     for li, layer in enumerate(dense):

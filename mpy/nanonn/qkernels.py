@@ -27,8 +27,8 @@ def dot(x, w, acc0, acc, n, units):
         o += n
 
 
-def requant(acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
-    """y[i] = clamp(zp + MultiplyByQuantizedMultiplier(acc[i], m, s), lo, hi) + 128.
+def mbqm(acc, mp, sp, mn, sn, step, n):
+    """acc[i] = MultiplyByQuantizedMultiplier(acc[i], m, s), in place.
 
     acc: (n,) int32; (m, s) = (mp[j], sp[j]) if acc[i] >= 0 else (mn[j], sn[j]),
     j = i * step (step 1: per unit, 0: one multiplier); mp, mn: int32 in
@@ -82,7 +82,13 @@ def requant(acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
             v = v >> r
             if rem > thr:
                 v += 1
-        v += zp
+        acc[i] = v
+
+
+def clamp8(acc, y, n, zp, lo, hi):
+    """y[i] = clamp(acc[i] + zp, lo, hi) + 128. acc: (n,) int32; y: (n,) offset-binary."""
+    for i in range(n):
+        v = acc[i] + zp
         if v < lo:
             v = lo
         elif v > hi:

@@ -44,20 +44,8 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 
 @micropython.viper
-def requant(
-    acc: ptr32,
-    mp: ptr32,
-    sp: ptr8,
-    mn: ptr32,
-    sn: ptr8,
-    step: int,
-    y: ptr8,
-    n: int,
-    zp: int,
-    lo: int,
-    hi: int,
-):
-    # acc: (n,) int32; mp, mn: int32 multipliers; sp, sn: int8 shifts; y: (n,) offset-binary out
+def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
     b31 = 31
     m31 = 1 << b31
     j = 0
@@ -108,7 +96,16 @@ def requant(
             v = v >> r
             if rem > thr:
                 v += 1
-        v += zp
+        acc[i] = v
+
+
+@micropython.viper
+def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
+    # acc: (n,) int32; y: (n,) offset-binary out
+    b31 = 31
+    m31 = 1 << b31
+    for i in range(n):
+        v = ((acc[i] ^ m31) - m31) + zp
         if v < lo:
             v = lo
         elif v > hi:

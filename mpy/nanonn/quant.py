@@ -80,6 +80,22 @@ def _scalar_i32(v):
     return array("i", [v])
 
 
+def kernel_set(name=None):
+    """The kernel module for "viper" or "python" (None: the default)."""
+    if name is None:
+        name = DEFAULT_KERNELS
+    k = KERNELS.get(name)
+    if k is None:
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), name))
+    return k
+
+
+def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
+    """y = clamp(zp + MBQM(acc), lo, hi) as offset-binary; acc is overwritten."""
+    k.mbqm(acc, mp, sp, mn, sn, step, n)
+    k.clamp8(acc, y, n, zp, lo, hi)
+
+
 class QDense:
     """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it."""
 
@@ -264,14 +280,8 @@ class QNetwork:
         self.layers = list(layers)
         self.inputs = layers[0].inputs
         self.outputs = layers[-1].units
-        if kernels is None:
-            kernels = DEFAULT_KERNELS
-        if kernels not in KERNELS:
-            raise ValueError(
-                "QNetwork kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), kernels)
-            )
-        self.kernels = kernels
-        self._k = KERNELS[kernels]
+        self.kernels = kernels or DEFAULT_KERNELS
+        self._k = kernel_set(kernels)
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
@@ -299,7 +309,8 @@ class QNetwork:
             n, u = layer.inputs, layer.units
             acc, y = layer.acc, layer.y
             k.dot(x, layer.w, layer.acc0, acc, n, u)
-            k.requant(
+            _requant(
+                k,
                 acc,
                 layer.mult,
                 layer.shift,
@@ -316,7 +327,7 @@ class QNetwork:
             if act == "leaky_relu":
                 mp, sp, mn, sn = layer.leaky
                 k.offset(y, acc, u, layer.pre_zp)
-                k.requant(acc, mp, sp, mn, sn, 0, y, u, layer.out_zp, -128, 127)
+                _requant(k, acc, mp, sp, mn, sn, 0, y, u, layer.out_zp, -128, 127)
             elif act == "softmax":
                 self._sum = k.softmax(y, acc, layer.exp_table, u)
             elif layer.lut is not None:
@@ -360,8 +371,19 @@ class QNetwork:
         k = self._k
         first = self.layers[0]
         k.f32_to_fixed(x, self._fx, n, self._in_F)
-        k.requant(
-            self._fx, self._in_m, self._in_s, self._in_m, self._in_s, 0, self._xq, n, first.in_zp, -128, 127
+        _requant(
+            k,
+            self._fx,
+            self._in_m,
+            self._in_s,
+            self._in_m,
+            self._in_s,
+            0,
+            self._xq,
+            n,
+            first.in_zp,
+            -128,
+            127,
         )
         y = self._run()
         last = self.layers[-1]
