@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from . import NanonnError, boards, converters, info, nnm
 
 OUTPUTS = (".nnm", ".py", ".mpy")
@@ -54,9 +56,31 @@ def convert(
 
 
 def quantize_spec(spec, mode: str, calibration):
+    """The int8 QuantModelSpec of a float spec, calibrated on the inputs in `calibration` (.npy)."""
     if mode != "int8":
         raise NanonnError("--quantize: expected int8, got %r" % mode)
-    raise NanonnError("--quantize int8: not available in this build (the int8 quantizer is not installed)")
+    if type(spec).__name__ == "QuantModelSpec":
+        raise NanonnError("--quantize int8: the model is already int8; expected a float model")
+    if calibration is None:
+        raise NanonnError(
+            "--quantize int8: expected --calibration X.npy (typical inputs, shape (samples, %d)), got none"
+            % spec.inputs
+        )
+    from .quantize import quantize_model
+
+    try:
+        X = np.load(calibration, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NanonnError(
+            "--calibration %s: expected a .npy array, got an unreadable file (%s)" % (calibration, exc)
+        ) from None
+    if X.ndim != 2 or X.shape[1] != spec.inputs or X.shape[0] < 1:
+        raise NanonnError(
+            "--calibration %s: expected shape (samples, %d), got %s" % (calibration, spec.inputs, X.shape)
+        )
+    if not np.all(np.isfinite(X)):
+        raise NanonnError("--calibration %s: expected finite values, got NaN or infinity" % calibration)
+    return quantize_model(spec, X)
 
 
 def check_fits(spec, board: boards.Board, nbytes: int) -> None:

@@ -25,6 +25,8 @@ MAX_META = 1024
 DENSE = codes.LAYERS["dense"]
 DROPOUT = codes.LAYERS["dropout"]
 FLOAT32 = codes.DTYPES["float32"]
+INT8 = codes.DTYPES["int8"]
+FLAG_INT8 = codes.FLAGS["int8"]
 BIAS = codes.LAYER_FLAGS["bias"]
 DROPOUT_SEED = 1  # the device Dropout's default seed (ModelSpec has none)
 
@@ -47,9 +49,14 @@ def _dense_block(layer: DenseSpec) -> bytes:
     return w.tobytes() + np.asarray(layer.b, dtype="<f4").tobytes()
 
 
+def _is_int8(spec) -> bool:
+    return type(spec).__name__ == "QuantModelSpec"
+
+
 def dumps(spec) -> bytes:
-    """The .nnm bytes of a validated ModelSpec (float32)."""
+    """The .nnm bytes of a ModelSpec (float32) or a QuantModelSpec (int8), validated first."""
     spec.validate()
+    int8 = _is_int8(spec)
     layers = spec.layers
     if len(layers) > codes.MAX_LAYERS:
         raise NanonnError("model: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
@@ -57,7 +64,14 @@ def dumps(spec) -> bytes:
     records, blocks = [], []
     cursor = data_offset
     for layer in layers:
-        if isinstance(layer, DenseSpec):
+        if int8:
+            from . import nnm_int8
+
+            block = nnm_int8.block(layer)
+            act = codes.ACTIVATIONS[layer.activation]
+            param = _f32(layer.alpha) if layer.activation == "leaky_relu" else 0.0
+            rec = (DENSE, INT8, act, BIAS, layer.inputs, layer.units, param, cursor, len(block), 0, 0)
+        elif isinstance(layer, DenseSpec):
             block = _dense_block(layer)
             act = codes.ACTIVATIONS[layer.activation]
             param = _f32(layer.alpha) if layer.activation == "leaky_relu" else 0.0
@@ -81,7 +95,7 @@ def dumps(spec) -> bytes:
         codes.MAGIC,
         codes.VERSION_MAJOR,
         codes.VERSION_MINOR,
-        0,
+        FLAG_INT8 if int8 else 0,
         file_size,
         codes.HEADER_SIZE,
         codes.RECORD_SIZE,
@@ -165,10 +179,11 @@ def _header(data: bytes) -> tuple:
     return flags, header_size, record_size, count, inputs, outputs, data_offset
 
 
-def loads(data: bytes, source: str = "") -> ModelSpec:
-    """Parse and check .nnm bytes; returns a validated ModelSpec."""
+def loads(data: bytes, source: str = ""):
+    """Parse and check .nnm bytes; returns a validated ModelSpec (float32) or QuantModelSpec (int8)."""
     data = bytes(data)
     flags, header_size, record_size, count, n, outputs, cursor = _header(data)
+    int8 = bool(flags & FLAG_INT8)
     data_end = len(data) - codes.CRC_SIZE
     layers: list = []
     for i in range(count):
@@ -193,8 +208,8 @@ def loads(data: bytes, source: str = "") -> ModelSpec:
             )
         block = data[offset : offset + size]
         if kind == DENSE:
-            layers.append(_dense(where, dtype, act, lflags, inputs, units, param, block, seed))
-        elif kind == DROPOUT and i > 0:
+            layers.append(_dense(where, dtype, act, lflags, inputs, units, param, block, seed, int8))
+        elif kind == DROPOUT and i > 0 and not int8:
             if dtype or act or lflags or size or units != inputs or not 0.0 <= param < 1.0:
                 _fail(
                     where + " (dropout)",
@@ -204,7 +219,18 @@ def loads(data: bytes, source: str = "") -> ModelSpec:
                 )
             layers.append(DropoutSpec(float(param), units))
         else:
-            _fail(where + " type", "dense (1)" + (", dropout (2)" if i else " (the first layer)"), kind)
+            _fail(
+                where + " type",
+                "dense (1)"
+                + (
+                    " (int8 models hold dense layers only)"
+                    if int8
+                    else ", dropout (2)"
+                    if i
+                    else " (the first layer)"
+                ),
+                kind,
+            )
         padding = data[offset + size : align(offset + size)]
         if any(padding):
             _fail(where + " padding", "zero bytes", padding.hex())
@@ -216,12 +242,16 @@ def loads(data: bytes, source: str = "") -> ModelSpec:
         _fail(
             "file_size", "%d bytes (the data blocks' end and the CRC)" % (cursor + codes.CRC_SIZE), len(data)
         )
+    if int8:
+        from .quantize import QuantModelSpec
+
+        return QuantModelSpec(layers, source).validate()
     return ModelSpec(layers, source).validate()
 
 
-def _dense(where, dtype, act, lflags, inputs, units, param, block, seed) -> DenseSpec:
-    if dtype != FLOAT32:
-        _fail(where + " dtype", "float32 (1)", dtype)
+def _dense(where, dtype, act, lflags, inputs, units, param, block, seed, int8=False):
+    if dtype != (INT8 if int8 else FLOAT32):
+        _fail(where + " dtype", "int8 (2): the header flags an int8 model" if int8 else "float32 (1)", dtype)
     name = codes.name_of(codes.ACTIVATIONS, act)
     if name is None:
         _fail(where + " activation", "one of " + _choices(codes.ACTIVATIONS), act)
@@ -229,6 +259,8 @@ def _dense(where, dtype, act, lflags, inputs, units, param, block, seed) -> Dens
         _fail(where + " flags", "a subset of 0x%02x (bias)" % BIAS, "0x%02x" % lflags)
     if units < 1:
         _fail(where + " units", ">= 1", units)
+    if int8:
+        return _int8_dense(where, name, lflags, inputs, units, param, block, seed)
     bias = bool(lflags & BIAS)
     expected = 4 * units * inputs + (4 * units if bias else 0)
     if len(block) != expected:
@@ -250,6 +282,24 @@ def _dense(where, dtype, act, lflags, inputs, units, param, block, seed) -> Dens
     return DenseSpec(w, b, name, float(param) if name == "leaky_relu" else 0.01)
 
 
-def read(path) -> ModelSpec:
+def _int8_dense(where, name, lflags, inputs, units, param, block, seed):
+    from . import nnm_int8
+
+    if lflags != BIAS:
+        _fail(where + " flags", "0x%02x (an int8 layer always has its int32 bias)" % BIAS, "0x%02x" % lflags)
+    expected = nnm_int8.block_size(units, inputs, name)
+    if len(block) != expected:
+        _fail(where + " data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), len(block))
+    if name == "leaky_relu":
+        if not (np.isfinite(param) and param >= 0.0):
+            _fail(where + " leaky_relu slope", "a finite number >= 0", param)
+    elif param != 0.0:
+        _fail(where + " param", "0.0 (only leaky_relu has a parameter)", param)
+    if seed:
+        _fail(where + " seed", "0 for a dense layer", seed)
+    return nnm_int8.parse(where, name, inputs, units, float(param), block)
+
+
+def read(path):
     """Read and check a .nnm file."""
     return loads(Path(path).read_bytes(), source=str(path))

@@ -64,6 +64,8 @@ _MAX_META = 256  # largest header_size and record_size accepted
 _DENSE = codes.LAYERS["dense"]
 _DROPOUT = codes.LAYERS["dropout"]
 _FLOAT32 = codes.DTYPES["float32"]
+_INT8 = codes.DTYPES["int8"]
+_FLAG_INT8 = codes.FLAGS["int8"]
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _BIAS = codes.LAYER_FLAGS["bias"]
 _INF = float("inf")
@@ -173,7 +175,7 @@ def _records(hdr, mv, f, crc):
                 _truncated(file_size, header_size + i * record_size)
             crc = _crc(crc, buf, record_size)
             rec = struct.unpack_from(_RECORD, buf, 0)
-        _record(i, rec, n, cursor, file_size)
+        _record(i, rec, n, cursor, file_size, hdr[0] & _FLAG_INT8)
         cursor = _align(rec[7] + rec[8])
         n = rec[5]
         layers.append(rec)
@@ -190,8 +192,9 @@ def _lfail(i, field, expected, got):
     _fail("layer %d %s" % (i, field), expected, got)
 
 
-def _record(i, rec, n, cursor, file_size):
-    """Check layer i's record: `n` its expected inputs, `cursor` its expected data offset."""
+def _record(i, rec, n, cursor, file_size, int8):
+    """Check layer i's record: `n` its expected inputs, `cursor` its expected data
+    offset; `int8`: the header's int8 flag (then every layer is an int8 dense layer)."""
     if rec[4] != n:
         _lfail(
             i, "inputs", "%d (%s)" % (n, "the previous layer's units" if i else "the header's inputs"), rec[4]
@@ -201,7 +204,9 @@ def _record(i, rec, n, cursor, file_size):
     if rec[10]:
         _lfail(i, "reserved field", 0, rec[10])
     if rec[0] == _DENSE:
-        _dense_record(i, rec, file_size)
+        _dense_record(i, rec, file_size, int8)
+    elif rec[0] == _DROPOUT and int8:
+        _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
     elif rec[0] == _DROPOUT:
         if i == 0:
             _lfail(0, "type", "dense (1): the first layer sets the inputs", "dropout (2)")
@@ -217,24 +222,35 @@ def _record(i, rec, n, cursor, file_size):
         )
 
 
-def _dense_record(i, rec, file_size):
+def _dense_record(i, rec, file_size, int8):
     dtype, act, lflags, inputs, units, param = rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]
-    if dtype != _FLOAT32:
-        _lfail(i, "dtype", "float32 (1)", "%s (%d)" % (codes.name_of(codes.DTYPES, dtype), dtype))
+    if dtype != (_INT8 if int8 else _FLOAT32):
+        _lfail(
+            i,
+            "dtype",
+            "int8 (2): the header flags an int8 model"
+            if int8
+            else "float32 (1): the header has no int8 flag",
+            "%s (%d)" % (codes.name_of(codes.DTYPES, dtype), dtype),
+        )
     if codes.name_of(codes.ACTIVATIONS, act) is None:
         _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), act)
     if lflags & ~_BIAS:
         _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % lflags)
     if units < 1:
         _lfail(i, "units", ">= 1", units)
-    # Bound the product before computing it: units * inputs * 4 <= file_size.
-    if units > file_size or inputs > (file_size // 4) // units:
+    # Bound the product before computing it: units * inputs * itemsize <= file_size.
+    item = 1 if int8 else 4
+    if units > file_size or inputs > (file_size // item) // units:
         _lfail(
             i,
             "shape",
-            "units x inputs x 4 bytes within the file's %d bytes" % file_size,
+            "units x inputs x %d bytes within the file's %d bytes" % (item, file_size),
             "%d x %d" % (units, inputs),
         )
+    if int8:
+        _int8_record(i, rec)
+        return
     expected = 4 * units * inputs + (4 * units if lflags & _BIAS else 0)
     if rec[8] != expected:
         _lfail(
@@ -248,6 +264,24 @@ def _dense_record(i, rec, file_size):
             _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
     elif param != 0.0:
         _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
+    if rec[9]:
+        _lfail(i, "seed", "0 for a dense layer", rec[9])
+
+
+def _int8_record(i, rec):
+    from .nnm_int8 import block_size
+
+    act, lflags, units, inputs = rec[2], rec[3], rec[5], rec[4]
+    if lflags != _BIAS:
+        _lfail(i, "flags", "0x%02x (an int8 layer always has its int32 bias)" % _BIAS, "0x%02x" % lflags)
+    expected = block_size(units, inputs, act)
+    if rec[8] != expected:
+        _lfail(i, "data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), rec[8])
+    if act == _LEAKY:
+        if not (rec[6] >= 0.0 and rec[6] < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
+    elif rec[6] != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
     if rec[9]:
         _lfail(i, "seed", "0 for a dense layer", rec[9])
 
@@ -275,7 +309,11 @@ def _ram_needed(layers, copies, trainable):
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
-        if kind == _DENSE:
+        if dtype == _INT8:
+            from .nnm_int8 import ram_needed
+
+            total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
+        elif kind == _DENSE:
             if copies[i]:
                 sizes.append(u * n)
                 sizes.append(u)
@@ -338,13 +376,16 @@ def _load_stream(f, size, trainable):
     hdr = _header(head, size)
     file_size, data_offset = hdr[1], hdr[7]
     layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
+    _check_trainable(hdr, trainable)
     need = _ram_needed(layers, [True] * len(layers), trainable)
     _check_memory(need)
     # The weight buffers come first, sized from the checked header.
     blocks = []
     try:
         for layer in layers:
-            if layer[0] == _DENSE:
+            if layer[1] == _INT8:
+                blocks.append((bytearray(layer[8]), 0))
+            elif layer[0] == _DENSE:
                 u, n = layer[5], layer[4]
                 blocks.append((floats(u * n), floats(u)))
             else:
@@ -355,19 +396,21 @@ def _load_stream(f, size, trainable):
     pad = bytearray(4)
     for i in range(len(layers)):
         layer = layers[i]
-        if layer[0] == _DENSE:
+        if layer[1] == _INT8:
+            parts = ((blocks[i][0], layer[8]),)
+            blocks[i] = (memoryview(blocks[i][0]), 0)
+        elif layer[0] == _DENSE:
             w, b = blocks[i]
-            parts = (
-                ((w, 4 * layer[5] * layer[4]), (b, 4 * layer[5]))
-                if layer[3] & _BIAS
-                else ((w, 4 * layer[5] * layer[4]),)
-            )
-            for buf, nbytes in parts:
-                got = _readinto(f, buf, nbytes)
-                if got < nbytes:
-                    _truncated(file_size, pos + got)
-                crc = _crc(crc, buf, nbytes)
-                pos += nbytes
+            nw = 4 * layer[5] * layer[4]
+            parts = ((w, nw), (b, 4 * layer[5])) if layer[3] & _BIAS else ((w, nw),)
+        else:
+            parts = ()
+        for buf, nbytes in parts:
+            got = _readinto(f, buf, nbytes)
+            if got < nbytes:
+                _truncated(file_size, pos + got)
+            crc = _crc(crc, buf, nbytes)
+            pos += nbytes
         gap = _align(pos) - pos
         if gap:
             view = memoryview(pad)[0:gap]
@@ -402,11 +445,14 @@ def _load_buffer(src, trainable):
     body = size - codes.CRC_SIZE
     _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
     layers = _records(hdr, mv, None, 0)[0]
+    _check_trainable(hdr, trainable)
     views = []
     copies = []
     for layer in layers:
         view = None
-        if layer[0] == _DENSE and not trainable:
+        if layer[1] == _INT8:
+            view = (mv, layer[7])  # int8 weights and tables are used in place
+        elif layer[0] == _DENSE and not trainable:
             u, n, off = layer[5], layer[4], layer[7]
             w = float_view(mv, off, u * n)
             b = float_view(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
@@ -433,7 +479,33 @@ def _load_buffer(src, trainable):
     return _network(layers, blocks, trainable, src)
 
 
+def _check_trainable(hdr, trainable):
+    if trainable and hdr[0] & _FLAG_INT8:
+        raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
+
+
+def _int8_network(layers, blocks, source):
+    from .nnm_int8 import build_layer
+    from .quant import QDense, QNetwork
+
+    objs = []
+    for i in range(len(layers)):
+        mv, off = blocks[i]
+        try:
+            layer = build_layer(QDense, mv, off, layers[i])
+        except (ValueError, TypeError) as exc:
+            raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
+        layer.source = source  # keeps an in-place source alive
+        objs.append(layer)
+    try:
+        return QNetwork(objs)
+    except (ValueError, TypeError) as exc:
+        raise ModelFormatError("int8 network: %s" % exc)
+
+
 def _network(layers, blocks, trainable, source):
+    if layers[0][1] == _INT8:
+        return _int8_network(layers, blocks, source)
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
@@ -512,10 +584,21 @@ def _plan(net):
     cursor = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers))
     records = []
     blocks = []
+    int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
     for i in range(len(layers)):
         layer = layers[i]
         where = "save layer %d" % i
-        if isinstance(layer, Dense):
+        if hasattr(layer, "w_scale") != int8:
+            raise ValueError(
+                "%s: expected %s layer like layer 0, got %s"
+                % (where, "an int8" if int8 else "a float", type(layer).__name__)
+            )
+        if int8:
+            from .nnm_int8 import plan_layer
+
+            act, alpha, size, parts = plan_layer(layer, where)
+            rec = (_DENSE, _INT8, act, _BIAS, layer.inputs, layer.units, alpha, cursor, size, 0, 0)
+        elif isinstance(layer, Dense):
             rec, parts = _dense_plan(where, layer, cursor)
         elif isinstance(layer, Dropout):
             if i == 0:
@@ -539,7 +622,7 @@ def _plan(net):
         records.append(rec)
         blocks.append(parts)
         cursor = _align(cursor + rec[8])
-    return records, blocks, cursor + codes.CRC_SIZE
+    return records, blocks, cursor + codes.CRC_SIZE, _FLAG_INT8 if int8 else 0
 
 
 def _dense_plan(where, layer, cursor):
@@ -564,7 +647,7 @@ def _dense_plan(where, layer, cursor):
 
 def write(net, f):
     """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written."""
-    records, blocks, file_size = _plan(net)
+    records, blocks, file_size, flags = _plan(net)
     count = len(records)
     data_offset = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * count)
     meta = bytearray(data_offset)
@@ -575,7 +658,7 @@ def write(net, f):
         codes.MAGIC,
         codes.VERSION_MAJOR,
         codes.VERSION_MINOR,
-        0,
+        flags,
         file_size,
         codes.HEADER_SIZE,
         codes.RECORD_SIZE,

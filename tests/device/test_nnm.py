@@ -302,3 +302,88 @@ def test_crc32_matches_binascii_vectors():
     eq(crc_update(crc_update(0, b"1234", 4), b"56789", 5), 0xCBF43926, "chained crc32")
     floats = array("f", [1.0, -2.5])
     eq(crc_update(0, floats, 8), crc_update(0, bytes(floats), 8), "crc32 over an array('f')")
+
+
+def _qnet():
+    rng = Random(11)
+    X = [[rng.uniform(-2.0, 2.0) for _ in range(4)] for _ in range(24)]
+    net = Network(
+        Dense(9, inputs=4, activation="relu"),
+        Dense(7, activation=LeakyReLU(0.1)),
+        Dense(6, activation="sigmoid"),
+        Dense(3, activation="softmax"),
+        seed=4,
+    )
+    return net.quantize(X), X
+
+
+def test_int8_round_trip_every_source():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    eq(data[6], 1, "header int8 flag")
+    expected = [list(q.predict(x)) for x in X[:5]]
+    expected8 = list(q.predict_int8(bytes(4)))
+    for name, get in _sources(data):
+        loaded = get()
+        eq(type(loaded).__name__, "QNetwork", name + " type")
+        for k in range(5):
+            eq(list(loaded.predict(X[k])), expected[k], name + " int8 prediction %d" % k)
+        eq(list(loaded.predict_int8(bytes(4))), expected8, name + " predict_int8")
+        eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+
+
+def test_int8_weights_used_in_place_from_bytes():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    loaded = load(data)
+    eq([type(layer.w) is memoryview for layer in loaded.layers], [True] * 4, "int8 weights are views")
+    raises(ValueError, load, data, trainable=True, contains=("trainable: expected False for an int8 model",))
+
+
+def test_int8_truncations_and_mutations_rejected():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    for cut in range(0, len(data), 3):
+        raises(ModelFormatError, load, data[:cut], contains=("expected",))
+    rng = Random(77)
+    loaded = 0
+    for _trial in range(150):
+        b = bytearray(data)
+        pos = rng.below(len(b))
+        b[pos] = rng.below(256)
+        _fix_crc(b)
+        try:
+            net = load(b)
+        except ModelFormatError as exc:
+            ok("expected" in str(exc), "message names the expectation: %s" % exc)
+        else:
+            eq(len(net.predict(X[0])), 3, "outputs of a loaded mutant")
+            loaded += 1
+    ok(loaded < 150, "every mutant loaded")
+
+
+def test_int8_field_errors():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+
+    def mutated(offset, fmt, value):
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, value)
+        return _fix_crc(b)
+
+    first = struct.unpack_from("<I", data, 32 + 16)[0]  # layer 0's data block
+    second = struct.unpack_from("<I", data, 64 + 16)[0]
+    cases = [
+        (mutated(6, "<H", 0), ("layer 0 dtype", "expected float32 (1)", "got int8 (2)")),
+        (mutated(32 + 1, "<B", 1), ("layer 0 dtype", "expected int8 (2)", "got float32 (1)")),
+        (mutated(32 + 3, "<B", 0), ("layer 0 flags", "expected 0x01", "got 0x00")),
+        (mutated(32 + 20, "<I", 99), ("layer 0 data_size", "expected", "got 99")),
+        (
+            mutated(second + 12, "<b", (struct.unpack_from("<b", data, second + 12)[0] + 129) % 256 - 128),
+            ("int8 network", "layer 1 input domain: expected"),
+        ),  # layer 1's in_zp no longer matches layer 0's out_zp
+        (mutated(first + 17, "<B", 5), ("layer 0 int8 parameters", "reserved bytes: expected 0")),
+        (mutated(first, "<f", -1.0), ("layer 0 int8 parameters", "in_scale", "expected a finite float > 0")),
+    ]
+    for bad, parts in cases:
+        raises(ModelFormatError, load, bad, contains=parts)
