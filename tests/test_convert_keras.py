@@ -302,3 +302,18 @@ def test_keras2_legacy_h5(tmp_path, functional):
     spec = keras_converter.load(path)
     assert activations(spec) == ["leaky_relu", "softmax"] and spec.layers[0].alpha == 0.25
     check_parity(spec, x, expected)
+
+
+def test_keras_refuses_damaged_file(tmp_path):
+    path = _save(tmp_path, [keras.layers.Dense(2)])
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["model.weights.h5"] = b"not hdf5"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(NanonnError, match="not a readable Keras file"):
+        keras_converter.load(path)
+    missing = tmp_path / "nothing.keras"
+    with pytest.raises(NanonnError, match="nothing.keras: no such file"):
+        keras_converter.load(str(missing))

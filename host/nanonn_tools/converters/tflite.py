@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import NanonnError
-from ._chain import Chain, check_options, require
+from ._chain import Chain, check_file, check_options, require
 
 SUPPORTED = (
     "FULLY_CONNECTED (fused NONE or RELU), SOFTMAX, LOGISTIC, TANH, RELU, LEAKY_RELU, "
@@ -83,6 +83,7 @@ class Graph:
 def load(path: str, **options):
     """Read a `.tflite` file; returns a validated ModelSpec."""
     check_options("tflite", options)
+    check_file(path)
     with open(path, "rb") as f:
         data = f.read()
     return convert(read_graph(data, path), path)
