@@ -317,3 +317,21 @@ def test_keras_refuses_damaged_file(tmp_path):
     missing = tmp_path / "nothing.keras"
     with pytest.raises(NanonnError, match="nothing.keras: no such file"):
         keras_converter.load(str(missing))
+
+
+def test_keras_flatten_of_a_matrix_input(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((2, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, activation="relu"),
+            keras.layers.Dense(2),
+        ]
+    )
+    path = str(tmp_path / "flat.keras")
+    model.save(path)
+    spec = keras_converter.load(path)
+    x = np.random.default_rng(8).normal(size=(10, 2, 3)).astype(np.float32)
+    assert spec.inputs == 6
+    check_parity(spec, x.reshape(10, 6), _predict(model, x))  # the input flattened row-major

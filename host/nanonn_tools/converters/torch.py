@@ -114,7 +114,7 @@ def _module(chain: Chain, torch, name: str, m) -> None:
             )
         chain.activation(name, kind, "softplus")
     elif type(m) is nn.Softmax:
-        if m.dim not in (-1, 1):
+        if m.dim not in (-1, 1, None):  # None: torch's implicit choice, 1 for a batch of vectors
             raise chain.unsupported(name, kind, "dim=%r (only the last dimension, -1 or 1)" % (m.dim,))
         chain.activation(name, kind, "softmax")
     elif type(m) is nn.Dropout:
