@@ -30,6 +30,11 @@ else:  # CPython
         return a - b
 
 
+def _heap():
+    """Heap bytes in use (MicroPython); 0 on CPython, which has no gc.mem_alloc."""
+    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+
+
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -57,6 +62,24 @@ def _same(a, b):
     return sum(1 for i in range(len(a)) if a[i] == b[i])
 
 
+def frozen_variant(folder, n):
+    """The int8 model from the `digits_model` module (made by `nanonn convert -o
+    digits_model.py`): frozen into the firmware its MODEL bytes stay in flash and
+    `nanonn.load` uses them in place. Returns (predictions, microseconds, bytes the
+    loaded network took from the heap), or None when the module is not there."""
+    try:
+        import digits_model
+    except ImportError:
+        return None
+    gc.collect()
+    before = _heap()
+    net = nanonn.load(digits_model.MODEL)
+    gc.collect()
+    ram = _heap() - before
+    preds, us = classify(net, folder, n)
+    return preds, us, ram
+
+
 def main(folder="."):
     labels = _read(folder + "/digits_test_labels.bin")
     host = _read(folder + "/digits_host_pred.bin")
@@ -65,20 +88,39 @@ def main(folder="."):
     result = {"images": n}
     preds = {}
     for name, path in models:
+        net = nanonn.load(path)  # the first load also imports the layer code: not counted
+        net = None
         gc.collect()
+        before = _heap()
         net = nanonn.load(path)
+        gc.collect()
+        ram = _heap() - before
         p, us = classify(net, folder, n)
         preds[name] = p
         acc = _same(p, labels) / n
         per = us / n
-        result[name] = {"accuracy": acc, "agree_host": _same(p, host) / n, "us": per, "per_s": 1e6 / per}
+        result[name] = {
+            "accuracy": acc,
+            "agree_host": _same(p, host) / n,
+            "us": per,
+            "per_s": 1e6 / per,
+            "ram_bytes": ram,
+        }
         print(
-            "%-8s accuracy %.4f, agrees with host float %.4f, %.0f us/inference (%.0f/s)"
-            % (name, acc, result[name]["agree_host"], per, 1e6 / per)
+            "%-8s accuracy %.4f, agrees with host float %.4f, %.0f us/inference (%.0f/s), network RAM %d bytes"
+            % (name, acc, result[name]["agree_host"], per, 1e6 / per, ram)
         )
         net = None
     result["int8_vs_float32"] = _same(preds["int8"], preds["float32"]) / n
     print("int8 vs float32 on the board: same class for %.4f of %d images" % (result["int8_vs_float32"], n))
+    frozen = frozen_variant(folder, n)
+    if frozen is not None:
+        same = _same(frozen[0], preds["int8"]) / n
+        result["module"] = {"same_as_int8_file": same, "us": frozen[1] / n, "ram_bytes": frozen[2]}
+        print(
+            "int8 from the module's MODEL bytes: same class as the .nnm for %.4f, %.0f us/inference, "
+            "network RAM %d bytes" % (same, frozen[1] / n, frozen[2])
+        )
     print("RESULT " + json.dumps(result))
     return result
 
