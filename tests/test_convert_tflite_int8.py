@@ -20,7 +20,7 @@ import re
 import numpy as np
 import pytest
 
-from nanonn_tools import NanonnError, qreference
+from nanonn_tools import NanonnError, nnm, qreference
 from nanonn_tools.converters import _tflite_int8
 from nanonn_tools.converters import tflite as tflite_converter
 from support import run_device_json
@@ -180,30 +180,36 @@ def test_tflite_int8_end_to_end(deep_model):
     # one-step differences can grow through later layers; most rows agree to within a step
     assert np.mean(diff <= 1.0) >= 0.9, "rows within one step: %.3f" % np.mean(diff <= 1.0)
     assert np.mean(np.argmax(host, axis=1) == np.argmax(expected, axis=1)) >= 0.95
+    reloaded = nnm.loads(nnm.dumps(spec))
+    np.testing.assert_array_equal(reloaded.predict(x), host)
     device = _device_predict(spec, x)
-    np.testing.assert_array_equal(device["int8"], spec.predict_int8(spec.quantize_input(x)))
-    np.testing.assert_allclose(device["float"], host, rtol=0, atol=1e-6)
+    for kind in ("params", "nnm"):  # QDense.from_params, and nanonn.load of the .nnm bytes
+        np.testing.assert_array_equal(device[kind + "_int8"], spec.predict_int8(spec.quantize_input(x)))
+        np.testing.assert_allclose(device[kind + "_float"], host, rtol=0, atol=1e-6)
 
 
 DEVICE_QPREDICT = """
 import json, sys
 from array import array
+from binascii import unhexlify
+import nanonn
 from nanonn.quant import QDense, QNetwork
 p = json.loads(sys.stdin.read())
-net = QNetwork([QDense.from_params(**params) for params in p["layers"]])
-out8 = []
-outf = []
-for row in p["x"]:
-    outf.append(list(net.predict(row)))
-for row in p["xq"]:
-    out8.append(list(net.predict_int8(array("b", row))))
-print(json.dumps({"float": outf, "int8": out8}))
+out = {}
+for kind, net in (
+    ("params", QNetwork([QDense.from_params(**params) for params in p["layers"]])),
+    ("nnm", nanonn.load(unhexlify(p["nnm"]))),
+):
+    out[kind + "_float"] = [list(net.predict(row)) for row in p["x"]]
+    out[kind + "_int8"] = [list(net.predict_int8(array("b", row))) for row in p["xq"]]
+print(json.dumps(out))
 """
 
 
 def _device_predict(spec, x):
     payload = {
         "layers": [layer.device_params() for layer in spec.layers],
+        "nnm": nnm.dumps(spec).hex(),
         "x": x.astype(np.float64).tolist(),
         "xq": spec.quantize_input(x).tolist(),
     }
