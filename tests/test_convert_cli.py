@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tflite_writer as tw
+import torch
 
 from nanonn_tools import cli, nnm
 from nanonn_tools.converters import onnx as onnx_converter
 from nanonn_tools.converters import tflite as tflite_converter
 from nanonn_tools.converters import torch as torch_converter
-
-torch = pytest.importorskip("torch")
-tw = pytest.importorskip("tflite_writer")
 
 
 def _convert(capsys, *argv) -> tuple[int, str]:
@@ -86,7 +85,8 @@ def _big_keras(path):
     import os
 
     os.environ["KERAS_BACKEND"] = "torch"
-    keras = pytest.importorskip("keras")
+    import keras
+
     keras.utils.set_random_seed(0)
     keras.Sequential(
         [keras.Input((64,)), keras.layers.Dense(512, activation="relu"), keras.layers.Dense(10)]

@@ -9,13 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+import tflite_writer as tw
+from ai_edge_litert import interpreter as litert
 from convert_support import activations, check_parity
 
 from nanonn_tools import NanonnError
 from nanonn_tools.converters import tflite as tflite_converter
-
-tw = pytest.importorskip("tflite_writer")
-litert = pytest.importorskip("ai_edge_litert.interpreter")
 
 
 def interpret(data: bytes, x: np.ndarray) -> np.ndarray:

@@ -20,14 +20,14 @@ import re
 
 import numpy as np
 import pytest
+import tflite_writer as tw
+from ai_edge_litert import interpreter as litert
 
 from nanonn_tools import NanonnError, nnm, qreference
 from nanonn_tools.converters import _tflite_int8
 from nanonn_tools.converters import tflite as tflite_converter
 from support import run_device_json
 
-tw = pytest.importorskip("tflite_writer")
-litert = pytest.importorskip("ai_edge_litert.interpreter")
 T = tw.T
 
 
