@@ -23,11 +23,14 @@ if hasattr(time, "ticks_us"):
     _now, _diff = time.ticks_us, time.ticks_diff
 else:  # CPython
 
-    def _now():
-        return time.perf_counter_ns() // 1000
+    def _cpython_now():
+        # The boards' stubs rightly lack time.perf_counter_ns: this branch runs on CPython only.
+        return time.perf_counter_ns() // 1000  # pyright: ignore[reportAttributeAccessIssue]
 
-    def _diff(a, b):
+    def _cpython_diff(a, b):
         return a - b
+
+    _now, _diff = _cpython_now, _cpython_diff
 
 
 def _heap():
@@ -68,7 +71,7 @@ def frozen_variant(folder, n):
     `nanonn.load` uses them in place. Returns (predictions, microseconds, bytes the
     loaded network took from the heap), or None when the module is not there."""
     try:
-        import digits_model
+        import digits_model  # pyright: ignore[reportMissingImports]  # made by nanonn convert
     except ImportError:
         return None
     gc.collect()
@@ -85,7 +88,7 @@ def main(folder="."):
     host = _read(folder + "/digits_host_pred.bin")
     n = len(labels)
     models = [("float32", folder + "/digits_f32.nnm"), ("int8", folder + "/digits_int8.nnm")]
-    result = {"images": n}
+    result = {"images": n}  # type: dict
     preds = {}
     for name, path in models:
         net = nanonn.load(path)  # the first load also imports the layer code: not counted

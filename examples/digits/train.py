@@ -58,7 +58,7 @@ def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "build")
     parser.add_argument("--hidden", type=int, default=32)
     args = parser.parse_args(argv)

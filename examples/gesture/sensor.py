@@ -57,7 +57,10 @@ def open_bus(replay=None, label=None, chip="mpu6050", board_file=BOARD_FILE):
     cfg = i2c_config(board_file)
     if cfg is None:
         return I2C(0, freq=FREQ)  # the port's default pins
-    return I2C(cfg["bus"], sda=Pin(cfg["sda"]), scl=Pin(cfg["scl"]), freq=FREQ)
+    # The unix stubs declare a Pin() without arguments; the unix port has no machine.Pin at
+    # all (ImportError above), the boards' Pin takes the pin id.
+    sda, scl = Pin(cfg["sda"]), Pin(cfg["scl"])  # pyright: ignore[reportCallIssue]
+    return I2C(cfg["bus"], sda=sda, scl=scl, freq=FREQ)
 
 
 def open_imu(bus, rate_hz=50, range_g=8):
@@ -69,14 +72,17 @@ if hasattr(time, "ticks_us"):
     _ticks_us, _ticks_add, _ticks_diff = time.ticks_us, time.ticks_add, time.ticks_diff
 else:  # CPython
 
-    def _ticks_us():
-        return time.monotonic_ns() // 1000
+    def _cpython_ticks_us():
+        # The boards' stubs rightly lack time.monotonic_ns: this branch runs on CPython only.
+        return time.monotonic_ns() // 1000  # pyright: ignore[reportAttributeAccessIssue]
 
-    def _ticks_add(t, d):
+    def _cpython_ticks_add(t, d):
         return t + d
 
-    def _ticks_diff(a, b):
+    def _cpython_ticks_diff(a, b):
         return a - b
+
+    _ticks_us, _ticks_add, _ticks_diff = _cpython_ticks_us, _cpython_ticks_add, _cpython_ticks_diff
 
 
 def read_window(sensor, window, rate_hz, pace=True):

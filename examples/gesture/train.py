@@ -115,8 +115,8 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
         random_state=seed,
     )
     clf.fit(x[tr], y[tr])
-    train_acc = float((clf.predict(x[tr]) == y[tr]).mean())
-    test_acc = float((clf.predict(x[te]) == y[te]).mean()) if len(te) else float("nan")
+    train_acc = float(np.mean(clf.predict(x[tr]) == y[tr]))
+    test_acc = float(np.mean(clf.predict(x[te]) == y[te])) if len(te) else float("nan")
     meta = {
         "classes": classes,
         "window": int(windows.shape[1]),
@@ -131,13 +131,13 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
     np.save(out / "calib.npy", x[tr].astype(np.float32))
     convert(out)
     check = te if len(te) else tr
-    theirs = clf.predict_proba(x[check])
+    theirs = np.asarray(clf.predict_proba(x[check]))
     f32 = device_outputs(out / "gesture_f32.nnm", x[check])
     q8 = device_outputs(out / "gesture_int8.nnm", x[check])
     diff = float(np.abs(f32 - theirs).max())
-    agree_f32 = float((f32.argmax(axis=1) == theirs.argmax(axis=1)).mean())
-    agree_q8 = float((q8.argmax(axis=1) == theirs.argmax(axis=1)).mean())
-    acc_q8 = float((q8.argmax(axis=1) == y[check]).mean())
+    agree_f32 = float(np.mean(f32.argmax(axis=1) == theirs.argmax(axis=1)))
+    agree_q8 = float(np.mean(q8.argmax(axis=1) == theirs.argmax(axis=1)))
+    acc_q8 = float(np.mean(q8.argmax(axis=1) == y[check]))
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
     for t, p in zip(y[te], clf.predict(x[te])):
         confusion[t, p] += 1
@@ -169,7 +169,7 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--csv", type=Path, help="a local gesture CSV (default: pulled from --port)")
     parser.add_argument(
         "--port", help="the board's serial port for mpremote (pull, and deploy with --deploy)"

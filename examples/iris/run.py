@@ -66,7 +66,7 @@ def deploy(build: Path, port: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--port", default="unix", help="the board for mpremote, or `unix` (default)")
     parser.add_argument("--out", type=Path, default=HERE / "build")
     args = parser.parse_args(argv)
