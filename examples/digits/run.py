@@ -87,7 +87,12 @@ def run_board(build: Path, port: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--port", default="unix", help="the board for mpremote, or `unix` (default)")
-    parser.add_argument("--out", type=Path, default=HERE / "build")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "digits",
+        help="output folder (default: build/digits at the repository root)",
+    )
     args = parser.parse_args(argv)
     host = train.train(args.out)
     convert(args.out)

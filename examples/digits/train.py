@@ -1,8 +1,8 @@
 """Host: train an MLP on scikit-learn's bundled 8x8 digits and write what the board needs.
 
-    python train.py [--out build]
+    python train.py [--out DIR]
 
-Writes into `--out`:
+Writes into `--out` (default: `build/digits` at the repository root):
 - `digits_mlp.joblib`: the trained `MLPClassifier` (64-32-10, ReLU, softmax), taking
   raw pixels (0..16): the 1/16 input scaling used in training is folded into the
   first layer's weights, so the board feeds pixels as they are;
@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import cast
 
 import joblib
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
+from sklearn.utils import Bunch
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 SEED = 0
 
 
@@ -34,14 +37,14 @@ def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
-    digits = load_digits()
+    digits = cast(Bunch, load_digits())  # a Bunch without return_X_y (sklearn does not annotate it)
     x = digits.data.astype(np.float64)
     y = digits.target.astype(np.int64)
     tr, te = split(len(x), 0.2, SEED)
     clf = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", max_iter=max_iter, random_state=SEED)
     clf.fit(x[tr] / 16.0, y[tr])
     clf.coefs_[0] = clf.coefs_[0] / 16.0  # fold the input scaling: the model takes raw pixels
-    pred = clf.predict(x[te])
+    pred = np.asarray(clf.predict(x[te]))
     accuracy = float((pred == y[te]).mean())
     calib = x[tr][np.random.default_rng(SEED + 1).choice(len(tr), 200, replace=False)].astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,12 @@ def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "build")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "digits",
+        help="output folder (default: build/digits at the repository root)",
+    )
     parser.add_argument("--hidden", type=int, default=32)
     args = parser.parse_args(argv)
     train(args.out, args.hidden)

@@ -174,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", help="the board's serial port for mpremote (pull, and deploy with --deploy)"
     )
-    parser.add_argument("--out", type=Path, default=HERE / "build", help="output folder (default: build/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "gesture",
+        help="output folder (default: build/gesture at the repository root)",
+    )
     parser.add_argument("--deploy", action="store_true", help="copy the device scripts and model to --port")
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)

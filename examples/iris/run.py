@@ -3,9 +3,9 @@
     python run.py                      # the unix port as the board
     python run.py --port /dev/ttyUSB0  # a real board (mpremote)
 
-1. `train_host.py`: scikit-learn MLPClassifier 4-8-3 -> `build/iris_mlp.joblib`, and the
-   seeded split `build/iris_data.json`.
-2. `nanonn convert build/iris_mlp.joblib -o build/iris.nnm`.
+1. `train_host.py`: scikit-learn MLPClassifier 4-8-3 -> `build/iris/iris_mlp.joblib`, and the
+   seeded split `build/iris/iris_data.json`.
+2. `nanonn convert build/iris/iris_mlp.joblib -o build/iris/iris.nnm`.
 3. On the board: `classify.py` (the converted model on the test flowers), then
    `train_board.py` (the same 4-8-3 network trained from scratch by nanonn's `fit`).
 4. Prints both test accuracies side by side.
@@ -68,7 +68,12 @@ def deploy(build: Path, port: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--port", default="unix", help="the board for mpremote, or `unix` (default)")
-    parser.add_argument("--out", type=Path, default=HERE / "build")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "iris",
+        help="output folder (default: build/iris at the repository root)",
+    )
     args = parser.parse_args(argv)
     host = train_host.train(args.out)
     if nanonn(["convert", str(args.out / "iris_mlp.joblib"), "-o", str(args.out / "iris.nnm")]) != 0:

@@ -1,8 +1,8 @@
 """Host: train a scikit-learn MLPClassifier on iris and write what the board needs.
 
-    python train_host.py [--out build]
+    python train_host.py [--out DIR]
 
-Writes into `--out`:
+Writes into `--out` (default: `build/iris` at the repository root):
 - `iris_mlp.joblib`: the trained `MLPClassifier` (4-8-3, ReLU, softmax) taking raw
   measurements in cm: the standardisation used in training is folded into the first
   layer (w' = w / std, b' = b - sum(w * mean / std)), so no scaler is needed on the board;
@@ -25,6 +25,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.utils import Bunch
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 SEED = 0
 
 
@@ -74,7 +75,12 @@ def train(out: Path, hidden: int = 8) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "build")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "iris",
+        help="output folder (default: build/iris at the repository root)",
+    )
     args = parser.parse_args(argv)
     train(args.out)
     return 0
