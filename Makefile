@@ -23,3 +23,6 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+bench: $(STAMP)
+	$(PY) tools/bench.py

@@ -232,3 +232,68 @@ def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
     # y: (n,) offset-binary; table: (256,) float32 bits; out: (n,) float32 bits
     for i in range(n):
         out[i] = table[y[i]]
+
+
+# Orchestration in viper too: a bytecode function with many locals or a call
+# with many arguments gets its frame from the heap (MicroPython allocates frames
+# larger than 11 words there when it can), so the whole forward pass is native.
+
+
+@micropython.viper
+def forward(net) -> object:
+    # runs every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y
+    layers = net._layers
+    nl = int(net._nl)
+    x = net._xq
+    i = 0
+    while i < nl:
+        L = layers[i]
+        u = int(L.units)
+        acc = L.acc
+        y = L.y
+        dot(x, L.w, L.acc0, acc, int(L.inputs), u)
+        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        clamp8(acc, y, u, int(L.pre_zp), int(L.lo), int(L.hi))
+        code = int(L.code)
+        if code == 1:  # leaky_relu
+            offset(y, acc, u, int(L.pre_zp))
+            mbqm(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
+            clamp8(acc, y, u, int(L.out_zp), -128, 127)
+        elif code == 2:  # lookup table
+            lut(y, L.lut, u)
+        elif code == 3:  # softmax
+            L.sum = softmax(y, acc, L.exp_table, u)
+        x = y
+        i += 1
+    return x
+
+
+@micropython.viper
+def predict_int8(net, x) -> object:
+    # x: (inputs,) int8 -> net._out8: (outputs,) int8
+    from_int8(x, net._xq, int(net.inputs))
+    y = forward(net)
+    out = net._out8
+    to_int8(y, out, int(net.outputs))
+    return out
+
+
+@micropython.viper
+def predict_float(net, x) -> object:
+    # x: (inputs,) array('f') -> net._out: (outputs,) array('f')
+    n = int(net.inputs)
+    fx = net._fx
+    f32_to_fixed(x, fx, n, int(net._in_F))
+    m = net._in_m
+    s = net._in_s
+    mbqm(fx, m, s, m, s, 0, n)
+    clamp8(fx, net._xq, n, int(net._in_zp), -128, 127)
+    y = forward(net)
+    out = net._out
+    u = int(net.outputs)
+    last = net._last
+    if int(net._soft):
+        div_f32(last.acc, int(last.sum), out, u)
+    else:
+        dequant(y, net._deq, out, u)
+    return out
