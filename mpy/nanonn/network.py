@@ -229,6 +229,12 @@ class Network:
         for layer, w in zip(self.layers, weights):
             layer.set_weights(w)
 
+    def save(self, path):
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`)."""
+        from .nnm import save
+
+        save(self, path)
+
 
 NN = Network
 
