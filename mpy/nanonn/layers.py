@@ -102,11 +102,7 @@ class Dense(Layer):
         self.gx = floats(n)
         self.gw = floats(u * n)
         self.gb = floats(u)
-        if _fast is not None:  # scratch of the viper dot products
-            self._xs = floats(n)
-            self._xh = array("i", bytes(4 * n))
-            self._xl = array("i", bytes(4 * n))
-            self._acc = array("i", bytes(20 * u))
+        self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
             self._initial = None
@@ -118,9 +114,22 @@ class Dense(Layer):
                 w[i] = rng.uniform(0.0 - limit, limit)
         return u
 
+    _acc = None  # scratch of the viper dot products (alloc_fast)
+
+    def alloc_fast(self):
+        """Allocate the scratch of the allocation-free viper forward (where viper
+        exists); `build` calls it. A subclass with its own `build` calls it too,
+        or keeps the plain float loop."""
+        if _fast is not None:
+            n = self.inputs
+            self._xs = floats(n)
+            self._xh = array("i", bytes(4 * n))
+            self._xl = array("i", bytes(4 * n))
+            self._acc = array("i", bytes(20 * self.units))
+
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if _fast is None or not self._forward_fast(x):
+        if self._acc is None or not self._forward_fast(x):
             w, b, z = self.w, self.b, self.z
             n = self.inputs
             o = 0

@@ -211,6 +211,42 @@ class QDense:
         self._derive()
         return self
 
+    @property
+    def leaky(self):
+        """leaky_relu: (mult_pos, shift_pos, mult_neg, shift_neg) as stored: array('i')
+        of 1, int8 byte of 1, array('i') of 1, int8 byte of 1; None otherwise."""
+        return None if self.mp is None else (self.mp, self.sp, self.mn, self.sn)
+
+    def params(self):
+        """The stored fields as `from_params` keyword arguments (plain ints/floats/lists;
+        `w` and `lut` stay the layer's int8 buffers). Allocates: for writers, not hot paths."""
+        u = self.units
+        p = {
+            "inputs": self.inputs,
+            "units": u,
+            "w": self.w,
+            "w_scale": list(self.w_scale),
+            "bias": list(self.bias),
+            "in_scale": self.in_scale,
+            "in_zp": self.in_zp,
+            "out_scale": self.out_scale,
+            "out_zp": self.out_zp,
+            "activation": self.activation,
+            "mult": list(self.mult),
+            "shift": [_sext8(self.shift[i]) for i in range(u)],
+            "pre_scale": self.pre_scale,
+            "pre_zp": self.pre_zp,
+            "alpha": self.alpha,
+            "lut": self.lut,
+            "exp_table": None if self.exp_table is None else list(self.exp_table),
+        }
+        if self.mp is not None:
+            p["mult_pos"] = self.mp[0]
+            p["shift_pos"] = _sext8(self.sp[0])
+            p["mult_neg"] = self.mn[0]
+            p["shift_neg"] = _sext8(self.sn[0])
+        return p
+
     def _derive(self):
         """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128) and the
         32-bit bound; buffers for the accumulators and the int8 output."""

@@ -174,3 +174,14 @@ def test_float_input_special_values():
     q.predict([nan, inf, 0.0 - inf])
     got = [b - 128 for b in q._xq]  # offset-binary input buffer
     eq(got, [first.in_zp, 127, -128], "NaN -> zero point, infinities saturate")
+
+
+def test_params_round_trip():
+    """QDense.params() gives from_params arguments that rebuild the same layer."""
+    net, X = _net_and_data([7, 6, 5, 4, 3], [LeakyReLU(0.1), "sigmoid", "relu", "softmax"], 12)
+    q = net.quantize(X)
+    copy = QNetwork([QDense.from_params(**layer.params()) for layer in q.layers])
+    for x in X[:6]:
+        eq(list(copy.predict(x)), list(q.predict(x)), "rebuilt network output")
+    eq(q.layers[0].leaky[0][0], q.layers[0].params()["mult_pos"], "leaky accessor")
+    ok(q.layers[1].leaky is None, "no leaky fields on a sigmoid layer")
