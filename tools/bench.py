@@ -4,7 +4,9 @@ For each network it measures, under the MicroPython unix port (one process per
 network and path, tools/bench_device.py): the float path (Network.predict), the
 int8 viper path (predict_int8, and predict with float in/out), the int8
 plain-Python fallback, and a naive baseline written like the original nanonn; then
-the same int8 network in plain C compiled here with `gcc -O2`. Every int8 output is
+the same int8 network in plain C compiled here with `gcc -O2` (the target's
+reference; x86-64 GCC vectorizes at -O2) and, for information, with
+`-O2 -fno-tree-vectorize` (scalar, like the boards' cores). Every int8 output is
 checked against the numpy oracle. Prints a table and writes out/bench.json.
 
     python tools/bench.py [--out out/bench.json] [--quick]
@@ -219,11 +221,12 @@ def run_device(folder: Path, name: str, path: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_c(folder: Path, name: str, source: str) -> dict:
-    src = folder / (name.replace("-", "_") + ".c")
-    exe = folder / name.replace("-", "_")
+def run_c(folder: Path, name: str, source: str, flags=("-O2",)) -> dict:
+    stem = name.replace("-", "_") + "_".join([""] + [f.strip("-").replace("-", "_") for f in flags])
+    src = folder / (stem + ".c")
+    exe = folder / stem
     src.write_text(source)
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
+    subprocess.run(["gcc", *flags, "-o", str(exe), str(src)], check=True)
     proc = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=600)
     return json.loads(proc.stdout)
 
@@ -252,10 +255,12 @@ def main(argv=None) -> int:
             if path in ("float", "naive") and not np.allclose(r["out"], float_out, atol=1e-4):
                 problems.append("%s %s: output %s != float reference %s" % (name, path, r["out"], float_out))
             rows[path] = r
-        c = run_c(folder, name, c_source(qspec, x8))
-        if c["out"] != want8:
-            problems.append("%s C: int8 output %s != oracle %s" % (name, c["out"], want8))
-        rows["c_O2"] = {"net": name, "path": "c_O2", "inf_per_s": c["inf_per_s"], "iters": c["iters"]}
+        source = c_source(qspec, x8)
+        for path, flags in (("c_O2", ("-O2",)), ("c_O2_novec", ("-O2", "-fno-tree-vectorize"))):
+            c = run_c(folder, name, source, flags)
+            if c["out"] != want8:
+                problems.append("%s %s: int8 output %s != oracle %s" % (name, path, c["out"], want8))
+            rows[path] = {"net": name, "path": path, "inf_per_s": c["inf_per_s"], "iters": c["iters"]}
         for r in rows.values():
             r["mmac_per_s"] = r["inf_per_s"] * macs / 1e6
             r["macs"] = macs
@@ -273,11 +278,12 @@ def main(argv=None) -> int:
 def _summary(results) -> dict:
     by = {(r["net"], r["path"]): r for r in results}
     net = NETS[0][0]
-    ips = {p: by[(net, p)]["inf_per_s"] for p in PATHS + ["c_O2"]}
+    ips = {p: by[(net, p)]["inf_per_s"] for p in PATHS + ["c_O2", "c_O2_novec"]}
     s = {
         "net": net,
         "int8_viper_vs_naive": ips["int8_viper"] / ips["naive"],
         "c_vs_int8_viper": ips["c_O2"] / ips["int8_viper"],
+        "c_novec_vs_int8_viper": ips["c_O2_novec"] / ips["int8_viper"],
         "float_vs_naive": ips["float"] / ips["naive"],
         "int8_viper_heap_per_inference": by[(net, "int8_viper")]["heap_per_inference"],
     }
@@ -317,11 +323,13 @@ def _print_table(results, summary):
         )
     print()
     print(
-        "%s: int8 viper %.0fx naive, C -O2 %.2fx int8 viper, float %.1fx naive, %s B per predict_int8"
+        "%s: int8 viper %.0fx naive, C -O2 %.2fx int8 viper (scalar C %.2fx), float %.1fx naive, "
+        "%s B per predict_int8"
         % (
             summary["net"],
             summary["int8_viper_vs_naive"],
             summary["c_vs_int8_viper"],
+            summary["c_novec_vs_int8_viper"],
             summary["float_vs_naive"],
             "%.0f" % summary["int8_viper_heap_per_inference"],
         )

@@ -16,30 +16,38 @@ import micropython
 @micropython.viper
 def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
     # x: (n,) offset-binary uint8; w: (units, n) int8 row-major; acc0, acc: (units,) int32
+    # Walks pointers (fewer index computations than w[p + k]) with counted loops
+    # (no address comparisons: addresses can exceed 2^31 on some ports).
     b31 = 31
     m31 = 1 << b31
-    n8 = n & (0 - 8)
-    p = 0
+    blocks = n >> 3
+    rest = n & 7
+    xa = int(x)
+    wp = ptr8(w)
     for u in range(units):
         a = (acc0[u] ^ m31) - m31
-        i = 0
-        while i < n8:
+        xp = ptr8(xa)
+        k = blocks
+        while k > 0:
             a += (
-                ((w[p] ^ 0x80) - 0x80) * x[i]
-                + ((w[p + 1] ^ 0x80) - 0x80) * x[i + 1]
-                + ((w[p + 2] ^ 0x80) - 0x80) * x[i + 2]
-                + ((w[p + 3] ^ 0x80) - 0x80) * x[i + 3]
-                + ((w[p + 4] ^ 0x80) - 0x80) * x[i + 4]
-                + ((w[p + 5] ^ 0x80) - 0x80) * x[i + 5]
-                + ((w[p + 6] ^ 0x80) - 0x80) * x[i + 6]
-                + ((w[p + 7] ^ 0x80) - 0x80) * x[i + 7]
+                ((wp[0] ^ 0x80) - 0x80) * xp[0]
+                + ((wp[1] ^ 0x80) - 0x80) * xp[1]
+                + ((wp[2] ^ 0x80) - 0x80) * xp[2]
+                + ((wp[3] ^ 0x80) - 0x80) * xp[3]
+                + ((wp[4] ^ 0x80) - 0x80) * xp[4]
+                + ((wp[5] ^ 0x80) - 0x80) * xp[5]
+                + ((wp[6] ^ 0x80) - 0x80) * xp[6]
+                + ((wp[7] ^ 0x80) - 0x80) * xp[7]
             )
-            p += 8
-            i += 8
-        while i < n:
-            a += ((w[p] ^ 0x80) - 0x80) * x[i]
-            p += 1
-            i += 1
+            wp = ptr8(int(wp) + 8)
+            xp = ptr8(int(xp) + 8)
+            k -= 1
+        k = rest
+        while k > 0:
+            a += ((wp[0] ^ 0x80) - 0x80) * xp[0]
+            wp = ptr8(int(wp) + 1)
+            xp = ptr8(int(xp) + 1)
+            k -= 1
         acc[u] = a
 
 
