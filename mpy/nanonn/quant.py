@@ -38,7 +38,7 @@ def _scale(name, value):
     """A scale as its float32 value (scales are float32 in the contract)."""
     v = array("f", [float(value)])[0]
     if not (v > 0.0 and v < 3.0e38):
-        raise ValueError("%s: expected a finite float32 > 0, got %r" % (name, value))
+        raise ValueError("%s: expected a finite float > 0, got %r" % (name, value))
     return v
 
 
