@@ -306,6 +306,8 @@ def _choices(table):
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
     total = _PER_NETWORK + 4 * layers[-1][5] + _PER_BUFFER
+    if layers[0][1] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
+        total += 9 * layers[0][4] + 1024 + layers[-1][5] + 5 * _PER_BUFFER
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
