@@ -109,21 +109,8 @@ def test_convert_quantize_int8_from_a_float_file(tmp_path, capsys):
     X = np.random.default_rng(4).uniform(-2, 2, (40, spec.inputs))
     np.save(tmp_path / "cal.npy", X)
     out = tmp_path / "q.nnm"
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(src),
-                "-o",
-                str(out),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "cal.npy"),
-            ]
-        )
-        == 0
-    )
+    quantize = ["--quantize", "int8", "--calibration"]
+    assert cli.main(["convert", str(src), "-o", str(out)] + quantize + [str(tmp_path / "cal.npy")]) == 0
     assert nnm.read(out).validate() and out.read_bytes() == nnm.dumps(quantize_model(spec, X))
     assert cli.main(["info", str(out)]) == 0
     assert "int8 model, 3 layers" in capsys.readouterr().out
@@ -131,37 +118,10 @@ def test_convert_quantize_int8_from_a_float_file(tmp_path, capsys):
     assert cli.main(["convert", str(src), "-o", str(out), "--quantize", "int8"]) == 1
     assert "expected --calibration X.npy" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", X[:, :3])
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(src),
-                "-o",
-                str(out),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "bad.npy"),
-            ]
-        )
-        == 1
-    )
+    assert cli.main(["convert", str(src), "-o", str(out)] + quantize + [str(tmp_path / "bad.npy")]) == 1
     assert "expected shape (samples, 6), got (40, 3)" in capsys.readouterr().err
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(out),
-                "-o",
-                str(tmp_path / "qq.nnm"),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "cal.npy"),
-            ]
-        )
-        == 1
-    )
+    again = ["convert", str(out), "-o", str(tmp_path / "qq.nnm")] + quantize + [str(tmp_path / "cal.npy")]
+    assert cli.main(again) == 1
     assert "already int8" in capsys.readouterr().err
 
 

@@ -248,6 +248,13 @@ def _dense_record(i, rec, file_size, int8):
             "units x inputs x %d bytes within the file's %d bytes" % (item, file_size),
             "%d x %d" % (units, inputs),
         )
+    if act == _LEAKY:
+        if not (param >= 0.0 and param < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
+    elif param != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
+    if rec[9]:
+        _lfail(i, "seed", "0 for a dense layer", rec[9])
     if int8:
         _int8_record(i, rec)
         return
@@ -259,13 +266,6 @@ def _dense_record(i, rec, file_size, int8):
             "%d (%d x %d float32 weights%s)" % (expected, units, inputs, " + bias" if lflags & _BIAS else ""),
             rec[8],
         )
-    if act == _LEAKY:
-        if not (param >= 0.0 and param < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _int8_record(i, rec):
@@ -277,13 +277,6 @@ def _int8_record(i, rec):
     expected = block_size(units, inputs, act)
     if rec[8] != expected:
         _lfail(i, "data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), rec[8])
-    if act == _LEAKY:
-        if not (rec[6] >= 0.0 and rec[6] < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
-    elif rec[6] != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _dropout_record(i, rec):
