@@ -202,3 +202,18 @@ def test_unknown_source_type_is_a_type_error():
     assert (
         "source: expected a path, a binary file object or bytes/bytearray/memoryview, got int" in proc.stdout
     )
+
+
+def test_host_reader_skips_fields_of_a_later_minor_version():
+    data = nnm.dumps(random_spec(11))
+    h = list(nnm.HEADER.unpack_from(data, 0))
+    count, delta = h[7], 8 + 4 * h[7]
+    h[2], h[4], h[5], h[6], h[11] = 1, h[4] + delta, 40, 36, h[11] + delta
+    body = nnm.HEADER.pack(*h) + b"\xab" * 8
+    for i in range(count):
+        rec = list(nnm.RECORD.unpack_from(data, 32 + 32 * i))
+        rec[7] += delta
+        body += nnm.RECORD.pack(*rec) + b"\xcd" * 4
+    body += data[32 + 32 * count : -4]
+    grown = body + struct.pack("<I", zlib.crc32(body))
+    assert nnm.dumps(nnm.loads(grown)) == data
