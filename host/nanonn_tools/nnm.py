@@ -13,6 +13,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -124,7 +125,7 @@ def write(spec, path) -> int:
 # ---------------------------------------------------------------- reading
 
 
-def _fail(field: str, expected, got) -> None:
+def _fail(field: str, expected, got) -> NoReturn:
     raise NanonnError("%s: expected %s, got %s" % (field, expected, got))
 
 

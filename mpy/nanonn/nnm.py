@@ -479,7 +479,9 @@ def _check_trainable(hdr, trainable):
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
-def _int8_network(layers, blocks, source):
+def _int8_network(layers, blocks):
+    # The QDense weights and tables are memoryviews into the source: a MicroPython
+    # memoryview keeps its base buffer alive (its item pointer stays at the base).
     from .nnm_int8 import build_layer
     from .quant import QDense, QNetwork
 
@@ -490,7 +492,6 @@ def _int8_network(layers, blocks, source):
             layer = build_layer(QDense, mv, off, layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
-        layer.source = source  # keeps an in-place source alive
         objs.append(layer)
     try:
         return QNetwork(objs)
@@ -500,7 +501,7 @@ def _int8_network(layers, blocks, source):
 
 def _network(layers, blocks, trainable, source):
     if layers[0][1] == _INT8:
-        return _int8_network(layers, blocks, source)
+        return _int8_network(layers, blocks)
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
@@ -516,9 +517,7 @@ def _network(layers, blocks, trainable, source):
         else:
             raw, in_place = ([w, b] if bias else [w]), False
         activation = LeakyReLU(param) if act == _LEAKY else codes.name_of(codes.ACTIVATIONS, act)
-        layer = LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable)
-        layer.source = source  # keeps an in-place source alive
-        objs.append(layer)
+        objs.append(LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable, source))
     return Network(*objs)
 
 
@@ -715,4 +714,4 @@ def dumps(net):
 
     out = io.BytesIO()
     write(net, out)
-    return out.getvalue()
+    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython's BytesIO has it; the stubs lack it)

@@ -429,3 +429,15 @@ def test_unaligned_bytes_source_is_copied_not_viewed():
     # MicroPython views need 4-byte alignment (a uctypes float32 array); CPython's
     # memoryview.cast does not.
     eq(net.layers[0].in_place, not IS_MICROPYTHON, "in_place for an unaligned source")
+
+
+def test_in_place_network_keeps_its_source_alive():
+    # The only reference to the model bytes is the loaded network: after a
+    # collection and fresh allocations it must still predict the same.
+    for net in (_net(), _qnet()[0]):
+        expected = list(net.predict(X))
+        loaded = load(bytes(bytearray(nnm.dumps(net))))
+        gc.collect()
+        junk = [bytearray(b"\xff" * 64) for _ in range(2000)]
+        eq(list(loaded.predict(X)), expected, "prediction after gc")
+        del junk
