@@ -441,3 +441,14 @@ def test_in_place_network_keeps_its_source_alive():
         junk = [bytearray(b"\xff" * 64) for _ in range(2000)]
         eq(list(loaded.predict(X)), expected, "prediction after gc")
         del junk
+
+
+def test_load_imports_nothing():
+    import sys
+
+    data, qdata = nnm.dumps(_net()), nnm.dumps(_qnet()[0])
+    load(qdata)  # the int8 reader's own modules, once
+    before = sorted(sys.modules)
+    for source in (data, qdata, bytearray(data)):
+        load(source)
+    eq(sorted(sys.modules), before, "modules after loading")
