@@ -211,7 +211,8 @@ def register(sub) -> None:
     )
     p.add_argument("--inputs", type=int, help="nanonn JSON input: the number of inputs (when not inferable)")
     p.add_argument(
-        "--arch", help="PyTorch state_dict input: the layers, e.g. linear:16,relu,linear:3,softmax"
+        "--arch",
+        help="PyTorch state_dict input: the layers, e.g. linear:16,relu,dropout:0.2,linear:3,softmax",
     )
     p.add_argument(
         "--trust-code",
