@@ -325,22 +325,23 @@ def _ram_needed(layers, copies, trainable):
 
 
 def _check_memory(need):
-    """MemoryError when `need` bytes exceed the free heap (ports with gc.mem_free)."""
+    """MemoryError when `need` bytes exceed the free heap; returns the free heap
+    (-1 on ports without gc.mem_free, e.g. CPython)."""
     mem_free = getattr(gc, "mem_free", None)
     if mem_free is None:
-        return
+        return -1
     gc.collect()
     free = mem_free()
     if free >= 0 and need > free:
         raise MemoryError("nanonn.load: the model needs %d bytes of RAM, %d available" % (need, free))
+    return free
 
 
-def _no_memory(need):
-    mem_free = getattr(gc, "mem_free", None)
-    free = mem_free() if mem_free is not None else -1
+def _no_memory(need, free):
+    """The MemoryError for an allocation that failed after the RAM check passed."""
     return MemoryError(
-        "nanonn.load: the model needs %d bytes of RAM, %d available (the free heap is fragmented)"
-        % (need, free)
+        "nanonn.load: the model needs %d bytes of RAM, %d available but not in large enough "
+        "blocks (the free heap is fragmented)" % (need, free)
     )
 
 
@@ -369,11 +370,12 @@ def _load_stream(f, size, trainable):
     if got < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % got)
     hdr = _header(head, size)
+    _import_int8(hdr)
     file_size, data_offset = hdr[1], hdr[7]
     layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
     _check_trainable(hdr, trainable)
     need = _ram_needed(layers, [True] * len(layers), trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     # The weight buffers come first, sized from the checked header.
     blocks = []
     try:
@@ -386,7 +388,7 @@ def _load_stream(f, size, trainable):
             else:
                 blocks.append(None)
     except MemoryError:
-        raise _no_memory(need)
+        raise _no_memory(need, free)
     pos = data_offset
     pad = bytearray(4)
     for i in range(len(layers)):
@@ -421,7 +423,7 @@ def _load_stream(f, size, trainable):
     _check_crc(crc, struct.unpack_from("<I", pad, 0)[0])
     if f.read(1):
         _fail("file size", "%d bytes (header field file_size)" % file_size, "more (trailing bytes)")
-    return _network(layers, blocks, trainable, None)
+    return _build(layers, blocks, trainable, None, need, free)
 
 
 def _check_crc(computed, stored):
@@ -437,6 +439,7 @@ def _load_buffer(src, trainable):
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
     hdr = _header(mv, size)
+    _import_int8(hdr)
     body = size - codes.CRC_SIZE
     _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
     layers = _records(hdr, mv, None, 0)[0]
@@ -457,7 +460,7 @@ def _load_buffer(src, trainable):
         views.append(view)
         copies.append(layer[0] == _DENSE and view is None)
     need = _ram_needed(layers, copies, trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     blocks = []
     try:
         for i in range(len(layers)):
@@ -470,8 +473,29 @@ def _load_buffer(src, trainable):
             b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
             blocks.append((w, b))
     except MemoryError:
-        raise _no_memory(need)
-    return _network(layers, blocks, trainable, src)
+        raise _no_memory(need, free)
+    return _build(layers, blocks, trainable, src, need, free)
+
+
+def _import_int8(hdr):
+    """Import the int8 layer code before the RAM check (its import allocates too)."""
+    if not hdr[0] & _FLAG_INT8:
+        return
+    try:
+        from . import nnm_int8, quant  # noqa: F401
+    except MemoryError:
+        mem_free = getattr(gc, "mem_free", None)
+        raise MemoryError(
+            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available"
+            % (mem_free() if mem_free is not None else -1)
+        )
+
+
+def _build(layers, blocks, trainable, source, need, free):
+    try:
+        return _network(layers, blocks, trainable, source)
+    except MemoryError:
+        raise _no_memory(need, free)
 
 
 def _check_trainable(hdr, trainable):
