@@ -152,49 +152,62 @@ def _records(hdr, mv, f, crc):
 
     Returns (layers, crc): layers are the unpacked record tuples (type, dtype,
     activation, flags, inputs, units, param, data_offset, data_size, seed,
-    reserved). Nothing is allocated from a count before its records exist."""
-    file_size, header_size, record_size, count = hdr[1], hdr[2], hdr[3], hdr[4]
-    n, cursor = hdr[5], hdr[7]
+    reserved). Nothing is allocated from a count before its records exist, and
+    each step keeps few locals (a large frame is itself a heap allocation)."""
     buf = None
     if mv is None:
-        buf = bytearray(record_size)
-        extra = header_size - codes.HEADER_SIZE  # a later minor version's header fields
-        while extra > 0:
-            k = extra if extra < record_size else record_size
-            view = memoryview(buf)[0:k]
-            if _readinto(f, view, k) < k:
-                _truncated(file_size, header_size - extra)
-            crc = _crc(crc, view, k)
-            extra -= k
+        buf = bytearray(hdr[3])
+        crc = _skip_header_extra(f, buf, hdr, crc)
     layers = []
-    for i in range(count):
+    for i in range(hdr[4]):
         if buf is None:
-            rec = struct.unpack_from(_RECORD, mv, header_size + i * record_size)
+            rec = struct.unpack_from(_RECORD, mv, hdr[2] + i * hdr[3])
         else:
-            if _readinto(f, buf, record_size) < record_size:
-                _truncated(file_size, header_size + i * record_size)
-            crc = _crc(crc, buf, record_size)
+            crc = _read_record(f, buf, hdr, i, crc)
             rec = struct.unpack_from(_RECORD, buf, 0)
-        _record(i, rec, n, cursor, file_size, hdr[0] & _FLAG_INT8)
-        cursor = _align(rec[7] + rec[8])
-        n = rec[5]
+        if i:
+            _record(i, rec, layers[i - 1][5], _align(layers[i - 1][7] + layers[i - 1][8]), hdr)
+        else:
+            _record(0, rec, hdr[5], hdr[7], hdr)
         layers.append(rec)
-    if n != hdr[6]:
-        _fail("outputs", "%d (the last layer's units)" % n, hdr[6])
-    if cursor + codes.CRC_SIZE != file_size:
+    rec = layers[-1]
+    if rec[5] != hdr[6]:
+        _fail("outputs", "%d (the last layer's units)" % rec[5], hdr[6])
+    if _align(rec[7] + rec[8]) + codes.CRC_SIZE != hdr[1]:
         _fail(
-            "file_size", "%d bytes (the data blocks' end and the CRC)" % (cursor + codes.CRC_SIZE), file_size
+            "file_size",
+            "%d bytes (the data blocks' end and the CRC)" % (_align(rec[7] + rec[8]) + codes.CRC_SIZE),
+            hdr[1],
         )
     return layers, crc
 
 
+def _skip_header_extra(f, buf, hdr, crc):
+    """Read past a later minor version's header fields (CRC-covered)."""
+    extra = hdr[2] - codes.HEADER_SIZE
+    while extra > 0:
+        k = extra if extra < hdr[3] else hdr[3]
+        view = memoryview(buf)[0:k]
+        if _readinto(f, view, k) < k:
+            _truncated(hdr[1], hdr[2] - extra)
+        crc = _crc(crc, view, k)
+        extra -= k
+    return crc
+
+
+def _read_record(f, buf, hdr, i, crc):
+    if _readinto(f, buf, hdr[3]) < hdr[3]:
+        _truncated(hdr[1], hdr[2] + i * hdr[3])
+    return _crc(crc, buf, hdr[3])
+
+
 def _lfail(i, field, expected, got):
-    _fail("layer %d %s" % (i, field), expected, got)
+    raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
 
 
-def _record(i, rec, n, cursor, file_size, int8):
+def _record(i, rec, n, cursor, hdr):
     """Check layer i's record: `n` its expected inputs, `cursor` its expected data
-    offset; `int8`: the header's int8 flag (then every layer is an int8 dense layer)."""
+    offset; with the header's int8 flag every layer is an int8 dense layer."""
     if rec[4] != n:
         _lfail(
             i, "inputs", "%d (%s)" % (n, "the previous layer's units" if i else "the header's inputs"), rec[4]
@@ -204,8 +217,8 @@ def _record(i, rec, n, cursor, file_size, int8):
     if rec[10]:
         _lfail(i, "reserved field", 0, rec[10])
     if rec[0] == _DENSE:
-        _dense_record(i, rec, file_size, int8)
-    elif rec[0] == _DROPOUT and int8:
+        _dense_record(i, rec, hdr[1], hdr[0] & _FLAG_INT8)
+    elif rec[0] == _DROPOUT and hdr[0] & _FLAG_INT8:
         _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
     elif rec[0] == _DROPOUT:
         if i == 0:
@@ -213,57 +226,60 @@ def _record(i, rec, n, cursor, file_size, int8):
         _dropout_record(i, rec)
     else:
         _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
-    if rec[7] + rec[8] > file_size - codes.CRC_SIZE:
+    if rec[7] + rec[8] > hdr[1] - codes.CRC_SIZE:
         _lfail(
             i,
             "data_size",
-            "a block ending by byte %d (where the CRC starts)" % (file_size - codes.CRC_SIZE),
+            "a block ending by byte %d (where the CRC starts)" % (hdr[1] - codes.CRC_SIZE),
             "%d bytes from byte %d" % (rec[8], rec[7]),
         )
 
 
 def _dense_record(i, rec, file_size, int8):
-    dtype, act, lflags, inputs, units, param = rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]
-    if dtype != (_INT8 if int8 else _FLOAT32):
+    # rec: (type, dtype, activation, flags, inputs, units, param, offset, size, seed, reserved)
+    if rec[1] != (_INT8 if int8 else _FLOAT32):
         _lfail(
             i,
             "dtype",
             "int8 (2): the header flags an int8 model"
             if int8
             else "float32 (1): the header has no int8 flag",
-            "%s (%d)" % (codes.name_of(codes.DTYPES, dtype), dtype),
+            "%s (%d)" % (codes.name_of(codes.DTYPES, rec[1]), rec[1]),
         )
-    if codes.name_of(codes.ACTIVATIONS, act) is None:
-        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), act)
-    if lflags & ~_BIAS:
-        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % lflags)
-    if units < 1:
-        _lfail(i, "units", ">= 1", units)
+    if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
+        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
+    if rec[3] & ~_BIAS:
+        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % rec[3])
+    if rec[5] < 1:
+        _lfail(i, "units", ">= 1", rec[5])
     # Bound the product before computing it: units * inputs * itemsize <= file_size.
-    item = 1 if int8 else 4
-    if units > file_size or inputs > (file_size // item) // units:
+    if rec[5] > file_size or rec[4] > (file_size // (1 if int8 else 4)) // rec[5]:
         _lfail(
             i,
             "shape",
-            "units x inputs x %d bytes within the file's %d bytes" % (item, file_size),
-            "%d x %d" % (units, inputs),
+            "units x inputs x %d bytes within the file's %d bytes" % (1 if int8 else 4, file_size),
+            "%d x %d" % (rec[5], rec[4]),
         )
-    if act == _LEAKY:
-        if not (param >= 0.0 and param < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
+    if rec[2] == _LEAKY:
+        if not (rec[6] >= 0.0 and rec[6] < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
+    elif rec[6] != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
     if rec[9]:
         _lfail(i, "seed", "0 for a dense layer", rec[9])
     if int8:
         _int8_record(i, rec)
-        return
-    expected = 4 * units * inputs + (4 * units if lflags & _BIAS else 0)
-    if rec[8] != expected:
+    elif rec[8] != 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0):
         _lfail(
             i,
             "data_size",
-            "%d (%d x %d float32 weights%s)" % (expected, units, inputs, " + bias" if lflags & _BIAS else ""),
+            "%d (%d x %d float32 weights%s)"
+            % (
+                4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0),
+                rec[5],
+                rec[4],
+                " + bias" if rec[3] & _BIAS else "",
+            ),
             rec[8],
         )
 
@@ -432,18 +448,29 @@ def _check_crc(computed, stored):
 
 
 def _load_buffer(src, trainable):
+    # Split in steps with few locals each: a rejected model allocates little.
     mv = memoryview(src)
     if sys.implementation.name != "micropython" and mv.format != "B":
         mv = mv.cast("B")
+    hdr = _checked_buffer(mv)
+    layers = _records(hdr, mv, None, 0)[0]
+    _check_trainable(hdr, trainable)
+    return _buffer_network(src, mv, layers, trainable)
+
+
+def _checked_buffer(mv):
+    """The checked header of the model in `mv`, after its size and CRC are checked."""
     size = len(mv)
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
     hdr = _header(mv, size)
     _import_int8(hdr)
-    body = size - codes.CRC_SIZE
-    _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
-    layers = _records(hdr, mv, None, 0)[0]
-    _check_trainable(hdr, trainable)
+    size -= codes.CRC_SIZE
+    _check_crc(_crc(0, mv[0:size], size), struct.unpack_from("<I", mv, size)[0])
+    return hdr
+
+
+def _buffer_network(src, mv, layers, trainable):
     views = []
     copies = []
     for layer in layers:
