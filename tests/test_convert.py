@@ -253,6 +253,18 @@ def test_mpy_export_compiles_for_each_board(tmp_path, board):
         )
 
 
+def test_mpy_export_without_target_is_portable_bytecode(tmp_path):
+    src, _ = _json_model(tmp_path)
+    out = tmp_path / "portable_model.mpy"
+    convert(src, out, activations="relu,softmax", inputs=5)
+    assert out.read_bytes()[:4] == b"M\x06\x00\x1f"  # mpy v6, no native architecture, small-int bits 31
+    X = np.random.default_rng(8).normal(size=(2, 5))
+    np.testing.assert_array_equal(
+        device_predict("", X, module="portable_model", extra_path=tmp_path),
+        device_predict(_nnm(src, tmp_path), X),
+    )
+
+
 def _nnm(src, tmp_path):
     out = tmp_path / "ref.nnm"
     convert(src, out, activations="relu,softmax", inputs=5)
