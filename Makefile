@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	cd examples/xor && MICROPYPATH=../../mpy:.frozen $(abspath $(BIN))/micropython train_xor.py
+	$(PY) examples/digits/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
