@@ -18,8 +18,14 @@ A layer is any object with:
 """
 
 from array import array
+from math import ldexp
 
 from . import activations
+
+try:  # integer dot products of float32 bits (allocation free); not on CPython
+    from . import fdense_viper as _fast
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _fast = None
 
 
 def floats(n):
@@ -96,6 +102,7 @@ class Dense(Layer):
         self.gx = floats(n)
         self.gw = floats(u * n)
         self.gb = floats(u)
+        self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
             self._initial = None
@@ -107,19 +114,51 @@ class Dense(Layer):
                 w[i] = rng.uniform(0.0 - limit, limit)
         return u
 
+    _acc = None  # scratch of the viper dot products (alloc_fast)
+
+    def alloc_fast(self):
+        """Allocate the scratch of the allocation-free viper forward (where viper
+        exists); `build` calls it. A subclass with its own `build` calls it too,
+        or keeps the plain float loop."""
+        if _fast is not None:
+            n = self.inputs
+            self._xs = floats(n)
+            self._xh = array("i", bytes(4 * n))
+            self._xl = array("i", bytes(4 * n))
+            self._acc = array("i", bytes(20 * self.units))
+
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        w, b, z = self.w, self.b, self.z
-        n = self.inputs
-        o = 0
-        for u in range(self.units):
-            s = b[u]
-            for i in range(n):
-                s += w[o + i] * x[i]
-            z[u] = s
-            o += n
-        self.activation.forward(z, self.y, self.units)
+        if self._acc is None or not self._forward_fast(x):
+            w, b, z = self.w, self.b, self.z
+            n = self.inputs
+            o = 0
+            for u in range(self.units):
+                s = b[u]
+                for i in range(n):
+                    s += w[o + i] * x[i]
+                z[u] = s
+                o += n
+        self.activation.forward(self.z, self.y, self.units)
         return self.y
+
+    def _forward_fast(self, x):
+        """z = W x + b with the viper kernel (fdense_viper); False if x or W is
+        not finite (the plain loop then handles infinities and NaN)."""
+        n, units = self.inputs, self.units
+        xs = self._xs
+        for i in range(n):  # x may be a list, a tuple or any array: stage it as float32
+            xs[i] = x[i]
+        acc = self._acc
+        if _fast.dot_rows(xs, self.w, n, units, self._xh, self._xl, acc):
+            return False
+        b, z = self.b, self.z
+        j = 0
+        for u in range(units):
+            s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
+            z[u] = b[u] + ldexp(s, acc[j + 4] - 300)
+            j += 5
+        return True
 
     def backward(self, x, grad, fused):
         # grad, d: (units,)  gx: (inputs,)  gw: (units, inputs)

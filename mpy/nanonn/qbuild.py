@@ -363,7 +363,7 @@ def quantize(network, X, kernels=None):
             nxt = []
             for x in acts:
                 net._xq[:] = x
-                nxt.append(bytearray(net._run()))
+                nxt.append(bytearray(k.forward(net)))
             acts = nxt
         in_scale, in_zp = out_scale, out_zp
     return QNetwork(layers, kernels=kernels)
