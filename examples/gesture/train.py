@@ -75,11 +75,13 @@ def device_outputs(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def convert(out: Path) -> None:
+    """The joblib file is code (unpickling runs it): --trust-code, since train() just wrote it."""
     mlp = str(out / "gesture_mlp.joblib")
     for args in (
-        [mlp, "-o", str(out / "gesture_f32.nnm")],
+        [mlp, "--trust-code", "-o", str(out / "gesture_f32.nnm")],
         [
             mlp,
+            "--trust-code",
             "-o",
             str(out / "gesture_int8.nnm"),
             "--quantize",

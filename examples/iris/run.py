@@ -5,7 +5,7 @@
 
 1. `train_host.py`: scikit-learn MLPClassifier 4-8-3 -> `build/iris/iris_mlp.joblib`, and the
    seeded split `build/iris/iris_data.json`.
-2. `nanonn convert build/iris/iris_mlp.joblib -o build/iris/iris.nnm`.
+2. `nanonn convert build/iris/iris_mlp.joblib --trust-code -o build/iris/iris.nnm`.
 3. On the board: `classify.py` (the converted model on the test flowers), then
    `train_board.py` (the same 4-8-3 network trained from scratch by nanonn's `fit`).
 4. Prints both test accuracies side by side.
@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     host = train_host.train(args.out)
-    if nanonn(["convert", str(args.out / "iris_mlp.joblib"), "-o", str(args.out / "iris.nnm")]) != 0:
+    # the joblib file is code (unpickling runs it): --trust-code, since train_host just wrote it
+    mlp = str(args.out / "iris_mlp.joblib")
+    if nanonn(["convert", mlp, "--trust-code", "-o", str(args.out / "iris.nnm")]) != 0:
         raise SystemExit("nanonn convert failed")
     if args.port != "unix":
         deploy(args.out, args.port)
