@@ -126,30 +126,44 @@ for n, path in ((64, sys.argv[1]), (1024, sys.argv[2])):
 ex = {64: Extractor(64), 1024: Extractor(1024)}
 sensors = [imu.MPU6050(Bus(imu.MPU_WHO_AM_I, 0x68)), imu.LSM6DS3(Bus(imu.LSM_WHO_AM_I, 0x6A))]
 live = array("h", bytes(6 * 64))
-before = micropython.mem_current() if hasattr(micropython, "mem_current") else None
+# the live classification step of classify.py with an int8 network (quantized here)
+from nanonn import Dense, Network
+from nanonn.rand import Random
+from classify import Classifier
+rng = Random(3)
+calib = [[rng.uniform(-3.0, 3.0) for _ in range(21)] for _ in range(50)]
+qnet = Network(Dense(16, inputs=21, activation="relu"), Dense(4, activation="softmax"), seed=4).quantize(calib)
+meta = {"mean": [float(10 * i) for i in range(21)], "scale": [float(50 + i) for i in range(21)]}
+clf = Classifier(qnet, meta)
+seen = bytearray(4)
 micropython.heap_lock()
 try:
     for buf in windows:
         ex[len(buf) // 3].extract(buf)
+        if len(buf) == 3 * 64:
+            seen[clf.classify(ex[64].out)] = 1
     for s in sensors:
         sensor.read_window(s, live, 50000, True)
         sensor.read_window(s, live, 50, False)
-        ex[64].extract(live)
+        clf.classify(ex[64].extract(live))
 finally:
     micropython.heap_unlock()
 print("extracted %d windows and read %d live windows under heap_lock" % (len(windows), 2 * len(sensors)))
+print("int8 classes seen: %d" % sum(seen))
 """
 
 
 def test_gesture_features_and_sensor_reads_allocate_nothing(tmp_path):
     """Under micropython.heap_lock() any allocation raises MemoryError: the feature
-    extraction (sample windows and extreme windows of 1024 samples) and the drivers'
-    window reads (paced and unpaced) must run through."""
+    extraction (sample windows and extreme windows of 1024 samples), the drivers'
+    window reads (paced and unpaced) and classify.py's int8 step (quantize the
+    features, predict_int8, argmax) must run through."""
     script = tmp_path / "noalloc.py"
     script.write_text(_NO_ALLOC)
     extreme = _extreme_csv(tmp_path / "extreme.csv")
     out = _ok(run_device("micropython", [str(script), str(SAMPLE), str(extreme)], extra_path=[GESTURE]))
     assert "extracted 100 windows and read 4 live windows under heap_lock" in out
+    assert re.search(r"int8 classes seen: [1-4]$", out, re.M), out
 
 
 def test_gesture_pipeline_end_to_end_on_the_unix_port(tmp_path):

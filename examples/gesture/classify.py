@@ -8,7 +8,9 @@ On a board:        mpremote exec "import classify; classify.run()"
 On the unix port:  micropython classify.py --replay data/gesture_sample.csv [--windows 20] [--dir build]
 
 Per window: read n samples (paced at the model's rate), extract the integer
-features (allocates nothing), standardise them, run the int8 network, print
+features, quantize them into the int8 network's input and run it (integer work
+that allocates nothing, from the sensor read to the class index; tested under
+`micropython.heap_lock()`), print
 `gesture  probability`. With a replay, the recorded label is printed too and a
 tally at the end.
 """
@@ -18,7 +20,7 @@ import sys
 from array import array
 
 import sensor
-from features import FEATURES, Extractor, Scaler
+from features import FEATURES, Extractor, Int8Input, Scaler
 
 import nanonn
 from nanonn import argmax
@@ -49,6 +51,38 @@ def load_meta(path=META):
     return meta
 
 
+class Classifier:
+    """Integer features -> class index. With an int8 network (`predict_int8`) the
+    features are quantized into its input domain by `Int8Input` and the whole step
+    is integer work that allocates nothing (with the viper kernels); with a float
+    network they are standardised by `Scaler` (float results allocate)."""
+
+    def __init__(self, net, meta):
+        self.net = net
+        self.int8 = hasattr(net, "predict_int8")
+        if self.int8:
+            first, last = net.layers[0], net.layers[-1]
+            self.input = Int8Input(meta["mean"], meta["scale"], first.in_scale, first.in_zp)
+            self.out_scale, self.out_zp = last.out_scale, last.out_zp
+        else:
+            self.input = Scaler(meta["mean"], meta["scale"])
+        self.y = None
+
+    def classify(self, features):
+        """The index of the most likely class; allocates nothing for an int8 network."""
+        if self.int8:
+            self.y = self.net.predict_int8(self.input.apply(features))
+        else:
+            self.y = self.net.predict(self.input.apply(features))
+        return argmax(self.y)
+
+    def probability(self, k):
+        """Class k's probability in the last `classify` (a float: allocates)."""
+        if self.int8:
+            return (self.y[k] - self.out_zp) * self.out_scale
+        return self.y[k]
+
+
 def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MODEL):
     """Classify `windows` windows (None: forever). Returns (correct, labelled) for a replay."""
     meta = load_meta(meta_path)
@@ -61,7 +95,7 @@ def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MO
     n = meta["window"]
     rate = meta["rate_hz"]
     extractor = Extractor(n)
-    scaler = Scaler(meta["mean"], meta["scale"])
+    window_class = Classifier(net, meta)
     bus = sensor.open_bus(replay=replay, chip=chip)
     imu = sensor.open_imu(bus, rate_hz=rate)
     print("sensor: %r, window %d samples at %d Hz" % (imu, n, rate))
@@ -70,16 +104,16 @@ def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MO
     k = 0
     while windows is None or k < windows:
         sensor.read_window(imu, buf, rate, pace=replay is None)
-        probs = net.predict(scaler.apply(extractor.extract(buf)))
-        best = argmax(probs)
+        best = window_class.classify(extractor.extract(buf))
+        prob = window_class.probability(best)
         if replay is not None:
             labelled += 1
             # bus is the ReplayI2C whenever replay is given (sensor.open_bus); pyright cannot link the two
             recorded = bus.label  # pyright: ignore[reportAttributeAccessIssue]
             correct += classes[best] == recorded
-            print("%-7s %.2f  (recorded: %s)" % (classes[best], probs[best], recorded))
+            print("%-7s %.2f  (recorded: %s)" % (classes[best], prob, recorded))
         else:
-            print("%-7s %.2f" % (classes[best], probs[best]))
+            print("%-7s %.2f" % (classes[best], prob))
         k += 1
     if replay is not None:
         bus.close()  # pyright: ignore[reportAttributeAccessIssue]  # the ReplayI2C (see above)

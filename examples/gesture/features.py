@@ -158,3 +158,83 @@ class Scaler:
         for i in range(len(out)):
             out[i] = (features[i] - mean[i]) * inv[i]
         return out
+
+
+class Int8Input:
+    """Standardise and quantize the integer features straight into an int8 network's
+    input domain, with integers only: `apply(features)` allocates nothing.
+
+    The int8 network (nanonn.quant.QNetwork, input domain `in_scale`, `in_zp`) wants
+    q_i = clamp(round((f_i - mean_i) / scale_i / in_scale) + in_zp, -128, 127).
+    With step_i = scale_i * in_scale (feature units per int8 step), that is
+    floor(f_i * m_i + b_i) >> s_i with m_i = round(2^s_i / step_i) and
+    b_i = round((in_zp + 0.5 - mean_i / step_i) * 2^s_i), computed once here in
+    floats; f_i is first clipped to the range that maps into [-128, 127], so each
+    of |f_i * m_i| and |b_i| stays below 2^29 (s_i is the largest shift in 0..24
+    that keeps them there): no big ints. Rounds ties up where TFLite rounds them
+    away from zero, and m_i is rounded: within one step of the float quantizer.
+
+    `apply` returns `self.out`, an `array('b')` reused by the next call.
+    """
+
+    def __init__(self, mean, scale, in_scale, in_zp):
+        import math
+
+        k = len(FEATURES)
+        if len(mean) != k or len(scale) != k:
+            raise ValueError(
+                "int8 input: expected %d means and %d scales, got %d and %d" % (k, k, len(mean), len(scale))
+            )
+        if not in_scale > 0:
+            raise ValueError("int8 input in_scale: expected > 0, got %r" % in_scale)
+        if type(in_zp) is not int or not -128 <= in_zp <= 127:
+            raise ValueError("int8 input in_zp: expected an int in [-128, 127], got %r" % in_zp)
+        self.m = array("i", bytes(4 * k))
+        self.b = array("i", bytes(4 * k))
+        self.lo = array("i", bytes(4 * k))
+        self.hi = array("i", bytes(4 * k))
+        self.s = bytearray(k)
+        self.out = array("b", bytes(k))
+        limit = 1 << 29
+        for i in range(k):
+            if not scale[i] > 0:
+                raise ValueError(
+                    "int8 input scale[%d] (%s): expected > 0, got %r" % (i, FEATURES[i], scale[i])
+                )
+            step = scale[i] * in_scale
+            lo = max(0 - 2 * CLIP_MG, math.floor(mean[i] + (-128.5 - in_zp) * step))
+            hi = min(2 * CLIP_MG, math.ceil(mean[i] + (127.5 - in_zp) * step))
+            top = max(abs(lo), abs(hi))
+            for s in range(24, -1, -1):
+                m = int(round((1 << s) / step))
+                b = int(math.floor((in_zp + 0.5 - mean[i] / step) * (1 << s) + 0.5))
+                if top * m < limit and abs(b) < limit and m > 0:
+                    break
+            else:
+                raise ValueError(
+                    "int8 input %s: no shift fits (mean %r, scale %r, in_scale %r)"
+                    % (FEATURES[i], mean[i], scale[i], in_scale)
+                )
+            self.m[i], self.b[i], self.s[i], self.lo[i], self.hi[i] = m, b, s, lo, hi
+
+    def apply(self, features):
+        # one name per line: unpacking more than 3 values builds a tuple (allocates)
+        m = self.m
+        b = self.b
+        s = self.s
+        lo = self.lo
+        hi = self.hi
+        out = self.out
+        for i in range(len(out)):
+            f = features[i]
+            if f < lo[i]:
+                f = lo[i]
+            elif f > hi[i]:
+                f = hi[i]
+            q = (f * m[i] + b[i]) >> s[i]
+            if q < -128:
+                q = -128
+            elif q > 127:
+                q = 127
+            out[i] = q
+        return out

@@ -216,3 +216,33 @@ def test_i2c_pins_come_from_the_board_profile():
     check.eq(sensor.i2c_config("no/such/board.json"), None, "no profile: the port's defaults")
     # neither test runtime (unix port, CPython) has machine.I2C
     check.raises(ValueError, sensor.open_bus, contains=("machine.I2C",))
+
+
+def test_int8_input_is_within_one_step_of_the_float_quantizer():
+    from nanonn.rand import Random
+
+    rng = Random(5)
+    k = len(features.FEATURES)
+    exact = total = 0
+    for _trial in range(20):
+        mean = [rng.uniform(-2000.0, 2000.0) for _ in range(k)]
+        scale = [rng.uniform(0.5, 3000.0) for _ in range(k)]
+        in_scale = rng.uniform(0.005, 0.1)
+        in_zp = int(rng.uniform(-128.0, 127.0))
+        q = features.Int8Input(mean, scale, in_scale, in_zp)
+        f = array("i", bytes(4 * k))
+        for _ in range(20):
+            for i in range(k):
+                f[i] = int(mean[i] + scale[i] * rng.uniform(-6.0, 6.0))
+            out = q.apply(f)
+            for i in range(k):
+                want = int(((f[i] - mean[i]) / scale[i] / in_scale + in_zp + 0.5) // 1)
+                want = max(-128, min(127, want))
+                check.ok(
+                    abs(out[i] - want) <= 1,
+                    "%s: got %d, float quantizer %d" % (features.FEATURES[i], out[i], want),
+                )
+                exact += out[i] == want
+                total += 1
+    check.ok(exact >= 0.98 * total, "exact %d of %d" % (exact, total))
+    check.raises(ValueError, features.Int8Input, [0.0] * k, [1.0] * k, 0.1, 300, contains=("in_zp", "300"))
