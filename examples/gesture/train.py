@@ -75,13 +75,11 @@ def device_outputs(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def convert(out: Path) -> None:
-    """The joblib file is code (unpickling runs it): --trust-code, since train() just wrote it."""
     mlp = str(out / "gesture_mlp.joblib")
     for args in (
-        [mlp, "--trust-code", "-o", str(out / "gesture_f32.nnm")],
+        [mlp, "-o", str(out / "gesture_f32.nnm")],
         [
             mlp,
-            "--trust-code",
             "-o",
             str(out / "gesture_int8.nnm"),
             "--quantize",
@@ -90,7 +88,9 @@ def convert(out: Path) -> None:
             str(out / "calib.npy"),
         ],
     ):
-        if nanonn(["convert", *args]) != 0:
+        # The .joblib is our own, made just above: trusted (unpickling runs code).
+        trust = ["--trust-code"] if args[0].endswith(".joblib") else []
+        if nanonn(["convert", *args, *trust]) != 0:
             raise SystemExit("nanonn convert %s failed" % " ".join(args))
 
 

@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     host = train_host.train(args.out)
-    # the joblib file is code (unpickling runs it): --trust-code, since train_host just wrote it
+    # The .joblib is our own, made just above: trusted (unpickling runs code).
     mlp = str(args.out / "iris_mlp.joblib")
-    if nanonn(["convert", mlp, "--trust-code", "-o", str(args.out / "iris.nnm")]) != 0:
+    if nanonn(["convert", mlp, "-o", str(args.out / "iris.nnm"), "--trust-code"]) != 0:
         raise SystemExit("nanonn convert failed")
     if args.port != "unix":
         deploy(args.out, args.port)
