@@ -43,7 +43,6 @@ def _bin(name: str) -> str:
 
 
 def convert(build: Path) -> None:
-    """The joblib file is code (unpickling runs it): --trust-code, since train.py just wrote it."""
     mlp = str(build / "digits_mlp.joblib")
     steps = [
         [mlp, "-o", str(build / "digits_f32.nnm")],
