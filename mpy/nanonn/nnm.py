@@ -54,6 +54,7 @@ import sys
 from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
+from .errors import ModelFormatError
 from .layers import Dense, Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
@@ -74,10 +75,6 @@ _INF = float("inf")
 _PER_BUFFER = 48
 _PER_LAYER = 320
 _PER_NETWORK = 512
-
-
-class ModelFormatError(ValueError):
-    """Not a valid .nnm model: the message names the field, the expected and the actual value."""
 
 
 def _fail(field, expected, got):
