@@ -316,6 +316,8 @@ def test_unsupported_output_and_lone_calibration(tmp_path):
         NanonnError, match=r"unsupported output extension '.tflite'; supported: .nnm, .py, .mpy"
     ):
         convert(src, tmp_path / "m.tflite", activations="relu,softmax", inputs=5)
+    with pytest.raises(NanonnError, match="module name 'my-model' must be a Python identifier .* 'my_model'"):
+        convert(src, tmp_path / "my-model.py", activations="relu,softmax", inputs=5)
     with pytest.raises(NanonnError, match="--calibration: expected together with --quantize int8"):
         convert(src, tmp_path / "m.nnm", calibration="x.npy", activations="relu,softmax", inputs=5)
 

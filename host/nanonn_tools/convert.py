@@ -37,6 +37,11 @@ def convert(
         raise NanonnError(
             "%s: unsupported output extension %r; supported: %s" % (out, ext, ", ".join(OUTPUTS))
         )
+    if ext != ".nnm" and not out.stem.isidentifier():
+        raise NanonnError(
+            "%s: the module name %r must be a Python identifier (letters, digits, _), e.g. %r"
+            % (out, out.stem, "".join(c if c.isalnum() else "_" for c in out.stem))
+        )
     board = boards.load_board(target) if target else None
     spec = converters.load(src, **options)
     if quantize is not None:
