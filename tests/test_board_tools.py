@@ -80,10 +80,14 @@ def test_deploy_installs_package_and_model_then_copies_nothing(make_board, tmp_p
 
 
 def test_full_filesystem_is_a_clear_error_and_keeps_the_active_model(make_board, tmp_path, capsys):
-    vb = make_board(flash_size=48 * 1024)
+    root = str(tmp_path / "fs")
     small = write_model(tmp_path / "a" / "model.nnm")
+    vb = make_board(root=root)
     assert run(capsys, "deploy", small, "--port", vb.port)[0] == 0
+    vb.stop()
+    used = sum(len(v) for v in board_files(root).values())
     big = write_model(tmp_path / "b" / "model.nnm", sizes=(64, 96, 10), seed=2)  # ~28 KiB
+    vb = make_board(root=root, flash_size=used + big.stat().st_size // 2)  # the same files, a fuller flash
     status, out, err = run(capsys, "deploy", big, "--port", vb.port)
     assert status == 1
     assert err.startswith("nanonn: board filesystem is full: /model.nnm needs %d bytes" % big.stat().st_size)
