@@ -9,7 +9,7 @@ reference; x86-64 GCC vectorizes at -O2) and, for information, with
 `-O2 -fno-tree-vectorize` (scalar, like the boards' cores). Every int8 output is
 checked against the numpy oracle. Prints a table and writes out/bench.json.
 
-    python tools/bench.py [--out out/bench.json] [--quick]
+    python tools/bench.py [--out out/bench.json]
 """
 
 from __future__ import annotations

@@ -28,6 +28,23 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
     _fast = None
 
 
+# Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
+# per-unit limbs; grown at build time only (see Dense.alloc_fast).
+_SCRATCH = [None, None, None, None]
+_SCRATCH_SIZE = [0, 0]
+
+
+def _grow_scratch(n, units):
+    if n > _SCRATCH_SIZE[0]:
+        _SCRATCH[0] = floats(n)
+        _SCRATCH[1] = array("i", bytes(4 * n))
+        _SCRATCH[2] = array("i", bytes(4 * n))
+        _SCRATCH_SIZE[0] = n
+    if units > _SCRATCH_SIZE[1]:
+        _SCRATCH[3] = array("i", bytes(20 * units))
+        _SCRATCH_SIZE[1] = units
+
+
 def floats(n):
     """A zero-filled array('f') of n elements."""
     return array("f", bytes(4 * n))
@@ -114,22 +131,21 @@ class Dense(Layer):
                 w[i] = rng.uniform(0.0 - limit, limit)
         return u
 
-    _acc = None  # scratch of the viper dot products (alloc_fast)
+    _fast_ready = False  # set by alloc_fast where the viper kernel exists
 
     def alloc_fast(self):
-        """Allocate the scratch of the allocation-free viper forward (where viper
-        exists); `build` calls it. A subclass with its own `build` calls it too,
-        or keeps the plain float loop."""
+        """Make sure the scratch of the allocation-free viper forward (where viper
+        exists) is large enough for this layer; `build` calls it. The scratch is
+        shared by every Dense layer (forward passes never overlap), so it costs
+        12 bytes per input and 20 per unit of the largest layer, once. A subclass
+        with its own `build` calls it too, or keeps the plain float loop."""
         if _fast is not None:
-            n = self.inputs
-            self._xs = floats(n)
-            self._xh = array("i", bytes(4 * n))
-            self._xl = array("i", bytes(4 * n))
-            self._acc = array("i", bytes(20 * self.units))
+            _grow_scratch(self.inputs, self.units)
+            self._fast_ready = True
 
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if self._acc is None or not self._forward_fast(x):
+        if not self._fast_ready or not self._forward_fast(x):
             w, b, z = self.w, self.b, self.z
             n = self.inputs
             o = 0
@@ -146,11 +162,10 @@ class Dense(Layer):
         """z = W x + b with the viper kernel (fdense_viper); False if x or W is
         not finite (the plain loop then handles infinities and NaN)."""
         n, units = self.inputs, self.units
-        xs = self._xs
+        xs, xh, xl, acc = _SCRATCH
         for i in range(n):  # x may be a list, a tuple or any array: stage it as float32
             xs[i] = x[i]
-        acc = self._acc
-        if _fast.dot_rows(xs, self.w, n, units, self._xh, self._xl, acc):
+        if _fast.dot_rows(xs, self.w, n, units, xh, xl, acc):
             return False
         b, z = self.b, self.z
         j = 0

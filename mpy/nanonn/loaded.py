@@ -94,6 +94,7 @@ class LoadedDense(Dense):
         u = self.units
         self.z = floats(u)
         self.y = floats(u)
+        self.alloc_fast()  # the same float kernel as Dense: same results to the bit
         if self.trainable:
             self.d = floats(u)
             self.gx = floats(inputs)
