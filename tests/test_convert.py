@@ -341,6 +341,14 @@ def test_info_reports_layers_sizes_and_board_fit(tmp_path, capsys):
     assert esp32.split()[3:5] == ["frozen", "only"] and esp32.split()[5] == "yes", esp32
 
 
+def test_info_takes_the_converter_options(tmp_path, capsys):
+    src, _ = _json_model(tmp_path)
+    assert cli.main(["info", str(src)]) == 1
+    assert "activations: expected one name per layer" in capsys.readouterr().err
+    assert cli.main(["info", str(src), "--activations", "relu,softmax", "--inputs", "5"]) == 0
+    assert "float32 model, 2 layers, 5 inputs -> 3 outputs" in capsys.readouterr().out
+
+
 def test_board_profiles_are_complete():
     assert boards.names() == ["esp32", "esp32c3", "esp32s3", "rp2040", "rp2350", "unix"]
     for board in boards.all_boards():
