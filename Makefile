@@ -49,3 +49,17 @@ firmware:
 	NANONN_MODEL="$(if $(MODEL),$(abspath $(MODEL)))" $(MAKE) -C $(MICROPY_DIR)/ports/$(call board_field,port) \
 		$(if $(filter unix,$(call board_field,port)),VARIANT,BOARD)=$(call board_field,micropython_board) \
 		FROZEN_MANIFEST=$(abspath boards/$(BOARD)/manifest.py)
+
+# Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
+# of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).
+# `make bench-memory`: the smallest heap that loads and runs the 784-36-14-10 int8 model.
+N ?= 200000
+.PHONY: fuzz bench-memory
+fuzz: $(STAMP)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "fuzz: N=$(N) SEED=$$seed (reproduce: make fuzz N=$(N) SEED=$$seed)"; \
+	MICROPYPATH=mpy:.frozen $(BIN)/micropython -X heapsize=16M tests/device/fuzz_nnm.py $(N) $$seed
+
+bench: bench-memory
+bench-memory: $(STAMP)
+	$(PY) tools/bench_memory.py

@@ -95,6 +95,9 @@ def _known_flags():
     return known
 
 
+_KNOWN_FLAGS = _known_flags()  # once: the header check must allocate next to nothing
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -112,8 +115,8 @@ def _header(buf, size):
             "major %d (this reader reads %d.x)" % (codes.VERSION_MAJOR, codes.VERSION_MAJOR),
             "%d.%d" % (h[1], h[2]),
         )
-    if h[3] & ~_known_flags():
-        _fail("flags", "a subset of 0x%04x" % _known_flags(), "0x%04x" % h[3])
+    if h[3] & ~_KNOWN_FLAGS:
+        _fail("flags", "a subset of 0x%04x" % _KNOWN_FLAGS, "0x%04x" % h[3])
     file_size = h[4]
     if file_size > codes.MAX_FILE_SIZE:
         _fail("file_size", "at most %d bytes" % codes.MAX_FILE_SIZE, file_size)
@@ -189,7 +192,8 @@ def _records(hdr, mv, f, crc):
 
 
 def _lfail(i, field, expected, got):
-    _fail("layer %d %s" % (i, field), expected, got)
+    # One string and no further frame: a rejected bomb allocates next to nothing.
+    raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
 
 
 def _record(i, rec, n, cursor, file_size, int8):
@@ -369,14 +373,20 @@ def _truncated(file_size, pos):
 
 
 def _load_stream(f, size, trainable):
+    # Few locals: the checks run in small frames, so a rejected header allocates next to
+    # nothing; the weights are read by _read_stream.
     head = bytearray(codes.HEADER_SIZE)
-    got = _readinto(f, head, codes.HEADER_SIZE)
-    if got < codes.HEADER_SIZE:
-        _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % got)
-    hdr = _header(head, size)
+    if _readinto(f, head, codes.HEADER_SIZE) < codes.HEADER_SIZE:
+        _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "less (truncated)")
+    size = _header(head, size)
+    head = _records(size, None, f, _crc(0, head, codes.HEADER_SIZE))
+    _check_trainable(size[0], trainable)
+    return _read_stream(f, size, head[0], head[1], trainable)
+
+
+def _read_stream(f, hdr, layers, crc, trainable):
+    """The weights of the checked `layers` from the stream `f` (after the records)."""
     file_size, data_offset = hdr[1], hdr[7]
-    layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
-    _check_trainable(hdr, trainable)
     need = _ram_needed(layers, [True] * len(layers), trainable)
     _check_memory(need)
     # The weight buffers come first, sized from the checked header.
@@ -426,7 +436,10 @@ def _load_stream(f, size, trainable):
     _check_crc(crc, struct.unpack_from("<I", pad, 0)[0])
     if f.read(1):
         _fail("file size", "%d bytes (header field file_size)" % file_size, "more (trailing bytes)")
-    return _network(layers, blocks, trainable, None)
+    try:
+        return _network(layers, blocks, trainable, None)
+    except MemoryError:  # the layers' own buffers did not fit after all
+        raise _no_memory(need)
 
 
 def _check_crc(computed, stored):
@@ -442,10 +455,19 @@ def _load_buffer(src, trainable):
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
     hdr = _header(mv, size)
-    body = size - codes.CRC_SIZE
+    _check_buffer_crc(mv, size - codes.CRC_SIZE)
+    hdr = _records(hdr, mv, None, 0)[0], hdr[0]  # few locals: a small frame stays off the heap
+    _check_trainable(hdr[1], trainable)
+    return _build_from_buffer(hdr[0], mv, src, trainable)
+
+
+def _check_buffer_crc(mv, body):
     _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
-    layers = _records(hdr, mv, None, 0)[0]
-    _check_trainable(hdr, trainable)
+
+
+def _build_from_buffer(layers, mv, src, trainable):
+    """The network over the checked buffer `mv` (a separate frame: the checks before
+    it run in small frames, so a rejected header allocates next to nothing)."""
     views = []
     copies = []
     for layer in layers:
@@ -476,11 +498,14 @@ def _load_buffer(src, trainable):
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need)
-    return _network(layers, blocks, trainable, src)
+    try:
+        return _network(layers, blocks, trainable, src)
+    except MemoryError:  # the layers' own buffers did not fit after all
+        raise _no_memory(need)
 
 
-def _check_trainable(hdr, trainable):
-    if trainable and hdr[0] & _FLAG_INT8:
+def _check_trainable(flags, trainable):
+    if trainable and flags & _FLAG_INT8:
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
@@ -540,6 +565,29 @@ def _stream_size(f):
     return end - here
 
 
+def _load_path(path, trainable):
+    """From a path; when `path + ".bak"` exists (saves with a backup, on FAT), the newest
+    valid of the two by generation number, the other when that one is damaged or gone."""
+    bak = path + ".bak"
+    if not _exists(bak):
+        return _load_file(path, trainable)
+    first, second = path, bak
+    if _generation(bak) > _generation(path):
+        first, second = bak, path
+    try:
+        return _load_file(first, trainable)
+    except (OSError, ModelFormatError) as exc:
+        try:
+            return _load_file(second, trainable)
+        except (OSError, ModelFormatError):
+            raise exc
+
+
+def _load_file(path, trainable):
+    with open(path, "rb") as f:
+        return _load_stream(f, os.stat(path)[6], trainable)
+
+
 def load(source, trainable=False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
@@ -559,8 +607,7 @@ def load(source, trainable=False):
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
     if isinstance(source, str):
-        with open(source, "rb") as f:
-            return _load_stream(f, os.stat(source)[6], trainable)
+        return _load_path(source, trainable)
     t = type(source)
     if t is bytes or t is bytearray or t is memoryview:
         return _load_buffer(source, trainable)
@@ -574,14 +621,14 @@ def load(source, trainable=False):
 # ---------------------------------------------------------------- writing
 
 
-def _plan(net):
+def _plan(net, header_size=codes.HEADER_SIZE):
     """The layer records and data blocks of `net`; ValueError for what the format cannot hold."""
     layers = getattr(net, "layers", None)
     if not layers:
         raise ValueError("save: expected a Network with layers, got %s" % type(net).__name__)
     if len(layers) > codes.MAX_LAYERS:
         raise ValueError("save: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
-    cursor = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers))
+    cursor = _align(header_size + codes.RECORD_SIZE * len(layers))
     records = []
     blocks = []
     int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
@@ -645,11 +692,15 @@ def _dense_plan(where, layer, cursor):
     return rec, [(raw[k], sizes[k]) for k in range(len(raw))]
 
 
-def write(net, f):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written."""
-    records, blocks, file_size, flags = _plan(net)
+def write(net, f, generation=None):
+    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written.
+
+    `generation` (an int, used by `save(..., backup=True)`): a 36-byte header whose
+    bytes 32..35 hold it as a u32 (a header extension every 1.x reader skips)."""
+    header_size = codes.HEADER_SIZE if generation is None else codes.HEADER_SIZE + 4
+    records, blocks, file_size, flags = _plan(net, header_size)
     count = len(records)
-    data_offset = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * count)
+    data_offset = _align(header_size + codes.RECORD_SIZE * count)
     meta = bytearray(data_offset)
     struct.pack_into(
         _HEADER,
@@ -660,7 +711,7 @@ def write(net, f):
         codes.VERSION_MINOR,
         flags,
         file_size,
-        codes.HEADER_SIZE,
+        header_size,
         codes.RECORD_SIZE,
         count,
         0,
@@ -669,7 +720,9 @@ def write(net, f):
         data_offset,
     )
     for i in range(count):
-        struct.pack_into(_RECORD, meta, codes.HEADER_SIZE + codes.RECORD_SIZE * i, *records[i])
+        struct.pack_into(_RECORD, meta, header_size + codes.RECORD_SIZE * i, *records[i])
+    if generation is not None:
+        struct.pack_into("<I", meta, codes.HEADER_SIZE, generation & 0xFFFFFFFF)
     f.write(meta)
     crc = _crc(0, meta, data_offset)
     pos = data_offset
@@ -688,23 +741,111 @@ def write(net, f):
     return pos + codes.CRC_SIZE
 
 
-def save(net, path):
+def save(net, path, backup=None):
     """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`.
 
     The target is never removed first and the data is not flushed mid-write,
-    so on littlefs a power cut leaves either the old or the new model."""
+    so on littlefs (rename is atomic) a power cut leaves either the old or the
+    new model. `backup` is for filesystems whose rename is not atomic (FAT
+    deletes the target first): the file carries a generation number (one more
+    than the newest of `path` and `path + ".bak"`), and before the rename a
+    valid `path` becomes `path + ".bak"`; `load(path)` then takes the newest
+    valid of the two, so a cut at any step still leaves the old or the new
+    model (docs/reliability.md). None (default): True on a FAT mount (found with
+    `vfs.mount()`), else False."""
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
+    if backup is None:
+        backup = _on_fat(path)
     tmp = path + ".tmp"
+    generation = None
+    if backup:
+        generation = max(_generation(path), _generation(path + ".bak"), 0) + 1
     f = open(tmp, "wb")
     try:
-        write(net, f)
+        write(net, f, generation)
     except BaseException:
         f.close()
         _remove(tmp)
         raise
     f.close()
+    if backup:
+        bak = path + ".bak"
+        if _valid_file(path):
+            _remove(bak)  # so the rename below replaces nothing, even on FAT
+            os.rename(path, bak)
+        else:
+            _remove(path)  # missing or damaged: keep the backup as it is
     os.rename(tmp, path)
+
+
+def _on_fat(path):
+    """True when `path` is on a FAT mount (MicroPython's vfs.mount() lists the mounts)."""
+    try:
+        import vfs
+
+        mounts = vfs.mount()
+    except (ImportError, AttributeError, TypeError, OSError):
+        return False
+    if not path.startswith("/"):
+        path = os.getcwd().rstrip("/") + "/" + path
+    best, fat = -1, False
+    for fs, point in mounts:
+        point = point.rstrip("/")
+        if (path == point or path.startswith(point + "/")) and len(point) > best:
+            best, fat = len(point), type(fs).__name__ == "VfsFat"
+    return fat
+
+
+def _generation(path):
+    """The generation number in the header of the model at `path` (0 for a model saved
+    without one), or -1 when there is no readable model header."""
+    head = bytearray(codes.HEADER_SIZE + 4)
+    try:
+        with open(path, "rb") as f:
+            got = _readinto(f, head, len(head))
+    except OSError:
+        return -1
+    if got < codes.HEADER_SIZE or head[0:4] != codes.MAGIC:
+        return -1
+    if struct.unpack_from("<H", head, 12)[0] < codes.HEADER_SIZE + 4 or got < len(head):
+        return 0
+    return struct.unpack_from("<I", head, codes.HEADER_SIZE)[0]
+
+
+def _valid_file(path):
+    """Whether `path` holds a whole model: its header's size, its length and its CRC
+    agree (read in 256-byte chunks; nothing sized from the file is allocated)."""
+    buf = bytearray(256)
+    try:
+        size = os.stat(path)[6]
+        with open(path, "rb") as f:
+            view = memoryview(buf)[0 : codes.HEADER_SIZE]
+            if _readinto(f, view, codes.HEADER_SIZE) < codes.HEADER_SIZE:
+                return False
+            _header(buf, size)
+            crc = _crc(0, view, codes.HEADER_SIZE)
+            left = size - codes.HEADER_SIZE - codes.CRC_SIZE
+            while left > 0:
+                k = left if left < 256 else 256
+                view = memoryview(buf)[0:k]
+                if _readinto(f, view, k) < k:
+                    return False
+                crc = _crc(crc, view, k)
+                left -= k
+            if _readinto(f, memoryview(buf)[0:4], 4) < 4:
+                return False
+            return crc == struct.unpack_from("<I", buf, 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 def _remove(path):

@@ -11,6 +11,7 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from . import qkernels as _py_kernels
+from .network import check_vector
 
 try:
     from . import qkernels_viper as _viper_kernels
@@ -229,8 +230,8 @@ class QDense:
             bound = ((a0 if a0 >= 0 else 0 - a0) + 255 * absum) << (s if s > 0 else 0)
             if bound > _INT32_MAX:
                 raise ValueError(
-                    "QDense unit %d: worst-case accumulator %d exceeds int32 (2^31 - 1); "
-                    "expected smaller bias/weights or shift" % (j, bound)
+                    "QDense unit %d worst-case accumulator: expected at most 2^31 - 1 (int32; "
+                    "smaller bias, weights or shift), got %d, which exceeds int32" % (j, bound)
                 )
             worst = max(worst, bound)
             self.acc0[j] = a0
@@ -340,6 +341,12 @@ class QNetwork:
         values in the first layer's input domain (array('b'), or bytes/bytearray
         of two's-complement bytes). Returns the network's own array('b'),
         reused (overwritten) by the next call: copy it to keep it."""
+        t = type(x)
+        if t is not bytes and t is not bytearray and t is not array and t is not memoryview:
+            raise TypeError(
+                "predict_int8 input: expected array('b'), bytes or bytearray of %d int8 values, got %s"
+                % (self.inputs, t.__name__)
+            )
         if len(x) != self.inputs:
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
         k = self._k
@@ -352,16 +359,14 @@ class QNetwork:
         """Float outputs for float inputs (list, tuple or array('f') of `inputs`
         numbers). Returns the network's own array('f'), reused by the next call.
         Softmax outputs are e/s from the integer softmax (float32, exact);
-        other outputs are the dequantized int8 outputs."""
+        other outputs are the dequantized int8 outputs. Non-finite inputs have a
+        defined result: NaN quantizes like 0.0, +-inf saturate like the largest
+        finite values (the int8 input is clamped to [-128, 127]); wrong types
+        or lengths raise TypeError/ValueError naming the input."""
         n = self.inputs
         t = type(x)
         if t is not array:
-            if t is not list and t is not tuple:
-                raise TypeError(
-                    "input: expected a list, tuple or array('f') of %d numbers, got %s" % (n, t.__name__)
-                )
-            if len(x) != n:
-                raise ValueError("input: expected %d values, got %d" % (n, len(x)))
+            check_vector("input", x, n)  # list/tuple of n numbers; allocates nothing
             xf = self._xf
             for i in range(n):
                 xf[i] = x[i]
