@@ -602,7 +602,8 @@ def load(source, trainable=False):
     Raises `ModelFormatError` (a ValueError naming the field, the expected and
     the actual value) for anything that is not a valid model, and MemoryError
     (stating the bytes needed and available) before allocating a model larger
-    than the free heap.
+    than the free heap. A path with `path + ".bak"` beside it (saved with
+    `backup=True`, e.g. on FAT) loads the valid newer of the two.
     """
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)

@@ -17,6 +17,7 @@ Prints one JSON line: the counts, the slowest load in ms and the failures.
 
 import io
 import json
+import os
 import struct
 import sys
 import time
@@ -26,7 +27,7 @@ from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
 from nanonn.rand import Random
 
-TMP = "/tmp/nanonn-fuzz-%d.nnm"
+TMP = "/tmp/nanonn-fuzz-%d-%%d.nnm" % int.from_bytes(os.urandom(4), "little")  # unique per run
 FIELDS = (
     "magic",
     "version",
@@ -339,6 +340,11 @@ def run(n, seed):
         kinds[kind] = kinds.get(kind, 0) + 1
         if len(failures) > 50:
             break
+    for k in (0, 1):
+        try:
+            os.remove(TMP % k)
+        except OSError:
+            pass
     return {
         "cases": n,
         "seed": seed,
