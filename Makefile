@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	cd examples/xor && MICROPYPATH=../../mpy:.frozen $(abspath $(BIN))/micropython train_xor.py
+	$(PY) examples/digits/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
@@ -49,6 +49,9 @@ firmware:
 	NANONN_MODEL="$(if $(MODEL),$(abspath $(MODEL)))" $(MAKE) -C $(MICROPY_DIR)/ports/$(call board_field,port) \
 		$(if $(filter unix,$(call board_field,port)),VARIANT,BOARD)=$(call board_field,micropython_board) \
 		FROZEN_MANIFEST=$(abspath boards/$(BOARD)/manifest.py)
+
+bench: $(STAMP)
+	$(PY) tools/bench.py
 
 # Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
 # of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).

@@ -16,7 +16,7 @@ from support import MPY
 
 sys.path.insert(0, str(MPY))
 
-from nanonn import Dense, Network, nnm  # noqa: E402
+from nanonn import Dense, Network, backup, nnm  # noqa: E402
 from nanonn.activations import LeakyReLU  # noqa: E402
 
 PATH = "/model.nnm"
@@ -167,21 +167,23 @@ def _wrap_errors(shim):
 
 
 class Installed:
-    """Run nanonn.nnm's save/load against a shim instead of the host's os/open."""
+    """Run nanonn.nnm's and nanonn.backup's save/load against a shim instead of the host's os/open."""
 
     def __init__(self, shim):
         self.shim = _wrap_errors(shim)
 
     def __enter__(self):
-        nnm.os = self.shim
-        nnm.open = self.shim.open
+        for module in (nnm, backup):
+            module.os = self.shim
+            module.open = self.shim.open
         return self
 
     def __exit__(self, *exc):
         import os
 
-        nnm.os = os
-        del nnm.open
+        for module in (nnm, backup):
+            module.os = os
+            del module.open
 
 
 def models():

@@ -95,9 +95,6 @@ def _known_flags():
     return known
 
 
-_KNOWN_FLAGS = _known_flags()  # once: the header check must allocate next to nothing
-
-
 # ---------------------------------------------------------------- reading
 
 
@@ -115,8 +112,8 @@ def _header(buf, size):
             "major %d (this reader reads %d.x)" % (codes.VERSION_MAJOR, codes.VERSION_MAJOR),
             "%d.%d" % (h[1], h[2]),
         )
-    if h[3] & ~_KNOWN_FLAGS:
-        _fail("flags", "a subset of 0x%04x" % _KNOWN_FLAGS, "0x%04x" % h[3])
+    if h[3] & ~_known_flags():
+        _fail("flags", "a subset of 0x%04x" % _known_flags(), "0x%04x" % h[3])
     file_size = h[4]
     if file_size > codes.MAX_FILE_SIZE:
         _fail("file_size", "at most %d bytes" % codes.MAX_FILE_SIZE, file_size)
@@ -155,50 +152,62 @@ def _records(hdr, mv, f, crc):
 
     Returns (layers, crc): layers are the unpacked record tuples (type, dtype,
     activation, flags, inputs, units, param, data_offset, data_size, seed,
-    reserved). Nothing is allocated from a count before its records exist."""
-    file_size, header_size, record_size, count = hdr[1], hdr[2], hdr[3], hdr[4]
-    n, cursor = hdr[5], hdr[7]
+    reserved). Nothing is allocated from a count before its records exist, and
+    each step keeps few locals (a large frame is itself a heap allocation)."""
     buf = None
     if mv is None:
-        buf = bytearray(record_size)
-        extra = header_size - codes.HEADER_SIZE  # a later minor version's header fields
-        while extra > 0:
-            k = extra if extra < record_size else record_size
-            view = memoryview(buf)[0:k]
-            if _readinto(f, view, k) < k:
-                _truncated(file_size, header_size - extra)
-            crc = _crc(crc, view, k)
-            extra -= k
+        buf = bytearray(hdr[3])
+        crc = _skip_header_extra(f, buf, hdr, crc)
     layers = []
-    for i in range(count):
+    for i in range(hdr[4]):
         if buf is None:
-            rec = struct.unpack_from(_RECORD, mv, header_size + i * record_size)
+            rec = struct.unpack_from(_RECORD, mv, hdr[2] + i * hdr[3])
         else:
-            if _readinto(f, buf, record_size) < record_size:
-                _truncated(file_size, header_size + i * record_size)
-            crc = _crc(crc, buf, record_size)
+            crc = _read_record(f, buf, hdr, i, crc)
             rec = struct.unpack_from(_RECORD, buf, 0)
-        _record(i, rec, n, cursor, file_size, hdr[0] & _FLAG_INT8)
-        cursor = _align(rec[7] + rec[8])
-        n = rec[5]
+        if i:
+            _record(i, rec, layers[i - 1][5], _align(layers[i - 1][7] + layers[i - 1][8]), hdr)
+        else:
+            _record(0, rec, hdr[5], hdr[7], hdr)
         layers.append(rec)
-    if n != hdr[6]:
-        _fail("outputs", "%d (the last layer's units)" % n, hdr[6])
-    if cursor + codes.CRC_SIZE != file_size:
+    rec = layers[-1]
+    if rec[5] != hdr[6]:
+        _fail("outputs", "%d (the last layer's units)" % rec[5], hdr[6])
+    if _align(rec[7] + rec[8]) + codes.CRC_SIZE != hdr[1]:
         _fail(
-            "file_size", "%d bytes (the data blocks' end and the CRC)" % (cursor + codes.CRC_SIZE), file_size
+            "file_size",
+            "%d bytes (the data blocks' end and the CRC)" % (_align(rec[7] + rec[8]) + codes.CRC_SIZE),
+            hdr[1],
         )
     return layers, crc
 
 
+def _skip_header_extra(f, buf, hdr, crc):
+    """Read past a later minor version's header fields (CRC-covered)."""
+    extra = hdr[2] - codes.HEADER_SIZE
+    while extra > 0:
+        k = extra if extra < hdr[3] else hdr[3]
+        view = memoryview(buf)[0:k]
+        if _readinto(f, view, k) < k:
+            _truncated(hdr[1], hdr[2] - extra)
+        crc = _crc(crc, view, k)
+        extra -= k
+    return crc
+
+
+def _read_record(f, buf, hdr, i, crc):
+    if _readinto(f, buf, hdr[3]) < hdr[3]:
+        _truncated(hdr[1], hdr[2] + i * hdr[3])
+    return _crc(crc, buf, hdr[3])
+
+
 def _lfail(i, field, expected, got):
-    # One string and no further frame: a rejected bomb allocates next to nothing.
     raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
 
 
-def _record(i, rec, n, cursor, file_size, int8):
+def _record(i, rec, n, cursor, hdr):
     """Check layer i's record: `n` its expected inputs, `cursor` its expected data
-    offset; `int8`: the header's int8 flag (then every layer is an int8 dense layer)."""
+    offset; with the header's int8 flag every layer is an int8 dense layer."""
     if rec[4] != n:
         _lfail(
             i, "inputs", "%d (%s)" % (n, "the previous layer's units" if i else "the header's inputs"), rec[4]
@@ -208,8 +217,8 @@ def _record(i, rec, n, cursor, file_size, int8):
     if rec[10]:
         _lfail(i, "reserved field", 0, rec[10])
     if rec[0] == _DENSE:
-        _dense_record(i, rec, file_size, int8)
-    elif rec[0] == _DROPOUT and int8:
+        _dense_record(i, rec, hdr[1], hdr[0] & _FLAG_INT8)
+    elif rec[0] == _DROPOUT and hdr[0] & _FLAG_INT8:
         _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
     elif rec[0] == _DROPOUT:
         if i == 0:
@@ -217,59 +226,62 @@ def _record(i, rec, n, cursor, file_size, int8):
         _dropout_record(i, rec)
     else:
         _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
-    if rec[7] + rec[8] > file_size - codes.CRC_SIZE:
+    if rec[7] + rec[8] > hdr[1] - codes.CRC_SIZE:
         _lfail(
             i,
             "data_size",
-            "a block ending by byte %d (where the CRC starts)" % (file_size - codes.CRC_SIZE),
+            "a block ending by byte %d (where the CRC starts)" % (hdr[1] - codes.CRC_SIZE),
             "%d bytes from byte %d" % (rec[8], rec[7]),
         )
 
 
 def _dense_record(i, rec, file_size, int8):
-    dtype, act, lflags, inputs, units, param = rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]
-    if dtype != (_INT8 if int8 else _FLOAT32):
+    # rec: (type, dtype, activation, flags, inputs, units, param, offset, size, seed, reserved)
+    if rec[1] != (_INT8 if int8 else _FLOAT32):
         _lfail(
             i,
             "dtype",
             "int8 (2): the header flags an int8 model"
             if int8
             else "float32 (1): the header has no int8 flag",
-            "%s (%d)" % (codes.name_of(codes.DTYPES, dtype), dtype),
+            "%s (%d)" % (codes.name_of(codes.DTYPES, rec[1]), rec[1]),
         )
-    if codes.name_of(codes.ACTIVATIONS, act) is None:
-        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), act)
-    if lflags & ~_BIAS:
-        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % lflags)
-    if units < 1:
-        _lfail(i, "units", ">= 1", units)
+    if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
+        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
+    if rec[3] & ~_BIAS:
+        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % rec[3])
+    if rec[5] < 1:
+        _lfail(i, "units", ">= 1", rec[5])
     # Bound the product before computing it: units * inputs * itemsize <= file_size.
-    item = 1 if int8 else 4
-    if units > file_size or inputs > (file_size // item) // units:
+    if rec[5] > file_size or rec[4] > (file_size // (1 if int8 else 4)) // rec[5]:
         _lfail(
             i,
             "shape",
-            "units x inputs x %d bytes within the file's %d bytes" % (item, file_size),
-            "%d x %d" % (units, inputs),
+            "units x inputs x %d bytes within the file's %d bytes" % (1 if int8 else 4, file_size),
+            "%d x %d" % (rec[5], rec[4]),
         )
+    if rec[2] == _LEAKY:
+        if not (rec[6] >= 0.0 and rec[6] < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
+    elif rec[6] != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
+    if rec[9]:
+        _lfail(i, "seed", "0 for a dense layer", rec[9])
     if int8:
         _int8_record(i, rec)
-        return
-    expected = 4 * units * inputs + (4 * units if lflags & _BIAS else 0)
-    if rec[8] != expected:
+    elif rec[8] != 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0):
         _lfail(
             i,
             "data_size",
-            "%d (%d x %d float32 weights%s)" % (expected, units, inputs, " + bias" if lflags & _BIAS else ""),
+            "%d (%d x %d float32 weights%s)"
+            % (
+                4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0),
+                rec[5],
+                rec[4],
+                " + bias" if rec[3] & _BIAS else "",
+            ),
             rec[8],
         )
-    if act == _LEAKY:
-        if not (param >= 0.0 and param < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _int8_record(i, rec):
@@ -281,13 +293,6 @@ def _int8_record(i, rec):
     expected = block_size(units, inputs, act)
     if rec[8] != expected:
         _lfail(i, "data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), rec[8])
-    if act == _LEAKY:
-        if not (rec[6] >= 0.0 and rec[6] < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
-    elif rec[6] != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _dropout_record(i, rec):
@@ -310,6 +315,8 @@ def _choices(table):
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
     total = _PER_NETWORK + 4 * layers[-1][5] + _PER_BUFFER
+    if layers[0][1] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
+        total += 9 * layers[0][4] + 1024 + layers[-1][5] + 5 * _PER_BUFFER
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
@@ -334,22 +341,23 @@ def _ram_needed(layers, copies, trainable):
 
 
 def _check_memory(need):
-    """MemoryError when `need` bytes exceed the free heap (ports with gc.mem_free)."""
+    """MemoryError when `need` bytes exceed the free heap; returns the free heap
+    (-1 on ports without gc.mem_free, e.g. CPython)."""
     mem_free = getattr(gc, "mem_free", None)
     if mem_free is None:
-        return
+        return -1
     gc.collect()
     free = mem_free()
     if free >= 0 and need > free:
         raise MemoryError("nanonn.load: the model needs %d bytes of RAM, %d available" % (need, free))
+    return free
 
 
-def _no_memory(need):
-    mem_free = getattr(gc, "mem_free", None)
-    free = mem_free() if mem_free is not None else -1
+def _no_memory(need, free):
+    """The MemoryError for an allocation that failed after the RAM check passed."""
     return MemoryError(
-        "nanonn.load: the model needs %d bytes of RAM, %d available (the free heap is fragmented)"
-        % (need, free)
+        "nanonn.load: the model needs %d bytes of RAM, %d available but not in large enough "
+        "blocks (the free heap is fragmented)" % (need, free)
     )
 
 
@@ -373,22 +381,17 @@ def _truncated(file_size, pos):
 
 
 def _load_stream(f, size, trainable):
-    # Few locals: the checks run in small frames, so a rejected header allocates next to
-    # nothing; the weights are read by _read_stream.
     head = bytearray(codes.HEADER_SIZE)
-    if _readinto(f, head, codes.HEADER_SIZE) < codes.HEADER_SIZE:
-        _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "less (truncated)")
-    size = _header(head, size)
-    head = _records(size, None, f, _crc(0, head, codes.HEADER_SIZE))
-    _check_trainable(size[0], trainable)
-    return _read_stream(f, size, head[0], head[1], trainable)
-
-
-def _read_stream(f, hdr, layers, crc, trainable):
-    """The weights of the checked `layers` from the stream `f` (after the records)."""
+    got = _readinto(f, head, codes.HEADER_SIZE)
+    if got < codes.HEADER_SIZE:
+        _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % got)
+    hdr = _header(head, size)
+    _import_int8(hdr)
     file_size, data_offset = hdr[1], hdr[7]
+    layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
+    _check_trainable(hdr, trainable)
     need = _ram_needed(layers, [True] * len(layers), trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     # The weight buffers come first, sized from the checked header.
     blocks = []
     try:
@@ -401,7 +404,7 @@ def _read_stream(f, hdr, layers, crc, trainable):
             else:
                 blocks.append(None)
     except MemoryError:
-        raise _no_memory(need)
+        raise _no_memory(need, free)
     pos = data_offset
     pad = bytearray(4)
     for i in range(len(layers)):
@@ -436,10 +439,7 @@ def _read_stream(f, hdr, layers, crc, trainable):
     _check_crc(crc, struct.unpack_from("<I", pad, 0)[0])
     if f.read(1):
         _fail("file size", "%d bytes (header field file_size)" % file_size, "more (trailing bytes)")
-    try:
-        return _network(layers, blocks, trainable, None)
-    except MemoryError:  # the layers' own buffers did not fit after all
-        raise _no_memory(need)
+    return _build(layers, blocks, trainable, None, need, free)
 
 
 def _check_crc(computed, stored):
@@ -448,26 +448,29 @@ def _check_crc(computed, stored):
 
 
 def _load_buffer(src, trainable):
+    # Split in steps with few locals each: a rejected model allocates little.
     mv = memoryview(src)
     if sys.implementation.name != "micropython" and mv.format != "B":
         mv = mv.cast("B")
+    hdr = _checked_buffer(mv)
+    layers = _records(hdr, mv, None, 0)[0]
+    _check_trainable(hdr, trainable)
+    return _buffer_network(src, mv, layers, trainable)
+
+
+def _checked_buffer(mv):
+    """The checked header of the model in `mv`, after its size and CRC are checked."""
     size = len(mv)
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
     hdr = _header(mv, size)
-    _check_buffer_crc(mv, size - codes.CRC_SIZE)
-    hdr = _records(hdr, mv, None, 0)[0], hdr[0]  # few locals: a small frame stays off the heap
-    _check_trainable(hdr[1], trainable)
-    return _build_from_buffer(hdr[0], mv, src, trainable)
+    _import_int8(hdr)
+    size -= codes.CRC_SIZE
+    _check_crc(_crc(0, mv[0:size], size), struct.unpack_from("<I", mv, size)[0])
+    return hdr
 
 
-def _check_buffer_crc(mv, body):
-    _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
-
-
-def _build_from_buffer(layers, mv, src, trainable):
-    """The network over the checked buffer `mv` (a separate frame: the checks before
-    it run in small frames, so a rejected header allocates next to nothing)."""
+def _buffer_network(src, mv, layers, trainable):
     views = []
     copies = []
     for layer in layers:
@@ -484,7 +487,7 @@ def _build_from_buffer(layers, mv, src, trainable):
         views.append(view)
         copies.append(layer[0] == _DENSE and view is None)
     need = _ram_needed(layers, copies, trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     blocks = []
     try:
         for i in range(len(layers)):
@@ -497,19 +500,39 @@ def _build_from_buffer(layers, mv, src, trainable):
             b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
             blocks.append((w, b))
     except MemoryError:
-        raise _no_memory(need)
+        raise _no_memory(need, free)
+    return _build(layers, blocks, trainable, src, need, free)
+
+
+def _import_int8(hdr):
+    """Import the int8 layer code before the RAM check (its import allocates too)."""
+    if not hdr[0] & _FLAG_INT8:
+        return
     try:
-        return _network(layers, blocks, trainable, src)
-    except MemoryError:  # the layers' own buffers did not fit after all
-        raise _no_memory(need)
+        from . import nnm_int8, quant  # noqa: F401
+    except MemoryError as exc:
+        mem_free = getattr(gc, "mem_free", None)
+        raise MemoryError(
+            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
+            % (mem_free() if mem_free is not None else -1, exc)
+        )
 
 
-def _check_trainable(flags, trainable):
-    if trainable and flags & _FLAG_INT8:
+def _build(layers, blocks, trainable, source, need, free):
+    try:
+        return _network(layers, blocks, trainable, source)
+    except MemoryError:
+        raise _no_memory(need, free)
+
+
+def _check_trainable(hdr, trainable):
+    if trainable and hdr[0] & _FLAG_INT8:
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
-def _int8_network(layers, blocks, source):
+def _int8_network(layers, blocks):
+    # The QDense weights and tables are memoryviews into the source: a MicroPython
+    # memoryview keeps its base buffer alive (its item pointer stays at the base).
     from .nnm_int8 import build_layer
     from .quant import QDense, QNetwork
 
@@ -520,7 +543,6 @@ def _int8_network(layers, blocks, source):
             layer = build_layer(QDense, mv, off, layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
-        layer.source = source  # keeps an in-place source alive
         objs.append(layer)
     try:
         return QNetwork(objs)
@@ -530,7 +552,7 @@ def _int8_network(layers, blocks, source):
 
 def _network(layers, blocks, trainable, source):
     if layers[0][1] == _INT8:
-        return _int8_network(layers, blocks, source)
+        return _int8_network(layers, blocks)
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
@@ -546,9 +568,7 @@ def _network(layers, blocks, trainable, source):
         else:
             raw, in_place = ([w, b] if bias else [w]), False
         activation = LeakyReLU(param) if act == _LEAKY else codes.name_of(codes.ACTIVATIONS, act)
-        layer = LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable)
-        layer.source = source  # keeps an in-place source alive
-        objs.append(layer)
+        objs.append(LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable, source))
     return Network(*objs)
 
 
@@ -566,21 +586,15 @@ def _stream_size(f):
 
 
 def _load_path(path, trainable):
-    """From a path; when `path + ".bak"` exists (saves with a backup, on FAT), the newest
-    valid of the two by generation number, the other when that one is damaged or gone."""
-    bak = path + ".bak"
-    if not _exists(bak):
-        return _load_file(path, trainable)
-    first, second = path, bak
-    if _generation(bak) > _generation(path):
-        first, second = bak, path
+    """From a path; when `path + ".bak"` exists (saved with a backup, on FAT), the valid
+    newest of the two (`nanonn.backup`)."""
     try:
-        return _load_file(first, trainable)
-    except (OSError, ModelFormatError) as exc:
-        try:
-            return _load_file(second, trainable)
-        except (OSError, ModelFormatError):
-            raise exc
+        os.stat(path + ".bak")
+    except OSError:
+        return _load_file(path, trainable)
+    from .backup import load_newest
+
+    return load_newest(path, trainable)
 
 
 def _load_file(path, trainable):
@@ -748,20 +762,21 @@ def save(net, path, backup=None):
     The target is never removed first and the data is not flushed mid-write,
     so on littlefs (rename is atomic) a power cut leaves either the old or the
     new model. `backup` is for filesystems whose rename is not atomic (FAT
-    deletes the target first): the file carries a generation number (one more
-    than the newest of `path` and `path + ".bak"`), and before the rename a
-    valid `path` becomes `path + ".bak"`; `load(path)` then takes the newest
-    valid of the two, so a cut at any step still leaves the old or the new
-    model (docs/reliability.md). None (default): True on a FAT mount (found with
-    `vfs.mount()`), else False."""
+    deletes the target first): the file carries a generation number and the
+    previous model is kept as `path + ".bak"`, so that `load(path)` finds the
+    old or the new model after a cut at any step (`nanonn.backup`,
+    docs/reliability.md). None (default): True on a FAT mount, else False."""
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
-    if backup is None:
-        backup = _on_fat(path)
-    tmp = path + ".tmp"
     generation = None
-    if backup:
-        generation = max(_generation(path), _generation(path + ".bak"), 0) + 1
+    if backup is None or backup:
+        from . import backup as kept
+
+        if backup is None:
+            backup = kept.on_fat(path)
+        if backup:
+            generation = kept.next_generation(path)
+    tmp = path + ".tmp"
     f = open(tmp, "wb")
     try:
         write(net, f, generation)
@@ -771,82 +786,8 @@ def save(net, path, backup=None):
         raise
     f.close()
     if backup:
-        bak = path + ".bak"
-        if _valid_file(path):
-            _remove(bak)  # so the rename below replaces nothing, even on FAT
-            os.rename(path, bak)
-        else:
-            _remove(path)  # missing or damaged: keep the backup as it is
+        kept.rotate(path)
     os.rename(tmp, path)
-
-
-def _on_fat(path):
-    """True when `path` is on a FAT mount (MicroPython's vfs.mount() lists the mounts)."""
-    try:
-        import vfs
-
-        mounts = vfs.mount()
-    except (ImportError, AttributeError, TypeError, OSError):
-        return False
-    if not path.startswith("/"):
-        path = os.getcwd().rstrip("/") + "/" + path
-    best, fat = -1, False
-    for fs, point in mounts:
-        point = point.rstrip("/")
-        if (path == point or path.startswith(point + "/")) and len(point) > best:
-            best, fat = len(point), type(fs).__name__ == "VfsFat"
-    return fat
-
-
-def _generation(path):
-    """The generation number in the header of the model at `path` (0 for a model saved
-    without one), or -1 when there is no readable model header."""
-    head = bytearray(codes.HEADER_SIZE + 4)
-    try:
-        with open(path, "rb") as f:
-            got = _readinto(f, head, len(head))
-    except OSError:
-        return -1
-    if got < codes.HEADER_SIZE or head[0:4] != codes.MAGIC:
-        return -1
-    if struct.unpack_from("<H", head, 12)[0] < codes.HEADER_SIZE + 4 or got < len(head):
-        return 0
-    return struct.unpack_from("<I", head, codes.HEADER_SIZE)[0]
-
-
-def _valid_file(path):
-    """Whether `path` holds a whole model: its header's size, its length and its CRC
-    agree (read in 256-byte chunks; nothing sized from the file is allocated)."""
-    buf = bytearray(256)
-    try:
-        size = os.stat(path)[6]
-        with open(path, "rb") as f:
-            view = memoryview(buf)[0 : codes.HEADER_SIZE]
-            if _readinto(f, view, codes.HEADER_SIZE) < codes.HEADER_SIZE:
-                return False
-            _header(buf, size)
-            crc = _crc(0, view, codes.HEADER_SIZE)
-            left = size - codes.HEADER_SIZE - codes.CRC_SIZE
-            while left > 0:
-                k = left if left < 256 else 256
-                view = memoryview(buf)[0:k]
-                if _readinto(f, view, k) < k:
-                    return False
-                crc = _crc(crc, view, k)
-                left -= k
-            if _readinto(f, memoryview(buf)[0:4], 4) < 4:
-                return False
-            return crc == struct.unpack_from("<I", buf, 0)[0]
-    except (OSError, ValueError):
-        return False
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-    except OSError:
-        return False
-    return True
 
 
 def _remove(path):
@@ -862,4 +803,4 @@ def dumps(net):
 
     out = io.BytesIO()
     write(net, out)
-    return out.getvalue()
+    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython's BytesIO has it; the stubs lack it)

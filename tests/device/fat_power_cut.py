@@ -15,7 +15,7 @@ import json
 
 import vfs
 
-from nanonn import Dense, Network, load, nnm
+from nanonn import Dense, Network, backup, load, nnm
 from nanonn.activations import LeakyReLU
 
 MOUNT = "/fatcut"
@@ -78,7 +78,7 @@ def main():
         dry = Flash(base)
         mounted(dry)
         second.save(PATH)
-        result["backup_detected_" + name] = nnm._generation(PATH) > 0
+        result["backup_detected_" + name] = backup.generation(PATH) > 0
         unmount()
         total = dry.writes
         for torn in (False, True):

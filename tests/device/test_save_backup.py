@@ -4,7 +4,7 @@ the real filesystem of the port: generations, the backup, and load's fallback.""
 import os
 
 from check import eq, ok, raises
-from nanonn import Dense, ModelFormatError, Network, load, nnm
+from nanonn import Dense, ModelFormatError, Network, backup, load, nnm
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-backup-%d" % int.from_bytes(os.urandom(4), "little")
@@ -34,12 +34,12 @@ def test_backup_keeps_the_previous_model_and_counts_generations():
     _clean()
     a, b, c = _nets()
     a.save(TMP, backup=True)
-    eq(nnm._generation(TMP), 1, "first generation")
+    eq(backup.generation(TMP), 1, "first generation")
     ok(not _exists(TMP + ".bak"), "no backup before there was a model")
     b.save(TMP, backup=True)
     c.save(TMP, backup=True)
-    eq(nnm._generation(TMP), 3, "generation after three saves")
-    eq(nnm._generation(TMP + ".bak"), 2, "the backup's generation")
+    eq(backup.generation(TMP), 3, "generation after three saves")
+    eq(backup.generation(TMP + ".bak"), 2, "the backup's generation")
     eq(nnm.dumps(load(TMP)), nnm.dumps(c), "the newest model loads")
     ok(not _exists(TMP + ".tmp"), "no temp file left")
     _clean()
@@ -61,7 +61,7 @@ def test_load_falls_back_to_the_backup():
     # the next save keeps the backup (the primary was missing) and loads as the newest
     b.save(TMP, backup=True)
     eq(nnm.dumps(load(TMP)), nnm.dumps(b), "the next save")
-    eq(nnm._generation(TMP), 2, "one more than the backup (the newest left)")
+    eq(backup.generation(TMP), 2, "one more than the backup (the newest left)")
     _clean()
 
 
