@@ -23,3 +23,43 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
+# whole repo; pyright over the device package and examples once per supported board, against
+# that board's published MicroPython stubs (pinned in checks/stubs-BOARD.txt, each installed
+# into its own folder .venv/stubs/BOARD, the path checks/pyright-BOARD.json names); pyright
+# over host/ against CPython typing with this environment's packages.
+BOARDS := rp2 esp32 unix
+STUBS := .venv/stubs
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
+
+.PHONY: check typecheck lint stubs pyi
+
+test: check
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+stubs: $(BOARDS:%=$(STUBS)/%/.installed)
+
+$(STUBS)/%/.installed: checks/stubs-%.txt $(STAMP)
+	rm -rf $(STUBS)/$*
+	$(PY) -m pip install --quiet --no-deps --target $(STUBS)/$* -r $<
+	touch $@
+
+# The .pyi beside each device module with viper pointer parameters (tools/gen_stubs.py).
+pyi: $(STAMP)
+	$(PY) tools/gen_stubs.py
+
+typecheck: $(STAMP) stubs
+	$(PY) tools/gen_stubs.py --check
+	@for board in $(BOARDS); do \
+		echo "pyright: device code against the $$board stubs"; \
+		test -f $(STUBS)/$$board/micropython.pyi || { echo "$(STUBS)/$$board: stubs missing"; exit 1; }; \
+		$(PYRIGHT) -p checks/pyright-$$board.json || exit 1; \
+	done
+	@echo "pyright: host/ against CPython"
+	$(PYRIGHT) -p checks/pyright-host.json --pythonpath $(PY)

@@ -72,8 +72,8 @@ class Dense(Layer):
     def __init__(self, units, inputs=None, activation="linear", use_bias=True, weights=None):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
-            _check_count("Dense inputs", inputs)
-        self.inputs = inputs
+            # Unstated, `inputs` stays Layer's None until build() sets the previous layer's units.
+            self.inputs = _check_count("Dense inputs", inputs)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         if weights is not None and inputs is not None:
