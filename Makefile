@@ -33,7 +33,7 @@ BOARDS := rp2 esp32 unix
 STUBS := .venv/stubs
 PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
-.PHONY: check typecheck lint stubs pyi
+.PHONY: check typecheck lint stubs pyi api
 
 test: check
 
@@ -49,6 +49,10 @@ $(STUBS)/%/.installed: checks/stubs-%.txt $(STAMP)
 	rm -rf $(STUBS)/$*
 	$(PY) -m pip install --quiet --no-deps --target $(STUBS)/$* -r $<
 	touch $@
+
+# docs/api.md from the code and its docstrings (tests/test_api_doc.py fails when it is stale).
+api: $(STAMP)
+	$(PY) tools/gen_api.py
 
 # The .pyi beside each device module with viper pointer parameters (tools/gen_stubs.py).
 pyi: $(STAMP)

@@ -3,22 +3,18 @@ works, and pyright really checks against the boards' MicroPython stubs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 
 import pytest
 
-from support import ROOT, tool
+from support import ROOT, load_tool, tool
 
 STUBS = ROOT / ".venv" / "stubs"  # where `make stubs` installs them (checks/pyright-BOARD.json)
 BOARDS = ("rp2", "esp32", "unix")
 
-_spec = importlib.util.spec_from_file_location("gen_stubs", ROOT / "tools" / "gen_stubs.py")
-assert _spec is not None and _spec.loader is not None
-gen_stubs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen_stubs)
+gen_stubs = load_tool("gen_stubs")
 
 KERNEL = '''"""A viper kernel for the test."""
 

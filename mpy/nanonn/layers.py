@@ -23,7 +23,8 @@ from . import activations
 
 
 def floats(n):
-    """A zero-filled array('f') of n elements."""
+    """A zero-filled array('f') of n elements: allocates 4 * n bytes (and a
+    temporary bytes object of the same size)."""
     return array("f", bytes(4 * n))
 
 

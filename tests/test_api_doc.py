@@ -1,0 +1,159 @@
+"""docs/api.md cannot drift: it equals tools/gen_api.py's output, every public
+name has its docstrings, and (checked independently, by importing the packages)
+every public function, class and method appears with the signature it has."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib
+import inspect
+import re
+import sys
+
+import pytest
+
+from support import MPY, load_tool
+
+gen_api = load_tool("gen_api")
+
+HEADING = re.compile(r"^#### (?:class )?`(\w+)(\(.*\)(?: -> .*)?)?`")
+METHOD = re.compile(r"^- (?:property |staticmethod |classmethod )?`(\w+)(\(.*?\))?(?: -> [^`]*)?`")
+
+
+def test_api_doc_is_generated_from_the_code():
+    expected = gen_api.render()
+    actual = gen_api.DOC.read_text()
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                actual.splitlines(True), expected.splitlines(True), "docs/api.md", "generated", n=1
+            )
+        )
+        pytest.fail("docs/api.md differs from the code: run `make api`\n" + diff[:6000])
+
+
+def test_every_public_name_has_its_docstrings():
+    assert gen_api.problems() == []
+
+
+def sections() -> dict[str, list[str]]:
+    """docs/api.md split by module: {dotted module name: its lines}."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in gen_api.DOC.read_text().splitlines():
+        m = re.match(r"^### `([\w.]+)`$", line)
+        if m:
+            current = out.setdefault(m.group(1), [])
+        elif current is not None:
+            current.append(line)
+    return out
+
+
+def shape(params: list[tuple[str, str, object]]):
+    return [(name, kind, default) for name, kind, default in params]
+
+
+_NO_DEFAULT = "<none>"
+_UNKNOWN = "<expression>"
+
+
+def from_doc(sig: str, method: bool) -> list[tuple[str, str, object]]:
+    """(name, kind, default) of each parameter of a documented signature."""
+    fn = ast.parse("def f%s: pass" % sig).body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    a = fn.args
+    out = []
+    positional = a.posonlyargs + a.args
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    for i, (p, d) in enumerate(zip(positional, defaults)):
+        kind = "POSITIONAL_ONLY" if i < len(a.posonlyargs) else "POSITIONAL_OR_KEYWORD"
+        out.append((p.arg, kind, _literal(d)))
+    if a.vararg:
+        out.append((a.vararg.arg, "VAR_POSITIONAL", _NO_DEFAULT))
+    for p, d in zip(a.kwonlyargs, a.kw_defaults):
+        out.append((p.arg, "KEYWORD_ONLY", _literal(d)))
+    if a.kwarg:
+        out.append((a.kwarg.arg, "VAR_KEYWORD", _NO_DEFAULT))
+    return out
+
+
+def _literal(node):
+    if node is None:
+        return _NO_DEFAULT
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return _UNKNOWN
+
+
+def from_code(obj) -> list[tuple[str, str, object]]:
+    out = []
+    for p in inspect.signature(obj).parameters.values():
+        if p.default is inspect.Parameter.empty:
+            default = _NO_DEFAULT
+        elif isinstance(p.default, (int, float, str, bytes, bool, tuple, type(None))):
+            default = p.default
+        else:
+            default = _UNKNOWN
+        out.append((p.name, p.kind.name, default))
+    return out
+
+
+def public_objects():
+    """(module name, public name, object) for every function and class defined in a public module."""
+    sys.path.insert(0, str(MPY))
+    try:
+        modules = gen_api.load()
+        for package, _, _ in gen_api.PACKAGES:
+            for mod in gen_api._public_modules(modules, package):
+                module = importlib.import_module(mod.name)
+                for name, obj in vars(module).items():
+                    if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                        continue
+                    if getattr(obj, "__module__", None) == mod.name:
+                        yield mod.name, name, obj
+    finally:
+        sys.path.remove(str(MPY))
+
+
+def test_every_public_name_is_documented_with_its_signature():
+    doc = sections()
+    found = 0
+    for module, name, obj in public_objects():
+        found += 1
+        lines = doc.get(module)
+        assert lines is not None, "docs/api.md has no section for module %s" % module
+        headings = {m.group(1): m.group(2) for m in map(HEADING.match, lines) if m}
+        assert name in headings, "%s.%s is not documented in docs/api.md" % (module, name)
+        if obj.__name__ != name:  # an alias
+            assert "An alias of `%s`." % obj.__name__ in lines, "%s.%s: alias not documented" % (module, name)
+            continue
+        sig = headings[name]
+        own_init = inspect.isclass(obj) and ("__init__" in vars(obj) or dataclasses.is_dataclass(obj))
+        if inspect.isfunction(obj) or own_init:
+            assert sig is not None, "%s.%s: documented without its signature" % (module, name)
+            assert shape(from_doc(sig, False)) == shape(from_code(obj)), "%s.%s signature" % (module, name)
+        if inspect.isclass(obj):
+            _check_methods(module, obj, lines)
+    assert found >= 20, "only %d public names found: the discovery is broken" % found
+
+
+def _check_methods(module: str, cls, lines: list[str]):
+    start = next(i for i, line in enumerate(lines) if HEADING.match(line) and "`%s" % cls.__name__ in line)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#### ")), len(lines))
+    documented = {m.group(1): m.group(2) for m in map(METHOD.match, lines[start:end]) if m}
+    for name, member in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        where = "%s.%s.%s" % (module, cls.__name__, name)
+        if isinstance(member, property):
+            assert name in documented, "%s (property) is not documented" % where
+        elif inspect.isfunction(member) or isinstance(member, (staticmethod, classmethod)):
+            assert name in documented, "%s is not documented" % where
+            func = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+            code = from_code(func)
+            if not isinstance(member, staticmethod):
+                code = code[1:]  # self / cls
+            assert shape(from_doc(documented[name], True)) == shape(code), "%s signature" % where
