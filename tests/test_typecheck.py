@@ -114,3 +114,35 @@ def test_checks_use_the_board_stubs(tmp_path, board):
     unresolved = lines_of(pyright(tmp_path, board), "probe.py")
     expected = {"rp2": [2, 3], "esp32": [1, 3], "unix": [1, 2]}[board]
     assert unresolved == expected
+
+
+def config(name: str) -> dict:
+    """A checks/pyright-*.json (JSON with // comment lines, as pyright reads it)."""
+    text = (ROOT / "checks" / name).read_text()
+    return json.loads("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//")))
+
+
+def listed(paths: list[str]) -> set[str]:
+    """Config paths (relative to checks/) as repository paths."""
+    return {(ROOT / "checks" / p).resolve().relative_to(ROOT).as_posix() for p in paths}
+
+
+def test_every_example_script_is_checked_on_one_side():
+    device, host = config("pyright-device.json"), config("pyright-host.json")
+    assert "examples" in listed(device["include"])
+    host_scripts = listed(device["exclude"])
+    assert host_scripts == listed(host["include"]) - {"host"}, "device exclude != host include"
+    scripts = {p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").rglob("*.py")}
+    assert host_scripts <= scripts, "listed but missing: %s" % sorted(host_scripts - scripts)
+    # Each example folder is its scripts' import root (sibling imports), on each side it has scripts.
+    for side, cfg, files in (("device", device, scripts - host_scripts), ("host", host, host_scripts)):
+        roots = listed([env["root"] for env in cfg["executionEnvironments"]])
+        folders = {f.rsplit("/", 1)[0] for f in files}
+        assert folders <= roots, "%s: no executionEnvironments root for %s" % (side, sorted(folders - roots))
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_board_configs_extend_the_device_config(board):
+    cfg = config("pyright-%s.json" % board)
+    assert cfg["extends"] == "./pyright-device.json"
+    assert listed([cfg["stubPath"], cfg["typeshedPath"]]) == {".venv/stubs/" + board}
