@@ -1,0 +1,133 @@
+"""Classify live accelerometer windows and print the gesture with its probability.
+
+Needs the trained files beside it (written by `train.py`, copied by its deploy step):
+`gesture_meta.json` (classes, window length, rate, feature scaler) and
+`gesture_model.json` (the network's layers).
+
+On a board:        mpremote exec "import classify; classify.run()"
+On the unix port:  micropython classify.py --replay data/gesture_sample.csv [--windows 20]
+
+Per window: read n samples (paced at the model's rate), extract the integer
+features (allocates nothing), standardise them, run the network, print
+`gesture  probability`. With a replay, the recorded label is printed too and a
+tally at the end.
+"""
+
+import json
+import sys
+from array import array
+
+import sensor
+from features import FEATURES, Extractor, Scaler
+
+from nanonn import Dense, Network, argmax
+
+META = "gesture_meta.json"
+MODEL = "gesture_model.json"
+
+
+def _load_json(path, what):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as exc:
+        raise ValueError(
+            "%s %s: cannot open (%s); run train.py and copy its output" % (what, path, exc)
+        ) from None
+
+
+def load_meta(path=META):
+    meta = _load_json(path, "meta")
+    for key in ("classes", "window", "rate_hz", "features", "mean", "scale"):
+        if key not in meta:
+            raise ValueError("meta %s: expected key %r, keys are %s" % (path, key, sorted(meta)))
+    if list(meta["features"]) != list(FEATURES):
+        raise ValueError(
+            "meta %s features: expected this device's %s, got %s" % (path, list(FEATURES), meta["features"])
+        )
+    return meta
+
+
+def load_model(path=MODEL):
+    """A Network from the JSON layer list written by train.py."""
+    spec = _load_json(path, "model")
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ValueError("model %s layers: expected a non-empty list, got %r" % (path, layers))
+    built = []
+    for i, layer in enumerate(layers):
+        if layer.get("type") != "dense":
+            raise ValueError(
+                "model %s layer %d type: expected 'dense', got %r" % (path, i, layer.get("type"))
+            )
+        built.append(
+            Dense(
+                layer["units"],
+                inputs=layer["inputs"],
+                activation=layer["activation"],
+                weights=layer["weights"],
+            )
+        )
+    return Network(built)
+
+
+def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MODEL):
+    """Classify `windows` windows (None: forever). Returns (correct, labelled) for a replay."""
+    meta = load_meta(meta_path)
+    net = load_model(model_path)
+    classes = meta["classes"]
+    if net.outputs != len(classes):
+        raise ValueError(
+            "model outputs: expected %d (the classes in meta), got %d" % (len(classes), net.outputs)
+        )
+    n = meta["window"]
+    rate = meta["rate_hz"]
+    extractor = Extractor(n)
+    scaler = Scaler(meta["mean"], meta["scale"])
+    bus = sensor.open_bus(replay=replay, chip=chip)
+    imu = sensor.open_imu(bus, rate_hz=rate)
+    print("sensor: %r, window %d samples at %d Hz" % (imu, n, rate))
+    buf = array("h", bytes(2 * 3 * n))
+    correct = labelled = 0
+    k = 0
+    while windows is None or k < windows:
+        sensor.read_window(imu, buf, rate, pace=replay is None)
+        probs = net.predict(scaler.apply(extractor.extract(buf)))
+        best = argmax(probs)
+        if replay is not None:
+            labelled += 1
+            correct += classes[best] == bus.label
+            print("%-7s %.2f  (recorded: %s)" % (classes[best], probs[best], bus.label))
+        else:
+            print("%-7s %.2f" % (classes[best], probs[best]))
+        k += 1
+    if replay is not None:
+        bus.close()
+        print("replay: %d/%d windows classified as recorded" % (correct, labelled))
+    return correct, labelled
+
+
+def main(argv):
+    """micropython classify.py [--replay CSV] [--windows N] [--chip mpu6050|lsm6ds3] [--dir DIR]"""
+    args = list(argv)
+    opts = {"--replay": None, "--windows": None, "--chip": "mpu6050", "--dir": "."}
+    for key in list(opts):
+        if key in args:
+            i = args.index(key)
+            if i + 1 >= len(args):
+                raise ValueError("%s: expected a value after it" % key)
+            opts[key] = args[i + 1]
+            del args[i : i + 2]
+    if args:
+        print(main.__doc__)
+        return 2
+    windows = int(opts["--windows"]) if opts["--windows"] is not None else None
+    if windows is None and opts["--replay"] is not None:
+        windows = 20
+    d = opts["--dir"]
+    run(windows, opts["--replay"], opts["--chip"], d + "/" + META, d + "/" + MODEL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,101 @@
+"""Where the accelerometer is: the I2C bus from the board profile, or a replay.
+
+On a board, the I2C pins come from `board.json` on the board's filesystem (the
+board profile `boards/<board>/board.json`, copied there by the deploy step):
+its `"i2c"` entry, e.g. `{"i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000}}`.
+Without that file, the defaults below are used (a generic ESP32 DevKit and a
+Raspberry Pi Pico; other boards need a `board.json`).
+
+With `replay=path` (the unix port, which has no `machine.I2C`), the bus is a
+`replay.ReplayI2C` serving recorded samples through the same drivers.
+
+A window is read by `read_window(imu, window, rate_hz, pace)`: samples paced
+by `time.ticks_us` at `rate_hz` (or back to back with `pace=False`, which is
+right for a replay whose samples are already time-stamped by their order).
+"""
+
+import json
+import sys
+import time
+
+import imu as imu_drivers
+
+DEFAULT_PINS = {
+    "esp32": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # ESP32 DevKit (WROOM/WROVER)
+    "rp2": {"id": 0, "sda": 4, "scl": 5, "freq": 400000},  # Raspberry Pi Pico: GP4/GP5 = I2C0
+}
+BOARD_FILE = "board.json"
+
+
+def i2c_config(path=BOARD_FILE):
+    """The `i2c` entry of the board profile at `path`, else this port's default."""
+    try:
+        with open(path) as f:
+            profile = json.load(f)
+    except OSError:
+        profile = None
+    if profile is not None:
+        cfg = profile.get("i2c")
+        if not isinstance(cfg, dict):
+            raise ValueError("%s i2c: expected an object with id, sda, scl, got %r" % (path, cfg))
+        for key in ("sda", "scl"):
+            if type(cfg.get(key)) is not int:
+                raise ValueError("%s i2c.%s: expected a pin number, got %r" % (path, key, cfg.get(key)))
+        return cfg
+    cfg = DEFAULT_PINS.get(sys.platform)
+    if cfg is None:
+        raise ValueError(
+            "I2C pins: no %s and no default for platform %r (defaults: %s); copy the board profile"
+            % (path, sys.platform, ", ".join(sorted(DEFAULT_PINS)))
+        )
+    return cfg
+
+
+def open_bus(replay=None, label=None, chip="mpu6050", board_file=BOARD_FILE):
+    """machine.I2C on the profile's pins, or a ReplayI2C of `replay` (a CSV path)."""
+    if replay is not None:
+        from replay import ReplayI2C
+
+        return ReplayI2C(replay, chip=chip, label=label)
+    try:
+        from machine import I2C, Pin
+    except ImportError:
+        raise ValueError("this port has no machine.I2C: pass a recorded CSV to replay instead") from None
+    cfg = i2c_config(board_file)
+    return I2C(cfg.get("id", 0), sda=Pin(cfg["sda"]), scl=Pin(cfg["scl"]), freq=cfg.get("freq", 400000))
+
+
+def open_imu(bus, rate_hz=50, range_g=8):
+    """The accelerometer found on `bus` (MPU6050 or LSM6DS3 family)."""
+    return imu_drivers.open_imu(bus, range_g=range_g, rate_hz=rate_hz)
+
+
+if hasattr(time, "ticks_us"):
+    _ticks_us, _ticks_add, _ticks_diff = time.ticks_us, time.ticks_add, time.ticks_diff
+else:  # CPython
+
+    def _ticks_us():
+        return time.monotonic_ns() // 1000
+
+    def _ticks_add(t, d):
+        return t + d
+
+    def _ticks_diff(a, b):
+        return a - b
+
+
+def read_window(sensor, window, rate_hz, pace=True):
+    """Fill `window` (array('h') of 3 * n) with n samples in mg, x y z interleaved.
+
+    Paced at `rate_hz` when `pace`; allocates nothing (the driver reads into its
+    own buffer, ticks are small ints).
+    """
+    period = 1000000 // rate_hz
+    t = _ticks_us()
+    for i in range(0, len(window), 3):
+        if pace:
+            while _ticks_diff(t, _ticks_us()) > 0:
+                pass
+            t = _ticks_add(t, period)
+        sensor.read_mg(window, i)
+    return window

@@ -1,0 +1,198 @@
+"""Host side: pull the recorded gestures, extract features, train, export, deploy.
+
+    python train.py --csv data/gesture_sample.csv --out build          # local CSV (unix port)
+    python train.py --port /dev/ttyUSB0 --out build --deploy          # a board: pull, train, deploy
+
+1. With `--port`, copies `gesture.csv` from the board with `mpremote cp`.
+2. Computes the 21 integer features per window (`host_features.py`, the numpy twin
+   of the device's `features.py`).
+3. Splits the windows (stratified, seeded), standardises the features with the
+   training part's statistics, trains a scikit-learn `MLPClassifier` (one ReLU
+   hidden layer, softmax output) and prints train and test accuracy.
+4. Writes `gesture_meta.json` (classes, window, rate, feature names, scaler) and
+   `gesture_model.json` (the network as nanonn Dense layers), then checks that
+   nanonn (the device package, run here on CPython) gives the same probabilities
+   as scikit-learn on the test windows.
+5. With `--deploy`, copies the nanonn package, the device scripts and the two
+   files to the board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.neural_network import MLPClassifier
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "mpy"))
+
+import host_features  # noqa: E402
+
+DEVICE_FILES = ("imu.py", "sensor.py", "features.py", "record.py", "classify.py")
+ACTIVATIONS = {
+    "relu": "relu",
+    "tanh": "tanh",
+    "logistic": "sigmoid",
+    "identity": "linear",
+    "softmax": "softmax",
+}
+RATE_HZ = 50
+
+
+def mpremote(port: str, *args: str) -> None:
+    cmd = [str(Path(sys.executable).parent / "mpremote"), "connect", port, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(
+            "mpremote %s failed (exit %d): %s" % (" ".join(args), proc.returncode, proc.stderr.strip())
+        )
+
+
+def split(labels: list[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split: indices of the training and test windows."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in sorted(set(labels)):
+        idx = np.array([i for i, v in enumerate(labels) if v == label])
+        rng.shuffle(idx)
+        k = max(1, int(round(len(idx) * test_fraction))) if len(idx) > 1 else 0
+        test.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.array(train)), np.sort(np.array(test, dtype=int))
+
+
+def export_layers(clf: MLPClassifier) -> list[dict]:
+    """scikit-learn weights -> nanonn Dense layers (flat: per unit, its weights then its bias)."""
+    acts = [clf.activation] * (len(clf.coefs_) - 1) + [clf.out_activation_]
+    layers = []
+    for w, b, act in zip(clf.coefs_, clf.intercepts_, acts):
+        if act not in ACTIVATIONS:
+            raise SystemExit("activation %r: expected one of %s" % (act, ", ".join(ACTIVATIONS)))
+        flat = np.concatenate([w.T, b[:, None]], axis=1).ravel()  # (units, inputs + 1)
+        layers.append(
+            {
+                "type": "dense",
+                "units": int(w.shape[1]),
+                "inputs": int(w.shape[0]),
+                "activation": ACTIVATIONS[act],
+                "weights": [float(v) for v in flat],
+            }
+        )
+    return layers
+
+
+def nanonn_probabilities(layers: list[dict], x: np.ndarray) -> np.ndarray:
+    """Run the exported layers with the device package (on CPython)."""
+    from nanonn import Dense, Network
+
+    net = Network(
+        [
+            Dense(d["units"], inputs=d["inputs"], activation=d["activation"], weights=d["weights"])
+            for d in layers
+        ]
+    )
+    return np.array([list(net.predict([float(v) for v in row])) for row in x])
+
+
+def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: float = 0.25) -> dict:
+    windows, labels, _ = host_features.load_windows(csv)
+    if windows.shape[0] < 8:
+        raise SystemExit("%s: expected at least 8 windows to train on, got %d" % (csv, windows.shape[0]))
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise SystemExit("%s: expected at least 2 gestures, got %s" % (csv, classes))
+    feats = host_features.features(windows).astype(np.float64)
+    y = np.array([classes.index(v) for v in labels])
+    tr, te = split(labels, test_fraction, seed)
+    mean = feats[tr].mean(axis=0)
+    scale = feats[tr].std(axis=0)
+    scale[scale == 0] = 1.0
+    x = (feats - mean) / scale
+    clf = MLPClassifier(
+        hidden_layer_sizes=(hidden,),
+        activation="relu",
+        solver="lbfgs",
+        alpha=1e-2,
+        max_iter=2000,
+        random_state=seed,
+    )
+    clf.fit(x[tr], y[tr])
+    train_acc = float((clf.predict(x[tr]) == y[tr]).mean())
+    test_acc = float((clf.predict(x[te]) == y[te]).mean()) if len(te) else float("nan")
+    layers = export_layers(clf)
+    meta = {
+        "classes": classes,
+        "window": int(windows.shape[1]),
+        "rate_hz": RATE_HZ,
+        "features": list(host_features.FEATURES),
+        "mean": [float(v) for v in mean],
+        "scale": [float(v) for v in scale],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gesture_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out / "gesture_model.json").write_text(json.dumps({"layers": layers}) + "\n")
+    check = te if len(te) else tr
+    ours = nanonn_probabilities(layers, x[check])
+    theirs = clf.predict_proba(x[check])
+    diff = float(np.abs(ours - theirs).max())
+    agree = float((ours.argmax(axis=1) == theirs.argmax(axis=1)).mean())
+    confusion = np.zeros((len(classes), len(classes)), dtype=int)
+    for t, p in zip(y[te], clf.predict(x[te])):
+        confusion[t, p] += 1
+    print("windows: %d (%s), %d train / %d test" % (len(labels), ", ".join(classes), len(tr), len(te)))
+    print(
+        "features: %d per window; network %d-%d-%d" % (feats.shape[1], feats.shape[1], hidden, len(classes))
+    )
+    print("accuracy: train %.3f, test %.3f" % (train_acc, test_acc))
+    print("test confusion (rows: recorded, columns: predicted):")
+    for i, c in enumerate(classes):
+        print("  %-7s %s" % (c, " ".join("%3d" % v for v in confusion[i])))
+    print(
+        "nanonn vs scikit-learn on %d windows: max |p diff| %.2e, same class %.3f" % (len(check), diff, agree)
+    )
+    print("wrote %s and %s" % (out / "gesture_meta.json", out / "gesture_model.json"))
+    return {"train_accuracy": train_acc, "test_accuracy": test_acc, "max_prob_diff": diff, "agreement": agree}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, help="a local gesture CSV (default: pulled from --port)")
+    parser.add_argument(
+        "--port", help="the board's serial port for mpremote (pull, and deploy with --deploy)"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "build", help="output folder (default: build/)")
+    parser.add_argument("--deploy", action="store_true", help="copy the device scripts and model to --port")
+    parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    csv = args.csv
+    if csv is None:
+        if args.port is None:
+            parser.error("give --csv FILE or --port PORT (to pull gesture.csv from the board)")
+        args.out.mkdir(parents=True, exist_ok=True)
+        csv = args.out / "gesture.csv"
+        mpremote(args.port, "cp", ":gesture.csv", str(csv))
+        print("pulled %s from %s" % (csv, args.port))
+    train(csv, args.out, hidden=args.hidden, seed=args.seed)
+    if args.deploy:
+        if args.port is None:
+            parser.error("--deploy needs --port")
+        files = [str(HERE / f) for f in DEVICE_FILES] + [
+            str(args.out / "gesture_meta.json"),
+            str(args.out / "gesture_model.json"),
+        ]
+        mpremote(args.port, "cp", "-r", str(ROOT / "mpy" / "nanonn"), ":")
+        mpremote(args.port, "cp", *files, ":")
+        print("deployed nanonn and %d files to %s" % (len(files), args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

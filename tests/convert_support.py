@@ -1,0 +1,75 @@
+"""Shared checks of the framework converter tests: a converted ModelSpec run
+on the host (numpy reference) and on the MicroPython unix port, compared with
+the framework's own outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanonn_tools import reference
+from nanonn_tools.model import DenseSpec, ModelSpec
+from support import run_device_json
+
+FLOAT_TOL = 1e-4  # converted float model vs the framework, absolute
+
+# Builds nanonn.Network(Dense(..., weights=flat), ...) from the payload and
+# prints its predictions for every input row.
+DEVICE_PREDICT = """
+import json, sys
+from nanonn import Network, Dense, Dropout
+from nanonn.activations import LeakyReLU
+p = json.loads(sys.stdin.read())
+layers = []
+for l in p["layers"]:
+    if l["type"] == "dropout":
+        layers.append(Dropout(l["rate"]))
+    else:
+        act = LeakyReLU(l["alpha"]) if l["activation"] == "leaky_relu" else l["activation"]
+        layers.append(Dense(l["units"], inputs=l["inputs"], activation=act, weights=l["weights"]))
+net = Network(*layers)
+print(json.dumps([list(net.predict(x)) for x in p["x"]]))
+"""
+
+
+def device_payload(spec: ModelSpec) -> list[dict]:
+    out = []
+    for layer in spec.layers:
+        if isinstance(layer, DenseSpec):
+            ref = {
+                "w": layer.w,
+                "b": np.zeros(layer.units) if layer.b is None else layer.b,
+            }
+            out.append(
+                {
+                    "type": "dense",
+                    "units": layer.units,
+                    "inputs": layer.inputs,
+                    "activation": layer.activation,
+                    "alpha": layer.alpha,
+                    "weights": [float(v) for v in reference.flat_weights(ref)],
+                }
+            )
+        else:
+            out.append({"type": "dropout", "rate": layer.rate})
+    return out
+
+
+def device_predict(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
+    """The spec's outputs for each row of x on the MicroPython unix port (float32)."""
+    payload = {"layers": device_payload(spec), "x": np.asarray(x, dtype=np.float64).tolist()}
+    return np.asarray(run_device_json("micropython", DEVICE_PREDICT, payload))
+
+
+def check_parity(spec: ModelSpec, x: np.ndarray, expected: np.ndarray, tol: float = FLOAT_TOL) -> None:
+    """Host reference and unix-port outputs both within `tol` of the framework's."""
+    expected = np.asarray(expected, dtype=np.float64)
+    host = spec.predict(np.asarray(x, dtype=np.float64))
+    np.testing.assert_allclose(
+        host, expected, rtol=0, atol=tol, err_msg="host ModelSpec.predict vs framework"
+    )
+    device = device_predict(spec, x)
+    np.testing.assert_allclose(device, expected, rtol=0, atol=tol, err_msg="micropython nanonn vs framework")
+
+
+def activations(spec: ModelSpec) -> list:
+    return [getattr(layer, "activation", "dropout") for layer in spec.layers]

