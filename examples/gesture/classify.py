@@ -96,13 +96,15 @@ def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MO
         best = argmax(probs)
         if replay is not None:
             labelled += 1
-            correct += classes[best] == bus.label
-            print("%-7s %.2f  (recorded: %s)" % (classes[best], probs[best], bus.label))
+            # bus is the ReplayI2C whenever replay is given (sensor.open_bus); pyright cannot link the two
+            recorded = bus.label  # pyright: ignore[reportAttributeAccessIssue]
+            correct += classes[best] == recorded
+            print("%-7s %.2f  (recorded: %s)" % (classes[best], probs[best], recorded))
         else:
             print("%-7s %.2f" % (classes[best], probs[best]))
         k += 1
     if replay is not None:
-        bus.close()
+        bus.close()  # pyright: ignore[reportAttributeAccessIssue]  # the ReplayI2C (see above)
         print("replay: %d/%d windows classified as recorded" % (correct, labelled))
     return correct, labelled
 

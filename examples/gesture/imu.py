@@ -112,6 +112,10 @@ class _IMU:
         self._buf = bytearray(6)
         self._mg = array("h", (0, 0, 0))
 
+    def read_mg(self, out, offset):
+        """x, y, z in mg into out[offset:offset + 3]: each chip's class implements it."""
+        raise NotImplementedError("%s.read_mg" % type(self).__name__)
+
     def read_g(self):
         """(x, y, z) in g as a new tuple of floats (allocates)."""
         m = self._mg

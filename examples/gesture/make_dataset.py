@@ -166,7 +166,7 @@ def write_csv(path: Path, windows: list[tuple[str, np.ndarray]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--per-class", type=int, default=24, help="windows of each gesture (default 24)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

@@ -101,7 +101,8 @@ def record(
         ids.append(first + k)
         print("saved window %d (%s) to %s" % (first + k, label, path))
     if replay is not None:
-        bus.close()
+        # bus is the ReplayI2C whenever replay is given (sensor.open_bus); pyright cannot link the two
+        bus.close()  # pyright: ignore[reportAttributeAccessIssue]
     return ids
 
 

@@ -122,26 +122,29 @@ class ReplayI2C:
     # the recording
 
     def _open(self):
+        """(Re)open the recording past its header; returns the file."""
         if self._file is not None:
             self._file.close()
-        self._file = open(self.path)
-        header = self._file.readline().strip()
+        self._file = f = open(self.path)
+        header = f.readline().strip()
         if header != HEADER:
             raise ValueError("replay %s header: expected %r, got %r" % (self.path, HEADER, header))
         self._line = 1
+        return f
 
     def _next(self):
         """The next sample (x, y, z) in mg of the wanted label, wrapping around."""
-        if self._file is None:
-            self._open()
+        f = self._file
+        if f is None:
+            f = self._open()
         wrapped = False
         while True:
-            line = self._file.readline()
+            line = f.readline()
             if not line:
                 if wrapped:
                     raise ValueError("replay %s: no samples labelled %r" % (self.path, self.want))
                 wrapped = True
-                self._open()
+                f = self._open()
                 continue
             self._line += 1
             parts = line.strip().split(",")

@@ -62,7 +62,10 @@ def open_bus(replay=None, label=None, chip="mpu6050", board_file=BOARD_FILE):
     except ImportError:
         raise ValueError("this port has no machine.I2C: pass a recorded CSV to replay instead") from None
     cfg = i2c_config(board_file)
-    return I2C(cfg.get("id", 0), sda=Pin(cfg["sda"]), scl=Pin(cfg["scl"]), freq=cfg.get("freq", 400000))
+    # The unix stubs declare a Pin() without arguments; the unix port has no machine.Pin at
+    # all (ImportError above), the boards' Pin takes the pin id.
+    sda, scl = Pin(cfg["sda"]), Pin(cfg["scl"])  # pyright: ignore[reportCallIssue]
+    return I2C(cfg.get("id", 0), sda=sda, scl=scl, freq=cfg.get("freq", 400000))
 
 
 def open_imu(bus, rate_hz=50, range_g=8):
@@ -74,14 +77,17 @@ if hasattr(time, "ticks_us"):
     _ticks_us, _ticks_add, _ticks_diff = time.ticks_us, time.ticks_add, time.ticks_diff
 else:  # CPython
 
-    def _ticks_us():
-        return time.monotonic_ns() // 1000
+    def _cpython_ticks_us():
+        # The boards' stubs rightly lack time.monotonic_ns: this branch runs on CPython only.
+        return time.monotonic_ns() // 1000  # pyright: ignore[reportAttributeAccessIssue]
 
-    def _ticks_add(t, d):
+    def _cpython_ticks_add(t, d):
         return t + d
 
-    def _ticks_diff(a, b):
+    def _cpython_ticks_diff(a, b):
         return a - b
+
+    _ticks_us, _ticks_add, _ticks_diff = _cpython_ticks_us, _cpython_ticks_add, _cpython_ticks_diff
 
 
 def read_window(sensor, window, rate_hz, pace=True):

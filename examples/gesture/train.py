@@ -124,8 +124,8 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
         random_state=seed,
     )
     clf.fit(x[tr], y[tr])
-    train_acc = float((clf.predict(x[tr]) == y[tr]).mean())
-    test_acc = float((clf.predict(x[te]) == y[te]).mean()) if len(te) else float("nan")
+    train_acc = float(np.mean(clf.predict(x[tr]) == y[tr]))
+    test_acc = float(np.mean(clf.predict(x[te]) == y[te])) if len(te) else float("nan")
     layers = export_layers(clf)
     meta = {
         "classes": classes,
@@ -140,7 +140,7 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
     (out / "gesture_model.json").write_text(json.dumps({"layers": layers}) + "\n")
     check = te if len(te) else tr
     ours = nanonn_probabilities(layers, x[check])
-    theirs = clf.predict_proba(x[check])
+    theirs = np.asarray(clf.predict_proba(x[check]))
     diff = float(np.abs(ours - theirs).max())
     agree = float((ours.argmax(axis=1) == theirs.argmax(axis=1)).mean())
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
@@ -162,7 +162,7 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--csv", type=Path, help="a local gesture CSV (default: pulled from --port)")
     parser.add_argument(
         "--port", help="the board's serial port for mpremote (pull, and deploy with --deploy)"

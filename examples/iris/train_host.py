@@ -16,11 +16,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import joblib
 import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.neural_network import MLPClassifier
+from sklearn.utils import Bunch
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
@@ -40,7 +42,7 @@ def split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def train(out: Path, hidden: int = 8) -> dict:
-    iris = load_iris()
+    iris = cast(Bunch, load_iris())  # a Bunch without return_X_y (sklearn does not annotate it)
     x = iris.data.astype(np.float64)
     y = iris.target.astype(np.int64)
     tr, te = split(y, 0.3, SEED)
@@ -50,7 +52,7 @@ def train(out: Path, hidden: int = 8) -> dict:
     w, b = clf.coefs_[0], clf.intercepts_[0]  # w: (inputs, units)
     clf.coefs_[0] = w / std[:, None]
     clf.intercepts_[0] = b - (mean / std) @ w
-    accuracy = float((clf.predict(x[te]) == y[te]).mean())
+    accuracy = float(np.mean(clf.predict(x[te]) == y[te]))
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(clf, out / "iris_mlp.joblib")
     data = {
@@ -71,7 +73,7 @@ def train(out: Path, hidden: int = 8) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "build")
     args = parser.parse_args(argv)
     train(args.out)
