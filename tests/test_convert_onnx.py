@@ -217,3 +217,17 @@ def test_onnx_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[onnx]")):
         onnx_converter.load(str(tmp_path / "m.onnx"))
+
+
+def test_onnx_flatten_of_a_matrix_input(tmp_path):
+    rng = np.random.default_rng(6)
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"]),
+        helper.make_node("Gemm", ["f", "w", "b"], ["g"], transB=1),
+        helper.make_node("Sigmoid", ["g"], ["y"]),
+    ]
+    model = _graph(nodes, {"w": rng.normal(size=(3, 6)), "b": rng.normal(size=3)}, in_shape=["n", 2, 3])
+    spec = onnx_converter.from_model(model)
+    assert spec.inputs == 6
+    x = _x(inputs=6).reshape(20, 2, 3)
+    check_parity(spec, x.reshape(20, 6), _run(model, x))

@@ -183,3 +183,12 @@ def test_torch_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[torch]")):
         torch_converter.load(str(tmp_path / "m.pt"), arch="linear:2")
+
+
+def test_torch_refuses_unreadable_file(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(NanonnError, match="not a plain state_dict"):
+        torch_converter.load(str(path))
+    with pytest.raises(NanonnError, match="not a readable PyTorch file"):
+        torch_converter.load(str(path), trust_code=True)

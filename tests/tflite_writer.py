@@ -173,3 +173,101 @@ def float_mlp(layers: list, inputs: int, ops_after: dict | None = None) -> bytes
             ops.append((kind, [current], [len(tensors) - 1], options))
             current = len(tensors) - 1
     return build(tensors, ops, [0], [current])
+
+
+def _domain(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite-style asymmetric int8 domain (scale, zero point) covering [lo, hi] and 0."""
+    lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
+    scale = float(np.float32((hi - lo) / 255.0)) if hi > lo else 1.0 / 255.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return scale, zp
+
+
+FIXED_DOMAINS = {"LOGISTIC": (1.0 / 256, -128), "SOFTMAX": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+def _float_act(kind, options, z):
+    if kind == "LOGISTIC":
+        return 1.0 / (1.0 + np.exp(-z))
+    if kind == "TANH":
+        return np.tanh(z)
+    if kind == "RELU":
+        return np.maximum(z, 0.0)
+    if kind == "LEAKY_RELU":
+        return np.where(z > 0, z, options.get("alpha", 0.2) * z)
+    if kind == "SOFTMAX":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(kind)
+
+
+def int8_mlp(layers: list, x: np.ndarray, per_channel: bool = True, float_io: bool = True) -> bytes:
+    """A full-integer int8 model of the float layers of `float_mlp`, calibrated on x
+    (rows) the way TFLite's converter does it: symmetric int8 weights (per output
+    channel or per tensor), int32 biases at scale in_scale * w_scale, asymmetric
+    activations; fixed output domains for LOGISTIC, TANH and SOFTMAX. With
+    `float_io`, QUANTIZE/DEQUANTIZE wrap it (float32 in and out); else int8 in and out."""
+    x = np.asarray(x, dtype=np.float64)
+    in_scale, in_zp = _domain(x.min(), x.max())
+    tensors = []
+    ops = []
+    if float_io:
+        tensors.append(T("input", (1, x.shape[1])))
+        tensors.append(T("input_q", (1, x.shape[1]), "int8", scale=[in_scale], zero_point=[in_zp]))
+        ops.append(("QUANTIZE", [0], [1], {}))
+    else:
+        tensors.append(T("input_q", (1, x.shape[1]), "int8", scale=[in_scale], zero_point=[in_zp]))
+    current = len(tensors) - 1
+    v = x
+    for i, (w, b, fused, act) in enumerate(layers):
+        w = np.asarray(w, dtype=np.float64)
+        if per_channel:
+            w_scale = np.maximum(np.abs(w).max(axis=1), 1e-8) / 127.0
+        else:
+            w_scale = np.full(w.shape[0], max(np.abs(w).max(), 1e-8) / 127.0)
+        w_scale = w_scale.astype(np.float32)
+        wq = np.clip(np.round(w / w_scale[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+        bias_scale = (np.float32(in_scale) * w_scale).astype(np.float32)
+        bq = np.round(np.asarray(b, dtype=np.float64) / bias_scale.astype(np.float64)).astype(np.int32)
+        z = v @ w.T + b
+        if fused == 1:
+            z = np.maximum(z, 0.0)
+        out_scale, out_zp = _domain(z.min(), z.max())
+        scales = list(w_scale) if per_channel else [float(w_scale[0])]
+        tensors.append(T("w%d" % i, w.shape, "int8", wq, scale=scales, zero_point=[0] * len(scales)))
+        tensors.append(
+            T(
+                "b%d" % i,
+                (w.shape[0],),
+                "int32",
+                bq,
+                scale=list(bias_scale) if per_channel else [float(bias_scale[0])],
+                zero_point=[0] * len(scales),
+            )
+        )
+        tensors.append(T("fc%d" % i, (1, w.shape[0]), "int8", scale=[out_scale], zero_point=[out_zp]))
+        n = len(tensors)
+        ops.append(("FULLY_CONNECTED", [current, n - 3, n - 2], [n - 1], {"fused": fused}))
+        current = n - 1
+        v = z
+        in_scale = out_scale
+        if act is not None:
+            kind, options = act
+            v = _float_act(kind, options or {}, z)
+            if kind in FIXED_DOMAINS:
+                out_scale, out_zp = FIXED_DOMAINS[kind]
+            elif kind == "RELU":  # a wider output domain than its input: the op requantizes
+                out_scale, out_zp = _domain(0.0, 1.25 * v.max())
+            else:
+                out_scale, out_zp = _domain(v.min(), v.max())
+            tensors.append(
+                T("%s%d" % (kind.lower(), i), (1, w.shape[0]), "int8", scale=[out_scale], zero_point=[out_zp])
+            )
+            ops.append((kind, [current], [len(tensors) - 1], options))
+            current = len(tensors) - 1
+            in_scale = out_scale
+    if float_io:
+        tensors.append(T("output", (1, layers[-1][0].shape[0])))
+        ops.append(("DEQUANTIZE", [current], [len(tensors) - 1], {}))
+        current = len(tensors) - 1
+    return build(tensors, ops, [0], [current])

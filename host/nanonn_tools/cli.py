@@ -11,6 +11,10 @@ from . import NanonnError, __version__
 # subcommand and sets `handler=function(args) -> int` as a default.
 COMMANDS: list = []
 
+from . import convert, info  # noqa: E402  (model format commands)
+
+COMMANDS += [convert.register, info.register]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The `nanonn` argument parser with every command module in `COMMANDS` registered."""

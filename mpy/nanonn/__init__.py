@@ -6,3 +6,7 @@ from .network import NN, Network, argmax
 
 __version__ = "0.1.0"
 __all__ = ["Activation", "Dense", "Dropout", "Layer", "NN", "Network", "argmax", "__version__"]
+
+from .nnm import ModelFormatError, load  # noqa: E402
+
+__all__ += ["ModelFormatError", "load"]

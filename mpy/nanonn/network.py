@@ -211,6 +211,14 @@ class Network:
                 hits += 1
         return total / len(X), hits / len(X)
 
+    def quantize(self, calibration_X, kernels=None):
+        """An int8 `nanonn.quant.QNetwork` of this network, calibrated on the
+        input vectors `calibration_X` (docs/quantization.md; same integers as
+        `nanonn_tools.quantize.quantize_model` on the host)."""
+        from .qbuild import quantize
+
+        return quantize(self, calibration_X, kernels)
+
     def get_weights(self):
         """A list with each layer's flat weights (see Dense.get_weights)."""
         return [layer.get_weights() for layer in self.layers]
@@ -220,6 +228,12 @@ class Network:
             raise ValueError("weights: expected %d layers, got %d" % (len(self.layers), len(weights)))
         for layer, w in zip(self.layers, weights):
             layer.set_weights(w)
+
+    def save(self, path):
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`)."""
+        from .nnm import save
+
+        save(self, path)
 
 
 NN = Network

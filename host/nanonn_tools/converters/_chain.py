@@ -11,6 +11,7 @@ install when it is missing.
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 
@@ -31,6 +32,14 @@ def require(module: str, extra: str, what: str):
             "%s needs the Python package %r, which is not installed (%s); "
             "install it with: pip install nanonn-tools[%s]" % (what, module.split(".")[0], exc, extra)
         ) from None
+
+
+def check_file(path: str) -> None:
+    """Refuse a path that is not a readable file before any framework looks at it."""
+    if not os.path.isfile(path):
+        raise NanonnError("%s: no such file" % path)
+    if not os.access(path, os.R_OK):
+        raise NanonnError("%s: not readable (permission denied)" % path)
 
 
 def check_options(framework: str, options: dict, allowed: tuple = ()) -> None:

@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 
 from .. import NanonnError
-from ._chain import Chain, check_options, require
+from ._chain import Chain, check_file, check_options, require
 
 SUPPORTED = (
     "InputLayer, Dense, Activation, LeakyReLU, ReLU, Softmax, Dropout, Flatten; "
@@ -43,6 +43,18 @@ def load(path: str, **options):
     """Read a `.keras` or `.h5` Keras model file; returns a validated ModelSpec."""
     check_options("keras", options)
     h5py = require("h5py", "keras", "reading Keras files")
+    check_file(path)
+    try:
+        config, weights = _read(h5py, path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a damaged zip, HDF5 or JSON
+        raise NanonnError(
+            "%s: not a readable Keras file (%s: %s)" % (path, type(exc).__name__, exc)
+        ) from None
+    return _convert(path, config, weights)
+
+
+def _read(h5py, path: str) -> tuple[dict, dict]:
+    """(model config, layer name -> weight arrays) of a `.keras` archive or a legacy `.h5`."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
@@ -54,8 +66,7 @@ def load(path: str, **options):
                     )
             config = json.loads(z.read("config.json"))
             with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
-                weights = _v3_weights(h5)
-        return _convert(path, config, weights)
+                return config, _v3_weights(h5)
     if not h5py.is_hdf5(path):
         raise NanonnError("%s: expected a Keras .keras (zip) or .h5 (HDF5) file, got neither" % path)
     with h5py.File(path, "r") as h5:
@@ -66,8 +77,7 @@ def load(path: str, **options):
             )
         raw = h5.attrs["model_config"]
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        weights = _legacy_weights(h5)
-    return _convert(path, config, weights)
+        return config, _legacy_weights(h5)
 
 
 def _v3_weights(h5) -> dict:

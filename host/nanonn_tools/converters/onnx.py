@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import NanonnError
-from ._chain import Chain, check_options, require
+from ._chain import Chain, check_file, check_options, require
 
 SUPPORTED = (
     "Gemm, MatMul (+ Add bias), Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Softmax (last axis), "
@@ -25,6 +25,7 @@ def load(path: str, **options):
     """Read an `.onnx` file; returns a validated ModelSpec."""
     check_options("onnx", options)
     onnx = require("onnx", "onnx", "reading ONNX files")
+    check_file(path)
     try:
         model = onnx.load(path)
     except Exception as exc:  # onnx raises DecodeError, OSError, ... for a bad file

@@ -1,10 +1,13 @@
-"""TFLite flatbuffers to a ModelSpec (extra `tflite`: the schema's generated reader).
+"""TFLite flatbuffers to a ModelSpec or, for int8 models, a QuantModelSpec
+(extra `tflite`: the schema's generated reader).
 
 The graph must be one subgraph with one input and one output, a chain of
 FULLY_CONNECTED layers (fused activation NONE or RELU) and the activation
-ops SOFTMAX (beta 1), LOGISTIC, TANH, RELU and LEAKY_RELU, with RESHAPE
-allowed only as a flatten of the input. Weights are read from the model's
-buffers (inside the flatbuffer, or appended after it for large models).
+ops SOFTMAX (beta 1 for float), LOGISTIC, TANH, RELU and LEAKY_RELU, with
+RESHAPE allowed only as a flatten of the input. Weights are read from the
+model's buffers (inside the flatbuffer, or appended after it for large
+models). Full-integer int8 models (optionally wrapped in QUANTIZE and
+DEQUANTIZE) import exactly as nanonn int8 layers: see `_tflite_int8`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import NanonnError
-from ._chain import Chain, check_options, require
+from ._chain import Chain, check_file, check_options, require
 
 SUPPORTED = (
     "FULLY_CONNECTED (fused NONE or RELU), SOFTMAX, LOGISTIC, TANH, RELU, LEAKY_RELU, "
-    "RESHAPE (as a flatten of the input)"
+    "RESHAPE (as a flatten of the input); int8: the same plus QUANTIZE first and DEQUANTIZE last"
 )
 # Builtin operator codes (tflite schema BuiltinOperator) and tensor types used here.
 OPS = {
@@ -86,6 +89,7 @@ class Graph:
 def load(path: str, **options):
     """Read a `.tflite` file; returns a validated ModelSpec."""
     check_options("tflite", options)
+    check_file(path)
     with open(path, "rb") as f:
         data = f.read()
     return convert(read_graph(data, path), path)
@@ -197,12 +201,14 @@ def _where(op: Op, graph: Graph) -> str:
 
 
 def convert(graph: Graph, source: str):
-    """Walk the operator chain; float models only (see the module docstring)."""
+    """Walk the operator chain: a float model gives a ModelSpec, an int8 one a QuantModelSpec."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise NanonnError(
             "%s: expected 1 input and 1 output, got %d and %d"
             % (source, len(graph.inputs), len(graph.outputs))
         )
+    if any(op.kind == "FULLY_CONNECTED" and graph.tensors[op.inputs[0]].dtype == "int8" for op in graph.ops):
+        return convert_int8(graph, source)
     chain = Chain(source, "tflite op", SUPPORTED)
     first = graph.tensors[graph.inputs[0]]
     shape = list(first.shape[1:])
@@ -274,3 +280,94 @@ def _fully_connected(chain: Chain, name: str, op: Op, graph: Graph) -> None:
                 name, kind, "%s tensor %r (hybrid or float16 weights; only float32)" % (t.dtype, t.name)
             )
     chain.dense(name, kind, w.data, None if b is None else b.data, "relu" if fused == "RELU" else "linear")
+
+
+_INT8_ACTIVATIONS = ("RELU", "LEAKY_RELU", "LOGISTIC", "TANH", "SOFTMAX")
+
+
+def convert_int8(graph: Graph, source: str):
+    """A full-integer model: one nanonn int8 layer per FULLY_CONNECTED (+ activation op)."""
+    from ..quantize import QuantDenseSpec, QuantModelSpec
+    from . import _tflite_int8
+
+    ops = list(graph.ops)
+    current = graph.inputs[0]
+    if ops and ops[0].kind == "QUANTIZE":
+        if graph.tensors[current].dtype != "float32" or ops[0].inputs != [current]:
+            raise NanonnError("%s %s: expected the float32 graph input" % (source, _where(ops[0], graph)))
+        current = ops[0].outputs[0]
+        ops = ops[1:]
+    last = graph.outputs[0]
+    dequantize = bool(ops) and ops[-1].kind == "DEQUANTIZE" and ops[-1].outputs == [last]
+    if dequantize:
+        ops = ops[:-1]
+    layers: list[dict] = []
+    names: list[str] = []
+    activated = True
+    shape = list(graph.tensors[current].shape[1:])
+    for op in ops:
+        name = "tflite op %r (%s)" % (_where(op, graph), op.kind)
+        data = [i for i in op.inputs if i >= 0 and graph.tensors[i].data is None]
+        if data != [current] or len(op.outputs) != 1:
+            raise NanonnError(
+                "%s inputs: expected the previous output (tensor %d) plus constants, got tensors %s; "
+                "nanonn converts chains of single-input ops (supported: %s)"
+                % (name, current, op.inputs, SUPPORTED)
+            )
+        if op.kind == "RESHAPE":
+            src, dst = graph.tensors[current], graph.tensors[op.outputs[0]]
+            out = list(dst.shape[1:])
+            same = np.array_equal(src.scale, dst.scale) and np.array_equal(src.zero_point, dst.zero_point)
+            if len(out) != 1 or layers or int(np.prod(shape)) != out[0] or not same:
+                raise NanonnError(
+                    "%s: unsupported reshape to %s (only a flatten of the input, same quantization); supported: %s"
+                    % (name, out, SUPPORTED)
+                )
+            shape = out
+        elif len(shape) != 1:
+            raise NanonnError("%s input shape: expected a vector per sample, got %s" % (name, shape))
+        elif op.kind == "FULLY_CONNECTED":
+            if op.options.get("fused", "NONE") not in ("NONE", "RELU") or op.options.get("weights_format", 0):
+                raise NanonnError(
+                    "%s: unsupported fused activation %s / weights format %r (only NONE or RELU, DEFAULT); "
+                    "supported: %s"
+                    % (name, op.options.get("fused"), op.options.get("weights_format"), SUPPORTED)
+                )
+            layer = _tflite_int8.fully_connected(name, op, graph)
+            if layer["w"].shape[1] != shape[0]:
+                raise NanonnError(
+                    "%s inputs: expected %d (the previous layer's output size), got %d"
+                    % (name, shape[0], layer["w"].shape[1])
+                )
+            layers.append(layer)
+            names.append(name)
+            activated = layer["activation"] != "linear"
+            shape = [layer["w"].shape[0]]
+        elif op.kind in _INT8_ACTIVATIONS:
+            if not layers or activated:
+                raise NanonnError(
+                    "%s: an activation %s; nanonn applies one activation per dense layer"
+                    % (name, "before any FULLY_CONNECTED" if not layers else "after one already applied")
+                )
+            _tflite_int8.activation(name, op, graph, layers[-1])
+            activated = True
+        else:
+            raise NanonnError("%s: unsupported in an int8 model; supported: %s" % (name, SUPPORTED))
+        current = op.outputs[0]
+    end = graph.ops[-1].inputs[0] if dequantize else last
+    if current != end:
+        raise NanonnError(
+            "%s: the graph output (tensor %d) is not the last op's output (tensor %d); expected a chain"
+            % (source, last, current)
+        )
+    if not layers:
+        raise NanonnError(
+            "%s: expected at least one FULLY_CONNECTED op, got none; supported: %s" % (source, SUPPORTED)
+        )
+    for name, layer in zip(names[:-1], layers[:-1]):
+        if layer["activation"] == "softmax":
+            raise NanonnError("%s: softmax is supported on the last layer only" % name)
+    specs = [QuantDenseSpec(**layer) for layer in layers]
+    for name, spec in zip(names, specs):
+        spec.validate(name)
+    return QuantModelSpec(specs, source).validate()

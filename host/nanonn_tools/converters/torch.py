@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import NanonnError
-from ._chain import Chain, check_options, require
+from ._chain import Chain, check_file, check_options, require
 
 SUPPORTED = (
     "Linear, ReLU, LeakyReLU, Sigmoid, Tanh, Softplus, Softmax, Identity, Dropout, Flatten "
@@ -38,6 +38,7 @@ def load(path: str, arch=None, activations=None, trust_code: bool = False, **opt
     """Read a saved state_dict (with `arch` or `activations`) or, with `trust_code`, a pickled module."""
     check_options("torch", options, ("arch", "activations", "trust_code"))
     torch = require("torch", "torch", "reading PyTorch files")
+    check_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError or RuntimeError for a pickled module
@@ -48,7 +49,12 @@ def load(path: str, arch=None, activations=None, trust_code: bool = False, **opt
                 "(nanonn convert --trust-code), or save model.state_dict() and give --arch"
                 % (path, type(exc).__name__)
             ) from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # whatever unpickling the file raises
+            raise NanonnError(
+                "%s: not a readable PyTorch file (%s: %s)" % (path, type(exc).__name__, exc)
+            ) from None
     if isinstance(obj, torch.nn.Module):
         if arch is not None or activations is not None:
             raise NanonnError(
@@ -108,7 +114,7 @@ def _module(chain: Chain, torch, name: str, m) -> None:
             )
         chain.activation(name, kind, "softplus")
     elif type(m) is nn.Softmax:
-        if m.dim not in (-1, 1):
+        if m.dim not in (-1, 1, None):  # None: torch's implicit choice, 1 for a batch of vectors
             raise chain.unsupported(name, kind, "dim=%r (only the last dimension, -1 or 1)" % (m.dim,))
         chain.activation(name, kind, "softmax")
     elif type(m) is nn.Dropout:

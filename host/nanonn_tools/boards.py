@@ -1,0 +1,68 @@
+"""Board profiles (`boards/<name>/board.json`): architecture, memory and default pins.
+
+Fields: `name`, `description`, `port` and `micropython_board` (for `make
+firmware`), `mpy_cross_arch` (for `.mpy` exports), `heap_bytes` (typical free
+heap after boot, the budget `nanonn info` and `nanonn convert --target` check),
+`flash_bytes`, `fs_bytes` (filesystem space), `i2c` ({bus, sda, scl}: the
+firmware's default I2C pins, for an IMU; null on the unix port). The profiles
+live in the repository's `boards/` (override with NANONN_BOARDS=<dir>).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import NanonnError
+
+FIELDS = (
+    "name",
+    "description",
+    "port",
+    "micropython_board",
+    "mpy_cross_arch",
+    "heap_bytes",
+    "flash_bytes",
+    "fs_bytes",
+    "i2c",
+)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    port: str
+    micropython_board: str
+    mpy_cross_arch: str
+    heap_bytes: int
+    flash_bytes: int | None
+    fs_bytes: int | None
+    i2c: dict | None
+
+
+def boards_dir() -> Path:
+    env = os.environ.get("NANONN_BOARDS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "boards"
+
+
+def names() -> list[str]:
+    root = boards_dir()
+    return sorted(p.parent.name for p in root.glob("*/board.json"))
+
+
+def load_board(name: str) -> Board:
+    path = boards_dir() / name / "board.json"
+    if not path.is_file():
+        raise NanonnError("board %r: expected one of %s" % (name, ", ".join(names()) or "(no boards/ found)"))
+    data = json.loads(path.read_text())
+    missing = [f for f in FIELDS if f not in data]
+    if missing:
+        raise NanonnError("%s: missing field(s) %s" % (path, ", ".join(missing)))
+    return Board(**{f: data[f] for f in FIELDS})
+
+
+def all_boards() -> list[Board]:
+    return [load_board(n) for n in names()]

@@ -1,0 +1,188 @@
+"""`nanonn info FILE`: layers, parameters, MACs, flash and RAM needs, fit on each board.
+
+RAM figures are the heap a loaded model keeps on a 32-bit board, beyond the
+nanonn package itself, estimated the way the device loader estimates them
+(`nanonn/nnm.py`): weights (unless read in place from flash), each layer's
+output buffers and a fixed overhead per buffer, layer and network. "file"
+means loaded from a `.nnm` file or a `.mpy` on the filesystem (weights in
+RAM); "frozen" means a bytes constant frozen into firmware or on ROMFS
+(weights used in place). int8 figures are for the model quantized with
+`nanonn convert --quantize int8`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import NanonnError, boards, codes
+from .model import DenseSpec, DropoutSpec, ModelSpec
+
+# The device loader's overheads (mpy/nanonn/nnm.py): per buffer, per layer, per network.
+PER_BUFFER = 48
+PER_LAYER = 320
+PER_NETWORK = 512
+INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024}
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+@dataclass
+class LayerStats:
+    kind: str  # "dense" or "dropout"
+    inputs: int
+    units: int
+    activation: str = ""
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass
+class ModelStats:
+    layers: list[LayerStats] = field(default_factory=list)
+    dtype: str = "float32"
+    file_bytes: int = 0  # the .nnm size of this model as it is
+    flash_float: int = 0  # .nnm bytes as float32
+    flash_int8: int = 0  # .nnm bytes once quantized to int8
+    ram_float_file: int = 0
+    ram_float_frozen: int = 0
+    ram_int8_file: int = 0
+    ram_int8_frozen: int = 0
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+def layer_stats(spec) -> list[LayerStats]:
+    out = []
+    for layer in spec.layers:
+        if isinstance(layer, DropoutSpec):
+            out.append(LayerStats("dropout", layer.units, layer.units))
+            continue
+        u, n = layer.units, layer.inputs
+        has_bias = getattr(layer, "b", None) is not None or not isinstance(layer, DenseSpec)
+        out.append(LayerStats("dense", n, u, layer.activation, u * n + (u if has_bias else 0), u * n))
+    return out
+
+
+def stats(spec, file_bytes: int = 0) -> ModelStats:
+    """Sizes and RAM estimates of a ModelSpec (or an int8 model spec)."""
+    layers = layer_stats(spec)
+    s = ModelStats(layers, dtype="float32" if isinstance(spec, ModelSpec) else "int8", file_bytes=file_bytes)
+    head = codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers) + codes.CRC_SIZE
+    s.flash_float = head + sum(4 * layer.params for layer in layers)
+    dense = [layer for layer in layers if layer.kind == "dense"]
+    s.flash_int8 = head + sum(
+        _align(32 + 12 * d.units + _align(d.units) + _align(d.macs) + INT8_TABLE.get(d.activation, 0))
+        for d in dense
+    )
+    base = PER_NETWORK + 4 * dense[-1].units + PER_BUFFER
+    s.ram_float_file = s.ram_float_frozen = base
+    s.ram_int8_file = s.ram_int8_frozen = base + 1024 + PER_BUFFER  # the float output table
+    for layer in layers:
+        u, n = layer.units, layer.inputs
+        if layer.kind == "dropout":
+            extra = PER_LAYER + 9 * n + 3 * PER_BUFFER
+            s.ram_float_file += extra
+            s.ram_float_frozen += extra
+            continue
+        out_bufs = 8 * u + 2 * PER_BUFFER  # z, y
+        s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
+        s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
+        # int8: acc0, acc, mult (int32), shift, output (int8), the activation's table
+        small = 13 * u + 2 * u + 5 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        s.ram_int8_frozen += PER_LAYER + small
+        s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
+    return s
+
+
+def largest_layer(spec) -> tuple[int, LayerStats]:
+    layers = layer_stats(spec)
+    index = max(range(len(layers)), key=lambda i: layers[i].params)
+    return index, layers[index]
+
+
+def fit(s: ModelStats, board: boards.Board) -> dict:
+    """Whether the model fits `board`: {"float": ..., "int8": ...}, each "yes",
+    "frozen only" or "no" (RAM), and whether the file fits the filesystem."""
+    result = {}
+    for dtype, file_ram, frozen_ram in (
+        ("float", s.ram_float_file, s.ram_float_frozen),
+        ("int8", s.ram_int8_file, s.ram_int8_frozen),
+    ):
+        if file_ram <= board.heap_bytes:
+            result[dtype] = "yes"
+        elif frozen_ram <= board.heap_bytes:
+            result[dtype] = "frozen only"
+        else:
+            result[dtype] = "no"
+    size = s.file_bytes or s.flash_float
+    result["fs"] = board.fs_bytes is None or size <= board.fs_bytes
+    return result
+
+
+def _kb(n: int) -> str:
+    return "%.1f KB" % (n / 1024.0)
+
+
+def report(spec, file_bytes: int = 0, source: str = "") -> str:
+    s = stats(spec, file_bytes)
+    lines = [
+        "%s: %s model, %d layers, %d inputs -> %d outputs"
+        % (source or "model", s.dtype, len(s.layers), s.layers[0].inputs, s.layers[-1].units)
+    ]
+    lines.append("  #  layer    inputs  units  activation   params      MACs")
+    for i, layer in enumerate(s.layers):
+        lines.append(
+            "%3d  %-7s %7d %6d  %-11s %7d %9d"
+            % (i, layer.kind, layer.inputs, layer.units, layer.activation or "-", layer.params, layer.macs)
+        )
+    lines.append("parameters: %d; MACs per inference: %d" % (s.params, s.macs))
+    if file_bytes:
+        lines.append("file: %d bytes" % file_bytes)
+    lines.append(
+        "flash (.nnm): float32 %d bytes (%s), int8 %d bytes (%s)"
+        % (s.flash_float, _kb(s.flash_float), s.flash_int8, _kb(s.flash_int8))
+    )
+    lines.append(
+        "RAM at inference: float32 %s from a file, %s frozen; int8 %s from a file, %s frozen"
+        % (_kb(s.ram_float_file), _kb(s.ram_float_frozen), _kb(s.ram_int8_file), _kb(s.ram_int8_frozen))
+    )
+    lines.append("board      heap       float        int8         filesystem")
+    for board in boards.all_boards():
+        f = fit(s, board)
+        lines.append(
+            "%-9s %9s  %-11s  %-11s  %s"
+            % (board.name, _kb(board.heap_bytes), f["float"], f["int8"], "fits" if f["fs"] else "too big")
+        )
+    return "\n".join(lines)
+
+
+def read_any(path: str):
+    """A model spec from any supported file (.nnm or a framework file)."""
+    from . import converters
+
+    return converters.load(path)
+
+
+def run(args) -> int:
+    path = args.file
+    if not Path(path).is_file():
+        raise NanonnError("%s: no such file" % path)
+    spec = read_any(path)
+    size = Path(path).stat().st_size if path.endswith(".nnm") else 0
+    print(report(spec, size, path))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="layers, parameters, MACs, flash and RAM needs, fit on each board")
+    p.add_argument("file", help="a .nnm model (or any file `nanonn convert` reads)")
+    p.set_defaults(handler=run)

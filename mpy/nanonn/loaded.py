@@ -1,0 +1,138 @@
+"""Layers made by `nanonn.load`: a Dense over weight buffers the loader supplies.
+
+Weights loaded from a file are `array('f')` buffers filled by `readinto`.
+Weights loaded from a bytes-like source (a frozen module's bytes constant in
+flash, a ROMFS file mapped with `memoryview`, a bytearray) are used in place:
+`float_view` gives an indexable float32 view into the source without copying
+(MicroPython: a `uctypes` array at the source's address; CPython: a
+`memoryview.cast("f")`). The view needs the weights 4-byte aligned in memory;
+an unaligned source (or a port without `uctypes`) gets a copy instead, and
+the layer's `in_place` says which happened.
+"""
+
+import struct
+import sys
+
+from .layers import Dense, floats
+
+try:
+    import uctypes
+except ImportError:
+    uctypes = None
+
+_MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def float_view(mv, offset, count):
+    """A read-only, indexable view of `count` little-endian float32 values at
+    mv[offset:], or None when this port cannot view them in place.
+
+    `mv` is a memoryview of bytes; the caller keeps the source alive (the
+    MicroPython view holds only an address)."""
+    if not _MICROPYTHON:
+        return mv[offset : offset + 4 * count].cast("f")
+    if uctypes is None:
+        return None
+    addr = uctypes.addressof(mv) + offset
+    if addr & 3:
+        return None
+    return uctypes.struct(addr, (uctypes.ARRAY | 0, uctypes.FLOAT32 | count))
+
+
+def bytes_view(buf, nbytes):
+    """A writable byte-level view of the first `nbytes` bytes of `buf` (a
+    bytearray, a memoryview of bytes or an array), without copying."""
+    t = type(buf)
+    if t is bytearray or (t is memoryview and (_MICROPYTHON or buf.itemsize == 1)):
+        return buf
+    if not _MICROPYTHON:
+        return memoryview(buf).cast("B")
+    if uctypes is None:
+        raise ValueError("buffer: expected a bytearray on a port without uctypes, got %s" % t.__name__)
+    return uctypes.bytearray_at(uctypes.addressof(buf), nbytes)
+
+
+def float_copy(mv, offset, count):
+    """An array('f') copy of `count` float32 values at mv[offset:] (allocates it)."""
+    a = floats(count)
+    if _MICROPYTHON and uctypes is None:
+        for i in range(count):
+            a[i] = struct.unpack_from("<f", mv, offset + 4 * i)[0]
+    else:
+        bytes_view(a, 4 * count)[:] = mv[offset : offset + 4 * count]
+    return a
+
+
+class LoadedDense(Dense):
+    """A float Dense layer over buffers supplied by the loader.
+
+    `w`: (units, inputs) row-major float32, `b`: (units,) (zeros when the
+    model has no bias): `array('f')` or in-place views (`in_place` True).
+    `raw` is the list of byte buffers `save` writes (views into the source
+    for in-place weights, else the arrays). With `trainable` the gradient
+    buffers are allocated in `build` and the layer trains like a Dense (the
+    weights must then be arrays); without it the layer predicts only, and
+    costs just its output buffers beside the weights.
+    """
+
+    def __init__(self, units, inputs, activation, use_bias, w, b, raw, in_place, trainable):
+        Dense.__init__(self, units, inputs=inputs, activation=activation, use_bias=use_bias)
+        self.w = w
+        self.b = b
+        self.raw = raw
+        self.in_place = in_place
+        self.trainable = trainable
+
+    def build(self, inputs, rng):
+        if inputs != self.inputs:
+            raise ValueError(
+                "Dense inputs: expected %d (the previous layer's units), got %d" % (inputs, self.inputs)
+            )
+        u = self.units
+        self.z = floats(u)
+        self.y = floats(u)
+        if self.trainable:
+            self.d = floats(u)
+            self.gx = floats(inputs)
+            self.gw = floats(u * inputs)
+            self.gb = floats(u)
+        return u
+
+    def _writable(self, what):
+        if not self.trainable:
+            raise ValueError(
+                "Dense %s: this layer was loaded for inference only; expected nanonn.load(source, "
+                "trainable=True), got trainable=False" % what
+            )
+
+    def backward(self, x, grad, fused):
+        self._writable("backward")
+        return Dense.backward(self, x, grad, fused)
+
+    def update(self, rate, momentum, scale):
+        self._writable("update")
+        Dense.update(self, rate, momentum, scale)
+
+    def prepare(self, momentum):
+        self._writable("prepare")
+        Dense.prepare(self, momentum)
+
+    def set_weights(self, values):
+        if self.in_place:
+            raise ValueError(
+                "Dense set_weights: the weights are read in place from the model source; expected "
+                "a layer loaded from a file or with trainable=True, got an in-place layer"
+            )
+        Dense.set_weights(self, values)
+
+    def get_weights(self):
+        """The flat nanonn layout (per unit: its input weights, then its bias)."""
+        n = self.inputs
+        w, b = self.w, self.b
+        out = []
+        for u in range(self.units):
+            for i in range(n):
+                out.append(w[u * n + i])
+            if self.use_bias:
+                out.append(b[u])
+        return out

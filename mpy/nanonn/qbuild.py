@@ -1,0 +1,369 @@
+"""Quantize a float network to int8 on the device (docs/quantization.md).
+
+Every float step is one float32 operation rounded by `_F32`, and multipliers
+are computed with exact integer arithmetic, so a float32 board, the unix port
+(double floats) and the host (`nanonn_tools.quantize`, numpy float32) produce
+the same integers. Allocation is fine here: this runs once, not per inference.
+"""
+
+from array import array
+
+from .quant import QDense, QNetwork, _requant, kernel_set
+
+# Exact float32 constants as integer * 2^-k (no decimal parsing involved).
+_LN2 = 11629080 / 16777216.0  # 0x3F317218
+_INV_LN2 = 12102203 / 8388608.0  # 0x3FB8AA3B
+
+
+class _F32:
+    """r(v): v rounded to float32 (one store into array('f'))."""
+
+    def __init__(self):
+        self.b = array("f", [0.0])
+
+    def __call__(self, v):
+        self.b[0] = v
+        return self.b[0]
+
+
+def f32_bits(v):
+    """The IEEE-754 bits of float32(v) as an int."""
+    return int.from_bytes(bytes(array("f", [v])), "little")
+
+
+def f32_parts(v):
+    """(m, e) with float32(v) = m * 2^e exactly, m >= 0 an int (sign dropped)."""
+    b = f32_bits(v)
+    ex = (b >> 23) & 0xFF
+    m = b & 0x7FFFFF
+    if ex == 0:
+        return m, -149
+    return m | 0x800000, ex - 150
+
+
+def round_away(v):
+    """Round half away from zero (TFLite's std::round); exact for floats."""
+    t = int(v)
+    d = v - t
+    if d >= 0.5:
+        t += 1
+    elif d <= -0.5:
+        t -= 1
+    return t
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+def _bitlen(v):
+    n = 0
+    while v:
+        v >>= 1
+        n += 1
+    return n
+
+
+def quantize_multiplier(num, den, e2):
+    """TFLite QuantizeMultiplier of real = num / den * 2^e2 (num, den > 0 ints),
+    with TFLite's double rounding of `real` emulated exactly in integers.
+    Returns (mult, shift): real ~= mult * 2^(shift - 31), mult 0 or in [2^30, 2^31)."""
+    if num <= 0 or den <= 0:
+        raise ValueError("quantize_multiplier: expected num, den > 0, got %r, %r" % (num, den))
+    k = 52 + _bitlen(den) - _bitlen(num)
+    while True:  # q = floor(num * 2^k / den) in [2^52, 2^53)
+        if k >= 0:
+            q, rem = divmod(num << k, den)
+            d = den
+        else:
+            d = den << (0 - k)
+            q, rem = divmod(num, d)
+        if q < 1 << 52:
+            k += 1
+        elif q >= 1 << 53:
+            k -= 1
+        else:
+            break
+    if 2 * rem > d or (2 * rem == d and q & 1):  # double: round to nearest even
+        q += 1
+        if q == 1 << 53:
+            q = 1 << 52
+            k -= 1
+    shift = e2 - k + 53  # frexp: real = (q / 2^53) * 2^shift
+    m = (q + (1 << 21)) >> 22  # round(frac * 2^31), half away from zero
+    if m == 1 << 31:
+        m = 1 << 30
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return m, shift
+
+
+def scales_multiplier(in_scale, w_scale, out_scale):
+    """quantize_multiplier of double(in_scale) * double(w_scale) / double(out_scale)."""
+    m1, e1 = f32_parts(in_scale)
+    m2, e2 = f32_parts(w_scale)
+    m3, e3 = f32_parts(out_scale)
+    return quantize_multiplier(m1 * m2, m3, e1 + e2 - e3)
+
+
+def float_multiplier(real):
+    """quantize_multiplier of a float32 value (exact)."""
+    m, e = f32_parts(real)
+    return quantize_multiplier(m, 1, e)
+
+
+def input_quantizer(in_scale):
+    """(F, mult, shift) of the float-input quantizer: F is the largest int with
+    2^(30 - F) >= 512 * in_scale; (mult, shift) = QuantizeMultiplier(2^-F / in_scale)."""
+    m, e = f32_parts(in_scale)
+    if m < 0x800000:
+        raise ValueError("in_scale: expected a normal float32 > 0, got %r" % in_scale)
+    F = -2 - e if m == 0x800000 else -3 - e
+    mult, shift = quantize_multiplier(1, m, 0 - F - e)
+    return F, mult, shift
+
+
+class Math32:
+    """Deterministic float32 exp/log1p and the activations built on them:
+    single float32 operations only, in a fixed order (mirrored by numpy on the host)."""
+
+    def __init__(self):
+        self.r = r = _F32()
+        c = [1.0, 1.0]
+        for n in range(2, 9):
+            c.append(r(c[-1] / n))
+        self.c = c  # 1/n!, n = 0..8
+        self.d = [r(1.0 / (2 * k + 1)) for k in range(9)]  # 1/(2k+1)
+
+    def exp(self, x):
+        """exp(x) for float32 x <= 0."""
+        r = self.r
+        if x < -80.0:
+            return 0.0
+        k = round_away(r(x * _INV_LN2))
+        f = r(x - r(k * _LN2))
+        c = self.c
+        p = c[8]
+        for n in range(7, -1, -1):
+            p = r(r(p * f) + c[n])
+        scale = 1.0
+        for _ in range(0 - k):  # exact powers of two (k <= 0 here)
+            scale *= 0.5
+        return r(p * scale)
+
+    def log1p(self, y):
+        """log(1 + y) for float32 y in [0, 1]: 2 atanh(y / (2 + y))."""
+        r = self.r
+        u = r(y / r(2.0 + y))
+        u2 = r(u * u)
+        d = self.d
+        p = d[8]
+        for k in range(7, -1, -1):
+            p = r(r(p * u2) + d[k])
+        return r(r(2.0 * u) * p)
+
+    def activation(self, name, v):
+        r = self.r
+        a = v if v >= 0.0 else 0.0 - v
+        if name == "sigmoid":
+            e = self.exp(0.0 - a)
+            return r(1.0 / r(1.0 + e)) if v >= 0.0 else r(e / r(1.0 + e))
+        if name == "tanh":
+            e = self.exp(r(-2.0 * a))
+            t = r(r(1.0 - e) / r(1.0 + e))
+            return t if v >= 0.0 else 0.0 - t
+        if name == "softplus":
+            return r((v if v > 0.0 else 0.0) + self.log1p(self.exp(0.0 - a)))
+        raise ValueError("activation: expected sigmoid, tanh or softplus, got %r" % name)
+
+    def lut(self, name, pre_scale, pre_zp, out_scale, out_zp):
+        """256 int8: lut[q + 128] = quantized f(dequantized q)."""
+        r = self.r
+        out = []
+        for q in range(-128, 128):
+            f = self.activation(name, r((q - pre_zp) * pre_scale))
+            out.append(_clamp(out_zp + round_away(r(f / out_scale)), -128, 127))
+        return out
+
+    def exp_table(self, pre_scale):
+        """256 ints: T[d] = round(65536 * exp(-d * pre_scale))."""
+        r = self.r
+        return [round_away(r(self.exp(r(-d * pre_scale)) * 65536.0)) for d in range(256)]
+
+    def domain(self, lo, hi):
+        """(scale, zp) of the int8 domain covering [lo, hi] (lo <= 0 <= hi)."""
+        r = self.r
+        d = r(hi - lo)
+        scale = r(d / 255.0) if d > 0.0 else r(1.0 / 255.0)
+        return scale, _clamp(round_away(r(-128.0 - r(lo / scale))), -128, 127)
+
+
+# Output domains fixed by TFLite's int8 conventions.
+FIXED_DOMAINS = {"sigmoid": (1.0 / 256.0, -128), "softmax": (1.0 / 256.0, -128), "tanh": (1.0 / 128.0, 0)}
+
+
+def quantize_weights(r, w, b, units, inputs, in_scale):
+    """(w_q list, w_scale list, bias_q list) for float32 weights w (units*inputs
+    row-major) and biases b (units), per-unit symmetric scales."""
+    wq = [0] * (units * inputs)
+    ws = []
+    bq = []
+    for u in range(units):
+        o = u * inputs
+        top = 0.0
+        for i in range(inputs):
+            a = r(w[o + i])
+            a = a if a >= 0.0 else 0.0 - a
+            if a > top:
+                top = a
+        s = r(top / 127.0) if top > 0.0 else r(1.0 / 127.0)
+        ws.append(s)
+        for i in range(inputs):
+            wq[o + i] = _clamp(round_away(r(r(w[o + i]) / s)), -127, 127)
+        bq.append(round_away(r(r(b[u]) / r(in_scale * s))))
+    return wq, ws, bq
+
+
+def quantize(network, X, kernels=None):
+    """An int8 QNetwork from a float `Network` and calibration inputs X (a
+    sequence of input vectors). Dropout layers are dropped (identity at inference)."""
+    from .layers import Dense, Dropout
+
+    k = kernel_set(kernels)
+    m32 = Math32()
+    r = m32.r
+    dense = []
+    for i, layer in enumerate(network.layers):
+        if isinstance(layer, Dense):
+            dense.append(layer)
+        elif not isinstance(layer, Dropout):
+            raise TypeError(
+                "quantize layer %d: expected Dense or Dropout, got %s" % (i, type(layer).__name__)
+            )
+    if not len(X):
+        raise ValueError("quantize calibration_X: expected at least one input vector, got 0")
+    n = network.inputs
+    # 1. input domain from the calibration data
+    lo = hi = 0.0
+    for x in X:
+        if len(x) != n:
+            raise ValueError("quantize calibration_X: expected vectors of %d values, got %d" % (n, len(x)))
+        for v in x:
+            v = r(v)
+            if not v == v or v in (float("inf"), float("-inf")):
+                raise ValueError("quantize calibration_X: expected finite values, got %r" % v)
+            lo = v if v < lo else lo
+            hi = v if v > hi else hi
+    in_scale, in_zp = m32.domain(lo, hi)
+    F, im, ish = input_quantizer(in_scale)
+    im, ish = array("i", [im]), bytearray([ish & 0xFF])
+    xf = array("f", bytes(4 * n))
+    fx = array("i", bytes(4 * n))
+    acts = []  # offset-binary activations of every calibration sample
+    for x in X:
+        for i in range(n):
+            xf[i] = x[i]
+        q = bytearray(n)
+        k.f32_to_fixed(xf, fx, n, F)
+        _requant(k, fx, im, ish, im, ish, 0, q, n, in_zp, -128, 127)
+        acts.append(q)
+    layers = []
+    for li, layer in enumerate(dense):
+        units, inputs = layer.units, layer.inputs
+        act = layer.activation
+        name = getattr(act, "name", None)
+        if name not in ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax"):
+            raise ValueError(
+                "quantize layer %d activation: expected a built-in activation, got %r" % (li, name)
+            )
+        if name == "softmax" and li != len(dense) - 1:
+            raise ValueError("quantize layer %d: softmax is allowed on the last layer only" % li)
+        wq, ws, bq = quantize_weights(r, layer.w, layer.b, units, inputs, in_scale)
+        # 3. integer calibration: accumulator range per unit
+        wb = bytearray(units * inputs)
+        for i in range(units * inputs):
+            wb[i] = wq[i] & 0xFF
+        acc0 = array("i", bytes(4 * units))
+        zp = in_zp + 128
+        for u in range(units):
+            s = 0
+            for i in range(inputs):
+                s += wq[u * inputs + i]
+            acc0[u] = bq[u] - zp * s
+        acc = array("i", bytes(4 * units))
+        amin = [None] * units
+        amax = [None] * units
+        for q in acts:
+            k.dot(q, wb, acc0, acc, inputs, units)
+            for u in range(units):
+                a = acc[u]
+                if amin[u] is None or a < amin[u]:
+                    amin[u] = a
+                if amax[u] is None or a > amax[u]:
+                    amax[u] = a
+        plo = phi = 0.0
+        for u in range(units):
+            bs = r(in_scale * ws[u])
+            v = r(r(float(amin[u])) * bs)
+            plo = v if v < plo else plo
+            v = r(r(float(amax[u])) * bs)
+            phi = v if v > phi else phi
+        # 4. output and pre-activation domains
+        pre_scale, pre_zp = m32.domain(plo, phi)
+        alpha = 0.0
+        if name == "linear":
+            out_scale, out_zp = pre_scale, pre_zp
+        elif name == "relu":
+            out_scale, out_zp = m32.domain(0.0, phi)
+            pre_scale, pre_zp = out_scale, out_zp
+        elif name == "leaky_relu":
+            alpha = r(act.alpha)
+            out_scale, out_zp = m32.domain(r(alpha * plo), phi)
+        elif name == "softplus":
+            out_scale, out_zp = m32.domain(0.0, r(phi + _LN2))
+        else:
+            out_scale, out_zp = FIXED_DOMAINS[name]
+        mult = []
+        shift = []
+        for u in range(units):
+            m, s = scales_multiplier(in_scale, ws[u], pre_scale)
+            mult.append(m)
+            shift.append(s)
+        extra = {}
+        if name == "leaky_relu":
+            mp, sp = float_multiplier(r(pre_scale / out_scale))
+            mn, sn = float_multiplier(r(r(pre_scale * alpha) / out_scale)) if alpha > 0.0 else (0, 0)
+            extra = {"mult_pos": mp, "shift_pos": sp, "mult_neg": mn, "shift_neg": sn}
+        elif name in ("sigmoid", "tanh", "softplus"):
+            extra = {"lut": m32.lut(name, pre_scale, pre_zp, out_scale, out_zp)}
+        elif name == "softmax":
+            extra = {"exp_table": m32.exp_table(pre_scale)}
+        q = QDense.from_params(
+            inputs,
+            units,
+            wb,
+            ws,
+            bq,
+            in_scale,
+            in_zp,
+            out_scale,
+            out_zp,
+            activation=name,
+            mult=mult,
+            shift=shift,
+            pre_scale=pre_scale,
+            pre_zp=pre_zp,
+            alpha=alpha,
+            **extra,
+        )
+        layers.append(q)
+        if li + 1 < len(dense):  # this layer's int8 outputs feed the next calibration step
+            net = QNetwork([q], kernels=kernels)
+            nxt = []
+            for x in acts:
+                net._xq[:] = x
+                nxt.append(bytearray(net._run()))
+            acts = nxt
+        in_scale, in_zp = out_scale, out_zp
+    return QNetwork(layers, kernels=kernels)

@@ -1,0 +1,234 @@
+# ruff: noqa: F821 (ptr8/ptr32 are viper builtins)
+"""int8 kernels in @micropython.viper: the fast path of nanonn.quant.
+
+Same signatures and integers as `qkernels` (the plain-Python fallback, whose
+docstrings define each kernel). Written for 32-bit viper ints (the boards):
+every intermediate fits a signed 32-bit int; on the 64-bit unix port `ptr32`
+loads zero-extend, so int32 values are sign-extended explicitly with
+`(v ^ m) - m`, m = 1 << 31 built at run time (a literal 2^31 does not compile
+for 32-bit targets). Unary minus is written `0 - x` (miscompiled otherwise).
+Nothing here allocates.
+"""
+
+import micropython
+
+
+@micropython.viper
+def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
+    # x: (n,) offset-binary uint8; w: (units, n) int8 row-major; acc0, acc: (units,) int32
+    b31 = 31
+    m31 = 1 << b31
+    n8 = n & (0 - 8)
+    p = 0
+    for u in range(units):
+        a = (acc0[u] ^ m31) - m31
+        i = 0
+        while i < n8:
+            a += (
+                ((w[p] ^ 0x80) - 0x80) * x[i]
+                + ((w[p + 1] ^ 0x80) - 0x80) * x[i + 1]
+                + ((w[p + 2] ^ 0x80) - 0x80) * x[i + 2]
+                + ((w[p + 3] ^ 0x80) - 0x80) * x[i + 3]
+                + ((w[p + 4] ^ 0x80) - 0x80) * x[i + 4]
+                + ((w[p + 5] ^ 0x80) - 0x80) * x[i + 5]
+                + ((w[p + 6] ^ 0x80) - 0x80) * x[i + 6]
+                + ((w[p + 7] ^ 0x80) - 0x80) * x[i + 7]
+            )
+            p += 8
+            i += 8
+        while i < n:
+            a += ((w[p] ^ 0x80) - 0x80) * x[i]
+            p += 1
+            i += 1
+        acc[u] = a
+
+
+@micropython.viper
+def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
+    b31 = 31
+    m31 = 1 << b31
+    j = 0
+    for i in range(n):
+        a = (acc[i] ^ m31) - m31
+        if a >= 0:
+            m = mp[j]
+            s = (sp[j] ^ 0x80) - 0x80
+        else:
+            m = mn[j]
+            s = (sn[j] ^ 0x80) - 0x80
+        j += step
+        r = 0
+        if s > 0:
+            a = a << s
+        else:
+            r = 0 - s
+        neg = 0
+        if a < 0:
+            neg = 1
+            a = 0 - a
+        ah = a >> 16
+        al = a & 0xFFFF
+        mh = m >> 16
+        ml = m & 0xFFFF
+        t1 = (al >> 1) * ml
+        c = (t1 & 0x7FFF) << 1
+        if al & 1:
+            c += ml
+        mid1 = ah * ml + (t1 >> 15) + (c >> 16)
+        mid2 = al * mh + (mid1 & 0xFFFF)
+        hi32 = ah * mh + (mid1 >> 16) + (mid2 >> 16)
+        if neg:
+            t = (c & 0xFFFF) + 0xFFFF
+            v = (mid2 & 0xFFFF) + 0x3FFF + (t >> 16)
+        else:
+            v = (mid2 & 0xFFFF) + 0x4000
+        v = (hi32 << 1) + (v >> 15)
+        if neg:
+            v = 0 - v
+        if r > 0:
+            h = 1 << (r - 1)
+            mask = (h - 1) + h
+            thr = h - 1
+            if v < 0:
+                thr += 1
+            rem = v & mask
+            v = v >> r
+            if rem > thr:
+                v += 1
+        acc[i] = v
+
+
+@micropython.viper
+def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
+    # acc: (n,) int32; y: (n,) offset-binary out
+    b31 = 31
+    m31 = 1 << b31
+    for i in range(n):
+        v = ((acc[i] ^ m31) - m31) + zp
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        y[i] = v + 128
+
+
+@micropython.viper
+def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
+    # xf: (n,) float32 (array('f'), read as IEEE bits); acc: (n,) int32 out
+    b30 = 30
+    cap = 1 << b30  # 2^30 is not a small-int literal on 32-bit targets
+    for i in range(n):
+        b = xf[i]
+        neg = (b >> 31) & 1
+        ex = (b >> 23) & 0xFF
+        m = b & 0x7FFFFF
+        v = 0
+        if ex == 0xFF:
+            if m == 0:
+                v = cap  # infinity; NaN -> 0
+        else:
+            if ex == 0:
+                ex = 1
+            else:
+                m = m | 0x800000
+            k = ex - 150 + F
+            if m == 0:
+                v = 0
+            elif k >= 0:
+                if k > 30 or m > (cap >> k):
+                    v = cap
+                else:
+                    v = m << k
+            elif k < -25:
+                v = 0
+            else:
+                k = 0 - k
+                v = (m + (1 << (k - 1))) >> k
+        if neg:
+            v = 0 - v
+        acc[i] = v
+
+
+@micropython.viper
+def offset(y: ptr8, acc: ptr32, n: int, zp: int):
+    # y: (n,) offset-binary; acc: (n,) int32 out
+    for i in range(n):
+        acc[i] = y[i] - 128 - zp
+
+
+@micropython.viper
+def lut(y: ptr8, table: ptr8, n: int):
+    # y: (n,) offset-binary, in place; table: (256,) int8 indexed by q + 128
+    for i in range(n):
+        y[i] = table[y[i]] ^ 0x80
+
+
+@micropython.viper
+def from_int8(src: ptr8, dst: ptr8, n: int):
+    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
+    for i in range(n):
+        dst[i] = src[i] ^ 0x80
+
+
+@micropython.viper
+def to_int8(src: ptr8, dst: ptr8, n: int):
+    # src: (n,) offset-binary; dst: (n,) int8 (array('b'))
+    for i in range(n):
+        dst[i] = src[i] ^ 0x80
+
+
+@micropython.viper
+def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
+    # y: (n,) offset-binary, in place; e: (n,) int32 scratch; table: (256,) int32
+    top = 0
+    for i in range(n):
+        if y[i] > top:
+            top = y[i]
+    s = 0
+    for i in range(n):
+        v = table[top - y[i]]
+        e[i] = v
+        s += v
+    half = s >> 1
+    for i in range(n):
+        q = ((e[i] << 8) + half) // s
+        if q > 255:
+            q = 255
+        y[i] = q
+    return s
+
+
+@micropython.viper
+def div_f32(e: ptr32, s: int, out: ptr32, n: int):
+    # e: (n,) int32 in [0, s]; out: (n,) float32 bits (array('f')): e[i] / s rounded to nearest even
+    for i in range(n):
+        r = e[i]
+        if r == 0:
+            out[i] = 0
+            continue
+        ex = 127
+        while r < s:  # normalise to s <= r < 2s: value = (r / s) * 2^(ex - 127)
+            r = r << 1
+            ex -= 1
+        q = 0
+        for _ in range(24):  # 24 significand bits
+            q = q << 1
+            if r >= s:
+                q = q | 1
+                r -= s
+            r = r << 1
+        # remainder r / 2s decides rounding: r > s up, r == s ties to even
+        if r > s or (r == s and (q & 1)):
+            q += 1
+        if q == 0x1000000:
+            q = 0x800000
+            ex += 1
+        out[i] = (ex << 23) | (q & 0x7FFFFF)
+
+
+@micropython.viper
+def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
+    # y: (n,) offset-binary; table: (256,) float32 bits; out: (n,) float32 bits
+    for i in range(n):
+        out[i] = table[y[i]]

@@ -1,0 +1,395 @@
+"""int8 quantized networks (docs/quantization.md is the contract).
+
+`QDense.from_params(...)` builds a layer from the stored integer parameters
+(the `.nnm` reader and converters use it); `QNetwork(layers)` chains them;
+`Network.quantize(X)` (see `qbuild`) makes one from a float network.
+
+The kernels come from `qkernels_viper` (@micropython.viper) when the port can
+compile it, else from `qkernels` (plain Python, same integers).
+"""
+
+from array import array
+
+from . import qkernels as _py_kernels
+
+try:
+    from . import qkernels_viper as _viper_kernels
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
+
+KERNELS = {"python": _py_kernels}
+if _viper_kernels is not None:
+    KERNELS["viper"] = _viper_kernels
+DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax")
+_LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
+_INT32_MAX = 2147483647
+_SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30
+
+
+def _int(name, value, lo, hi):
+    if type(value) is not int or not lo <= value <= hi:
+        raise ValueError("%s: expected an int in [%d, %d], got %r" % (name, lo, hi, value))
+    return value
+
+
+def _scale(name, value):
+    v = float(value)
+    if not (v > 0.0 and v < 3.0e38):
+        raise ValueError("%s: expected a finite float > 0, got %r" % (name, value))
+    return v
+
+
+def _int8_bytes(name, values, count):
+    """int8 values (bytes/bytearray/memoryview: two's-complement bytes, kept
+    without a copy; array('b'): copied; list/tuple of ints: converted)."""
+    if len(values) != count:
+        raise ValueError("%s: expected %d int8 values, got %d" % (name, count, len(values)))
+    t = type(values)
+    if t is bytes or t is bytearray or t is memoryview:
+        return values
+    if t is array:
+        return bytearray(values)  # raw bytes of array('b')
+    out = bytearray(count)
+    for i in range(count):
+        v = values[i]
+        if type(v) is not int or not -128 <= v <= 127:
+            raise ValueError("%s[%d]: expected an int8 in [-128, 127], got %r" % (name, i, v))
+        out[i] = v & 0xFF
+    return out
+
+
+def _int32s(name, values, count, lo, hi):
+    if len(values) != count:
+        raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
+    out = array("i", bytes(4 * count))
+    for i in range(count):
+        v = values[i]
+        if type(v) is not int or not lo <= v <= hi:
+            raise ValueError("%s[%d]: expected an int in [%d, %d], got %r" % (name, i, lo, hi, v))
+        out[i] = v
+    return out
+
+
+def _sext8(b):
+    return (b ^ 0x80) - 0x80
+
+
+def _scalar_i32(v):
+    return array("i", [v])
+
+
+def kernel_set(name=None):
+    """The kernel module for "viper" or "python" (None: the default)."""
+    if name is None:
+        name = DEFAULT_KERNELS
+    k = KERNELS.get(name)
+    if k is None:
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), name))
+    return k
+
+
+def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
+    """y = clamp(zp + MBQM(acc), lo, hi) as offset-binary; acc is overwritten."""
+    k.mbqm(acc, mp, sp, mn, sn, step, n)
+    k.clamp8(acc, y, n, zp, lo, hi)
+
+
+class QDense:
+    """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it."""
+
+    @classmethod
+    def from_params(
+        cls,
+        inputs,
+        units,
+        w,
+        w_scale,
+        bias,
+        in_scale,
+        in_zp,
+        out_scale,
+        out_zp,
+        activation="linear",
+        mult=None,
+        shift=None,
+        pre_scale=None,
+        pre_zp=None,
+        alpha=0.0,
+        mult_pos=0,
+        shift_pos=0,
+        mult_neg=0,
+        shift_neg=0,
+        lut=None,
+        exp_table=None,
+    ):
+        """A layer from the stored parameters of docs/quantization.md.
+
+        w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
+        without a copy); w_scale: units floats; bias, mult: units ints;
+        shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
+        exp_table: 256 ints (softmax). pre_scale/pre_zp default to the output
+        domain (linear, relu). Raises ValueError naming the bad field, and when
+        an accumulator could leave int32 (32-bit safety).
+        """
+        self = cls()
+        self.inputs = n = _int("QDense inputs", inputs, 1, 1 << 24)
+        self.units = u = _int("QDense units", units, 1, 1 << 24)
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                "QDense activation: expected one of %s, got %r" % (", ".join(ACTIVATIONS), activation)
+            )
+        self.activation = activation
+        self.w = _int8_bytes("QDense w", w, u * n)
+        if len(w_scale) != u:
+            raise ValueError("QDense w_scale: expected %d values, got %d" % (u, len(w_scale)))
+        self.w_scale = array("f", bytes(4 * u))
+        for i in range(u):
+            self.w_scale[i] = _scale("QDense w_scale[%d]" % i, w_scale[i])
+        self.bias = _int32s("QDense bias", bias, u, -_INT32_MAX - 1, _INT32_MAX)
+        self.in_scale = _scale("QDense in_scale", in_scale)
+        self.in_zp = _int("QDense in_zp", in_zp, -128, 127)
+        self.out_scale = _scale("QDense out_scale", out_scale)
+        self.out_zp = _int("QDense out_zp", out_zp, -128, 127)
+        if mult is None or shift is None:
+            raise ValueError("QDense mult/shift: expected %d ints each, got None" % u)
+        self.mult = _int32s("QDense mult", mult, u, 0, _INT32_MAX)
+        for i in range(u):
+            if self.mult[i] and self.mult[i] < 1 << 30:
+                raise ValueError(
+                    "QDense mult[%d]: expected 0 or an int in [2^30, 2^31 - 1], got %d" % (i, self.mult[i])
+                )
+        self.shift = _int8_bytes("QDense shift", _checked_shifts("QDense shift", shift, u), u)
+        if activation in ("linear", "relu"):
+            if (
+                pre_scale is not None
+                and float(pre_scale) != self.out_scale
+                or pre_zp is not None
+                and pre_zp != out_zp
+            ):
+                raise ValueError(
+                    "QDense pre_scale/pre_zp: expected the output domain (%r, %d) for %s, got (%r, %r)"
+                    % (self.out_scale, out_zp, activation, pre_scale, pre_zp)
+                )
+            pre_scale, pre_zp = self.out_scale, out_zp
+        elif pre_scale is None or pre_zp is None:
+            raise ValueError("QDense pre_scale/pre_zp: expected values for %s, got None" % activation)
+        self.pre_scale = _scale("QDense pre_scale", pre_scale)
+        self.pre_zp = _int("QDense pre_zp", pre_zp, -128, 127)
+        self.alpha = float(alpha)
+        self.lo, self.hi = -128, 127
+        if activation == "relu":
+            self.lo = max(-128, out_zp)
+        self.lut = self.exp_table = None
+        if activation == "leaky_relu":
+            self.leaky = (
+                _scalar_i32(_int("QDense mult_pos", mult_pos, 0, _INT32_MAX)),
+                _int8_bytes("QDense shift_pos", _checked_shifts("QDense shift_pos", [shift_pos], 1), 1),
+                _scalar_i32(_int("QDense mult_neg", mult_neg, 0, _INT32_MAX)),
+                _int8_bytes("QDense shift_neg", _checked_shifts("QDense shift_neg", [shift_neg], 1), 1),
+            )
+            # |p - pre_zp| <= 255: the left shift must keep it within int32
+            for s in (shift_pos, shift_neg):
+                if s > 0 and 255 << s > _INT32_MAX:
+                    raise ValueError("QDense leaky shift: expected <= 23, got %d" % s)
+        if activation in _LUT_ACTIVATIONS:
+            if lut is None:
+                raise ValueError("QDense lut: expected 256 int8 values for %s, got None" % activation)
+            self.lut = _int8_bytes("QDense lut", lut, 256)
+        if activation == "softmax":
+            if exp_table is None:
+                raise ValueError("QDense exp_table: expected 256 ints for softmax, got None")
+            if u > _SOFTMAX_MAX_UNITS:
+                raise ValueError("QDense units: expected <= %d for softmax, got %d" % (_SOFTMAX_MAX_UNITS, u))
+            self.exp_table = _int32s("QDense exp_table", exp_table, 256, 0, 65536)
+            if self.exp_table[0] != 65536:
+                raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
+        self._derive()
+        return self
+
+    def _derive(self):
+        """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128) and the
+        32-bit bound; buffers for the accumulators and the int8 output."""
+        n, u, w = self.inputs, self.units, self.w
+        self.acc0 = array("i", bytes(4 * u))
+        worst = 0
+        o = 0
+        zp = self.in_zp + 128
+        for j in range(u):
+            rowsum = 0
+            absum = 0
+            for i in range(n):
+                v = _sext8(w[o + i])
+                rowsum += v
+                absum += v if v >= 0 else 0 - v
+            o += n
+            a0 = self.bias[j] - zp * rowsum
+            s = _sext8(self.shift[j])
+            bound = ((a0 if a0 >= 0 else 0 - a0) + 255 * absum) << (s if s > 0 else 0)
+            if bound > _INT32_MAX:
+                raise ValueError(
+                    "QDense unit %d: worst-case accumulator %d exceeds int32 (2^31 - 1); "
+                    "expected smaller bias/weights or shift" % (j, bound)
+                )
+            worst = max(worst, bound)
+            self.acc0[j] = a0
+        self.bound = worst
+        self.acc = array("i", bytes(4 * max(u, n)))
+        self.y = bytearray(u)  # offset-binary output (q + 128)
+
+
+def _checked_shifts(name, values, count):
+    if len(values) != count:
+        raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
+    out = bytearray(count)
+    for i in range(count):
+        out[i] = _int("%s[%d]" % (name, i), values[i], -31, 30) & 0xFF
+    return out
+
+
+class QNetwork:
+    """A chain of `QDense` layers.
+
+    `predict(x)`: floats in, array('f') out. `predict_int8(buf)`: int8 in the
+    input's domain, int8 out. Both return a buffer owned by the network and
+    reused by the next call. With the viper kernels neither allocates.
+    `kernels`: "viper" (default where available) or "python".
+    """
+
+    def __init__(self, layers, kernels=None):
+        if not layers:
+            raise ValueError("QNetwork: expected at least one QDense layer, got 0")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, QDense):
+                raise TypeError("QNetwork layer %d: expected a QDense, got %s" % (i, type(layer).__name__))
+            if i:
+                prev = layers[i - 1]
+                if layer.inputs != prev.units:
+                    raise ValueError(
+                        "QNetwork layer %d inputs: expected %d (the previous layer's units), got %d"
+                        % (i, prev.units, layer.inputs)
+                    )
+                if layer.in_scale != prev.out_scale or layer.in_zp != prev.out_zp:
+                    raise ValueError(
+                        "QNetwork layer %d input domain: expected (%r, %d) (the previous layer's output), got (%r, %d)"
+                        % (i, prev.out_scale, prev.out_zp, layer.in_scale, layer.in_zp)
+                    )
+            if layer.activation == "softmax" and i != len(layers) - 1:
+                raise ValueError("QNetwork layer %d: softmax is allowed on the last layer only" % i)
+        self.layers = list(layers)
+        self.inputs = layers[0].inputs
+        self.outputs = layers[-1].units
+        self.kernels = kernels or DEFAULT_KERNELS
+        self._k = kernel_set(kernels)
+        first, last = layers[0], layers[-1]
+        n = self.inputs
+        self._xq = bytearray(n)  # offset-binary input
+        self._xf = array("f", bytes(4 * n))  # float input staging for lists/tuples
+        self._fx = array("i", bytes(4 * n))  # fixed-point input
+        self._out8 = array("b", bytes(self.outputs))  # int8 output
+        self._out = array("f", bytes(4 * self.outputs))
+        # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
+        from .qbuild import input_quantizer
+
+        F, m, s = input_quantizer(first.in_scale)
+        self._in_F = F
+        self._in_m = _scalar_i32(m)
+        self._in_s = bytearray([s & 0xFF])
+        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
+        self._deq = array("f", bytes(1024))
+        for q in range(-128, 128):
+            self._deq[q + 128] = (q - last.out_zp) * last.out_scale
+        self._sum = 0
+
+    def _run(self):
+        k = self._k
+        x = self._xq
+        for layer in self.layers:
+            n, u = layer.inputs, layer.units
+            acc, y = layer.acc, layer.y
+            k.dot(x, layer.w, layer.acc0, acc, n, u)
+            _requant(
+                k,
+                acc,
+                layer.mult,
+                layer.shift,
+                layer.mult,
+                layer.shift,
+                1,
+                y,
+                u,
+                layer.pre_zp,
+                layer.lo,
+                layer.hi,
+            )
+            act = layer.activation
+            if act == "leaky_relu":
+                mp, sp, mn, sn = layer.leaky
+                k.offset(y, acc, u, layer.pre_zp)
+                _requant(k, acc, mp, sp, mn, sn, 0, y, u, layer.out_zp, -128, 127)
+            elif act == "softmax":
+                self._sum = k.softmax(y, acc, layer.exp_table, u)
+            elif layer.lut is not None:
+                k.lut(y, layer.lut, u)
+            x = y
+        return x
+
+    def predict_int8(self, x):
+        """Outputs (int8, the last layer's output domain) for `x`: `inputs` int8
+        values in the first layer's input domain (array('b'), or bytes/bytearray
+        of two's-complement bytes). Returns the network's own array('b'),
+        reused (overwritten) by the next call: copy it to keep it."""
+        if len(x) != self.inputs:
+            raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
+        k = self._k
+        k.from_int8(x, self._xq, self.inputs)
+        y = self._run()
+        k.to_int8(y, self._out8, self.outputs)
+        return self._out8
+
+    def predict(self, x):
+        """Float outputs for float inputs (list, tuple or array('f') of `inputs`
+        numbers). Returns the network's own array('f'), reused by the next call.
+        Softmax outputs are e/s from the integer softmax (float32, exact);
+        other outputs are the dequantized int8 outputs."""
+        n = self.inputs
+        t = type(x)
+        if t is not array:
+            if t is not list and t is not tuple:
+                raise TypeError(
+                    "input: expected a list, tuple or array('f') of %d numbers, got %s" % (n, t.__name__)
+                )
+            if len(x) != n:
+                raise ValueError("input: expected %d values, got %d" % (n, len(x)))
+            xf = self._xf
+            for i in range(n):
+                xf[i] = x[i]
+            x = xf
+        elif len(x) != n:
+            raise ValueError("input: expected %d values, got %d" % (n, len(x)))
+        k = self._k
+        first = self.layers[0]
+        k.f32_to_fixed(x, self._fx, n, self._in_F)
+        _requant(
+            k,
+            self._fx,
+            self._in_m,
+            self._in_s,
+            self._in_m,
+            self._in_s,
+            0,
+            self._xq,
+            n,
+            first.in_zp,
+            -128,
+            127,
+        )
+        y = self._run()
+        last = self.layers[-1]
+        u = self.outputs
+        if last.activation == "softmax":
+            k.div_f32(last.acc, self._sum, self._out, u)
+        else:
+            k.dequant(y, self._deq, self._out, u)
+        return self._out

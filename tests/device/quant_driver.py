@@ -1,0 +1,122 @@
+"""Device side of tests/test_quant.py (MicroPython or CPython): reads JSON cases
+on stdin, prints JSON lines with what the device computed.
+
+Input: {"cases": [{"layers": [{"w", "b", "act", "alpha"}], "X": calibration
+inputs, "X8": int8 inputs, "XF": float inputs}], "specs": [{"layers": [kwargs
+of QDense.from_params], "X8": [...], "XF": [...]}]}. "edge": kernel edge cases (see _edge). Output: one JSON
+line per (case or spec or edge set, kernel set): the quantized parameters and
+the outputs of predict_int8 and predict, or the edge-case kernel outputs.
+"""
+
+import gc
+import json
+import sys
+from array import array
+
+from nanonn import Dense, Network
+from nanonn.activations import LeakyReLU
+from nanonn.quant import KERNELS, QDense, QNetwork
+
+
+def _sext(b):
+    return (b ^ 0x80) - 0x80
+
+
+def _params(layer):
+    return {
+        "w": [_sext(b) for b in layer.w],
+        "w_scale": list(layer.w_scale),
+        "bias": list(layer.bias),
+        "mult": list(layer.mult),
+        "shift": [_sext(b) for b in layer.shift],
+        "scales": [layer.in_scale, layer.out_scale, layer.pre_scale],
+        "zps": [layer.in_zp, layer.out_zp, layer.pre_zp],
+        "leaky": [
+            list(layer.leaky[0]),
+            _sext(layer.leaky[1][0]),
+            list(layer.leaky[2]),
+            _sext(layer.leaky[3][0]),
+        ]
+        if layer.activation == "leaky_relu"
+        else None,
+        "lut": None if layer.lut is None else [_sext(b) for b in layer.lut],
+        "exp_table": None if layer.exp_table is None else list(layer.exp_table),
+    }
+
+
+def _outputs(net, X8, XF):
+    out8 = []
+    for x in X8:
+        out8.append(list(net.predict_int8(array("b", x))))
+    outf = []
+    for x in XF:
+        outf.append(list(net.predict(x)))
+    return out8, outf
+
+
+def _float_net(layers):
+    dense = []
+    for spec in layers:
+        w, b = spec["w"], spec["b"]
+        flat = []
+        for u in range(len(w)):
+            flat.extend(w[u])
+            flat.append(b[u])
+        act = spec["act"]
+        if act == "leaky_relu":
+            act = LeakyReLU(spec.get("alpha", 0.01))
+        dense.append(Dense(len(w), inputs=len(w[0]), activation=act, weights=flat))
+    return Network(*dense)
+
+
+def _edge(k, edge):
+    """Kernel outputs for edge cases: mbqm triples, float inputs to fixed point, e/s ratios."""
+    triples = edge["mbqm"]
+    n = len(triples)
+    acc = array("i", [t[0] for t in triples])
+    mult = array("i", [t[1] for t in triples])
+    shift = bytearray([t[2] & 0xFF for t in triples])
+    k.mbqm(acc, mult, shift, mult, shift, 1, n)
+    fixed = {}
+    for F in edge["F"]:
+        xf = array("f", edge["floats"])
+        fx = array("i", bytes(4 * len(xf)))
+        k.f32_to_fixed(xf, fx, len(xf), F)
+        fixed[str(F)] = list(fx)
+    ratios = []
+    for e, s in edge["ratios"]:
+        out = array("f", [0.0])
+        k.div_f32(array("i", [e]), s, out, 1)
+        ratios.append(out[0])
+    return {"mbqm": list(acc), "fixed": fixed, "ratios": ratios}
+
+
+def main():
+    payload = json.loads(sys.stdin.read())
+    print(json.dumps({"kernels": sorted(KERNELS)}))
+    cases = payload.get("cases", [])
+    for i in range(len(cases)):
+        case = cases[i]
+        net = _float_net(case["layers"])
+        for name in sorted(KERNELS):
+            q = net.quantize(case["X"], kernels=name)
+            out8, outf = _outputs(q, case["X8"], case["XF"])
+            params = [_params(layer) for layer in q.layers]
+            q = None
+            gc.collect()
+            print(json.dumps({"case": i, "kernels": name, "params": params, "int8": out8, "float": outf}))
+            params = None
+            gc.collect()
+    specs = payload.get("specs", [])
+    for i in range(len(specs)):
+        for name in sorted(KERNELS):
+            q = QNetwork([QDense.from_params(**kw) for kw in specs[i]["layers"]], kernels=name)
+            out8, outf = _outputs(q, specs[i]["X8"], specs[i]["XF"])
+            print(json.dumps({"spec": i, "kernels": name, "int8": out8, "float": outf}))
+    edge = payload.get("edge")
+    if edge:
+        for name in sorted(KERNELS):
+            print(json.dumps({"edge": name, "result": _edge(KERNELS[name], edge)}))
+
+
+main()

@@ -1,0 +1,389 @@
+"""The .nnm reader and writer on the device: round trips, sources, rejection of bad models."""
+
+import gc
+import os
+import struct
+import time
+from array import array
+
+from check import IS_MICROPYTHON, close, eq, ok, raises
+from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
+from nanonn.activations import LeakyReLU
+from nanonn.crc32 import update as crc_update
+from nanonn.rand import Random
+
+TMP = "/tmp/nanonn-test-nnm-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/nanonn-test-nnm"
+X = [0.25, -1.5, 0.75, 2.0]
+
+
+def _net(seed=3):
+    return Network(
+        Dense(6, inputs=4, activation="tanh"),
+        Dropout(0.25, seed=9),
+        Dense(5, activation=LeakyReLU(0.1)),
+        Dense(4, activation="relu", use_bias=False),
+        Dense(3, activation="softmax"),
+        seed=seed,
+    )
+
+
+def _fix_crc(buf):
+    """Recompute the trailing CRC of a (mutated) model in place."""
+    n = len(buf) - 4
+    struct.pack_into("<I", buf, n, crc_update(0, memoryview(buf)[0:n], n))
+    return buf
+
+
+def _sources(data):
+    with open(TMP, "wb") as f:
+        f.write(data)
+    return [
+        ("path", lambda: load(TMP)),
+        ("file", lambda: _load_open(TMP)),
+        ("bytes", lambda: load(bytes(data))),
+        ("bytearray", lambda: load(bytearray(data))),
+        ("memoryview", lambda: load(memoryview(data))),
+    ]
+
+
+def _load_open(path):
+    with open(path, "rb") as f:
+        return load(f)
+
+
+def test_round_trip_every_source_byte_identical():
+    net = _net()
+    data = nnm.dumps(net)
+    expected = list(net.predict(X))
+    for name, get in _sources(data):
+        loaded = get()
+        close(loaded.predict(X), expected, 1e-6, name + " prediction")
+        eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+        loaded.save(TMP + ".2")
+        with open(TMP + ".2", "rb") as f:
+            eq(f.read(), data, name + " save() file")
+
+
+def test_save_replaces_atomically_and_leaves_no_temp():
+    net = _net()
+    net.save(TMP)
+    other = Network(Dense(2, inputs=4))
+    other.save(TMP)
+    eq(load(TMP).outputs, 2, "outputs after replacing the file")
+    names = os.listdir("/tmp")
+    ok(TMP.split("/")[-1] + ".tmp" not in names, "temp file left behind")
+
+
+def test_bytes_source_is_used_in_place():
+    data = nnm.dumps(_net())
+    net = load(data)
+    dense = [layer for layer in net.layers if hasattr(layer, "in_place")]
+    eq([layer.in_place for layer in dense], [True, True, True, True], "in-place layers")
+    file_net = load(bytearray(data), trainable=True)
+    eq([layer.in_place for layer in file_net.layers if hasattr(layer, "in_place")], [False] * 4, "copies")
+
+
+def test_in_place_model_costs_little_ram():
+    # 64 KiB of float32 weights: from bytes only the activations are allocated.
+    big = Network(Dense(128, inputs=128, activation="relu"), seed=5)
+    data = nnm.dumps(big)
+    eq(len(data) > 65536, True, "model size")
+    with open(TMP, "wb") as f:
+        f.write(data)
+    if IS_MICROPYTHON:
+        gc.collect()
+        before = gc.mem_alloc()
+        net = load(data)
+        gc.collect()
+        used = gc.mem_alloc() - before
+        ok(used < 4096, "bytes load keeps %d bytes (expected < 4096)" % used)
+        before = gc.mem_alloc()
+        net2 = load(TMP)
+        gc.collect()
+        used2 = gc.mem_alloc() - before
+        ok(65536 < used2 < 65536 + 4096, "file load keeps %d bytes (expected the weights + < 4096)" % used2)
+        print("RAM kept: bytes source %d B, file source %d B, model %d B" % (used, used2, len(data)))
+        close(net.predict([0.5] * 128), list(net2.predict([0.5] * 128)), 1e-6, "same predictions")
+
+
+def test_trainable_load_trains_like_the_original():
+    net = _net()
+    twin = load(nnm.dumps(net), trainable=True)
+    for _ in range(3):
+        a = net.train(X, [0.0, 1.0, 0.0], rate=0.05)
+        b = twin.train(X, [0.0, 1.0, 0.0], rate=0.05)
+        close(b, a, 1e-6, "loss")
+    close(twin.predict(X), list(net.predict(X)), 1e-6, "after training")
+
+
+def test_inference_only_layers_refuse_training():
+    net = load(nnm.dumps(_net()))
+    raises(ValueError, net.train, X, [0.0, 1.0, 0.0], contains=("trainable=True", "got trainable=False"))
+    raises(ValueError, net.layers[0].set_weights, [0.0] * 30, contains=("in place",))
+
+
+def test_every_truncation_rejected():
+    data = nnm.dumps(_net())
+    with open(TMP, "wb") as f:
+        f.write(data)
+    for cut in range(len(data)):
+        part = data[:cut]
+        exc = raises(ModelFormatError, load, part, contains=("expected",))
+        ok("size" in str(exc) or "magic" in str(exc), "cut %d: %s" % (cut, exc))
+        with open(TMP + ".cut", "wb") as f:
+            f.write(part)
+        raises(ModelFormatError, load, TMP + ".cut", contains=("size",))
+
+
+def test_truncated_stream_rejected():
+    # A stream whose size is unknown (not seekable) is checked while reading.
+    data = nnm.dumps(_net())
+    for cut in (10, 40, 200, len(data) - 1):
+        raises(ModelFormatError, load, _Stream(data[:cut]), contains=("size", "expected"))
+    eq(load(_Stream(data)).outputs, 3, "a whole stream loads")
+    raises(ModelFormatError, load, _Stream(data + b"\x00"), contains=("trailing",))
+
+
+class _Stream:
+    """A non-seekable binary stream whose reads return at most 7 items."""
+
+    def __init__(self, data):
+        import io
+
+        self.f = io.BytesIO(data)
+
+    def readinto(self, buf):
+        return self.f.readinto(memoryview(buf)[0:7])
+
+    def read(self, n):
+        return self.f.read(n)
+
+
+def test_trailing_bytes_rejected():
+    data = nnm.dumps(_net())
+    for _name, get in _sources(data + b"\x00\x00"):
+        raises(ModelFormatError, get, contains=("file size", "expected %d bytes" % len(data)))
+
+
+def test_error_messages_name_field_expected_actual():
+    data = nnm.dumps(_net())
+
+    def mutated(offset, fmt, value, fix=True):
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, value)
+        return _fix_crc(b) if fix else b
+
+    cases = [
+        (mutated(0, "4s", b"NNX\x1a", False), ("magic", "expected b'NNM\\x1a'", "got b'NNX\\x1a'")),
+        (mutated(4, "<B", 2, False), ("version", "expected major 1", "got 2.0")),
+        (mutated(6, "<H", 0x10), ("flags", "expected a subset of 0x0001", "got 0x0010")),
+        (mutated(40, "<B", 9, False), ("crc32", "expected 0x", "got 0x")),
+        (mutated(16, "<H", 0), ("layer_count", "expected 1 to 255", "got 0")),
+        (mutated(32 + 2, "<B", 77), ("layer 0 activation", "expected one of", "got 77")),
+        (mutated(32, "<B", 9), ("layer 0 type", "expected", "got 9")),
+        (mutated(32 + 1, "<B", 7), ("layer 0 dtype", "expected float32 (1)", "got")),
+        (mutated(64 + 4, "<I", 5), ("layer 1 inputs", "expected 6", "got 5")),
+        (
+            mutated(32 + 8, "<I", 7),
+            ("layer 0 data_size", "expected 140 (7 x 4 float32 weights + bias)", "got 120"),
+        ),
+        (mutated(64 + 12, "f", 1.5), ("layer 1 dropout rate", "expected 0 <= rate < 1", "got 1.5")),
+        (mutated(32 + 20, "<I", 8), ("layer 0 data_size", "expected 120", "got 8")),
+        (mutated(32 + 16, "<I", 12), ("layer 0 data_offset", "expected", "got 12")),
+        (mutated(24, "<I", 4), ("outputs", "expected 3", "got 4")),
+        (mutated(20, "<I", 3), ("layer 0 inputs", "expected 3", "got 4")),
+        (
+            mutated(32 * 3 + 12, "f", -1.0),
+            ("layer 2 leaky_relu slope", "expected a finite number >= 0", "got -1"),
+        ),
+        (mutated(32 + 12, "f", 0.5), ("layer 0 param", "expected 0.0", "got 0.5")),
+        (mutated(32 + 3, "<B", 3), ("layer 0 flags", "expected a subset of 0x01", "got 0x03")),
+        (mutated(12, "<H", 30), ("header_size", "expected a multiple of 4", "got 30")),
+        (mutated(28, "<I", 4096), ("data_offset", "expected 192", "got 4096")),
+        (mutated(8, "<I", 1 << 31, False), ("file_size", "expected at most", "got 2147483648")),
+    ]
+    for data_bad, parts in cases:
+        raises(ModelFormatError, load, data_bad, contains=parts)
+
+
+def test_header_bombs_rejected_before_allocating():
+    # Consistent headers (right file size, right CRC) claiming huge things.
+    data = nnm.dumps(_net())
+    bombs = []
+    for offset, fmt, value in (
+        (16, "<H", 0xFFFF),  # layer_count
+        (20, "<I", 0xFFFFFFFF),  # inputs
+        (32 + 4, "<I", 0x7FFFFFFF),  # layer 0 inputs
+        (32 + 8, "<I", 0xFFFFFFFF),  # layer 0 units
+        (32 + 20, "<I", 0x3FFFFFF0),  # layer 0 data_size
+        (14, "<H", 0xFFFC),  # record_size
+    ):
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, value)
+        bombs.append(_fix_crc(b))
+    small = bytearray(64)
+    struct.pack_into("<4sBBHIHHHHIII", small, 0, b"NNM\x1a", 1, 0, 0, 64, 32, 32, 255, 0, 1 << 30, 1, 8192)
+    bombs.append(_fix_crc(small))
+    for b in bombs:
+        for source in (b, _Stream(bytes(b))):
+            allocated = _allocated(lambda s=source: raises(ModelFormatError, load, s, contains=("expected",)))
+            # Stack frames, the message and the exception only (64-bit unix port;
+            # about half on a 32-bit board): never a buffer sized from the header.
+            ok(allocated < 5120, "bomb load allocated %d bytes" % allocated)
+
+
+def _allocated(fn):
+    if not IS_MICROPYTHON:
+        fn()
+        return 0
+    import micropython
+
+    gc.collect()
+    before = micropython.mem_total()
+    fn()
+    return micropython.mem_total() - before
+
+
+def test_random_mutations_rejected_or_loaded_quickly():
+    # Bit flips, byte changes, insertions and deletions, with the CRC left as is
+    # (rejected by the CRC) or recomputed (reaching the structural checks).
+    data = nnm.dumps(_net())
+    rng = Random(2024)
+    slowest = 0
+    outcomes = {"rejected": 0, "loaded": 0}
+    for trial in range(300):
+        b = bytearray(data)
+        kind = trial % 5
+        pos = rng.below(len(b))
+        if kind == 0:
+            b[pos] ^= 1 << rng.below(8)
+        elif kind == 1:
+            b[pos] = rng.below(256)
+        elif kind == 2:
+            b = b[:pos] + bytearray([rng.below(256)]) + b[pos:]
+        elif kind == 3:
+            b = b[:pos] + b[pos + 1 :]
+        else:
+            b[rng.below(96)] = rng.below(256)  # header and first records
+        if trial % 2:
+            _fix_crc(b)
+        t0 = time.time()
+        try:
+            net = load(b)
+        except ModelFormatError as exc:
+            ok("expected" in str(exc), "message names the expectation: %s" % exc)
+            outcomes["rejected"] += 1
+        else:
+            y = net.predict([0.0] * net.inputs)
+            eq(len(y), net.outputs, "outputs of a loaded mutant")
+            outcomes["loaded"] += 1
+        slowest = max(slowest, time.time() - t0)
+    ok(slowest < 1.0, "slowest load took %.3f s" % slowest)
+    ok(outcomes["rejected"] > 200, "outcomes %r" % outcomes)
+
+
+def test_unsupported_networks_refused_by_save():
+    from nanonn.activations import Activation
+
+    custom = Network(
+        Dense(2, inputs=2, activation=Activation("cube", lambda x: x * x * x, lambda x, y: 3 * x * x))
+    )
+    raises(ValueError, nnm.dumps, custom, contains=("save layer 0 activation", "expected one of", "cube"))
+    net = Network(Dense(1, inputs=2))
+    first = Dropout(0.5)
+    first.build(2, None)
+    net.layers.insert(0, first)
+    raises(ValueError, nnm.dumps, net, contains=("Dense first layer",))
+
+
+def test_crc32_matches_binascii_vectors():
+    # Known CRC-32 values (zlib): the check value of "123456789" and chaining.
+    eq(crc_update(0, b"123456789", 9), 0xCBF43926, "crc32('123456789')")
+    eq(crc_update(crc_update(0, b"1234", 4), b"56789", 5), 0xCBF43926, "chained crc32")
+    floats = array("f", [1.0, -2.5])
+    eq(crc_update(0, floats, 8), crc_update(0, bytes(floats), 8), "crc32 over an array('f')")
+
+
+def _qnet():
+    rng = Random(11)
+    X = [[rng.uniform(-2.0, 2.0) for _ in range(4)] for _ in range(24)]
+    net = Network(
+        Dense(9, inputs=4, activation="relu"),
+        Dense(7, activation=LeakyReLU(0.1)),
+        Dense(6, activation="sigmoid"),
+        Dense(3, activation="softmax"),
+        seed=4,
+    )
+    return net.quantize(X), X
+
+
+def test_int8_round_trip_every_source():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    eq(data[6], 1, "header int8 flag")
+    expected = [list(q.predict(x)) for x in X[:5]]
+    expected8 = list(q.predict_int8(bytes(4)))
+    for name, get in _sources(data):
+        loaded = get()
+        eq(type(loaded).__name__, "QNetwork", name + " type")
+        for k in range(5):
+            eq(list(loaded.predict(X[k])), expected[k], name + " int8 prediction %d" % k)
+        eq(list(loaded.predict_int8(bytes(4))), expected8, name + " predict_int8")
+        eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+
+
+def test_int8_weights_used_in_place_from_bytes():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    loaded = load(data)
+    eq([type(layer.w) is memoryview for layer in loaded.layers], [True] * 4, "int8 weights are views")
+    raises(ValueError, load, data, trainable=True, contains=("trainable: expected False for an int8 model",))
+
+
+def test_int8_truncations_and_mutations_rejected():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+    for cut in range(0, len(data), 3):
+        raises(ModelFormatError, load, data[:cut], contains=("expected",))
+    rng = Random(77)
+    loaded = 0
+    for _trial in range(150):
+        b = bytearray(data)
+        pos = rng.below(len(b))
+        b[pos] = rng.below(256)
+        _fix_crc(b)
+        try:
+            net = load(b)
+        except ModelFormatError as exc:
+            ok("expected" in str(exc), "message names the expectation: %s" % exc)
+        else:
+            eq(len(net.predict(X[0])), 3, "outputs of a loaded mutant")
+            loaded += 1
+    ok(loaded < 150, "every mutant loaded")
+
+
+def test_int8_field_errors():
+    q, X = _qnet()
+    data = nnm.dumps(q)
+
+    def mutated(offset, fmt, value):
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, value)
+        return _fix_crc(b)
+
+    first = struct.unpack_from("<I", data, 32 + 16)[0]  # layer 0's data block
+    second = struct.unpack_from("<I", data, 64 + 16)[0]
+    cases = [
+        (mutated(6, "<H", 0), ("layer 0 dtype", "expected float32 (1)", "got int8 (2)")),
+        (mutated(32 + 1, "<B", 1), ("layer 0 dtype", "expected int8 (2)", "got float32 (1)")),
+        (mutated(32 + 3, "<B", 0), ("layer 0 flags", "expected 0x01", "got 0x00")),
+        (mutated(32 + 20, "<I", 99), ("layer 0 data_size", "expected", "got 99")),
+        (
+            mutated(second + 12, "<b", (struct.unpack_from("<b", data, second + 12)[0] + 129) % 256 - 128),
+            ("int8 network", "layer 1 input domain: expected"),
+        ),  # layer 1's in_zp no longer matches layer 0's out_zp
+        (mutated(first + 17, "<B", 5), ("layer 0 int8 parameters", "reserved bytes: expected 0")),
+        (mutated(first, "<f", -1.0), ("layer 0 int8 parameters", "in_scale", "expected a finite float > 0")),
+    ]
+    for bad, parts in cases:
+        raises(ModelFormatError, load, bad, contains=parts)

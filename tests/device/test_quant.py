@@ -1,0 +1,165 @@
+"""Device int8 path: allocation, reused buffers, errors (bit-exactness against
+the numpy oracle is in tests/test_quant.py)."""
+
+from array import array
+
+from check import IS_MICROPYTHON, close, eq, ok, raises
+from nanonn import Dense, Dropout, Network
+from nanonn.activations import Activation, LeakyReLU
+from nanonn.quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
+from nanonn.rand import Random
+
+
+def _net_and_data(sizes, acts, seed, count=16):
+    rng = Random(seed)
+    layers = [Dense(sizes[1], inputs=sizes[0], activation=acts[0])]
+    for i in range(1, len(acts)):
+        layers.append(Dense(sizes[i + 1], activation=acts[i]))
+    net = Network(*layers, seed=seed)
+    X = [[rng.uniform(-1.0, 1.0) for _ in range(sizes[0])] for _ in range(count)]
+    return net, X
+
+
+def _bench_net():
+    return _net_and_data([784, 36, 14, 10], [LeakyReLU(0.01), LeakyReLU(0.01), "softmax"], 3, count=4)
+
+
+def test_kernel_selection():
+    if IS_MICROPYTHON:
+        eq(DEFAULT_KERNELS, "viper", "default kernels on the unix port")
+        ok("python" in KERNELS, "the fallback is always available")
+    else:
+        eq(DEFAULT_KERNELS, "python", "default kernels on CPython")
+        eq(sorted(KERNELS), ["python"], "kernel sets on CPython")
+    net, X = _net_and_data([3, 2], ["relu"], 1)
+    raises(ValueError, net.quantize, X, kernels="cuda", contains=("kernels", "cuda"))
+
+
+def test_no_allocation_in_predict_int8_and_predict():
+    """Under heap_lock (MicroPython): predict_int8 and float predict allocate nothing
+    with the viper kernels, for every activation. On CPython: the same calls
+    run (no heap lock exists there) and return the same buffers."""
+    nets = [_bench_net()]
+    for act in ("linear", "relu", "sigmoid", "tanh", "softplus"):
+        nets.append(_net_and_data([6, 5, 4], [act, act], 7))
+    for net, X in nets:
+        q = net.quantize(X)
+        x8 = array("b", [(i * 37) % 256 - 128 for i in range(net.inputs)])
+        xf = array("f", X[0])
+        xl = list(X[1])
+        a = q.predict_int8(x8)
+        b = q.predict(xf)
+        q.predict(xl)
+        if IS_MICROPYTHON:
+            import micropython
+
+            micropython.heap_lock()
+            try:
+                for _ in range(3):
+                    a2 = q.predict_int8(x8)
+                    b2 = q.predict(xf)
+                    b3 = q.predict(xl)
+            finally:
+                micropython.heap_unlock()
+        else:
+            a2 = q.predict_int8(x8)
+            b2 = q.predict(xf)
+            b3 = q.predict(xl)
+        ok(a2 is a and b2 is b and b3 is b, "outputs are the network's reused buffers")
+
+
+def test_predict_int8_accepts_bytes_and_array_b():
+    net, X = _net_and_data([5, 4, 3], ["tanh", "softmax"], 2)
+    q = net.quantize(X)
+    vals = [-128, -1, 0, 1, 127]
+    a = list(q.predict_int8(array("b", vals)))
+    b = list(q.predict_int8(bytes([v & 0xFF for v in vals])))
+    eq(a, b, "array('b') and two's-complement bytes give the same outputs")
+    ok(all(-128 <= v <= 127 for v in a), "int8 outputs")
+    raises(ValueError, q.predict_int8, bytes(4), contains=("5", "4"))
+
+
+def test_quantized_softmax_close_to_float():
+    net, X = _net_and_data([8, 12, 4], ["relu", "softmax"], 5, count=40)
+    q = net.quantize(X)
+    for x in X[:10]:
+        y = q.predict(x)
+        close(sum(y), 1.0, 1e-3, "softmax sum")
+        close(list(y), list(net.predict(x)), 0.05, "int8 vs float softmax")
+
+
+def test_quantize_skips_dropout_and_rejects_custom_layers():
+    net = Network(Dense(4, inputs=3, activation="relu"), Dropout(0.5), Dense(2), seed=1)
+    q = net.quantize([[0.1, 0.2, 0.3], [-0.3, 0.0, 0.9]])
+    eq(len(q.layers), 2, "dense layers kept, dropout dropped")
+    square = Activation("square", lambda v: v * v, lambda v, y: 2 * v)
+    net = Network(Dense(2, inputs=2, activation=square))
+    raises(ValueError, net.quantize, [[0.0, 1.0]], contains=("activation", "square"))
+    raises(ValueError, Network(Dense(2, inputs=2)).quantize, [], contains=("calibration_X",))
+    raises(ValueError, Network(Dense(2, inputs=2)).quantize, [[1.0]], contains=("2", "1"))
+
+
+def _params(**over):
+    p = dict(
+        inputs=2,
+        units=2,
+        w=[1, -2, 3, -4],
+        w_scale=[0.01, 0.02],
+        bias=[10, -10],
+        in_scale=0.05,
+        in_zp=-3,
+        out_scale=0.1,
+        out_zp=5,
+        mult=[1 << 30, (1 << 31) - 1],
+        shift=[-3, -4],
+    )
+    p.update(over)
+    return p
+
+
+def test_from_params_validates_every_field():
+    QDense.from_params(**_params())
+    cases = [
+        ({"w": [1, 2, 3]}, ("QDense w", "4", "3")),
+        ({"w": [1, 2, 300, 4]}, ("QDense w[2]", "300")),
+        ({"w_scale": [0.01, -1.0]}, ("w_scale[1]",)),
+        ({"bias": [1 << 31, 0]}, ("bias[0]",)),
+        ({"in_zp": 128}, ("in_zp", "128")),
+        ({"out_scale": 0.0}, ("out_scale",)),
+        ({"mult": [5, 1 << 30]}, ("mult[0]", "2^30")),
+        ({"shift": [31, 0]}, ("shift[0]", "31")),
+        ({"activation": "gelu"}, ("activation", "gelu")),
+        ({"activation": "sigmoid", "pre_scale": 0.1, "pre_zp": 0}, ("lut",)),
+        ({"activation": "sigmoid"}, ("pre_scale",)),
+        ({"activation": "softmax", "pre_scale": 0.1, "pre_zp": 0}, ("exp_table",)),
+        ({"activation": "softmax", "pre_scale": 0.1, "pre_zp": 0, "exp_table": [1] * 256}, ("exp_table[0]",)),
+        ({"activation": "relu", "pre_scale": 0.3, "pre_zp": 0}, ("pre_scale",)),
+        ({"inputs": 0}, ("inputs",)),
+    ]
+    for over, parts in cases:
+        raises(ValueError, QDense.from_params, **_params(**over), contains=parts)
+    lut = QDense.from_params(**_params(activation="tanh", pre_scale=0.1, pre_zp=0, lut=bytes(256)))
+    eq(len(lut.lut), 256, "lut kept")
+
+
+def test_qnetwork_checks_the_chain():
+    a = QDense.from_params(**_params())
+    b = QDense.from_params(**_params(in_scale=0.1, in_zp=5))
+    QNetwork([a, b])
+    c = QDense.from_params(**_params(in_scale=0.2, in_zp=5))
+    raises(ValueError, QNetwork, [a, c], contains=("layer 1", "input domain"))
+    d = QDense.from_params(**_params(inputs=3, w=[0] * 6, in_scale=0.1, in_zp=5))
+    raises(ValueError, QNetwork, [a, d], contains=("layer 1 inputs", "2", "3"))
+    raises(TypeError, QNetwork, [a, "x"], contains=("QDense",))
+    raises(ValueError, QNetwork, [], contains=("at least one",))
+
+
+def test_float_input_special_values():
+    net, X = _net_and_data([3, 2], ["linear"], 4)
+    q = net.quantize(X)
+    first = q.layers[0]
+    nan = float("nan")
+    inf = float("inf")
+    q.predict([nan, inf, 0.0 - inf])
+    got = [b - 128 for b in q._xq]  # offset-binary input buffer
+    eq(got, [first.in_zp, 127, -128], "NaN -> zero point, infinities saturate")

@@ -1,0 +1,162 @@
+"""32-bit safety of the int8 kernels: the plain-Python kernels (op for op the
+arithmetic of the viper kernels) run on checked ints that raise as soon as any
+intermediate leaves the signed 32-bit range, on worst-case inputs; layers
+whose worst case does not fit are rejected when built."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from nanonn_tools import qreference
+from support import MPY
+
+sys.path.insert(0, str(MPY))
+from nanonn import qkernels  # noqa: E402  (the device package, on CPython)
+from nanonn.quant import QDense  # noqa: E402
+
+LO, HI = -(1 << 31), (1 << 31) - 1
+
+
+class Overflow(AssertionError):
+    pass
+
+
+def _check(v):
+    if not LO <= v <= HI:
+        raise Overflow("intermediate %d outside int32" % v)
+    return I32(v)
+
+
+class I32(int):
+    """An int whose every arithmetic result must fit a signed 32-bit int."""
+
+
+for _name in ("add", "sub", "mul", "lshift", "rshift", "and", "or", "xor", "floordiv"):
+    for _fmt in ("__%s__", "__r%s__"):
+        _op = _fmt % _name
+
+        def _make(op):
+            base = getattr(int, op)
+            return lambda a, b: _check(base(int(a), int(b)))
+
+        setattr(I32, _op, _make(_op))
+I32.__neg__ = lambda a: _check(-int(a))
+
+
+def _c(values):
+    return [I32(int(v)) for v in values]
+
+
+def test_checked_int_detects_overflow():
+    with pytest.raises(Overflow):
+        I32(1 << 30) * 2
+    with pytest.raises(Overflow):
+        1 << I32(31)
+    with pytest.raises(Overflow):
+        I32(HI) + 1
+    assert I32(HI) - 1 == HI - 1
+
+
+def _worst_dot(n, seed):
+    """Worst-case accumulators: acc0 at the largest allowed magnitude and inputs
+    that push every partial sum the same way."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, n)
+    w[: min(n, 2)] = (127, -127)[: min(n, 2)]
+    absum = int(np.abs(w).sum())
+    room = HI - 255 * absum
+    pos = np.where(w > 0, 255, 0)  # partial sums only grow
+    neg = np.where(w < 0, 255, 0)  # partial sums only fall
+    return w, [(room, pos), (-room, neg)]
+
+
+@pytest.mark.parametrize("n", [1, 8, 784, 4096])
+def test_dot_worst_case_within_int32(n):
+    w, cases = _worst_dot(n, n)
+    wb = _c(w & 0xFF)
+    for acc0, x in cases:
+        acc = [I32(0)]
+        qkernels.dot(_c(x), wb, [I32(acc0)], acc, n, 1)
+        assert acc[0] == acc0 + int(np.dot(w, x))
+        assert LO <= acc[0] <= HI
+
+
+def test_mbqm_within_int32_on_extremes():
+    accs = [0, 1, -1, HI, -HI, 1 << 30, -(1 << 30), (1 << 16) - 1, -(1 << 16) + 1, 12345677, -98765431]
+    mults = [0, 1 << 30, HI, (1 << 30) + 12345, HI - 65535]
+    triples = []
+    for a in accs:
+        for m in mults:
+            for s in range(-31, 31):
+                if abs(a) << max(s, 0) <= HI:  # the layer bound guarantees this for left shifts
+                    triples.append((a, m, s))
+    n = len(triples)
+    acc = _c([t[0] for t in triples])
+    mult = _c([t[1] for t in triples])
+    shift = _c([t[2] & 0xFF for t in triples])
+    qkernels.mbqm(acc, mult, shift, mult, shift, 1, n)
+    t = np.array(triples, dtype=np.int64)
+    assert [int(v) for v in acc] == qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
+
+
+def test_softmax_and_ratio_within_int32_at_the_unit_limit():
+    n = 16383  # the documented maximum: the sum stays below 2^30
+    table = _c([65536] + [0] * 255)
+    y = _c([200] * n)
+    e = _c([0] * n)
+    s = qkernels.softmax(y, e, table, n)
+    assert s == n * 65536
+    out = [0.0]
+    qkernels.div_f32(_c([65535]), I32((1 << 30) - 1), out, 1)
+    assert out[0] == np.float32(65535 / ((1 << 30) - 1))
+
+
+def test_requant_chain_of_a_layer_at_its_bound():
+    """A whole layer (dot, mbqm, clamp8, leaky offset) at the largest weights and inputs."""
+    n, u = 784, 4
+    w = np.full((u, n), 127)
+    w[1] = -127
+    w[2, ::2] = -127
+    wb = _c(w.ravel() & 0xFF)
+    acc0 = _c([-(127 * 128 * n), 127 * 128 * n, 0, 5])
+    acc = _c([0] * u)
+    y = _c([0] * u)
+    qkernels.dot(_c([255] * n), wb, acc0, acc, n, u)
+    mult = _c([HI] * u)
+    shift = _c([0xFF & -20] * u)
+    qkernels.mbqm(acc, mult, shift, mult, shift, 1, u)
+    qkernels.clamp8(acc, y, u, I32(-128), I32(-128), I32(127))
+    qkernels.offset(y, acc, u, I32(127))
+    assert all(0 <= v <= 255 for v in y)
+
+
+def _params(n, units, w, bias):
+    return dict(
+        inputs=n,
+        units=units,
+        w=[int(v) for v in w],
+        w_scale=[0.01] * units,
+        bias=bias,
+        in_scale=0.02,
+        in_zp=-128,
+        out_scale=0.1,
+        out_zp=0,
+        mult=[1 << 30] * units,
+        shift=[-8] * units,
+    )
+
+
+def test_from_params_rejects_an_overflowing_layer():
+    n = 4096
+    w = [127] * n
+    room = HI - 255 * 127 * n  # acc0 = bias - 0 * rowsum here (in_zp = -128)
+    QDense.from_params(**_params(n, 1, w, [room]))
+    with pytest.raises(ValueError, match="exceeds int32"):
+        QDense.from_params(**_params(n, 1, w, [room + 1]))
+    with pytest.raises(ValueError, match="exceeds int32"):
+        p = _params(n, 1, w, [0])
+        p["shift"] = [7]  # a left shift multiplies the bound
+        QDense.from_params(**p)

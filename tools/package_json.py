@@ -1,0 +1,36 @@
+"""Write (or with --check, verify) package.json: the mip package of the device files.
+
+`mpremote mip install github:<owner>/<repo>` reads package.json at the repository
+root; its relative URLs name the device package files under mpy/nanonn/.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSION = "0.1.0"
+
+
+def expected() -> str:
+    files = sorted((ROOT / "mpy" / "nanonn").glob("*.py"))
+    urls = [["nanonn/" + f.name, f.relative_to(ROOT).as_posix()] for f in files]
+    return json.dumps({"urls": urls, "version": VERSION}, indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = ROOT / "package.json"
+    text = expected()
+    if "--check" in argv:
+        if not path.exists() or path.read_text() != text:
+            print("package.json is out of date: run python tools/package_json.py", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
