@@ -108,7 +108,15 @@ def public_objects():
         modules = gen_api.load()
         for package, _, _ in gen_api.PACKAGES:
             for mod in gen_api._public_modules(modules, package):
-                module = importlib.import_module(mod.name)
+                try:
+                    module = importlib.import_module(mod.name)
+                except ImportError as exc:
+                    # A MicroPython-only module (viper kernels: `import micropython` at the
+                    # top) cannot load here; its doc is still checked against its source by
+                    # test_api_doc_is_generated_from_the_code.
+                    if exc.name == "micropython" and _imports_micropython(mod.tree):
+                        continue
+                    raise
                 for name, obj in vars(module).items():
                     if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
                         continue
@@ -116,6 +124,13 @@ def public_objects():
                         yield mod.name, name, obj
     finally:
         sys.path.remove(str(MPY))
+
+
+def _imports_micropython(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.Import) and any(a.name == "micropython" for a in node.names)
+        for node in tree.body
+    )
 
 
 def test_every_public_name_is_documented_with_its_signature():

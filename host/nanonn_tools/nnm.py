@@ -13,6 +13,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -32,6 +33,7 @@ DROPOUT_SEED = 1  # the device Dropout's default seed (ModelSpec has none)
 
 
 def align(n: int) -> int:
+    """`n` rounded up to the format's block alignment (codes.ALIGN)."""
     return (n + codes.ALIGN - 1) & ~(codes.ALIGN - 1)
 
 
@@ -124,7 +126,7 @@ def write(spec, path) -> int:
 # ---------------------------------------------------------------- reading
 
 
-def _fail(field: str, expected, got) -> None:
+def _fail(field: str, expected, got) -> NoReturn:
     raise NanonnError("%s: expected %s, got %s" % (field, expected, got))
 
 

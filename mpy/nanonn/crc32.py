@@ -17,8 +17,9 @@ except ImportError:
     _binascii_crc32 = None
 
 if sys.implementation.name == "micropython":
+    import micropython
 
-    @micropython.viper  # noqa: F821 (a MicroPython builtin)
+    @micropython.viper
     def crc32_viper(buf: ptr8, n: int, crc: uint) -> uint:  # noqa: F821
         # buf: (n,) bytes; crc: the running CRC (0 to start)
         mask = (uint(0xFFFF) << 16) | uint(0xFFFF)  # noqa: F821

@@ -720,4 +720,5 @@ def dumps(net):
 
     out = io.BytesIO()
     write(net, out)
-    return out.getvalue()
+    # MicroPython's BytesIO has getvalue(); the boards' 1.29 stubs leave it out.
+    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]

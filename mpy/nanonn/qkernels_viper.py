@@ -15,6 +15,7 @@ import micropython
 
 @micropython.viper
 def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
+    """The viper kernel of `qkernels.dot` (same arguments, same integers)."""
     # x: (n,) offset-binary uint8; w: (units, n) int8 row-major; acc0, acc: (units,) int32
     b31 = 31
     m31 = 1 << b31
@@ -45,6 +46,7 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 @micropython.viper
 def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    """The viper kernel of `qkernels.mbqm` (same arguments, same integers)."""
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
     b31 = 31
     m31 = 1 << b31
@@ -101,6 +103,7 @@ def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int
 
 @micropython.viper
 def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
+    """The viper kernel of `qkernels.clamp8` (same arguments, same integers)."""
     # acc: (n,) int32; y: (n,) offset-binary out
     b31 = 31
     m31 = 1 << b31
@@ -115,6 +118,7 @@ def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
 
 @micropython.viper
 def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
+    """The viper kernel of `qkernels.f32_to_fixed` (same arguments, same integers)."""
     # xf: (n,) float32 (array('f'), read as IEEE bits); acc: (n,) int32 out
     b30 = 30
     cap = 1 << b30  # 2^30 is not a small-int literal on 32-bit targets
@@ -152,6 +156,7 @@ def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
 
 @micropython.viper
 def offset(y: ptr8, acc: ptr32, n: int, zp: int):
+    """The viper kernel of `qkernels.offset` (same arguments, same integers)."""
     # y: (n,) offset-binary; acc: (n,) int32 out
     for i in range(n):
         acc[i] = y[i] - 128 - zp
@@ -159,6 +164,7 @@ def offset(y: ptr8, acc: ptr32, n: int, zp: int):
 
 @micropython.viper
 def lut(y: ptr8, table: ptr8, n: int):
+    """The viper kernel of `qkernels.lut` (same arguments, same integers)."""
     # y: (n,) offset-binary, in place; table: (256,) int8 indexed by q + 128
     for i in range(n):
         y[i] = table[y[i]] ^ 0x80
@@ -166,6 +172,7 @@ def lut(y: ptr8, table: ptr8, n: int):
 
 @micropython.viper
 def from_int8(src: ptr8, dst: ptr8, n: int):
+    """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
     # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
     for i in range(n):
         dst[i] = src[i] ^ 0x80
@@ -173,6 +180,7 @@ def from_int8(src: ptr8, dst: ptr8, n: int):
 
 @micropython.viper
 def to_int8(src: ptr8, dst: ptr8, n: int):
+    """The viper kernel of `qkernels.to_int8` (same arguments, same integers)."""
     # src: (n,) offset-binary; dst: (n,) int8 (array('b'))
     for i in range(n):
         dst[i] = src[i] ^ 0x80
@@ -180,6 +188,7 @@ def to_int8(src: ptr8, dst: ptr8, n: int):
 
 @micropython.viper
 def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
+    """The viper kernel of `qkernels.softmax` (same arguments, same integers)."""
     # y: (n,) offset-binary, in place; e: (n,) int32 scratch; table: (256,) int32
     top = 0
     for i in range(n):
@@ -201,6 +210,7 @@ def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
 
 @micropython.viper
 def div_f32(e: ptr32, s: int, out: ptr32, n: int):
+    """The viper kernel of `qkernels.div_f32` (same arguments, same integers)."""
     # e: (n,) int32 in [0, s]; out: (n,) float32 bits (array('f')): e[i] / s rounded to nearest even
     for i in range(n):
         r = e[i]
@@ -229,6 +239,7 @@ def div_f32(e: ptr32, s: int, out: ptr32, n: int):
 
 @micropython.viper
 def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
+    """The viper kernel of `qkernels.dequant` (same arguments, same integers)."""
     # y: (n,) offset-binary; table: (256,) float32 bits; out: (n,) float32 bits
     for i in range(n):
         out[i] = table[y[i]]
