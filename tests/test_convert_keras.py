@@ -17,7 +17,8 @@ from nanonn_tools import NanonnError
 from nanonn_tools.converters import keras as keras_converter
 
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is first imported
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402  (the backend is chosen before the first import)
+
 # keras 3.15 on the torch backend warns about numpy 2 __array__ copy semantics
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

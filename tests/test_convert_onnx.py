@@ -8,15 +8,14 @@ import sys
 import warnings
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from convert_support import activations, check_parity
+from onnx import TensorProto, helper, numpy_helper
 
 from nanonn_tools import NanonnError
 from nanonn_tools.converters import onnx as onnx_converter
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def _run(path_or_model, x):
@@ -31,7 +30,8 @@ def _x(n=20, inputs=4, seed=3):
 
 
 def test_onnx_parity_torch_export(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     nn = torch.nn
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -9,13 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+import tflite_writer as tw
+from ai_edge_litert import interpreter as litert
 from convert_support import activations, check_parity
 
 from nanonn_tools import NanonnError
 from nanonn_tools.converters import tflite as tflite_converter
-
-tw = pytest.importorskip("tflite_writer")
-litert = pytest.importorskip("ai_edge_litert.interpreter")
 
 
 def interpret(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -186,3 +185,24 @@ def test_tflite_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tflite", None)
     with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[tflite]")):
         _load(tmp_path, tw.float_mlp(_layers([4, 3], [(0, None)]), 4))
+
+
+def test_tflite_float16_weights(tmp_path):
+    """TFLite's float16 quantization: float16 constants, each behind a DEQUANTIZE op."""
+    (w, b, _, _), (w2, b2, _, _) = _layers([4, 6, 3], [(0, None), (0, None)], seed=4)
+    h = [np.asarray(a, np.float16) for a in (w, b, w2, b2)]
+    T = tw.T
+    tensors = [T("x", (1, 4))]
+    for i, a in enumerate(h):
+        tensors.append(T("h%d" % i, a.shape, "float16", a))
+        tensors.append(T("f%d" % i, a.shape))
+    tensors += [T("z", (1, 6)), T("y", (1, 3))]
+    ops = [("DEQUANTIZE", [1 + 2 * i], [2 + 2 * i], {}) for i in range(4)]
+    ops += [("FULLY_CONNECTED", [0, 2, 4], [9], {"fused": 1}), ("FULLY_CONNECTED", [9, 6, 8], [10], {})]
+    data = tw.build(tensors, ops, [0], [10])
+    path = tmp_path / "f16.tflite"
+    path.write_bytes(data)
+    spec = tflite_converter.load(str(path))
+    np.testing.assert_array_equal(spec.layers[0].w, h[0].astype(np.float32))
+    x = np.random.default_rng(5).normal(size=(10, 4)).astype(np.float32)
+    check_parity(spec, x, interpret(data, x))

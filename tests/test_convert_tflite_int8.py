@@ -7,9 +7,10 @@ What is exact and what is not (measured, see the tests):
 - LOGISTIC and TANH tables, LEAKY_RELU, RELU (fused or requantizing): exact.
 - FULLY_CONNECTED requantization: nanonn implements gemmlowp's double rounding
   (docs/quantization.md); ai-edge-litert's optimized kernel rounds the final
-  shift half up instead, so about 0.3 % of outputs differ by one step (at
-  rounding ties). `_ruy_mbqm` reproduces the interpreter's rounding and shows
-  that ties are the only difference.
+  shift half up instead (its reference kernels use single rounding), so about
+  0.3 % of outputs differ by one step (at rounding ties). `_ruy_mbqm` and
+  `_single_rounding` reproduce the interpreter's kernels and show that ties are
+  the only difference.
 - SOFTMAX: nanonn's integer softmax is within one step of TFLite's float one.
 """
 
@@ -19,30 +20,30 @@ import re
 
 import numpy as np
 import pytest
+import tflite_writer as tw
+from ai_edge_litert import interpreter as litert
 
-from nanonn_tools import NanonnError, qreference
+from nanonn_tools import NanonnError, nnm, qreference
 from nanonn_tools.converters import _tflite_int8
 from nanonn_tools.converters import tflite as tflite_converter
 from support import run_device_json
 
-tw = pytest.importorskip("tflite_writer")
-litert = pytest.importorskip("ai_edge_litert.interpreter")
 T = tw.T
 
 
-def _interpreter(data: bytes):
+def _interpreter(data: bytes, resolver: str = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
     it = litert.Interpreter(
         model_content=data,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=getattr(litert.OpResolverType, resolver),
         experimental_preserve_all_tensors=True,
     )
     it.allocate_tensors()
     return it
 
 
-def _run_all(data: bytes, rows) -> list[dict]:
+def _run_all(data: bytes, rows, resolver: str = "BUILTIN_WITHOUT_DEFAULT_DELEGATES") -> list[dict]:
     """Every named tensor of the interpreter for each input row."""
-    it = _interpreter(data)
+    it = _interpreter(data, resolver)
     inp = it.get_input_details()[0]
     out = []
     for row in rows:
@@ -180,30 +181,36 @@ def test_tflite_int8_end_to_end(deep_model):
     # one-step differences can grow through later layers; most rows agree to within a step
     assert np.mean(diff <= 1.0) >= 0.9, "rows within one step: %.3f" % np.mean(diff <= 1.0)
     assert np.mean(np.argmax(host, axis=1) == np.argmax(expected, axis=1)) >= 0.95
+    reloaded = nnm.loads(nnm.dumps(spec))
+    np.testing.assert_array_equal(reloaded.predict(x), host)
     device = _device_predict(spec, x)
-    np.testing.assert_array_equal(device["int8"], spec.predict_int8(spec.quantize_input(x)))
-    np.testing.assert_allclose(device["float"], host, rtol=0, atol=1e-6)
+    for kind in ("params", "nnm"):  # QDense.from_params, and nanonn.load of the .nnm bytes
+        np.testing.assert_array_equal(device[kind + "_int8"], spec.predict_int8(spec.quantize_input(x)))
+        np.testing.assert_allclose(device[kind + "_float"], host, rtol=0, atol=1e-6)
 
 
 DEVICE_QPREDICT = """
 import json, sys
 from array import array
+from binascii import unhexlify
+import nanonn
 from nanonn.quant import QDense, QNetwork
 p = json.loads(sys.stdin.read())
-net = QNetwork([QDense.from_params(**params) for params in p["layers"]])
-out8 = []
-outf = []
-for row in p["x"]:
-    outf.append(list(net.predict(row)))
-for row in p["xq"]:
-    out8.append(list(net.predict_int8(array("b", row))))
-print(json.dumps({"float": outf, "int8": out8}))
+out = {}
+for kind, net in (
+    ("params", QNetwork([QDense.from_params(**params) for params in p["layers"]])),
+    ("nnm", nanonn.load(unhexlify(p["nnm"]))),
+):
+    out[kind + "_float"] = [list(net.predict(row)) for row in p["x"]]
+    out[kind + "_int8"] = [list(net.predict_int8(array("b", row))) for row in p["xq"]]
+print(json.dumps(out))
 """
 
 
 def _device_predict(spec, x):
     payload = {
         "layers": [layer.device_params() for layer in spec.layers],
+        "nnm": nnm.dumps(spec).hex(),
         "x": x.astype(np.float64).tolist(),
         "xq": spec.quantize_input(x).tolist(),
     }
@@ -288,15 +295,29 @@ def test_tflite_int8_refuses_bad_quantization(tmp_path):
         tflite_converter.convert(_int8_model(tmp_path, mutate=asymmetric), "m")
 
 
-def test_tflite_int8_import_is_exact_under_interpreter_rounding(deep_model, monkeypatch):
-    """Every imported parameter is exact: with the interpreter's FC rounding in place of
+def _single_rounding(acc, mult, shift):
+    """The reference kernels' requantization (TFLITE_SINGLE_ROUNDING): (acc * m + 2^(k-1)) >> k, k = 31 - shift."""
+    k = 31 - np.asarray(shift, dtype=np.int64)
+    return (
+        np.asarray(acc, dtype=np.int64) * np.asarray(mult, dtype=np.int64) + (np.int64(1) << (k - 1))
+    ) >> k
+
+
+@pytest.mark.parametrize(
+    "resolver, rounding",
+    [("BUILTIN_WITHOUT_DEFAULT_DELEGATES", _ruy_mbqm), ("BUILTIN_REF", _single_rounding)],
+    ids=["optimized-kernels", "reference-kernels"],
+)
+def test_tflite_int8_import_is_exact_under_interpreter_rounding(deep_model, monkeypatch, resolver, rounding):
+    """Every imported parameter is exact: with the kernels' own FC rounding in place of
     nanonn's, the int8 outputs of the whole network (softmax included) equal the
-    interpreter's for the interpreter's own quantized inputs."""
-    _, spec, _, runs = deep_model
+    interpreter's, for its optimized and for its reference kernels."""
+    data, spec, x, _ = deep_model
+    runs = _run_all(data, x, resolver)
 
     def pre_activation(layer, acc):
         lo = max(-128, layer.out_zp) if layer.activation == "relu" else -128
-        return np.clip(_ruy_mbqm(acc, layer.mult, layer.shift) + layer.pre_zp, lo, 127)
+        return np.clip(rounding(acc, layer.mult, layer.shift) + layer.pre_zp, lo, 127)
 
     monkeypatch.setattr(qreference, "pre_activation", pre_activation)
     xq = np.array([run["input_q"] for run in runs])

@@ -7,12 +7,12 @@ import re
 import sys
 
 import pytest
+import torch
 from convert_support import activations, check_parity
 
 from nanonn_tools import NanonnError
 from nanonn_tools.converters import torch as torch_converter
 
-torch = pytest.importorskip("torch")
 nn = torch.nn
 
 

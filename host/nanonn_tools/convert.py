@@ -182,6 +182,10 @@ def run(args) -> int:
         options["activations"] = args.activations
     if args.inputs is not None:
         options["inputs"] = args.inputs
+    if args.arch is not None:
+        options["arch"] = args.arch
+    if args.trust_code:
+        options["trust_code"] = True
     result = convert(
         args.src,
         args.output,
@@ -213,4 +217,13 @@ def register(sub) -> None:
         "--activations", help="nanonn JSON input: one activation per layer, e.g. relu,relu,softmax"
     )
     p.add_argument("--inputs", type=int, help="nanonn JSON input: the number of inputs (when not inferable)")
+    p.add_argument(
+        "--arch",
+        help="PyTorch state_dict input: the layers, e.g. linear:16,relu,dropout:0.2,linear:3,softmax",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="PyTorch: unpickle a whole saved module (runs code from the file: trusted sources only)",
+    )
     p.set_defaults(handler=run)

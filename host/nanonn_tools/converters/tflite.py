@@ -6,7 +6,8 @@ FULLY_CONNECTED layers (fused activation NONE or RELU) and the activation
 ops SOFTMAX (beta 1 for float), LOGISTIC, TANH, RELU and LEAKY_RELU, with
 RESHAPE allowed only as a flatten of the input. Weights are read from the
 model's buffers (inside the flatbuffer, or appended after it for large
-models). Full-integer int8 models (optionally wrapped in QUANTIZE and
+models); float16 weights behind DEQUANTIZE ops are converted to float32
+exactly. Full-integer int8 models (optionally wrapped in QUANTIZE and
 DEQUANTIZE) import exactly as nanonn int8 layers: see `_tflite_int8`.
 """
 
@@ -209,6 +210,7 @@ def convert(graph: Graph, source: str):
         )
     if any(op.kind == "FULLY_CONNECTED" and graph.tensors[op.inputs[0]].dtype == "int8" for op in graph.ops):
         return convert_int8(graph, source)
+    graph = _fold_float16_weights(graph)
     chain = Chain(source, "tflite op", SUPPORTED)
     first = graph.tensors[graph.inputs[0]]
     shape = list(first.shape[1:])
@@ -261,6 +263,20 @@ def convert(graph: Graph, source: str):
             % (source, graph.outputs[0], current)
         )
     return chain.spec()
+
+
+def _fold_float16_weights(graph: Graph) -> Graph:
+    """A float16-quantized model stores weights as float16 constants, each behind a
+    DEQUANTIZE op: replace those ops by their exact float32 results."""
+    ops = []
+    for op in graph.ops:
+        src = graph.tensors[op.inputs[0]] if op.inputs else None
+        if op.kind == "DEQUANTIZE" and src is not None and src.data is not None and src.dtype == "float16":
+            dst = graph.tensors[op.outputs[0]]
+            dst.data = src.data.astype(np.float32).reshape(dst.shape)
+            continue
+        ops.append(op)
+    return Graph(graph.tensors, ops, graph.inputs, graph.outputs)
 
 
 def _fully_connected(chain: Chain, name: str, op: Op, graph: Graph) -> None:
