@@ -142,6 +142,8 @@ class Raises:
 
     def _callee(self, module: str, cls: str | None, func: ast.expr):
         mod = self.modules[module]
+        if isinstance(func, ast.Name) and func.id == "cls" and cls is not None:  # cls(...) in a classmethod
+            return self._lookup(module, cls)
         if isinstance(func, ast.Name):
             if func.id in mod.defs or func.id in mod.imports:
                 return self._lookup(module, func.id)
