@@ -54,7 +54,8 @@ firmware:
 # whole repo; pyright over the device package and examples once per supported board, against
 # that board's published MicroPython stubs (pinned in checks/stubs-BOARD.txt, each installed
 # into its own folder .venv/stubs/BOARD, the path checks/pyright-BOARD.json names); pyright
-# over host/ against CPython typing with this environment's packages.
+# over host/, tools/ and the examples' host scripts against CPython typing with this
+# environment's packages (checks/pyright-host.json).
 BOARDS := rp2 esp32 unix
 STUBS := .venv/stubs
 PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
@@ -91,5 +92,5 @@ typecheck: $(STAMP) stubs
 		test -f $(STUBS)/$$board/micropython.pyi || { echo "$(STUBS)/$$board: stubs missing"; exit 1; }; \
 		$(PYRIGHT) -p checks/pyright-$$board.json || exit 1; \
 	done
-	@echo "pyright: host/ against CPython"
+	@echo "pyright: host/, tools/ and host-side example scripts against CPython"
 	$(PYRIGHT) -p checks/pyright-host.json --pythonpath $(PY)

@@ -198,7 +198,7 @@ def stale(device: Path = DEVICE) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when a stub is missing or differs")
     args = parser.parse_args(argv)
     try:
