@@ -62,6 +62,7 @@ PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
 .PHONY: check typecheck lint stubs pyi api
 
+setup: stubs
 test: check
 
 check: lint typecheck
