@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	cd examples/xor && MICROPYPATH=../../mpy:.frozen $(abspath $(BIN))/micropython train_xor.py
+	$(PY) examples/digits/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
@@ -49,6 +49,9 @@ firmware:
 	NANONN_MODEL="$(if $(MODEL),$(abspath $(MODEL)))" $(MAKE) -C $(MICROPY_DIR)/ports/$(call board_field,port) \
 		$(if $(filter unix,$(call board_field,port)),VARIANT,BOARD)=$(call board_field,micropython_board) \
 		FROZEN_MANIFEST=$(abspath boards/$(BOARD)/manifest.py)
+
+bench: $(STAMP)
+	$(PY) tools/bench.py
 
 # Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
 # whole repo; pyright over the device package and examples once per supported board, against

@@ -51,8 +51,16 @@ def sections() -> dict[str, list[str]]:
     return out
 
 
-def shape(params: list[tuple[str, str, object]]):
-    return [(name, kind, default) for name, kind, default in params]
+def same(doc: list[tuple[str, str, object]], code: list[tuple[str, str, object]]) -> bool:
+    if [p[:2] for p in doc] != [p[:2] for p in code]:
+        return False
+    for (_, _, d), (_, _, c) in zip(doc, code):
+        if _UNKNOWN in (d, c):
+            if (d == _NO_DEFAULT) != (c == _NO_DEFAULT):
+                return False
+        elif d != c:
+            return False
+    return True
 
 
 _NO_DEFAULT = "<none>"
@@ -85,7 +93,11 @@ def _literal(node):
     try:
         return ast.literal_eval(node)
     except ValueError:
-        return _UNKNOWN
+        pass
+    try:  # constant arithmetic such as 2 * 1024 * 1024 (no names, no builtins)
+        return eval(compile(ast.Expression(node), "<default>", "eval"), {"__builtins__": {}}, {})
+    except Exception:
+        return _UNKNOWN  # a name or call: only its presence is compared
 
 
 def from_code(obj) -> list[tuple[str, str, object]]:
@@ -149,14 +161,22 @@ def test_every_public_name_is_documented_with_its_signature():
         own_init = inspect.isclass(obj) and ("__init__" in vars(obj) or dataclasses.is_dataclass(obj))
         if inspect.isfunction(obj) or own_init:
             assert sig is not None, "%s.%s: documented without its signature" % (module, name)
-            assert shape(from_doc(sig, False)) == shape(from_code(obj)), "%s.%s signature" % (module, name)
+            doc_params, code_params = from_doc(sig, False), from_code(obj)
+            assert same(doc_params, code_params), "%s.%s signature: %s != %s" % (
+                module,
+                name,
+                doc_params,
+                code_params,
+            )
         if inspect.isclass(obj):
             _check_methods(module, obj, lines)
     assert found >= 20, "only %d public names found: the discovery is broken" % found
 
 
 def _check_methods(module: str, cls, lines: list[str]):
-    start = next(i for i, line in enumerate(lines) if HEADING.match(line) and "`%s" % cls.__name__ in line)
+    start = next(
+        i for i, line in enumerate(lines) if (m := HEADING.match(line)) and m.group(1) == cls.__name__
+    )
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#### ")), len(lines))
     documented = {m.group(1): m.group(2) for m in map(METHOD.match, lines[start:end]) if m}
     for name, member in vars(cls).items():
@@ -171,4 +191,5 @@ def _check_methods(module: str, cls, lines: list[str]):
             code = from_code(func)
             if not isinstance(member, staticmethod):
                 code = code[1:]  # self / cls
-            assert shape(from_doc(documented[name], True)) == shape(code), "%s signature" % where
+            doc_params = from_doc(documented[name], True)
+            assert same(doc_params, code), "%s signature: %s != %s" % (where, doc_params, code)

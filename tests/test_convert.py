@@ -141,7 +141,8 @@ def test_sklearn_parity_on_the_unix_port(tmp_path, kind, writer):
     else:
         src.write_bytes(pickle.dumps(model))
     out = tmp_path / "model.nnm"
-    assert cli.main(["convert", str(src), "-o", str(out)]) == 0
+    assert cli.main(["convert", str(src), "-o", str(out)]) == 1  # a pickle is code: opt in
+    assert cli.main(["convert", str(src), "-o", str(out), "--trust-code"]) == 0
     got = device_predict(out, X[:10])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -155,10 +156,12 @@ def test_sklearn_refuses_other_estimators(tmp_path):
     )
     src = tmp_path / "pipe.joblib"
     joblib.dump(pipe, src)
-    with pytest.raises(NanonnError, match="expected one of MLPClassifier, MLPRegressor, got Pipeline"):
+    with pytest.raises(NanonnError, match="a pickle/joblib file is code .* with trust_code=True"):
         convert(src, tmp_path / "out.nnm")
-    with pytest.raises(NanonnError, match="not supported; supported: none"):
-        convert(src, tmp_path / "out.nnm", activations="relu")
+    with pytest.raises(NanonnError, match="expected one of MLPClassifier, MLPRegressor, got Pipeline"):
+        convert(src, tmp_path / "out.nnm", trust_code=True)
+    with pytest.raises(NanonnError, match="not supported; supported: trust_code"):
+        convert(src, tmp_path / "out.nnm", activations="relu", trust_code=True)
 
 
 def test_sklearn_refuses_non_finite_weights(tmp_path):
@@ -168,7 +171,7 @@ def test_sklearn_refuses_non_finite_weights(tmp_path):
     src = tmp_path / "nan.joblib"
     joblib.dump(model, src)
     with pytest.raises(NanonnError, match=r"layer 1 \(dense\) weights: expected finite values"):
-        convert(src, tmp_path / "out.nnm")
+        convert(src, tmp_path / "out.nnm", trust_code=True)
 
 
 # ---------------------------------------------------------------- nanonn JSON
@@ -248,6 +251,18 @@ def test_mpy_export_compiles_for_each_board(tmp_path, board):
             rtol=0,
             atol=0,
         )
+
+
+def test_mpy_export_without_target_is_portable_bytecode(tmp_path):
+    src, _ = _json_model(tmp_path)
+    out = tmp_path / "portable_model.mpy"
+    convert(src, out, activations="relu,softmax", inputs=5)
+    assert out.read_bytes()[:4] == b"M\x06\x00\x1f"  # mpy v6, no native architecture, small-int bits 31
+    X = np.random.default_rng(8).normal(size=(2, 5))
+    np.testing.assert_array_equal(
+        device_predict("", X, module="portable_model", extra_path=tmp_path),
+        device_predict(_nnm(src, tmp_path), X),
+    )
 
 
 def _nnm(src, tmp_path):
@@ -343,3 +358,25 @@ def test_console_script_runs_convert(tmp_path):
         text=True,
     )
     assert proc.returncode == 1 and proc.stderr.startswith("nanonn: nanonn JSON: inputs: expected --inputs N")
+
+
+def test_cli_passes_pytorch_options_to_the_torch_converter(tmp_path):
+    torch = pytest.importorskip(
+        "torch"
+    )  # a test dependency (requirements.txt): never skipped under make test
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3), torch.nn.Softmax(dim=-1)
+    )
+    src = tmp_path / "model.pt"
+    torch.save(model.state_dict(), src)
+    out = tmp_path / "torch.nnm"
+    assert cli.main(["convert", str(src), "-o", str(out), "--arch", "linear:6,tanh,linear:3,softmax"]) == 0
+    X = np.random.default_rng(9).normal(size=(5, 4))
+    with torch.no_grad():
+        expected = model(torch.tensor(X, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(device_predict(out, X), expected, rtol=1e-4, atol=1e-5)
+    whole = tmp_path / "whole.pt"
+    torch.save(model, whole)
+    assert cli.main(["convert", str(whole), "-o", str(out)]) == 1
+    assert cli.main(["convert", str(whole), "-o", str(out), "--trust-code"]) == 0

@@ -186,6 +186,8 @@ def test_gesture_pipeline_end_to_end_on_the_unix_port(tmp_path):
     assert float(acc.group(2)) >= 0.9, out
     diff = re.search(r"max \|p diff\| ([\d.e+-]+), same class ([\d.]+)", out)
     assert diff and float(diff.group(1)) <= 1e-5 and float(diff.group(2)) == 1.0, out
+    q8 = re.search(r"int8 .nnm on \d+ windows: accuracy ([\d.]+), same class as scikit-learn ([\d.]+)", out)
+    assert q8 and float(q8.group(1)) >= 0.9 and float(q8.group(2)) >= 0.9, out
 
     args = ["--replay", str(SAMPLE), "--windows", "96", "--dir", str(build)]
     out = _ok(run_device("micropython", [str(GESTURE / "classify.py")] + args, extra_path=[GESTURE]))
@@ -210,20 +212,59 @@ def test_gesture_device_scripts_compile_for_every_board(arch, tmp_path):
 
 
 IRIS = ROOT / "examples" / "iris"
+DIGITS = ROOT / "examples" / "digits"
+XOR = ROOT / "examples" / "xor"
 
 
-def _result(out: str) -> dict:
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    assert len(lines) == 1, out
-    return json.loads(lines[0][len("RESULT ") :])
-
-
-def test_iris_host_model_and_board_training_on_the_unix_port(tmp_path):
+def _host(script, *args, timeout=600) -> str:
     proc = subprocess.run(
-        [sys.executable, str(IRIS / "train_host.py"), "--out", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout
     )
-    host = re.search(r"test accuracy ([\d.]+)", _ok(proc))
-    assert host and float(host.group(1)) >= 0.9, proc.stdout
-    out = _ok(run_device("micropython", [str(IRIS / "train_board.py"), str(tmp_path)]))
-    assert re.search(r"^epoch   0  loss [\d.]+$", out, re.M), out
-    assert _result(out)["board_trained_accuracy"] >= 0.9, out
+    return _ok(proc)
+
+
+def test_iris_host_trained_and_board_trained_side_by_side_on_the_unix_port(tmp_path):
+    out = _host(IRIS / "run.py", "--out", str(tmp_path))
+    assert re.search(r"^epoch   0  loss [\d.]+$", out, re.M), out  # fit's progress callback on the board
+    host = re.search(r"^trained on the host \(scikit-learn\)\s+([\d.]+) ([\d.]+)$", out, re.M)
+    board = re.search(r"^trained on the board \(nanonn fit\)\s+-\s+([\d.]+)$", out, re.M)
+    assert host and board, out
+    # the converted model gives the host's accuracy on the board; both models are good
+    assert host.group(1) == host.group(2), out
+    assert float(host.group(1)) >= 0.9 and float(board.group(1)) >= 0.9, out
+
+
+def test_digits_int8_on_the_unix_port(tmp_path):
+    """What `make demo` runs: host training, int8 conversion, the unix port as the board."""
+    out = _host(DIGITS / "run.py", "--out", str(tmp_path))
+    m = re.search(
+        r"int8 accuracy ([\d.]+) \(host float ([\d.]+)\), agreement with the host ([\d.]+), (\d+) inferences/s",
+        out,
+    )
+    assert m, out
+    accuracy, host, agree, per_s = float(m.group(1)), float(m.group(2)), float(m.group(3)), int(m.group(4))
+    assert host >= 0.95 and accuracy >= host - 0.02 and agree >= 0.97 and per_s > 0, out
+    f32 = re.search(r"^float32\s+accuracy ([\d.]+), agrees with host float ([\d.]+)", out, re.M)
+    assert f32 and float(f32.group(1)) == host and float(f32.group(2)) == 1.0, out
+    module = re.search(r"from the module's MODEL bytes: same class as the .nnm for ([\d.]+)", out)
+    assert module and float(module.group(1)) == 1.0, out
+
+
+def test_make_demo_runs_the_digits_demo():
+    proc = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True)
+    assert "examples/digits/run.py" in _ok(proc)
+
+
+def test_xor_trains_saves_and_predicts_after_a_reset(tmp_path):
+    trained = _ok(run_device("micropython", [str(XOR / "train_xor.py"), str(tmp_path)]))
+    assert re.search(r"^epoch    0  loss [\d.]+$", trained, re.M), trained
+    assert "trained: mse" in trained and "accuracy 100%" in trained, trained
+    assert (tmp_path / "xor.nnm").exists() and not [p for p in tmp_path.iterdir() if p.name != "xor.nnm"]
+    # a new process is the reset: only the saved file carries the model over
+    loaded = _ok(run_device("micropython", [str(XOR / "predict_xor.py"), str(tmp_path)]))
+    before = re.findall(r"^(\d) xor (\d) -> ([\d.]+)$", trained, re.M)
+    after = re.findall(r"^(\d) xor (\d) -> ([\d.]+) \((\d)\)$", loaded, re.M)
+    assert len(before) == len(after) == 4, loaded
+    for (a, b, y), (a2, b2, y2, bit) in zip(before, after):
+        assert (a, b, y) == (a2, b2, y2)
+        assert int(bit) == int(a) ^ int(b)

@@ -3,6 +3,7 @@ parity with the numpy reference, the host reader's checks, CRC and memory limits
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -187,9 +188,7 @@ def test_memory_error_before_allocating_and_previous_network_intact(tmp_path):
     }
     out = run_device_json("micropython", MEMORY, payload, heap="192K")
     assert out["error"] is not None, "a 160 KB model loaded into a 192 KB heap (~148 KB free)"
-    needed, available = map(
-        int, __import__("re").findall(r"(\d+) bytes of RAM, (\d+) available", out["error"])[0]
-    )
+    needed, available = map(int, re.findall(r"(\d+) bytes of RAM, (\d+) available", out["error"])[0])
     assert needed > 160000 and available < needed
     assert out["after"] == out["before"]
     np.testing.assert_allclose(out["before"], f32_spec(small).predict(payload["x"]), rtol=1e-5)
@@ -202,3 +201,63 @@ def test_unknown_source_type_is_a_type_error():
     assert (
         "source: expected a path, a binary file object or bytes/bytearray/memoryview, got int" in proc.stdout
     )
+
+
+def test_host_reader_skips_fields_of_a_later_minor_version():
+    data = nnm.dumps(random_spec(11))
+    h = list(nnm.HEADER.unpack_from(data, 0))
+    count, delta = h[7], 8 + 4 * h[7]
+    h[2], h[4], h[5], h[6], h[11] = 1, h[4] + delta, 40, 36, h[11] + delta
+    body = nnm.HEADER.pack(*h) + b"\xab" * 8
+    for i in range(count):
+        rec = list(nnm.RECORD.unpack_from(data, 32 + 32 * i))
+        rec[7] += delta
+        body += nnm.RECORD.pack(*rec) + b"\xcd" * 4
+    body += data[32 + 32 * count : -4]
+    grown = body + struct.pack("<I", zlib.crc32(body))
+    assert nnm.dumps(nnm.loads(grown)) == data
+
+
+HEAP_STEP = """
+import json, sys
+import nanonn
+p = json.loads(sys.stdin.read())
+small = nanonn.load(p["small"])
+x = [0.5, -1.0, 2.0, 0.1]
+before = list(small.predict(x))
+out = {}
+for name in ("int8", "float"):
+    try:
+        net = nanonn.load(p[name])
+        out[name] = "ok %d" % net.outputs
+    except MemoryError as exc:
+        out[name] = "MemoryError: %s" % exc
+    net = None
+out["intact"] = list(small.predict(x)) == before
+print(json.dumps(out))
+"""
+
+
+def test_low_memory_loads_fail_only_with_the_bytes_needed(tmp_path):
+    from nanonn_tools.quantize import quantize_model
+
+    small = random_spec(12, sizes=(4, 6, 2), acts=("relu", "softmax"))
+    big = random_spec(13, sizes=(784, 36, 14, 10), acts=("leaky_relu", "leaky_relu", "softmax"))
+    X = np.random.default_rng(14).uniform(0, 1, (16, 784))
+    paths = {"small": tmp_path / "small.nnm", "float": tmp_path / "float.nnm", "int8": tmp_path / "int8.nnm"}
+    nnm.write(small, paths["small"])
+    nnm.write(big, paths["float"])
+    nnm.write(quantize_model(big, X), paths["int8"])
+    payload = {k: str(v) for k, v in paths.items()}
+    outcomes = []
+    for heap in ("176K", "224K", "288K", "512K"):
+        out = run_device_json("micropython", HEAP_STEP, payload, heap=heap)
+        assert out["intact"], heap
+        for name in ("int8", "float"):
+            result = out[name]
+            assert result == "ok %d" % 10 or re.match(
+                r"MemoryError: nanonn.load: (the model needs \d+ bytes of RAM, \d+ available|importing the int8 code)",
+                result,
+            ), (heap, name, result)
+            outcomes.append(result.startswith("ok"))
+    assert any(outcomes) and not all(outcomes), outcomes

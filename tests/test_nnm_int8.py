@@ -109,21 +109,8 @@ def test_convert_quantize_int8_from_a_float_file(tmp_path, capsys):
     X = np.random.default_rng(4).uniform(-2, 2, (40, spec.inputs))
     np.save(tmp_path / "cal.npy", X)
     out = tmp_path / "q.nnm"
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(src),
-                "-o",
-                str(out),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "cal.npy"),
-            ]
-        )
-        == 0
-    )
+    quantize = ["--quantize", "int8", "--calibration"]
+    assert cli.main(["convert", str(src), "-o", str(out)] + quantize + [str(tmp_path / "cal.npy")]) == 0
     assert nnm.read(out).validate() and out.read_bytes() == nnm.dumps(quantize_model(spec, X))
     assert cli.main(["info", str(out)]) == 0
     assert "int8 model, 3 layers" in capsys.readouterr().out
@@ -131,37 +118,10 @@ def test_convert_quantize_int8_from_a_float_file(tmp_path, capsys):
     assert cli.main(["convert", str(src), "-o", str(out), "--quantize", "int8"]) == 1
     assert "expected --calibration X.npy" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", X[:, :3])
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(src),
-                "-o",
-                str(out),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "bad.npy"),
-            ]
-        )
-        == 1
-    )
+    assert cli.main(["convert", str(src), "-o", str(out)] + quantize + [str(tmp_path / "bad.npy")]) == 1
     assert "expected shape (samples, 6), got (40, 3)" in capsys.readouterr().err
-    assert (
-        cli.main(
-            [
-                "convert",
-                str(out),
-                "-o",
-                str(tmp_path / "qq.nnm"),
-                "--quantize",
-                "int8",
-                "--calibration",
-                str(tmp_path / "cal.npy"),
-            ]
-        )
-        == 1
-    )
+    again = ["convert", str(out), "-o", str(tmp_path / "qq.nnm")] + quantize + [str(tmp_path / "cal.npy")]
+    assert cli.main(again) == 1
     assert "already int8" in capsys.readouterr().err
 
 
@@ -184,3 +144,33 @@ def test_host_reader_int8_errors():
         NanonnError, match=r"layer 0 \(int8 dense\) in_scale: expected a finite float32 value > 0"
     ):
         nnm.loads(_patched(data, first, "<f", 0.0))
+
+
+def test_tflite_int8_file_converts_to_an_nnm_that_predicts_exactly(tmp_path):
+    import tflite_writer as tw  # tests/tflite_writer.py: builds TFLite flatbuffers without TensorFlow
+
+    from nanonn_tools.converters import tflite as tflite_converter
+
+    rng = np.random.default_rng(12)
+    sizes = [5, 12, 9, 4]
+    acts = [(0, ("LOGISTIC", {})), (1, None), (0, ("SOFTMAX", {}))]  # fused RELU on the middle layer
+    layers = [
+        (rng.normal(size=(u, n)) * np.sqrt(2.0 / n), rng.normal(size=u) * 0.3, fused, act)
+        for n, u, (fused, act) in zip(sizes[:-1], sizes[1:], acts)
+    ]
+    x = rng.normal(size=(40, 5))
+    src = tmp_path / "model.tflite"
+    src.write_bytes(tw.int8_mlp(layers, x, per_channel=True, float_io=True))
+    out = tmp_path / "model.nnm"
+    assert cli.main(["convert", str(src), "-o", str(out)]) == 0
+    spec = tflite_converter.load(str(src))
+    assert nnm.dumps(spec) == out.read_bytes()
+    xq = spec.quantize_input(x[:6])
+    device = run_device_json(
+        "micropython", DEVICE, {"path": str(out), "x": x[:6].tolist(), "xq": xq.tolist()}
+    )
+    np.testing.assert_array_equal(device["path_int8"], spec.predict_int8(xq))
+    np.testing.assert_array_equal(
+        np.asarray(device["bytes"], dtype=np.float32), spec.predict(x[:6]).astype(np.float32)
+    )
+    assert device["path_same"] and device["bytes_same"]

@@ -1,14 +1,14 @@
 """Classify live accelerometer windows and print the gesture with its probability.
 
 Needs the trained files beside it (written by `train.py`, copied by its deploy step):
-`gesture_meta.json` (classes, window length, rate, feature scaler) and
-`gesture_model.json` (the network's layers).
+`gesture_meta.json` (classes, window length, rate, feature scaler) and the model,
+`gesture_int8.nnm` (or the float32 `gesture_f32.nnm` with `--model`).
 
 On a board:        mpremote exec "import classify; classify.run()"
-On the unix port:  micropython classify.py --replay data/gesture_sample.csv [--windows 20]
+On the unix port:  micropython classify.py --replay data/gesture_sample.csv [--windows 20] [--dir build]
 
 Per window: read n samples (paced at the model's rate), extract the integer
-features (allocates nothing), standardise them, run the network, print
+features (allocates nothing), standardise them, run the int8 network, print
 `gesture  probability`. With a replay, the recorded label is printed too and a
 tally at the end.
 """
@@ -20,10 +20,11 @@ from array import array
 import sensor
 from features import FEATURES, Extractor, Scaler
 
-from nanonn import Dense, Network, argmax
+import nanonn
+from nanonn import argmax
 
 META = "gesture_meta.json"
-MODEL = "gesture_model.json"
+MODEL = "gesture_int8.nnm"
 
 
 def _load_json(path, what):
@@ -48,33 +49,10 @@ def load_meta(path=META):
     return meta
 
 
-def load_model(path=MODEL):
-    """A Network from the JSON layer list written by train.py."""
-    spec = _load_json(path, "model")
-    layers = spec.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise ValueError("model %s layers: expected a non-empty list, got %r" % (path, layers))
-    built = []
-    for i, layer in enumerate(layers):
-        if layer.get("type") != "dense":
-            raise ValueError(
-                "model %s layer %d type: expected 'dense', got %r" % (path, i, layer.get("type"))
-            )
-        built.append(
-            Dense(
-                layer["units"],
-                inputs=layer["inputs"],
-                activation=layer["activation"],
-                weights=layer["weights"],
-            )
-        )
-    return Network(built)
-
-
 def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MODEL):
     """Classify `windows` windows (None: forever). Returns (correct, labelled) for a replay."""
     meta = load_meta(meta_path)
-    net = load_model(model_path)
+    net = nanonn.load(model_path)
     classes = meta["classes"]
     if net.outputs != len(classes):
         raise ValueError(
@@ -110,9 +88,9 @@ def run(windows=None, replay=None, chip="mpu6050", meta_path=META, model_path=MO
 
 
 def main(argv):
-    """micropython classify.py [--replay CSV] [--windows N] [--chip mpu6050|lsm6ds3] [--dir DIR]"""
+    """micropython classify.py [--replay CSV] [--windows N] [--chip mpu6050|lsm6ds3] [--dir DIR] [--model NNM]"""
     args = list(argv)
-    opts = {"--replay": None, "--windows": None, "--chip": "mpu6050", "--dir": "."}
+    opts = {"--replay": None, "--windows": None, "--chip": "mpu6050", "--dir": ".", "--model": MODEL}
     for key in list(opts):
         if key in args:
             i = args.index(key)
@@ -127,7 +105,7 @@ def main(argv):
     if windows is None and opts["--replay"] is not None:
         windows = 20
     d = opts["--dir"]
-    run(windows, opts["--replay"], opts["--chip"], d + "/" + META, d + "/" + MODEL)
+    run(windows, opts["--replay"], opts["--chip"], d + "/" + META, d + "/" + opts["--model"])
     return 0
 
 

@@ -1,10 +1,11 @@
 """Where the accelerometer is: the I2C bus from the board profile, or a replay.
 
-On a board, the I2C pins come from `board.json` on the board's filesystem (the
-board profile `boards/<board>/board.json`, copied there by the deploy step):
-its `"i2c"` entry, e.g. `{"i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000}}`.
-Without that file, the defaults below are used (a generic ESP32 DevKit and a
-Raspberry Pi Pico; other boards need a `board.json`).
+On a board, the I2C bus and pins come from `board.json` on the board's
+filesystem: the board profile `boards/<board>/board.json` (copy it there), whose
+`"i2c"` entry is e.g. `{"bus": 0, "sda": 19, "scl": 18}`. Without that file,
+`machine.I2C(0)` is opened with the port's default pins (MicroPython's defaults:
+ESP32 SCL 18 / SDA 19, Raspberry Pi Pico SDA GP4 / SCL GP5, which the esp32 and
+rp2040 profiles repeat).
 
 With `replay=path` (the unix port, which has no `machine.I2C`), the bus is a
 `replay.ReplayI2C` serving recorded samples through the same drivers.
@@ -15,39 +16,31 @@ right for a replay whose samples are already time-stamped by their order).
 """
 
 import json
-import sys
 import time
 
 import imu as imu_drivers
 
-DEFAULT_PINS = {
-    "esp32": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # ESP32 DevKit (WROOM/WROVER)
-    "rp2": {"id": 0, "sda": 4, "scl": 5, "freq": 400000},  # Raspberry Pi Pico: GP4/GP5 = I2C0
-}
 BOARD_FILE = "board.json"
+FREQ = 400000
 
 
 def i2c_config(path=BOARD_FILE):
-    """The `i2c` entry of the board profile at `path`, else this port's default."""
+    """The `i2c` entry of the board profile at `path` ({"bus", "sda", "scl"}), or None
+    when there is no such file (then the port's default pins are used)."""
     try:
         with open(path) as f:
             profile = json.load(f)
     except OSError:
-        profile = None
-    if profile is not None:
-        cfg = profile.get("i2c")
-        if not isinstance(cfg, dict):
-            raise ValueError("%s i2c: expected an object with id, sda, scl, got %r" % (path, cfg))
-        for key in ("sda", "scl"):
-            if type(cfg.get(key)) is not int:
-                raise ValueError("%s i2c.%s: expected a pin number, got %r" % (path, key, cfg.get(key)))
-        return cfg
-    cfg = DEFAULT_PINS.get(sys.platform)
-    if cfg is None:
+        return None
+    cfg = profile.get("i2c")
+    if not isinstance(cfg, dict):
         raise ValueError(
-            "I2C pins: no %s and no default for platform %r (defaults: %s); copy the board profile"
-            % (path, sys.platform, ", ".join(sorted(DEFAULT_PINS)))
+            "%s i2c: expected an object with bus, sda and scl, got %r (board %r has no I2C in its profile)"
+            % (path, cfg, profile.get("name"))
         )
+    for key in ("bus", "sda", "scl"):
+        if type(cfg.get(key)) is not int:
+            raise ValueError("%s i2c.%s: expected an int, got %r" % (path, key, cfg.get(key)))
     return cfg
 
 
@@ -62,10 +55,12 @@ def open_bus(replay=None, label=None, chip="mpu6050", board_file=BOARD_FILE):
     except ImportError:
         raise ValueError("this port has no machine.I2C: pass a recorded CSV to replay instead") from None
     cfg = i2c_config(board_file)
+    if cfg is None:
+        return I2C(0, freq=FREQ)  # the port's default pins
     # The unix stubs declare a Pin() without arguments; the unix port has no machine.Pin at
     # all (ImportError above), the boards' Pin takes the pin id.
     sda, scl = Pin(cfg["sda"]), Pin(cfg["scl"])  # pyright: ignore[reportCallIssue]
-    return I2C(cfg.get("id", 0), sda=sda, scl=scl, freq=cfg.get("freq", 400000))
+    return I2C(cfg["bus"], sda=sda, scl=scl, freq=FREQ)
 
 
 def open_imu(bus, rate_hz=50, range_g=8):

@@ -1,4 +1,4 @@
-"""Host side: pull the recorded gestures, extract features, train, export, deploy.
+"""Host side: pull the recorded gestures, extract features, train, convert to int8, deploy.
 
     python train.py --csv data/gesture_sample.csv --out build          # local CSV (unix port)
     python train.py --port /dev/ttyUSB0 --out build --deploy          # a board: pull, train, deploy
@@ -9,12 +9,14 @@
 3. Splits the windows (stratified, seeded), standardises the features with the
    training part's statistics, trains a scikit-learn `MLPClassifier` (one ReLU
    hidden layer, softmax output) and prints train and test accuracy.
-4. Writes `gesture_meta.json` (classes, window, rate, feature names, scaler) and
-   `gesture_model.json` (the network as nanonn Dense layers), then checks that
-   nanonn (the device package, run here on CPython) gives the same probabilities
-   as scikit-learn on the test windows.
-5. With `--deploy`, copies the nanonn package, the device scripts and the two
-   files to the board.
+4. Saves it (`gesture_mlp.joblib`) and converts it with `nanonn convert` to a float32
+   model (`gesture_f32.nnm`) and to an int8 model (`gesture_int8.nnm`) quantized with
+   the standardised training windows as calibration data; writes `gesture_meta.json`
+   (classes, window, rate, feature names, scaler). Then runs both models with the
+   device package (here on CPython) on the test windows: the float32 model must give
+   scikit-learn's probabilities, the int8 one is reported by accuracy and agreement.
+5. With `--deploy`, copies the nanonn package, the device scripts, the int8 model and
+   the meta file to the board.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import numpy as np
 from sklearn.neural_network import MLPClassifier
 
@@ -35,14 +38,9 @@ sys.path.insert(0, str(ROOT / "mpy"))
 
 import host_features  # noqa: E402
 
+from nanonn_tools.cli import main as nanonn  # noqa: E402
+
 DEVICE_FILES = ("imu.py", "sensor.py", "features.py", "record.py", "classify.py")
-ACTIVATIONS = {
-    "relu": "relu",
-    "tanh": "tanh",
-    "logistic": "sigmoid",
-    "identity": "linear",
-    "softmax": "softmax",
-}
 RATE_HZ = 50
 
 
@@ -68,37 +66,32 @@ def split(labels: list[str], test_fraction: float, seed: int) -> tuple[np.ndarra
     return np.sort(np.array(train)), np.sort(np.array(test, dtype=int))
 
 
-def export_layers(clf: MLPClassifier) -> list[dict]:
-    """scikit-learn weights -> nanonn Dense layers (flat: per unit, its weights then its bias)."""
-    acts = [clf.activation] * (len(clf.coefs_) - 1) + [clf.out_activation_]
-    layers = []
-    for w, b, act in zip(clf.coefs_, clf.intercepts_, acts):
-        if act not in ACTIVATIONS:
-            raise SystemExit("activation %r: expected one of %s" % (act, ", ".join(ACTIVATIONS)))
-        flat = np.concatenate([w.T, b[:, None]], axis=1).ravel()  # (units, inputs + 1)
-        layers.append(
-            {
-                "type": "dense",
-                "units": int(w.shape[1]),
-                "inputs": int(w.shape[0]),
-                "activation": ACTIVATIONS[act],
-                "weights": [float(v) for v in flat],
-            }
-        )
-    return layers
+def device_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    """Outputs of a .nnm model run by the device package (on CPython)."""
+    import nanonn
 
-
-def nanonn_probabilities(layers: list[dict], x: np.ndarray) -> np.ndarray:
-    """Run the exported layers with the device package (on CPython)."""
-    from nanonn import Dense, Network
-
-    net = Network(
-        [
-            Dense(d["units"], inputs=d["inputs"], activation=d["activation"], weights=d["weights"])
-            for d in layers
-        ]
-    )
+    net = nanonn.load(str(path))
     return np.array([list(net.predict([float(v) for v in row])) for row in x])
+
+
+def convert(out: Path) -> None:
+    mlp = str(out / "gesture_mlp.joblib")
+    for args in (
+        [mlp, "-o", str(out / "gesture_f32.nnm")],
+        [
+            mlp,
+            "-o",
+            str(out / "gesture_int8.nnm"),
+            "--quantize",
+            "int8",
+            "--calibration",
+            str(out / "calib.npy"),
+        ],
+    ):
+        # The .joblib is our own, made just above: trusted (unpickling runs code).
+        trust = ["--trust-code"] if args[0].endswith(".joblib") else []
+        if nanonn(["convert", *args, *trust]) != 0:
+            raise SystemExit("nanonn convert %s failed" % " ".join(args))
 
 
 def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: float = 0.25) -> dict:
@@ -126,7 +119,6 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
     clf.fit(x[tr], y[tr])
     train_acc = float(np.mean(clf.predict(x[tr]) == y[tr]))
     test_acc = float(np.mean(clf.predict(x[te]) == y[te])) if len(te) else float("nan")
-    layers = export_layers(clf)
     meta = {
         "classes": classes,
         "window": int(windows.shape[1]),
@@ -137,12 +129,17 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "gesture_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (out / "gesture_model.json").write_text(json.dumps({"layers": layers}) + "\n")
+    joblib.dump(clf, out / "gesture_mlp.joblib")
+    np.save(out / "calib.npy", x[tr].astype(np.float32))
+    convert(out)
     check = te if len(te) else tr
-    ours = nanonn_probabilities(layers, x[check])
     theirs = np.asarray(clf.predict_proba(x[check]))
-    diff = float(np.abs(ours - theirs).max())
-    agree = float((ours.argmax(axis=1) == theirs.argmax(axis=1)).mean())
+    f32 = device_outputs(out / "gesture_f32.nnm", x[check])
+    q8 = device_outputs(out / "gesture_int8.nnm", x[check])
+    diff = float(np.abs(f32 - theirs).max())
+    agree_f32 = float(np.mean(f32.argmax(axis=1) == theirs.argmax(axis=1)))
+    agree_q8 = float(np.mean(q8.argmax(axis=1) == theirs.argmax(axis=1)))
+    acc_q8 = float(np.mean(q8.argmax(axis=1) == y[check]))
     confusion = np.zeros((len(classes), len(classes)), dtype=int)
     for t, p in zip(y[te], clf.predict(x[te])):
         confusion[t, p] += 1
@@ -155,10 +152,22 @@ def train(csv: Path, out: Path, hidden: int = 16, seed: int = 0, test_fraction: 
     for i, c in enumerate(classes):
         print("  %-7s %s" % (c, " ".join("%3d" % v for v in confusion[i])))
     print(
-        "nanonn vs scikit-learn on %d windows: max |p diff| %.2e, same class %.3f" % (len(check), diff, agree)
+        "float32 .nnm vs scikit-learn on %d windows: max |p diff| %.2e, same class %.3f"
+        % (len(check), diff, agree_f32)
     )
-    print("wrote %s and %s" % (out / "gesture_meta.json", out / "gesture_model.json"))
-    return {"train_accuracy": train_acc, "test_accuracy": test_acc, "max_prob_diff": diff, "agreement": agree}
+    print(
+        "int8 .nnm on %d windows: accuracy %.3f, same class as scikit-learn %.3f"
+        % (len(check), acc_q8, agree_q8)
+    )
+    print("wrote %s, %s" % (out / "gesture_meta.json", out / "gesture_int8.nnm"))
+    return {
+        "train_accuracy": train_acc,
+        "test_accuracy": test_acc,
+        "max_prob_diff": diff,
+        "agreement": agree_f32,
+        "int8_accuracy": acc_q8,
+        "int8_agreement": agree_q8,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.deploy:
         if args.port is None:
             parser.error("--deploy needs --port")
-        files = [str(HERE / f) for f in DEVICE_FILES] + [
-            str(args.out / "gesture_meta.json"),
-            str(args.out / "gesture_model.json"),
-        ]
+        files = [str(HERE / f) for f in DEVICE_FILES]
+        files += [str(args.out / "gesture_meta.json"), str(args.out / "gesture_int8.nnm")]
         mpremote(args.port, "cp", "-r", str(ROOT / "mpy" / "nanonn"), ":")
         mpremote(args.port, "cp", *files, ":")
         print("deployed nanonn and %d files to %s" % (len(files), args.port))

@@ -15,6 +15,10 @@ from . import convert, info  # noqa: E402  (model format commands)
 
 COMMANDS += [convert.register, info.register]
 
+from . import boardbench, deploy, verify  # noqa: E402  (board tools: deploy, verify, bench)
+
+COMMANDS += [deploy.register, verify.register, boardbench.register]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The `nanonn` argument parser with every command module in `COMMANDS` registered."""

@@ -178,12 +178,9 @@ def _write(path: Path, data: bytes) -> None:
 def run(args) -> int:
     """The `nanonn convert` command: convert args.src to args.output."""
     options = {}
-    if args.activations is not None:
-        options["activations"] = args.activations
-    if args.inputs is not None:
-        options["inputs"] = args.inputs
-    if args.arch is not None:
-        options["arch"] = args.arch
+    for name in ("activations", "inputs", "arch"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if args.trust_code:
         options["trust_code"] = True
     result = convert(
@@ -214,7 +211,8 @@ def register(sub) -> None:
     p.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calibration)")
     p.add_argument("--calibration", help="calibration inputs for --quantize: a .npy array (samples, inputs)")
     p.add_argument(
-        "--activations", help="nanonn JSON input: one activation per layer, e.g. relu,relu,softmax"
+        "--activations",
+        help="nanonn JSON / PyTorch state_dict input: one activation per layer, e.g. relu,relu,softmax",
     )
     p.add_argument("--inputs", type=int, help="nanonn JSON input: the number of inputs (when not inferable)")
     p.add_argument(
@@ -224,6 +222,6 @@ def register(sub) -> None:
     p.add_argument(
         "--trust-code",
         action="store_true",
-        help="PyTorch: unpickle a whole saved module (runs code from the file: trusted sources only)",
+        help="allow inputs that are code (pickled PyTorch modules, scikit-learn pickles): trusted files only",
     )
     p.set_defaults(handler=run)

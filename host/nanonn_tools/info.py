@@ -90,7 +90,9 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
     )
     base = PER_NETWORK + 4 * dense[-1].units + PER_BUFFER
     s.ram_float_file = s.ram_float_frozen = base
-    s.ram_int8_file = s.ram_int8_frozen = base + 1024 + PER_BUFFER  # the float output table
+    # int8 network: input staging (9 bytes per input), int8 output, the float output table
+    first, last = dense[0], dense[-1]
+    s.ram_int8_file = s.ram_int8_frozen = base + 9 * first.inputs + 1024 + last.units + 5 * PER_BUFFER
     for layer in layers:
         u, n = layer.units, layer.inputs
         if layer.kind == "dropout":
@@ -101,8 +103,9 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         out_bufs = 8 * u + 2 * PER_BUFFER  # z, y
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
-        # int8: acc0, acc, mult (int32), shift, output (int8), the activation's table
-        small = 13 * u + 2 * u + 5 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        # int8 (nanonn.quant.QDense): w_scale, bias, mult, acc0 (4 bytes each), shift and
+        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table
+        small = 18 * u + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
         s.ram_int8_frozen += PER_LAYER + small
         s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
     return s

@@ -261,8 +261,15 @@ def _dense(where, dtype, act, lflags, inputs, units, param, block, seed, int8=Fa
         _fail(where + " flags", "a subset of 0x%02x (bias)" % BIAS, "0x%02x" % lflags)
     if units < 1:
         _fail(where + " units", ">= 1", units)
+    if name == "leaky_relu":
+        if not (np.isfinite(param) and param >= 0.0):
+            _fail(where + " leaky_relu slope", "a finite number >= 0", param)
+    elif param != 0.0:
+        _fail(where + " param", "0.0 (only leaky_relu has a parameter)", param)
+    if seed:
+        _fail(where + " seed", "0 for a dense layer", seed)
     if int8:
-        return _int8_dense(where, name, lflags, inputs, units, param, block, seed)
+        return _int8_dense(where, name, lflags, inputs, units, param, block)
     bias = bool(lflags & BIAS)
     expected = 4 * units * inputs + (4 * units if bias else 0)
     if len(block) != expected:
@@ -271,20 +278,13 @@ def _dense(where, dtype, act, lflags, inputs, units, param, block, seed, int8=Fa
             "%d (%d x %d float32 weights%s)" % (expected, units, inputs, " + bias" if bias else ""),
             len(block),
         )
-    if name == "leaky_relu":
-        if not (np.isfinite(param) and param >= 0.0):
-            _fail(where + " leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _fail(where + " param", "0.0 (only leaky_relu has a parameter)", param)
-    if seed:
-        _fail(where + " seed", "0 for a dense layer", seed)
     values = np.frombuffer(block, dtype="<f4").astype(np.float64)
     w = values[: units * inputs].reshape(units, inputs)
     b = values[units * inputs :] if bias else None
     return DenseSpec(w, b, name, float(param) if name == "leaky_relu" else 0.01)
 
 
-def _int8_dense(where, name, lflags, inputs, units, param, block, seed):
+def _int8_dense(where, name, lflags, inputs, units, param, block):
     from . import nnm_int8
 
     if lflags != BIAS:
@@ -292,13 +292,6 @@ def _int8_dense(where, name, lflags, inputs, units, param, block, seed):
     expected = nnm_int8.block_size(units, inputs, name)
     if len(block) != expected:
         _fail(where + " data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), len(block))
-    if name == "leaky_relu":
-        if not (np.isfinite(param) and param >= 0.0):
-            _fail(where + " leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _fail(where + " param", "0.0 (only leaky_relu has a parameter)", param)
-    if seed:
-        _fail(where + " seed", "0 for a dense layer", seed)
     return nnm_int8.parse(where, name, inputs, units, float(param), block)
 
 

@@ -18,8 +18,31 @@ A layer is any object with:
 """
 
 from array import array
+from math import ldexp
 
 from . import activations
+
+try:  # integer dot products of float32 bits (allocation free); not on CPython
+    from . import fdense_viper as _fast
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _fast = None
+
+
+# Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
+# per-unit limbs; grown at build time only (see Dense.alloc_fast).
+_SCRATCH: list = [None, None, None, None]  # annotated: else pyright types the slots None
+_SCRATCH_SIZE = [0, 0]
+
+
+def _grow_scratch(n, units):
+    if n > _SCRATCH_SIZE[0]:
+        _SCRATCH[0] = floats(n)
+        _SCRATCH[1] = array("i", bytes(4 * n))
+        _SCRATCH[2] = array("i", bytes(4 * n))
+        _SCRATCH_SIZE[0] = n
+    if units > _SCRATCH_SIZE[1]:
+        _SCRATCH[3] = array("i", bytes(20 * units))
+        _SCRATCH_SIZE[1] = units
 
 
 def floats(n):
@@ -97,6 +120,7 @@ class Dense(Layer):
         self.gx = floats(n)
         self.gw = floats(u * n)
         self.gb = floats(u)
+        self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
             self._initial = None
@@ -108,19 +132,52 @@ class Dense(Layer):
                 w[i] = rng.uniform(0.0 - limit, limit)
         return u
 
+    _fast_ready = False  # set by alloc_fast where the viper kernel exists
+
+    def alloc_fast(self):
+        """Make sure the scratch of the allocation-free viper forward (where viper
+        exists) is large enough for this layer; `build` calls it. The scratch is
+        shared by every Dense layer (forward passes never overlap), so it costs
+        12 bytes per input and 20 per unit of the largest layer, once. A subclass
+        with its own `build` calls it too, or keeps the plain float loop."""
+        if _fast is not None:
+            _grow_scratch(self.inputs, self.units)
+            self._fast_ready = True
+
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        w, b, z = self.w, self.b, self.z
-        n = self.inputs
-        o = 0
-        for u in range(self.units):
-            s = b[u]
-            for i in range(n):
-                s += w[o + i] * x[i]
-            z[u] = s
-            o += n
-        self.activation.forward(z, self.y, self.units)
+        if not self._fast_ready or not self._forward_fast(x):
+            w, b, z = self.w, self.b, self.z
+            n = self.inputs
+            o = 0
+            for u in range(self.units):
+                s = b[u]
+                for i in range(n):
+                    s += w[o + i] * x[i]
+                z[u] = s
+                o += n
+        self.activation.forward(self.z, self.y, self.units)
         return self.y
+
+    def _forward_fast(self, x):
+        """z = W x + b with the viper kernel (fdense_viper); False if x or W is
+        not finite (the plain loop then handles infinities and NaN)."""
+        n, units = self.inputs, self.units
+        fast = _fast
+        if fast is None:  # _fast_ready is set only where the viper kernel imported
+            return False
+        xs, xh, xl, acc = _SCRATCH
+        for i in range(n):  # x may be a list, a tuple or any array: stage it as float32
+            xs[i] = x[i]
+        if fast.dot_rows(xs, self.w, n, units, xh, xl, acc):
+            return False
+        b, z = self.b, self.z
+        j = 0
+        for u in range(units):
+            s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
+            z[u] = b[u] + ldexp(s, acc[j + 4] - 300)
+            j += 5
+        return True
 
     def backward(self, x, grad, fused):
         # grad, d: (units,)  gx: (inputs,)  gw: (units, inputs)

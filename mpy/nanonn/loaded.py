@@ -69,17 +69,18 @@ class LoadedDense(Dense):
 
     `w`: (units, inputs) row-major float32, `b`: (units,) (zeros when the
     model has no bias): `array('f')` or in-place views (`in_place` True).
-    `raw` is the list of byte buffers `save` writes (views into the source
-    for in-place weights, else the arrays). With `trainable` the gradient
+    `raw` is the list of byte buffers `save` writes (memoryviews into the
+    source for in-place weights, which also keep it alive; else the arrays);
+    `source` is the bytes-like source itself (None for a file). With `trainable` the gradient
     buffers are allocated in `build` and the layer trains like a Dense (the
     weights must then be arrays); without it the layer predicts only, and
     costs just its output buffers beside the weights.
     """
 
-    source = None  # what in-place weights view (set by nanonn.nnm: keeps it alive)
-
-    def __init__(self, units, inputs, activation, use_bias, w, b, raw, in_place, trainable):
+    def __init__(self, units, inputs, activation, use_bias, w, b, raw, in_place, trainable, source=None):
         Dense.__init__(self, units, inputs=inputs, activation=activation, use_bias=use_bias)
+        self.shape = (units, inputs)
+        self.source = source  # the model's bytes-like source (None for a file)
         self.w = w
         self.b = b
         self.raw = raw
@@ -94,6 +95,7 @@ class LoadedDense(Dense):
         u = self.units
         self.z = floats(u)
         self.y = floats(u)
+        self.alloc_fast()  # the same float kernel as Dense: same results to the bit
         if self.trainable:
             self.d = floats(u)
             self.gx = floats(inputs)
@@ -130,10 +132,10 @@ class LoadedDense(Dense):
 
     def get_weights(self):
         """The flat nanonn layout (per unit: its input weights, then its bias)."""
-        n = self.inputs
+        units, n = self.shape
         w, b = self.w, self.b
         out = []
-        for u in range(self.units):
+        for u in range(units):
             for i in range(n):
                 out.append(w[u * n + i])
             if self.use_bias:

@@ -152,49 +152,62 @@ def _records(hdr, mv, f, crc):
 
     Returns (layers, crc): layers are the unpacked record tuples (type, dtype,
     activation, flags, inputs, units, param, data_offset, data_size, seed,
-    reserved). Nothing is allocated from a count before its records exist."""
-    file_size, header_size, record_size, count = hdr[1], hdr[2], hdr[3], hdr[4]
-    n, cursor = hdr[5], hdr[7]
+    reserved). Nothing is allocated from a count before its records exist, and
+    each step keeps few locals (a large frame is itself a heap allocation)."""
     buf = None
     if mv is None:
-        buf = bytearray(record_size)
-        extra = header_size - codes.HEADER_SIZE  # a later minor version's header fields
-        while extra > 0:
-            k = extra if extra < record_size else record_size
-            view = memoryview(buf)[0:k]
-            if _readinto(f, view, k) < k:
-                _truncated(file_size, header_size - extra)
-            crc = _crc(crc, view, k)
-            extra -= k
+        buf = bytearray(hdr[3])
+        crc = _skip_header_extra(f, buf, hdr, crc)
     layers = []
-    for i in range(count):
+    for i in range(hdr[4]):
         if buf is None:
-            rec = struct.unpack_from(_RECORD, mv, header_size + i * record_size)
+            rec = struct.unpack_from(_RECORD, mv, hdr[2] + i * hdr[3])
         else:
-            if _readinto(f, buf, record_size) < record_size:
-                _truncated(file_size, header_size + i * record_size)
-            crc = _crc(crc, buf, record_size)
+            crc = _read_record(f, buf, hdr, i, crc)
             rec = struct.unpack_from(_RECORD, buf, 0)
-        _record(i, rec, n, cursor, file_size, hdr[0] & _FLAG_INT8)
-        cursor = _align(rec[7] + rec[8])
-        n = rec[5]
+        if i:
+            _record(i, rec, layers[i - 1][5], _align(layers[i - 1][7] + layers[i - 1][8]), hdr)
+        else:
+            _record(0, rec, hdr[5], hdr[7], hdr)
         layers.append(rec)
-    if n != hdr[6]:
-        _fail("outputs", "%d (the last layer's units)" % n, hdr[6])
-    if cursor + codes.CRC_SIZE != file_size:
+    rec = layers[-1]
+    if rec[5] != hdr[6]:
+        _fail("outputs", "%d (the last layer's units)" % rec[5], hdr[6])
+    if _align(rec[7] + rec[8]) + codes.CRC_SIZE != hdr[1]:
         _fail(
-            "file_size", "%d bytes (the data blocks' end and the CRC)" % (cursor + codes.CRC_SIZE), file_size
+            "file_size",
+            "%d bytes (the data blocks' end and the CRC)" % (_align(rec[7] + rec[8]) + codes.CRC_SIZE),
+            hdr[1],
         )
     return layers, crc
 
 
+def _skip_header_extra(f, buf, hdr, crc):
+    """Read past a later minor version's header fields (CRC-covered)."""
+    extra = hdr[2] - codes.HEADER_SIZE
+    while extra > 0:
+        k = extra if extra < hdr[3] else hdr[3]
+        view = memoryview(buf)[0:k]
+        if _readinto(f, view, k) < k:
+            _truncated(hdr[1], hdr[2] - extra)
+        crc = _crc(crc, view, k)
+        extra -= k
+    return crc
+
+
+def _read_record(f, buf, hdr, i, crc):
+    if _readinto(f, buf, hdr[3]) < hdr[3]:
+        _truncated(hdr[1], hdr[2] + i * hdr[3])
+    return _crc(crc, buf, hdr[3])
+
+
 def _lfail(i, field, expected, got):
-    _fail("layer %d %s" % (i, field), expected, got)
+    raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
 
 
-def _record(i, rec, n, cursor, file_size, int8):
+def _record(i, rec, n, cursor, hdr):
     """Check layer i's record: `n` its expected inputs, `cursor` its expected data
-    offset; `int8`: the header's int8 flag (then every layer is an int8 dense layer)."""
+    offset; with the header's int8 flag every layer is an int8 dense layer."""
     if rec[4] != n:
         _lfail(
             i, "inputs", "%d (%s)" % (n, "the previous layer's units" if i else "the header's inputs"), rec[4]
@@ -204,8 +217,8 @@ def _record(i, rec, n, cursor, file_size, int8):
     if rec[10]:
         _lfail(i, "reserved field", 0, rec[10])
     if rec[0] == _DENSE:
-        _dense_record(i, rec, file_size, int8)
-    elif rec[0] == _DROPOUT and int8:
+        _dense_record(i, rec, hdr[1], hdr[0] & _FLAG_INT8)
+    elif rec[0] == _DROPOUT and hdr[0] & _FLAG_INT8:
         _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
     elif rec[0] == _DROPOUT:
         if i == 0:
@@ -213,59 +226,62 @@ def _record(i, rec, n, cursor, file_size, int8):
         _dropout_record(i, rec)
     else:
         _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
-    if rec[7] + rec[8] > file_size - codes.CRC_SIZE:
+    if rec[7] + rec[8] > hdr[1] - codes.CRC_SIZE:
         _lfail(
             i,
             "data_size",
-            "a block ending by byte %d (where the CRC starts)" % (file_size - codes.CRC_SIZE),
+            "a block ending by byte %d (where the CRC starts)" % (hdr[1] - codes.CRC_SIZE),
             "%d bytes from byte %d" % (rec[8], rec[7]),
         )
 
 
 def _dense_record(i, rec, file_size, int8):
-    dtype, act, lflags, inputs, units, param = rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]
-    if dtype != (_INT8 if int8 else _FLOAT32):
+    # rec: (type, dtype, activation, flags, inputs, units, param, offset, size, seed, reserved)
+    if rec[1] != (_INT8 if int8 else _FLOAT32):
         _lfail(
             i,
             "dtype",
             "int8 (2): the header flags an int8 model"
             if int8
             else "float32 (1): the header has no int8 flag",
-            "%s (%d)" % (codes.name_of(codes.DTYPES, dtype), dtype),
+            "%s (%d)" % (codes.name_of(codes.DTYPES, rec[1]), rec[1]),
         )
-    if codes.name_of(codes.ACTIVATIONS, act) is None:
-        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), act)
-    if lflags & ~_BIAS:
-        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % lflags)
-    if units < 1:
-        _lfail(i, "units", ">= 1", units)
+    if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
+        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
+    if rec[3] & ~_BIAS:
+        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % rec[3])
+    if rec[5] < 1:
+        _lfail(i, "units", ">= 1", rec[5])
     # Bound the product before computing it: units * inputs * itemsize <= file_size.
-    item = 1 if int8 else 4
-    if units > file_size or inputs > (file_size // item) // units:
+    if rec[5] > file_size or rec[4] > (file_size // (1 if int8 else 4)) // rec[5]:
         _lfail(
             i,
             "shape",
-            "units x inputs x %d bytes within the file's %d bytes" % (item, file_size),
-            "%d x %d" % (units, inputs),
+            "units x inputs x %d bytes within the file's %d bytes" % (1 if int8 else 4, file_size),
+            "%d x %d" % (rec[5], rec[4]),
         )
+    if rec[2] == _LEAKY:
+        if not (rec[6] >= 0.0 and rec[6] < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
+    elif rec[6] != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
+    if rec[9]:
+        _lfail(i, "seed", "0 for a dense layer", rec[9])
     if int8:
         _int8_record(i, rec)
-        return
-    expected = 4 * units * inputs + (4 * units if lflags & _BIAS else 0)
-    if rec[8] != expected:
+    elif rec[8] != 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0):
         _lfail(
             i,
             "data_size",
-            "%d (%d x %d float32 weights%s)" % (expected, units, inputs, " + bias" if lflags & _BIAS else ""),
+            "%d (%d x %d float32 weights%s)"
+            % (
+                4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0),
+                rec[5],
+                rec[4],
+                " + bias" if rec[3] & _BIAS else "",
+            ),
             rec[8],
         )
-    if act == _LEAKY:
-        if not (param >= 0.0 and param < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", param)
-    elif param != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", param)
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _int8_record(i, rec):
@@ -277,13 +293,6 @@ def _int8_record(i, rec):
     expected = block_size(units, inputs, act)
     if rec[8] != expected:
         _lfail(i, "data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), rec[8])
-    if act == _LEAKY:
-        if not (rec[6] >= 0.0 and rec[6] < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
-    elif rec[6] != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
 
 
 def _dropout_record(i, rec):
@@ -306,6 +315,8 @@ def _choices(table):
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
     total = _PER_NETWORK + 4 * layers[-1][5] + _PER_BUFFER
+    if layers[0][1] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
+        total += 9 * layers[0][4] + 1024 + layers[-1][5] + 5 * _PER_BUFFER
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
@@ -330,22 +341,23 @@ def _ram_needed(layers, copies, trainable):
 
 
 def _check_memory(need):
-    """MemoryError when `need` bytes exceed the free heap (ports with gc.mem_free)."""
+    """MemoryError when `need` bytes exceed the free heap; returns the free heap
+    (-1 on ports without gc.mem_free, e.g. CPython)."""
     mem_free = getattr(gc, "mem_free", None)
     if mem_free is None:
-        return
+        return -1
     gc.collect()
     free = mem_free()
     if free >= 0 and need > free:
         raise MemoryError("nanonn.load: the model needs %d bytes of RAM, %d available" % (need, free))
+    return free
 
 
-def _no_memory(need):
-    mem_free = getattr(gc, "mem_free", None)
-    free = mem_free() if mem_free is not None else -1
+def _no_memory(need, free):
+    """The MemoryError for an allocation that failed after the RAM check passed."""
     return MemoryError(
-        "nanonn.load: the model needs %d bytes of RAM, %d available (the free heap is fragmented)"
-        % (need, free)
+        "nanonn.load: the model needs %d bytes of RAM, %d available but not in large enough "
+        "blocks (the free heap is fragmented)" % (need, free)
     )
 
 
@@ -374,11 +386,12 @@ def _load_stream(f, size, trainable):
     if got < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % got)
     hdr = _header(head, size)
+    _import_int8(hdr)
     file_size, data_offset = hdr[1], hdr[7]
     layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
     _check_trainable(hdr, trainable)
     need = _ram_needed(layers, [True] * len(layers), trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     # The weight buffers come first, sized from the checked header.
     blocks = []
     try:
@@ -391,7 +404,7 @@ def _load_stream(f, size, trainable):
             else:
                 blocks.append(None)
     except MemoryError:
-        raise _no_memory(need)
+        raise _no_memory(need, free)
     pos = data_offset
     pad = bytearray(4)
     for i in range(len(layers)):
@@ -426,7 +439,7 @@ def _load_stream(f, size, trainable):
     _check_crc(crc, struct.unpack_from("<I", pad, 0)[0])
     if f.read(1):
         _fail("file size", "%d bytes (header field file_size)" % file_size, "more (trailing bytes)")
-    return _network(layers, blocks, trainable, None)
+    return _build(layers, blocks, trainable, None, need, free)
 
 
 def _check_crc(computed, stored):
@@ -435,17 +448,29 @@ def _check_crc(computed, stored):
 
 
 def _load_buffer(src, trainable):
+    # Split in steps with few locals each: a rejected model allocates little.
     mv = memoryview(src)
     if sys.implementation.name != "micropython" and mv.format != "B":
         mv = mv.cast("B")
+    hdr = _checked_buffer(mv)
+    layers = _records(hdr, mv, None, 0)[0]
+    _check_trainable(hdr, trainable)
+    return _buffer_network(src, mv, layers, trainable)
+
+
+def _checked_buffer(mv):
+    """The checked header of the model in `mv`, after its size and CRC are checked."""
     size = len(mv)
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
     hdr = _header(mv, size)
-    body = size - codes.CRC_SIZE
-    _check_crc(_crc(0, mv[0:body], body), struct.unpack_from("<I", mv, body)[0])
-    layers = _records(hdr, mv, None, 0)[0]
-    _check_trainable(hdr, trainable)
+    _import_int8(hdr)
+    size -= codes.CRC_SIZE
+    _check_crc(_crc(0, mv[0:size], size), struct.unpack_from("<I", mv, size)[0])
+    return hdr
+
+
+def _buffer_network(src, mv, layers, trainable):
     views = []
     copies = []
     for layer in layers:
@@ -462,7 +487,7 @@ def _load_buffer(src, trainable):
         views.append(view)
         copies.append(layer[0] == _DENSE and view is None)
     need = _ram_needed(layers, copies, trainable)
-    _check_memory(need)
+    free = _check_memory(need)
     blocks = []
     try:
         for i in range(len(layers)):
@@ -475,8 +500,29 @@ def _load_buffer(src, trainable):
             b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
             blocks.append((w, b))
     except MemoryError:
-        raise _no_memory(need)
-    return _network(layers, blocks, trainable, src)
+        raise _no_memory(need, free)
+    return _build(layers, blocks, trainable, src, need, free)
+
+
+def _import_int8(hdr):
+    """Import the int8 layer code before the RAM check (its import allocates too)."""
+    if not hdr[0] & _FLAG_INT8:
+        return
+    try:
+        from . import nnm_int8, quant  # noqa: F401
+    except MemoryError:
+        mem_free = getattr(gc, "mem_free", None)
+        raise MemoryError(
+            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available"
+            % (mem_free() if mem_free is not None else -1)
+        )
+
+
+def _build(layers, blocks, trainable, source, need, free):
+    try:
+        return _network(layers, blocks, trainable, source)
+    except MemoryError:
+        raise _no_memory(need, free)
 
 
 def _check_trainable(hdr, trainable):
@@ -484,7 +530,9 @@ def _check_trainable(hdr, trainable):
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
-def _int8_network(layers, blocks, source):
+def _int8_network(layers, blocks):
+    # The QDense weights and tables are memoryviews into the source: a MicroPython
+    # memoryview keeps its base buffer alive (its item pointer stays at the base).
     from .nnm_int8 import build_layer
     from .quant import QDense, QNetwork
 
@@ -495,7 +543,6 @@ def _int8_network(layers, blocks, source):
             layer = build_layer(QDense, mv, off, layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
-        layer.source = source  # keeps an in-place source alive
         objs.append(layer)
     try:
         return QNetwork(objs)
@@ -505,7 +552,7 @@ def _int8_network(layers, blocks, source):
 
 def _network(layers, blocks, trainable, source):
     if layers[0][1] == _INT8:
-        return _int8_network(layers, blocks, source)
+        return _int8_network(layers, blocks)
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
@@ -521,9 +568,7 @@ def _network(layers, blocks, trainable, source):
         else:
             raw, in_place = ([w, b] if bias else [w]), False
         activation = LeakyReLU(param) if act == _LEAKY else codes.name_of(codes.ACTIVATIONS, act)
-        layer = LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable)
-        layer.source = source  # keeps an in-place source alive
-        objs.append(layer)
+        objs.append(LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable, source))
     return Network(*objs)
 
 
@@ -720,5 +765,4 @@ def dumps(net):
 
     out = io.BytesIO()
     write(net, out)
-    # MicroPython's BytesIO has getvalue(); the boards' 1.29 stubs leave it out.
-    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]
+    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython's BytesIO has it; the stubs lack it)

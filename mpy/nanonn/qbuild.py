@@ -13,6 +13,7 @@ from .quant import QDense, QNetwork, _requant, kernel_set
 # Exact float32 constants as integer * 2^-k (no decimal parsing involved).
 _LN2 = 11629080 / 16777216.0  # 0x3F317218
 _INV_LN2 = 12102203 / 8388608.0  # 0x3FB8AA3B
+_HALF = 1 / 2  # exact on every port (a decimal literal goes through the port's parser)
 
 
 class _F32:
@@ -45,9 +46,9 @@ def round_away(v):
     """Round half away from zero (TFLite's std::round); exact for floats."""
     t = int(v)
     d = v - t
-    if d >= 0.5:
+    if d >= _HALF:
         t += 1
-    elif d <= -0.5:
+    elif d <= 0.0 - _HALF:
         t -= 1
     return t
 
@@ -149,7 +150,7 @@ class Math32:
             p = r(r(p * f) + c[n])
         scale = 1.0
         for _ in range(0 - k):  # exact powers of two (k <= 0 here)
-            scale *= 0.5
+            scale *= _HALF
         return r(p * scale)
 
     def log1p(self, y):
@@ -363,7 +364,7 @@ def quantize(network, X, kernels=None):
             nxt = []
             for x in acts:
                 net._xq[:] = x
-                nxt.append(bytearray(net._run()))
+                nxt.append(bytearray(k.forward(net)))
             acts = nxt
         in_scale, in_zp = out_scale, out_zp
     return QNetwork(layers, kernels=kernels)

@@ -209,3 +209,49 @@ def dequant(y, table, out, n):
     """out[i] = table[y[i]]: y (n,) offset-binary, table (256,) array('f')."""
     for i in range(n):
         out[i] = table[y[i]]
+
+
+def forward(net):
+    """Every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
+    x = net._xq
+    for L in net._layers:
+        u = L.units
+        acc, y = L.acc, L.y
+        dot(x, L.w, L.acc0, acc, L.inputs, u)
+        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        clamp8(acc, y, u, L.pre_zp, L.lo, L.hi)
+        if L.code == 1:  # leaky_relu
+            offset(y, acc, u, L.pre_zp)
+            mbqm(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
+            clamp8(acc, y, u, L.out_zp, -128, 127)
+        elif L.code == 2:  # lookup table
+            lut(y, L.lut, u)
+        elif L.code == 3:  # softmax
+            L.sum = softmax(y, acc, L.exp_table, u)
+        x = y
+    return x
+
+
+def predict_int8(net, x):
+    """x: (inputs,) int8 -> net._out8: (outputs,) int8."""
+    from_int8(x, net._xq, net.inputs)
+    out = net._out8
+    to_int8(forward(net), out, net.outputs)
+    return out
+
+
+def predict_float(net, x):
+    """x: (inputs,) array('f') -> net._out: (outputs,) array('f')."""
+    n = net.inputs
+    fx = net._fx
+    f32_to_fixed(x, fx, n, net._in_F)
+    mbqm(fx, net._in_m, net._in_s, net._in_m, net._in_s, 0, n)
+    clamp8(fx, net._xq, n, net._in_zp, -128, 127)
+    y = forward(net)
+    out = net._out
+    last = net._last
+    if net._soft:
+        div_f32(last.acc, last.sum, out, net.outputs)
+    else:
+        dequant(y, net._deq, out, net.outputs)
+    return out

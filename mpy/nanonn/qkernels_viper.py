@@ -1,4 +1,3 @@
-# ruff: noqa: F821 (ptr8/ptr32 are viper builtins)
 """int8 kernels in @micropython.viper: the fast path of nanonn.quant.
 
 Same signatures and integers as `qkernels` (the plain-Python fallback, whose
@@ -17,30 +16,38 @@ import micropython
 def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
     """The viper kernel of `qkernels.dot` (same arguments, same integers)."""
     # x: (n,) offset-binary uint8; w: (units, n) int8 row-major; acc0, acc: (units,) int32
+    # Walks pointers (fewer index computations than w[p + k]) with counted loops
+    # (no address comparisons: addresses can exceed 2^31 on some ports).
     b31 = 31
     m31 = 1 << b31
-    n8 = n & (0 - 8)
-    p = 0
+    blocks = n >> 3
+    rest = n & 7
+    xa = int(x)
+    wp = ptr8(w)
     for u in range(units):
         a = (acc0[u] ^ m31) - m31
-        i = 0
-        while i < n8:
+        xp = ptr8(xa)
+        k = blocks
+        while k > 0:
             a += (
-                ((w[p] ^ 0x80) - 0x80) * x[i]
-                + ((w[p + 1] ^ 0x80) - 0x80) * x[i + 1]
-                + ((w[p + 2] ^ 0x80) - 0x80) * x[i + 2]
-                + ((w[p + 3] ^ 0x80) - 0x80) * x[i + 3]
-                + ((w[p + 4] ^ 0x80) - 0x80) * x[i + 4]
-                + ((w[p + 5] ^ 0x80) - 0x80) * x[i + 5]
-                + ((w[p + 6] ^ 0x80) - 0x80) * x[i + 6]
-                + ((w[p + 7] ^ 0x80) - 0x80) * x[i + 7]
+                ((wp[0] ^ 0x80) - 0x80) * xp[0]
+                + ((wp[1] ^ 0x80) - 0x80) * xp[1]
+                + ((wp[2] ^ 0x80) - 0x80) * xp[2]
+                + ((wp[3] ^ 0x80) - 0x80) * xp[3]
+                + ((wp[4] ^ 0x80) - 0x80) * xp[4]
+                + ((wp[5] ^ 0x80) - 0x80) * xp[5]
+                + ((wp[6] ^ 0x80) - 0x80) * xp[6]
+                + ((wp[7] ^ 0x80) - 0x80) * xp[7]
             )
-            p += 8
-            i += 8
-        while i < n:
-            a += ((w[p] ^ 0x80) - 0x80) * x[i]
-            p += 1
-            i += 1
+            wp = ptr8(int(wp) + 8)
+            xp = ptr8(int(xp) + 8)
+            k -= 1
+        k = rest
+        while k > 0:
+            a += ((wp[0] ^ 0x80) - 0x80) * xp[0]
+            wp = ptr8(int(wp) + 1)
+            xp = ptr8(int(xp) + 1)
+            k -= 1
         acc[u] = a
 
 
@@ -243,3 +250,73 @@ def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
     # y: (n,) offset-binary; table: (256,) float32 bits; out: (n,) float32 bits
     for i in range(n):
         out[i] = table[y[i]]
+
+
+# Orchestration in viper too: a bytecode function with many locals or a call
+# with many arguments gets its frame from the heap (MicroPython allocates frames
+# larger than 11 words there when it can), so the whole forward pass is native.
+
+
+@micropython.viper
+def forward(net) -> object:
+    """Run every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
+    # runs every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y
+    layers = net._layers
+    nl = int(net._nl)
+    x = net._xq
+    i = 0
+    while i < nl:
+        L = layers[i]
+        u = int(L.units)
+        acc = L.acc
+        y = L.y
+        dot(x, L.w, L.acc0, acc, int(L.inputs), u)
+        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        clamp8(acc, y, u, int(L.pre_zp), int(L.lo), int(L.hi))
+        code = int(L.code)
+        if code == 1:  # leaky_relu
+            offset(y, acc, u, int(L.pre_zp))
+            mbqm(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
+            clamp8(acc, y, u, int(L.out_zp), -128, 127)
+        elif code == 2:  # lookup table
+            lut(y, L.lut, u)
+        elif code == 3:  # softmax
+            L.sum = softmax(y, acc, L.exp_table, u)
+        x = y
+        i += 1
+    return x
+
+
+@micropython.viper
+def predict_int8(net, x) -> object:
+    """QNetwork.predict_int8 in viper: int8 `x` in, the network's own int8 output buffer out."""
+    # x: (inputs,) int8 -> net._out8: (outputs,) int8
+    from_int8(x, net._xq, int(net.inputs))
+    y = forward(net)
+    out = net._out8
+    # viper passes the buffer object y as the ptr8 argument; the stubs have no type for that
+    to_int8(y, out, int(net.outputs))  # pyright: ignore[reportArgumentType]
+    return out
+
+
+@micropython.viper
+def predict_float(net, x) -> object:
+    """QNetwork.predict in viper: float `x` (array('f')) in, the network's own array('f') out."""
+    # x: (inputs,) array('f') -> net._out: (outputs,) array('f')
+    n = int(net.inputs)
+    fx = net._fx
+    f32_to_fixed(x, fx, n, int(net._in_F))
+    m = net._in_m
+    s = net._in_s
+    mbqm(fx, m, s, m, s, 0, n)
+    clamp8(fx, net._xq, n, int(net._in_zp), -128, 127)
+    y = forward(net)
+    out = net._out
+    u = int(net.outputs)
+    last = net._last
+    if int(net._soft):
+        div_f32(last.acc, int(last.sum), out, u)
+    else:
+        # viper passes the buffer object y as the ptr8 argument; the stubs have no type for that
+        dequant(y, net._deq, out, u)  # pyright: ignore[reportArgumentType]
+    return out

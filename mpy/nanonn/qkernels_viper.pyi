@@ -48,3 +48,12 @@ def div_f32(e: _Buffer, s: int, out: _Buffer, n: int) -> None:
 
 def dequant(y: _Buffer, table: _Buffer, out: _Buffer, n: int) -> None:
     """The viper kernel of `qkernels.dequant` (same arguments, same integers)."""
+
+def forward(net) -> object:
+    """Run every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
+
+def predict_int8(net, x) -> object:
+    """QNetwork.predict_int8 in viper: int8 `x` in, the network's own int8 output buffer out."""
+
+def predict_float(net, x) -> object:
+    """QNetwork.predict in viper: float `x` (array('f')) in, the network's own array('f') out."""

@@ -35,7 +35,8 @@ def _int(name, value, lo, hi):
 
 
 def _scale(name, value):
-    v = float(value)
+    """A scale as its float32 value (scales are float32 in the contract)."""
+    v = array("f", [float(value)])[0]
     if not (v > 0.0 and v < 3.0e38):
         raise ValueError("%s: expected a finite float > 0, got %r" % (name, value))
     return v
@@ -185,14 +186,15 @@ class QDense:
         self.lo, self.hi = -128, 127
         if activation == "relu":
             self.lo = max(-128, out_zp)
-        self.lut = self.exp_table = None
+        self.lut = self.exp_table = self.mp = self.sp = self.mn = self.sn = None
+        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax
+        self.sum = 0  # softmax: the last sum of exp_table values
         if activation == "leaky_relu":
-            self.leaky = (
-                _scalar_i32(_int("QDense mult_pos", mult_pos, 0, _INT32_MAX)),
-                _int8_bytes("QDense shift_pos", _checked_shifts("QDense shift_pos", [shift_pos], 1), 1),
-                _scalar_i32(_int("QDense mult_neg", mult_neg, 0, _INT32_MAX)),
-                _int8_bytes("QDense shift_neg", _checked_shifts("QDense shift_neg", [shift_neg], 1), 1),
-            )
+            self.code = 1
+            self.mp = _scalar_i32(_int("QDense mult_pos", mult_pos, 0, _INT32_MAX))
+            self.sp = _checked_shifts("QDense shift_pos", [shift_pos], 1)
+            self.mn = _scalar_i32(_int("QDense mult_neg", mult_neg, 0, _INT32_MAX))
+            self.sn = _checked_shifts("QDense shift_neg", [shift_neg], 1)
             # |p - pre_zp| <= 255: the left shift must keep it within int32
             for s in (shift_pos, shift_neg):
                 if s > 0 and 255 << s > _INT32_MAX:
@@ -201,12 +203,14 @@ class QDense:
             if lut is None:
                 raise ValueError("QDense lut: expected 256 int8 values for %s, got None" % activation)
             self.lut = _int8_bytes("QDense lut", lut, 256)
+            self.code = 2
         if activation == "softmax":
             if exp_table is None:
                 raise ValueError("QDense exp_table: expected 256 ints for softmax, got None")
             if u > _SOFTMAX_MAX_UNITS:
                 raise ValueError("QDense units: expected <= %d for softmax, got %d" % (_SOFTMAX_MAX_UNITS, u))
             self.exp_table = _int32s("QDense exp_table", exp_table, 256, 0, 65536)
+            self.code = 3
             if self.exp_table[0] != 65536:
                 raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
         self._derive()
@@ -215,6 +219,43 @@ class QDense:
     def from_params(cls, *args, **kwargs):
         """The layer from its stored parameters: `QDense(...)` (the arguments of `__init__`)."""
         return cls(*args, **kwargs)
+
+    @property
+    def leaky(self):
+        """leaky_relu: (mult_pos, shift_pos, mult_neg, shift_neg) as stored: array('i')
+        of 1, int8 byte of 1, array('i') of 1, int8 byte of 1; None otherwise."""
+        return None if self.mp is None else (self.mp, self.sp, self.mn, self.sn)
+
+    def params(self):
+        """The stored fields as `from_params` keyword arguments (plain ints/floats/lists;
+        `w` and `lut` stay the layer's int8 buffers). Allocates: for writers, not hot paths."""
+        u = self.units
+        p = {
+            "inputs": self.inputs,
+            "units": u,
+            "w": self.w,
+            "w_scale": list(self.w_scale),
+            "bias": list(self.bias),
+            "in_scale": self.in_scale,
+            "in_zp": self.in_zp,
+            "out_scale": self.out_scale,
+            "out_zp": self.out_zp,
+            "activation": self.activation,
+            "mult": list(self.mult),
+            "shift": [_sext8(self.shift[i]) for i in range(u)],
+            "pre_scale": self.pre_scale,
+            "pre_zp": self.pre_zp,
+            "alpha": self.alpha,
+            "lut": self.lut,
+            "exp_table": None if self.exp_table is None else list(self.exp_table),
+        }
+        mp, sp, mn, sn = self.mp, self.sp, self.mn, self.sn
+        if mp is not None and sp is not None and mn is not None and sn is not None:  # set together
+            p["mult_pos"] = mp[0]
+            p["shift_pos"] = _sext8(sp[0])
+            p["mult_neg"] = mn[0]
+            p["shift_neg"] = _sext8(sn[0])
+        return p
 
     def _derive(self):
         """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128) and the
@@ -243,7 +284,7 @@ class QDense:
             worst = max(worst, bound)
             self.acc0[j] = a0
         self.bound = worst
-        self.acc = array("i", bytes(4 * max(u, n)))
+        self.acc = array("i", bytes(4 * u))  # accumulators, then requantized values
         self.y = bytearray(u)  # offset-binary output (q + 128)
 
 
@@ -308,96 +349,44 @@ class QNetwork:
         self._deq = array("f", bytes(1024))
         for q in range(-128, 128):
             self._deq[q + 128] = (q - last.out_zp) * last.out_scale
-        self._sum = 0
-
-    def _run(self):
-        k = self._k
-        x = self._xq
-        for layer in self.layers:
-            n, u = layer.inputs, layer.units
-            acc, y = layer.acc, layer.y
-            k.dot(x, layer.w, layer.acc0, acc, n, u)
-            _requant(
-                k,
-                acc,
-                layer.mult,
-                layer.shift,
-                layer.mult,
-                layer.shift,
-                1,
-                y,
-                u,
-                layer.pre_zp,
-                layer.lo,
-                layer.hi,
-            )
-            act = layer.activation
-            if act == "leaky_relu":
-                mp, sp, mn, sn = layer.leaky
-                k.offset(y, acc, u, layer.pre_zp)
-                _requant(k, acc, mp, sp, mn, sn, 0, y, u, layer.out_zp, -128, 127)
-            elif act == "softmax":
-                self._sum = k.softmax(y, acc, layer.exp_table, u)
-            elif layer.lut is not None:
-                k.lut(y, layer.lut, u)
-            x = y
-        return x
+        self._layers = self.layers
+        self._nl = len(layers)
+        self._in_zp = first.in_zp
+        self._last = last
+        self._soft = 1 if last.activation == "softmax" else 0
 
     def predict_int8(self, x):
         """Outputs (int8, the last layer's output domain) for `x`: `inputs` int8
         values in the first layer's input domain (array('b'), or bytes/bytearray
         of two's-complement bytes). Returns the network's own array('b'),
-        reused (overwritten) by the next call: copy it to keep it."""
+        reused (overwritten) by the next call: copy it to keep it.
+        Allocates nothing with the viper kernels."""
         if len(x) != self.inputs:
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
-        k = self._k
-        k.from_int8(x, self._xq, self.inputs)
-        y = self._run()
-        k.to_int8(y, self._out8, self.outputs)
-        return self._out8
+        return self._k.predict_int8(self, x)
 
     def predict(self, x):
-        """Float outputs for float inputs (list, tuple or array('f') of `inputs`
+        """Float outputs for float inputs (array('f'), list or tuple of `inputs`
         numbers). Returns the network's own array('f'), reused by the next call.
-        Softmax outputs are e/s from the integer softmax (float32, exact);
-        other outputs are the dequantized int8 outputs."""
+        Softmax outputs are e/s of the integer softmax (float32, exactly rounded);
+        other outputs are the dequantized int8 outputs. With the viper kernels
+        and an array('f') input this allocates nothing; a list or tuple is first
+        copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md)."""
+        if type(x) is not array:
+            x = self._stage(x)
+        elif len(x) != self.inputs:
+            raise ValueError("input: expected %d values, got %d" % (self.inputs, len(x)))
+        return self._k.predict_float(self, x)
+
+    def _stage(self, x):
         n = self.inputs
-        t = type(x)
-        if t is not array:
-            if t is not list and t is not tuple:
-                raise TypeError(
-                    "input: expected a list, tuple or array('f') of %d numbers, got %s" % (n, t.__name__)
-                )
-            if len(x) != n:
-                raise ValueError("input: expected %d values, got %d" % (n, len(x)))
-            xf = self._xf
-            for i in range(n):
-                xf[i] = x[i]
-            x = xf
-        elif len(x) != n:
+        if type(x) is not list and type(x) is not tuple:
+            raise TypeError(
+                "input: expected a list, tuple or array('f') of %d numbers, got %s" % (n, type(x).__name__)
+            )
+        if len(x) != n:
             raise ValueError("input: expected %d values, got %d" % (n, len(x)))
-        k = self._k
-        first = self.layers[0]
-        k.f32_to_fixed(x, self._fx, n, self._in_F)
-        _requant(
-            k,
-            self._fx,
-            self._in_m,
-            self._in_s,
-            self._in_m,
-            self._in_s,
-            0,
-            self._xq,
-            n,
-            first.in_zp,
-            -128,
-            127,
-        )
-        y = self._run()
-        last = self.layers[-1]
-        u = self.outputs
-        if last.activation == "softmax":
-            k.div_f32(last.acc, self._sum, self._out, u)
-        else:
-            k.dequant(y, self._deq, self._out, u)
-        return self._out
+        xf = self._xf
+        for i in range(n):
+            xf[i] = x[i]
+        return xf

@@ -32,10 +32,10 @@ def _params(layer):
         "scales": [layer.in_scale, layer.out_scale, layer.pre_scale],
         "zps": [layer.in_zp, layer.out_zp, layer.pre_zp],
         "leaky": [
-            list(layer.leaky[0]),
-            _sext(layer.leaky[1][0]),
-            list(layer.leaky[2]),
-            _sext(layer.leaky[3][0]),
+            list(layer.mp),
+            _sext(layer.sp[0]),
+            list(layer.mn),
+            _sext(layer.sn[0]),
         ]
         if layer.activation == "leaky_relu"
         else None,

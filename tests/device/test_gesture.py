@@ -189,3 +189,30 @@ def test_scaler_standardises_and_validates():
         ValueError, features.Scaler, [0.0] * k, [1.0] * (k - 1) + [0.0], contains=("scale[20]", "z_mad")
     )
     check.raises(ValueError, features.Scaler, [0.0], [1.0], contains=("21",))
+
+
+def test_i2c_pins_come_from_the_board_profile():
+    import sensor
+
+    def profile(text):
+        with open(TMP, "w") as f:
+            f.write(text)
+        return TMP
+
+    try:
+        cfg = sensor.i2c_config(profile('{"name": "esp32", "i2c": {"bus": 0, "sda": 19, "scl": 18}}'))
+        check.eq((cfg["bus"], cfg["sda"], cfg["scl"]), (0, 19, 18), "pins from the profile")
+        check.raises(
+            ValueError, sensor.i2c_config, profile('{"name": "unix", "i2c": null}'), contains=("unix", "i2c")
+        )
+        check.raises(
+            ValueError,
+            sensor.i2c_config,
+            profile('{"i2c": {"bus": 0, "sda": "x", "scl": 1}}'),
+            contains=("i2c.sda",),
+        )
+    finally:
+        _remove_tmp()
+    check.eq(sensor.i2c_config("no/such/board.json"), None, "no profile: the port's defaults")
+    # neither test runtime (unix port, CPython) has machine.I2C
+    check.raises(ValueError, sensor.open_bus, contains=("machine.I2C",))

@@ -387,3 +387,68 @@ def test_int8_field_errors():
     ]
     for bad, parts in cases:
         raises(ModelFormatError, load, bad, contains=parts)
+
+
+def _grown(data, extra_header, extra_record):
+    """The model as a later minor version could write it: a longer header and longer
+    records (the extra bytes are unknown fields a 1.0 reader skips)."""
+    h = list(struct.unpack_from("<4sBBHIHHHHIII", data, 0))
+    count = h[7]
+    delta = extra_header + count * extra_record
+    h[2] = 1  # minor version 1
+    h[4] += delta  # file_size
+    h[5] += extra_header
+    h[6] += extra_record
+    h[11] += delta  # data_offset
+    out = bytearray(struct.pack("<4sBBHIHHHHIII", *h)) + bytearray([0xAB] * extra_header)
+    for i in range(count):
+        rec = list(struct.unpack_from("<BBBBIIfIIII", data, 32 + 32 * i))
+        rec[7] += delta
+        out += struct.pack("<BBBBIIfIIII", *rec) + bytearray([0xCD] * extra_record)
+    out += data[32 + 32 * count :]
+    return bytes(_fix_crc(out))
+
+
+def test_later_minor_version_with_longer_header_and_records_loads():
+    for net in (_net(), _qnet()[0]):
+        data = nnm.dumps(net)
+        grown = _grown(data, 16, 8)
+        eq(len(grown), len(data) + 16 + 8 * len(net.layers), "grown size")
+        expected = list(net.predict(X))
+        for name, get in _sources(grown):
+            loaded = get()
+            eq(list(loaded.predict(X)), expected, name + " prediction")
+            eq(nnm.dumps(loaded), data, name + " saved as 1.0")
+
+
+def test_unaligned_bytes_source_is_copied_not_viewed():
+    data = nnm.dumps(_net())
+    shifted = memoryview(b"\x00" + data)[1:]
+    net = load(shifted)
+    close(net.predict(X), list(_net().predict(X)), 1e-6, "prediction from an unaligned source")
+    # MicroPython views need 4-byte alignment (a uctypes float32 array); CPython's
+    # memoryview.cast does not.
+    eq(net.layers[0].in_place, not IS_MICROPYTHON, "in_place for an unaligned source")
+
+
+def test_in_place_network_keeps_its_source_alive():
+    # The only reference to the model bytes is the loaded network: after a
+    # collection and fresh allocations it must still predict the same.
+    for net in (_net(), _qnet()[0]):
+        expected = list(net.predict(X))
+        loaded = load(bytes(bytearray(nnm.dumps(net))))
+        gc.collect()
+        junk = [bytearray(b"\xff" * 64) for _ in range(2000)]
+        eq(list(loaded.predict(X)), expected, "prediction after gc")
+        del junk
+
+
+def test_load_imports_nothing():
+    import sys
+
+    data, qdata = nnm.dumps(_net()), nnm.dumps(_qnet()[0])
+    load(qdata)  # the int8 reader's own modules, once
+    before = sorted(sys.modules)
+    for source in (data, qdata, bytearray(data)):
+        load(source)
+    eq(sorted(sys.modules), before, "modules after loading")

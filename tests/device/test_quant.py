@@ -1,6 +1,7 @@
 """Device int8 path: allocation, reused buffers, errors (bit-exactness against
 the numpy oracle is in tests/test_quant.py)."""
 
+import gc
 from array import array
 
 from check import IS_MICROPYTHON, close, eq, ok, raises
@@ -36,8 +37,8 @@ def test_kernel_selection():
 
 
 def test_no_allocation_in_predict_int8_and_predict():
-    """Under heap_lock (MicroPython): predict_int8 and float predict allocate nothing
-    with the viper kernels, for every activation. On CPython: the same calls
+    """MicroPython: predict_int8 and float predict allocate nothing with the viper
+    kernels (heap_lock and micropython.mem_total), for every activation. On CPython: the same calls
     run (no heap lock exists there) and return the same buffers."""
     nets = [_bench_net()]
     for act in ("linear", "relu", "sigmoid", "tanh", "softplus"):
@@ -61,6 +62,16 @@ def test_no_allocation_in_predict_int8_and_predict():
                     b3 = q.predict(xl)
             finally:
                 micropython.heap_unlock()
+            # heap_lock alone is not proof: MicroPython puts large call frames on the
+            # heap when it can and on the C stack when the heap is locked.
+            for fn, arg, what in ((q.predict_int8, x8, "predict_int8"), (q.predict, xf, "predict(array)")):
+                for _ in range(2):  # the first window may include one-time allocations
+                    gc.collect()
+                    before = micropython.mem_total()
+                    for _ in range(5):
+                        fn(arg)
+                    used = micropython.mem_total() - before
+                eq(used, 0, "bytes allocated by 5 calls of %s" % what)
         else:
             a2 = q.predict_int8(x8)
             b2 = q.predict(xf)
@@ -163,3 +174,14 @@ def test_float_input_special_values():
     q.predict([nan, inf, 0.0 - inf])
     got = [b - 128 for b in q._xq]  # offset-binary input buffer
     eq(got, [first.in_zp, 127, -128], "NaN -> zero point, infinities saturate")
+
+
+def test_params_round_trip():
+    """QDense.params() gives from_params arguments that rebuild the same layer."""
+    net, X = _net_and_data([7, 6, 5, 4, 3], [LeakyReLU(0.1), "sigmoid", "relu", "softmax"], 12)
+    q = net.quantize(X)
+    copy = QNetwork([QDense.from_params(**layer.params()) for layer in q.layers])
+    for x in X[:6]:
+        eq(list(copy.predict(x)), list(q.predict(x)), "rebuilt network output")
+    eq(q.layers[0].leaky[0][0], q.layers[0].params()["mult_pos"], "leaky accessor")
+    ok(q.layers[1].leaky is None, "no leaky fields on a sigmoid layer")

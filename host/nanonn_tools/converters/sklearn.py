@@ -6,8 +6,11 @@ the output layer its `out_activation_`: softmax (multi-class), logistic
 `predict_proba(X)[:, 1]`; multi-label: one per label) or identity
 (regressors). sklearn's coefs_ are (inputs, units) and are transposed.
 
-A pickle is code: load only files from a trusted source (nanonn's own `.nnm`
-is data). Needs the `sklearn` extra (scikit-learn and joblib).
+A pickle is code (unpickling runs it), so the file is read only with
+`trust_code=True` (`nanonn convert --trust-code`), as the PyTorch converter
+does for pickled modules: use it only for files from a trusted source
+(nanonn's own `.nnm` is data). Needs the `sklearn` extra (scikit-learn and
+joblib).
 """
 
 from __future__ import annotations
@@ -39,11 +42,17 @@ def _require():
     return joblib
 
 
-def load(path: str, **options) -> ModelSpec:
-    """Read a pickled/joblib MLPClassifier or MLPRegressor from `path`."""
+def load(path: str, trust_code: bool = False, **options) -> ModelSpec:
+    """Read a pickled/joblib MLPClassifier or MLPRegressor from `path` (needs trust_code=True)."""
     if options:
         raise NanonnError(
-            "sklearn converter option(s) %s: not supported; supported: none" % ", ".join(sorted(options))
+            "sklearn converter option(s) %s: not supported; supported: trust_code"
+            % ", ".join(sorted(options))
+        )
+    if not trust_code:
+        raise NanonnError(
+            "%s: a pickle/joblib file is code (unpickling runs it); convert it only from a trusted "
+            "source, with trust_code=True (nanonn convert --trust-code)" % path
         )
     joblib = _require()
     try:

@@ -1,0 +1,110 @@
+"""Float dense layer dot products in @micropython.viper, without allocating.
+
+Every float operation in MicroPython allocates a heap object, so a float dot
+product in bytecode costs a few allocations per multiply-add. This kernel reads
+the float32 bits instead and sums exactly in integers: the inputs are scaled to
+one block exponent (their largest) and each weight row to its own, as signed
+25-bit integers split in 12-bit halves; the products are summed in four int32
+limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
+normalised every 32 terms, so every intermediate fits a 32-bit viper int.
+Result: dot = value * 2^(exponent - 300), computed by `nanonn.layers` in float.
+Rounding each input and weight to 24 bits below its block maximum gives an
+absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
+own summation error. Infinities and NaN are left to the plain float loop.
+"""
+
+import micropython
+
+
+@micropython.viper
+def dot_rows(x: ptr32, w: ptr32, n: int, units: int, xh: ptr32, xl: ptr32, acc: ptr32) -> int:
+    """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""
+    # x: (n,) float32 bits; w: (units, n) float32 bits row-major; xh, xl: (n,) int32 scratch;
+    # acc: (units, 5) int32 out: a3, a2, a1, a0, exponent (see the module docstring).
+    # Returns 1 (and stops) if x or w holds an infinity or NaN, else 0.
+    b31 = 31
+    m31 = 1 << b31
+    ex = 1
+    for i in range(n):
+        e = (x[i] >> 23) & 0xFF
+        if e == 255:
+            return 1
+        if e > ex:
+            ex = e
+    # x_i ~ v * 2^(ex - 150): 25-bit signed ints at the block exponent, split in 12-bit halves
+    for i in range(n):
+        b = x[i]
+        e = (b >> 23) & 0xFF
+        m = b & 0x7FFFFF
+        if e:
+            m = m | 0x800000
+        else:
+            e = 1
+        k = ex - e
+        v = m
+        if k >= 25:
+            v = 0
+        elif k > 0:
+            v = (m + (1 << (k - 1))) >> k
+        if (b >> 31) & 1:
+            v = 0 - v
+        xh[i] = v >> 12
+        xl[i] = v & 0xFFF
+    p = 0
+    j = 0
+    for _ in range(units):
+        ew = 1
+        for i in range(n):
+            e = (w[p + i] >> 23) & 0xFF
+            if e == 255:
+                return 1
+            if e > ew:
+                ew = e
+        # sum of products in four 12-bit-spaced int32 limbs, normalised every 32 terms
+        a3 = 0
+        a2 = 0
+        a1 = 0
+        a0 = 0
+        i = 0
+        while i < n:
+            end = i + 32
+            if end > n:
+                end = n
+            while i < end:
+                b = w[p + i]
+                e = (b >> 23) & 0xFF
+                m = b & 0x7FFFFF
+                if e:
+                    m = m | 0x800000
+                else:
+                    e = 1
+                k = ew - e
+                v = m
+                if k >= 25:
+                    v = 0
+                elif k > 0:
+                    v = (m + (1 << (k - 1))) >> k
+                if (b >> 31) & 1:
+                    v = 0 - v
+                wh = v >> 12
+                wl = v & 0xFFF
+                h = (xh[i] ^ m31) - m31  # ptr32 loads zero-extend on 64-bit ports
+                l = xl[i]
+                a2 += h * wh
+                a1 += h * wl + l * wh
+                a0 += l * wl
+                i += 1
+            a1 += a0 >> 12
+            a0 = a0 & 0xFFF
+            a2 += a1 >> 12
+            a1 = a1 & 0xFFF
+            a3 += a2 >> 12
+            a2 = a2 & 0xFFF
+        acc[j] = a3
+        acc[j + 1] = a2
+        acc[j + 2] = a1
+        acc[j + 3] = a0
+        acc[j + 4] = ex + ew
+        j += 5
+        p += n
+    return 0

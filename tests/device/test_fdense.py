@@ -1,0 +1,79 @@
+"""The float Dense forward's viper kernel (nanonn.fdense_viper) against a
+double-precision sum of the same float32 values, within float32's own error
+bound; infinities and NaN through the plain loop."""
+
+from array import array
+
+from check import IS_MICROPYTHON, eq, ok
+from nanonn import Dense, layers
+from nanonn.rand import Random
+
+
+def _layer(n, u, seed, lo=-1.0, hi=1.0):
+    rng = Random(seed)
+    d = Dense(u, inputs=n)
+    d.build(n, rng)
+    for i in range(n * u):
+        d.w[i] = rng.uniform(lo, hi)
+    for i in range(u):
+        d.b[i] = rng.uniform(-0.5, 0.5)
+    return d, rng
+
+
+def _exact(d, x):
+    """z in double from the float32 values (the unix port's floats are doubles)."""
+    n = d.inputs
+    out = []
+    bound = []
+    for u in range(d.units):
+        s = d.b[u]
+        a = abs(d.b[u])
+        for i in range(n):
+            s += d.w[u * n + i] * x[i]
+            a += abs(d.w[u * n + i] * x[i])
+        out.append(s)
+        bound.append(a)
+    return out, bound
+
+
+def test_kernel_selected_where_viper_exists():
+    if IS_MICROPYTHON:
+        ok(layers._fast is not None, "fdense_viper compiled on the unix port")
+    else:
+        ok(layers._fast is None, "no viper on CPython")
+
+
+def test_matches_double_sum_within_float32_error():
+    for n, u, seed in ((1, 1, 1), (3, 2, 2), (31, 5, 3), (33, 4, 4), (784, 6, 5)):
+        d, rng = _layer(n, u, seed)
+        for scale in (1.0, 1e-20, 3e15):
+            x = array("f", [rng.uniform(-2.0, 2.0) * scale for _ in range(n)])
+            z = list(d.forward(x, False))
+            want, bound = _exact(d, x)
+            for k in range(u):
+                tol = (n + 2) * 1.2e-7 * bound[k]
+                ok(
+                    abs(z[k] - want[k]) <= tol,
+                    "n=%d scale=%g z[%d]=%r want %r" % (n, scale, k, z[k], want[k]),
+                )
+
+
+def test_mixed_magnitudes_and_subnormals():
+    d, rng = _layer(6, 3, 9)
+    x = [1e30, -1e-30, 1.4e-45, 0.0, -0.0, 2.5]
+    z = list(d.forward(x, False))
+    want, bound = _exact(d, array("f", x))
+    for k in range(3):
+        ok(abs(z[k] - want[k]) <= 8 * 1.2e-7 * bound[k], "z[%d]=%r want %r" % (k, z[k], want[k]))
+
+
+def test_non_finite_inputs_use_the_float_loop():
+    d, _ = _layer(4, 2, 11, lo=0.1, hi=1.0)  # positive weights: +inf stays +inf
+    z = d.forward([float("inf"), 1.0, 2.0, 3.0], False)
+    eq([z[0], z[1]], [float("inf"), float("inf")], "inf propagates")
+    z = d.forward([float("nan"), 1.0, 2.0, 3.0], False)
+    ok(z[0] != z[0] and z[1] != z[1], "NaN propagates")
+    d.w[0] = float("inf")
+    z = d.forward([1.0, 1.0, 1.0, 1.0], False)
+    eq(z[0], float("inf"), "infinite weight")
+    ok(z[1] == z[1] and z[1] != float("inf"), "other rows stay finite")
