@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, boards, codes
+from . import NanonnError, boards, codes, converters
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
 # The device loader's overheads (mpy/nanonn/nnm.py): per buffer, per layer, per network.
@@ -175,19 +175,12 @@ def report(spec, file_bytes: int = 0, source: str = "") -> str:
     return "\n".join(lines)
 
 
-def read_any(path: str):
-    """A model spec from any supported file (.nnm or a framework file)."""
-    from . import converters
-
-    return converters.load(path)
-
-
 def run(args) -> int:
     """The `nanonn info` command on args.file."""
     path = args.file
     if not Path(path).is_file():
         raise NanonnError("%s: no such file" % path)
-    spec = read_any(path)
+    spec = converters.load(path, **converters.options_from(args))
     size = Path(path).stat().st_size if path.endswith(".nnm") else 0
     print(report(spec, size, path))
     return 0
@@ -197,4 +190,5 @@ def register(sub) -> None:
     """Add the `info` subcommand to the CLI's subparsers."""
     p = sub.add_parser("info", help="layers, parameters, MACs, flash and RAM needs, fit on each board")
     p.add_argument("file", help="a .nnm model (or any file `nanonn convert` reads)")
+    converters.add_options(p)
     p.set_defaults(handler=run)

@@ -22,7 +22,7 @@ Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
     1  u8  dtype        1 float32, 2 int8 (dropout: 0)
     2  u8  activation   0 linear, 1 sigmoid, 2 tanh, 3 relu, 4 leaky_relu,
                         5 softplus, 6 softmax (dropout: 0)
-    3  u8  flags        0x01: the dense layer has a bias (dropout: 0)
+    3  u8  flags        0x01: the dense layer has a bias (int8: always; dropout: 0)
     4  u32 inputs       = the previous layer's units (first: header inputs)
     8  u32 units        >= 1 (dropout: = inputs)
    12  f32 param        leaky_relu slope (>= 0), dropout rate (0 <= r < 1), else 0
@@ -30,11 +30,18 @@ Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
                         of the previous block rounded up to 4 (the first at
                         the header's data_offset), so blocks are 4-aligned
    20  u32 data_size    float32 dense: 4*units*inputs (+ 4*units with bias);
-                        dropout: 0
+                        int8 dense: 32 + 12*units + align4(units)
+                        + align4(units*inputs) + table (256 lut, 1024 exp); dropout: 0
    24  u32 seed         dropout seed (dense: 0)
    28  u32 reserved     0
   data blocks, in layer order, zero padding up to each 4-byte boundary
     float32 dense: w (units, inputs) row-major f32, then b (units,) f32
+    int8 dense (header flag 0x0001: then every layer is one; docs/quantization.md):
+      f32 in_scale, out_scale, pre_scale; i8 in_zp, out_zp, pre_zp, shift_pos,
+      shift_neg; 3 x u8 0; i32 mult_pos, mult_neg; u32 0   (32 bytes), then
+      f32 w_scale[u]; i32 bias[u]; i32 mult[u]; i8 shift[u], pad to 4;
+      i8 w[u*n] row-major, pad to 4; then i8 lut[256] (sigmoid, tanh,
+      softplus) or i32 exp_table[256] (softmax)      (read by nnm_int8.py)
   u32 crc32             CRC-32 (zlib's) of every byte before it
 
 A reader checks every field, count, offset and size product before it uses
@@ -54,6 +61,7 @@ import sys
 from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
+from .errors import ModelFormatError
 from .layers import Dense, Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
@@ -74,10 +82,6 @@ _INF = float("inf")
 _PER_BUFFER = 48
 _PER_LAYER = 320
 _PER_NETWORK = 512
-
-
-class ModelFormatError(ValueError):
-    """Not a valid .nnm model: the message names the field, the expected and the actual value."""
 
 
 def _fail(field, expected, got):
