@@ -370,12 +370,21 @@ def _aliases(mod: Module) -> list[tuple[str, str]]:
 
 
 def _exported(mod: Module) -> list[str] | None:
+    """The module's `__all__` (`__all__ = [...]` and any `__all__ += [...]`), or None."""
+    names = None
     for node in mod.tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
         ):
-            return list(ast.literal_eval(node.value))
-    return None
+            names = list(ast.literal_eval(node.value))
+        elif (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "__all__"
+            and names is not None
+        ):
+            names += list(ast.literal_eval(node.value))
+    return names
 
 
 def _public_modules(modules: dict[str, Module], package: str) -> list[Module]:
