@@ -66,3 +66,49 @@ fuzz: $(STAMP)
 bench: bench-memory
 bench-memory: $(STAMP)
 	$(PY) tools/bench_memory.py
+
+# Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
+# whole repo; pyright over the device package and examples once per supported board, against
+# that board's published MicroPython stubs (pinned in checks/stubs-BOARD.txt, each installed
+# into its own folder .venv/stubs/BOARD, the path checks/pyright-BOARD.json names); pyright
+# over host/, tools/ and the examples' host scripts against CPython typing with this
+# environment's packages (checks/pyright-host.json).
+BOARDS := rp2 esp32 unix
+STUBS := .venv/stubs
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
+
+.PHONY: check typecheck lint stubs pyi api
+
+setup: stubs
+test: check
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+stubs: $(BOARDS:%=$(STUBS)/%/.installed)
+
+$(STUBS)/%/.installed: checks/stubs-%.txt $(STAMP)
+	rm -rf $(STUBS)/$*
+	$(PY) -m pip install --quiet --no-deps --target $(STUBS)/$* -r $<
+	touch $@
+
+# docs/api.md from the code and its docstrings (tests/test_api_doc.py fails when it is stale).
+api: $(STAMP)
+	$(PY) tools/gen_api.py
+
+# The .pyi beside each device module with viper pointer parameters (tools/gen_stubs.py).
+pyi: $(STAMP)
+	$(PY) tools/gen_stubs.py
+
+typecheck: $(STAMP) stubs
+	$(PY) tools/gen_stubs.py --check
+	@for board in $(BOARDS); do \
+		echo "pyright: device code against the $$board stubs"; \
+		test -f $(STUBS)/$$board/micropython.pyi || { echo "$(STUBS)/$$board: stubs missing"; exit 1; }; \
+		$(PYRIGHT) -p checks/pyright-$$board.json || exit 1; \
+	done
+	@echo "pyright: host/, tools/ and host-side example scripts against CPython"
+	$(PYRIGHT) -p checks/pyright-host.json --pythonpath $(PY)

@@ -265,7 +265,7 @@ NN = Network
 
 
 def argmax(v):
-    """Index of the largest value (the first on ties)."""
+    """Index of the largest value (the first on ties). Allocates nothing."""
     best = 0
     for i in range(1, len(v)):
         if v[i] > v[best]:

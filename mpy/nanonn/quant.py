@@ -83,7 +83,7 @@ def _scalar_i32(v):
 
 
 def kernel_set(name=None):
-    """The kernel module for "viper" or "python" (None: the default)."""
+    """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
     if name is None:
         name = DEFAULT_KERNELS
     k = KERNELS.get(name)
@@ -99,11 +99,16 @@ def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
 
 
 class QDense:
-    """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it."""
+    """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it.
 
-    @classmethod
-    def from_params(
-        cls,
+    Building allocates its parameter copies (w stays a view of bytes/bytearray/
+    memoryview), accumulators and its int8 output buffer; running it through
+    `QNetwork` with the viper kernels allocates nothing."""
+
+    source = None  # what an in-place layer's weights view (set by nanonn.nnm: keeps it alive)
+
+    def __init__(
+        self,
         inputs,
         units,
         w,
@@ -135,7 +140,6 @@ class QDense:
         domain (linear, relu). Raises ValueError naming the bad field, and when
         an accumulator could leave int32 (32-bit safety).
         """
-        self = cls()
         self.inputs = n = _int("QDense inputs", inputs, 1, 1 << 24)
         self.units = u = _int("QDense units", units, 1, 1 << 24)
         if activation not in ACTIVATIONS:
@@ -211,7 +215,11 @@ class QDense:
             if self.exp_table[0] != 65536:
                 raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
         self._derive()
-        return self
+
+    @classmethod
+    def from_params(cls, *args, **kwargs):
+        """The layer from its stored parameters: `QDense(...)` (the arguments of `__init__`)."""
+        return cls(*args, **kwargs)
 
     @property
     def leaky(self):
@@ -242,11 +250,12 @@ class QDense:
             "lut": self.lut,
             "exp_table": None if self.exp_table is None else list(self.exp_table),
         }
-        if self.mp is not None:
-            p["mult_pos"] = self.mp[0]
-            p["shift_pos"] = _sext8(self.sp[0])
-            p["mult_neg"] = self.mn[0]
-            p["shift_neg"] = _sext8(self.sn[0])
+        mp, sp, mn, sn = self.mp, self.sp, self.mn, self.sn
+        if mp is not None and sp is not None and mn is not None and sn is not None:  # set together
+            p["mult_pos"] = mp[0]
+            p["shift_pos"] = _sext8(sp[0])
+            p["mult_neg"] = mn[0]
+            p["shift_neg"] = _sext8(sn[0])
         return p
 
     def _derive(self):
