@@ -45,7 +45,7 @@ def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
     clf.fit(x[tr] / 16.0, y[tr])
     clf.coefs_[0] = clf.coefs_[0] / 16.0  # fold the input scaling: the model takes raw pixels
     pred = np.asarray(clf.predict(x[te]))
-    accuracy = float((pred == y[te]).mean())
+    accuracy = float(np.mean(pred == y[te]))
     calib = x[tr][np.random.default_rng(SEED + 1).choice(len(tr), 200, replace=False)].astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(clf, out / "digits_mlp.joblib")

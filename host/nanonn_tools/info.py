@@ -31,6 +31,8 @@ def _align(n: int) -> int:
 
 @dataclass
 class LayerStats:
+    """One layer's size: kind, inputs, units, activation, parameters, MACs per inference."""
+
     kind: str  # "dense" or "dropout"
     inputs: int
     units: int
@@ -41,6 +43,8 @@ class LayerStats:
 
 @dataclass
 class ModelStats:
+    """A model's layers and its flash and RAM needs, float32 and int8, from a file or frozen."""
+
     layers: list[LayerStats] = field(default_factory=list)
     dtype: str = "float32"
     file_bytes: int = 0  # the .nnm size of this model as it is
@@ -61,6 +65,7 @@ class ModelStats:
 
 
 def layer_stats(spec) -> list[LayerStats]:
+    """The LayerStats of each layer of a (float or int8) model spec."""
     out = []
     for layer in spec.layers:
         if isinstance(layer, DropoutSpec):
@@ -107,6 +112,7 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
 
 
 def largest_layer(spec) -> tuple[int, LayerStats]:
+    """(index, stats) of the layer with the most parameters."""
     layers = layer_stats(spec)
     index = max(range(len(layers)), key=lambda i: layers[i].params)
     return index, layers[index]
@@ -136,6 +142,7 @@ def _kb(n: int) -> str:
 
 
 def report(spec, file_bytes: int = 0, source: str = "") -> str:
+    """The `nanonn info` text: layers, parameters, MACs, flash and RAM needs, fit on each board."""
     s = stats(spec, file_bytes)
     lines = [
         "%s: %s model, %d layers, %d inputs -> %d outputs"
@@ -169,6 +176,7 @@ def report(spec, file_bytes: int = 0, source: str = "") -> str:
 
 
 def run(args) -> int:
+    """The `nanonn info` command on args.file."""
     path = args.file
     if not Path(path).is_file():
         raise NanonnError("%s: no such file" % path)
@@ -179,6 +187,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the `info` subcommand to the CLI's subparsers."""
     p = sub.add_parser("info", help="layers, parameters, MACs, flash and RAM needs, fit on each board")
     p.add_argument("file", help="a .nnm model (or any file `nanonn convert` reads)")
     converters.add_options(p)

@@ -14,7 +14,8 @@ def load(source, trainable=False):
     """Load a .nnm model (a path, a file object or bytes-like): see `nanonn.nnm.load`.
 
     The reader is imported on first use, so a program that never loads a
-    model does not pay its RAM (about 20 KB on the 64-bit unix port)."""
+    model does not pay its RAM (about 20 KB on the 64-bit unix port). Allocates
+    the network (see `nanonn.nnm.load` for what it costs)."""
     from .nnm import load as _load
 
     return _load(source, trainable)

@@ -514,11 +514,11 @@ def _import_int8(hdr):
         return
     try:
         from . import nnm_int8, quant  # noqa: F401
-    except MemoryError:
+    except MemoryError as exc:
         mem_free = getattr(gc, "mem_free", None)
         raise MemoryError(
-            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available"
-            % (mem_free() if mem_free is not None else -1)
+            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
+            % (mem_free() if mem_free is not None else -1, exc)
         )
 
 
@@ -589,6 +589,23 @@ def _stream_size(f):
     return end - here
 
 
+def _load_path(path, trainable):
+    """From a path; when `path + ".bak"` exists (saved with a backup, on FAT), the valid
+    newest of the two (`nanonn.backup`)."""
+    try:
+        os.stat(path + ".bak")
+    except OSError:
+        return _load_file(path, trainable)
+    from .backup import load_newest
+
+    return load_newest(path, trainable)
+
+
+def _load_file(path, trainable):
+    with open(path, "rb") as f:
+        return _load_stream(f, os.stat(path)[6], trainable)
+
+
 def load(source, trainable=False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
@@ -603,13 +620,13 @@ def load(source, trainable=False):
     Raises `ModelFormatError` (a ValueError naming the field, the expected and
     the actual value) for anything that is not a valid model, and MemoryError
     (stating the bytes needed and available) before allocating a model larger
-    than the free heap.
+    than the free heap. A path with `path + ".bak"` beside it (saved with
+    `backup=True`, e.g. on FAT) loads the valid newer of the two.
     """
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
     if isinstance(source, str):
-        with open(source, "rb") as f:
-            return _load_stream(f, os.stat(source)[6], trainable)
+        return _load_path(source, trainable)
     t = type(source)
     if t is bytes or t is bytearray or t is memoryview:
         return _load_buffer(source, trainable)
@@ -623,14 +640,14 @@ def load(source, trainable=False):
 # ---------------------------------------------------------------- writing
 
 
-def _plan(net):
+def _plan(net, header_size=codes.HEADER_SIZE):
     """The layer records and data blocks of `net`; ValueError for what the format cannot hold."""
     layers = getattr(net, "layers", None)
     if not layers:
         raise ValueError("save: expected a Network with layers, got %s" % type(net).__name__)
     if len(layers) > codes.MAX_LAYERS:
         raise ValueError("save: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
-    cursor = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers))
+    cursor = _align(header_size + codes.RECORD_SIZE * len(layers))
     records = []
     blocks = []
     int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
@@ -694,11 +711,15 @@ def _dense_plan(where, layer, cursor):
     return rec, [(raw[k], sizes[k]) for k in range(len(raw))]
 
 
-def write(net, f):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written."""
-    records, blocks, file_size, flags = _plan(net)
+def write(net, f, generation=None):
+    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written.
+
+    `generation` (an int, used by `save(..., backup=True)`): a 36-byte header whose
+    bytes 32..35 hold it as a u32 (a header extension every 1.x reader skips)."""
+    header_size = codes.HEADER_SIZE if generation is None else codes.HEADER_SIZE + 4
+    records, blocks, file_size, flags = _plan(net, header_size)
     count = len(records)
-    data_offset = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * count)
+    data_offset = _align(header_size + codes.RECORD_SIZE * count)
     meta = bytearray(data_offset)
     struct.pack_into(
         _HEADER,
@@ -709,7 +730,7 @@ def write(net, f):
         codes.VERSION_MINOR,
         flags,
         file_size,
-        codes.HEADER_SIZE,
+        header_size,
         codes.RECORD_SIZE,
         count,
         0,
@@ -718,7 +739,9 @@ def write(net, f):
         data_offset,
     )
     for i in range(count):
-        struct.pack_into(_RECORD, meta, codes.HEADER_SIZE + codes.RECORD_SIZE * i, *records[i])
+        struct.pack_into(_RECORD, meta, header_size + codes.RECORD_SIZE * i, *records[i])
+    if generation is not None:
+        struct.pack_into("<I", meta, codes.HEADER_SIZE, generation & 0xFFFFFFFF)
     f.write(meta)
     crc = _crc(0, meta, data_offset)
     pos = data_offset
@@ -737,22 +760,37 @@ def write(net, f):
     return pos + codes.CRC_SIZE
 
 
-def save(net, path):
+def save(net, path, backup=None):
     """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`.
 
     The target is never removed first and the data is not flushed mid-write,
-    so on littlefs a power cut leaves either the old or the new model."""
+    so on littlefs (rename is atomic) a power cut leaves either the old or the
+    new model. `backup` is for filesystems whose rename is not atomic (FAT
+    deletes the target first): the file carries a generation number and the
+    previous model is kept as `path + ".bak"`, so that `load(path)` finds the
+    old or the new model after a cut at any step (`nanonn.backup`,
+    docs/reliability.md). None (default): True on a FAT mount, else False."""
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
+    generation = None
+    if backup is None or backup:
+        from . import backup as kept
+
+        if backup is None:
+            backup = kept.on_fat(path)
+        if backup:
+            generation = kept.next_generation(path)
     tmp = path + ".tmp"
     f = open(tmp, "wb")
     try:
-        write(net, f)
+        write(net, f, generation)
     except BaseException:
         f.close()
         _remove(tmp)
         raise
     f.close()
+    if backup:
+        kept.rotate(path)
     os.rename(tmp, path)
 
 

@@ -12,7 +12,8 @@ from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
 from nanonn.rand import Random
 
-TMP = "/tmp/nanonn-test-nnm-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/nanonn-test-nnm"
+# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
+TMP = "/tmp/nanonn-test-nnm-%d" % int.from_bytes(os.urandom(4), "little")
 X = [0.25, -1.5, 0.75, 2.0]
 
 
