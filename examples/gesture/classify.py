@@ -66,7 +66,9 @@ class Classifier:
             self.out_scale, self.out_zp = last.out_scale, last.out_zp
         else:
             self.input = Scaler(meta["mean"], meta["scale"])
-        self.y = None
+            self.out_scale, self.out_zp = 1.0, 0
+        # the outputs of the last classify() (the network's own buffer); zeros before
+        self.y = array("f", bytes(4 * net.outputs))
 
     def classify(self, features):
         """The index of the most likely class; allocates nothing for an int8 network."""
