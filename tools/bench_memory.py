@@ -132,7 +132,12 @@ def main() -> int:
             r = setup.run(kw)
             err = r.get("error")
             print(
-                "%6d wK  %-12s %s" % (kw, r["stage"], "ok" if r["stage"] == "done" else "%s: %s" % tuple(err))
+                "%6d wK  %-12s %s"
+                % (
+                    kw,
+                    r["stage"],
+                    "ok" if r["stage"] == "done" else "%s: %s" % tuple(err or ("?", "no error reported")),
+                )
             )
             if r["stage"] == "done":
                 first_ok = kw if first_ok is None else first_ok

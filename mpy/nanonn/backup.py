@@ -11,7 +11,9 @@ exists) loads the valid one with the higher generation, and the other when that 
 is missing or damaged. At every step at least one valid model, the old or the new,
 is on the filesystem (tests/test_power_loss.py, docs/reliability.md).
 
-Imported only when saving with a backup or loading a path that has one.
+Imported only when saving with a backup or loading a path that has one. Its
+functions allocate only small fixed buffers (a header, a 256-byte chunk), path
+strings and, for `load_newest`, the loaded network; nothing sized from a file.
 """
 
 import os

@@ -773,6 +773,7 @@ def save(net, path, backup=None):
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
     generation = None
+    kept = None  # the backup module, imported only when a backup may be kept
     if backup is None or backup:
         from . import backup as kept
 
@@ -789,7 +790,7 @@ def save(net, path, backup=None):
         _remove(tmp)
         raise
     f.close()
-    if backup:
+    if backup and kept is not None:
         kept.rotate(path)
     os.rename(tmp, path)
 
