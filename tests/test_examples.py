@@ -282,3 +282,74 @@ def test_xor_trains_saves_and_predicts_after_a_reset(tmp_path):
     for (a, b, y), (a2, b2, y2, bit) in zip(before, after):
         assert (a, b, y) == (a2, b2, y2)
         assert int(bit) == int(a) ^ int(b)
+
+
+def test_gesture_on_a_virtual_board_through_mpremote(tmp_path):
+    """The board commands of the README, on the virtual board (the unix port behind a pty,
+    driven by the real mpremote): record on the board, pull with mpremote, train, convert,
+    `nanonn deploy`, classify on the board."""
+    from nanonn_tools.virtualboard import VirtualBoard
+
+    def mpremote(board, *args):
+        cmd = [tool("mpremote"), "connect", board.port, *args]
+        return _ok(subprocess.run(cmd, capture_output=True, text=True, timeout=120))
+
+    per_label = 12
+    with VirtualBoard(root=str(tmp_path / "fs")) as board:
+        files = [str(GESTURE / f) for f in ("imu.py", "sensor.py", "features.py", "record.py", "replay.py")]
+        mpremote(board, "cp", *files, str(SAMPLE), ":")
+        for label in ("idle", "shake", "circle", "tap"):
+            code = "import record; record.record(%r, %d, replay='gesture_sample.csv')" % (label, per_label)
+            assert mpremote(board, "exec", code).count("saved window") == per_label
+        build = tmp_path / "build"
+        out = _host(GESTURE / "train.py", "--port", board.port, "--out", str(build), "--deploy")
+        assert "pulled" in out and "deployed the int8 model" in out, out
+        pulled, labels, ids = host_features.load_windows(build / "gesture.csv")
+        assert ids == list(range(4 * per_label)) and labels.count("tap") == per_label
+        code = "import classify; classify.run(16, replay='gesture_sample.csv')"
+        out = mpremote(board, "exec", code)
+    tally = re.search(r"replay: (\d+)/16 windows classified as recorded", out)
+    assert tally and int(tally.group(1)) >= 14, out
+
+
+@pytest.mark.parametrize("example", ("iris", "digits"))
+def test_iris_and_digits_on_a_virtual_board_through_mpremote(example, tmp_path):
+    """`run.py --port PORT`: nanonn deploy + mpremote to the virtual board, run there."""
+    from nanonn_tools.virtualboard import VirtualBoard
+
+    with VirtualBoard(root=str(tmp_path / "fs"), heap="512K") as board:
+        out = _host(
+            ROOT / "examples" / example / "run.py", "--port", board.port, "--out", str(tmp_path / "build")
+        )
+    if example == "iris":
+        host = re.search(r"^trained on the host \(scikit-learn\)\s+([\d.]+) ([\d.]+)$", out, re.M)
+        board_trained = re.search(r"^trained on the board \(nanonn fit\)\s+-\s+([\d.]+)$", out, re.M)
+        assert host and board_trained and host.group(1) == host.group(2), out
+    else:
+        m = re.search(
+            r"int8 accuracy ([\d.]+) \(host float ([\d.]+)\), agreement with the host ([\d.]+)", out
+        )
+        assert m and float(m.group(3)) >= 0.97, out
+        assert re.search(r"from the module's MODEL bytes: same class as the .nnm for 1.0000", out), out
+
+
+def test_xor_on_a_virtual_board_survives_a_soft_reset(tmp_path):
+    """The README's board commands: train and save on the board, soft reset, load and predict."""
+    from nanonn_tools.virtualboard import VirtualBoard
+
+    def mpremote(board, *args):
+        cmd = [tool("mpremote"), "connect", board.port, *args]
+        return _ok(subprocess.run(cmd, capture_output=True, text=True, timeout=300))
+
+    with VirtualBoard(root=str(tmp_path / "fs")) as board:
+        mpremote(board, "cp", "-r", str(ROOT / "mpy" / "nanonn"), ":")
+        trained = mpremote(board, "run", str(XOR / "train_xor.py"))
+        resets = board.soft_resets
+        loaded = mpremote(board, "soft-reset", "run", str(XOR / "predict_xor.py"))
+        assert board.soft_resets > resets
+    assert "saved ./xor.nnm" in trained, trained
+    before = re.findall(r"^(\d) xor (\d) -> ([\d.]+)\r?$", trained, re.M)
+    after = re.findall(r"^(\d) xor (\d) -> ([\d.]+) \((\d)\)\r?$", loaded, re.M)
+    assert len(before) == len(after) == 4, loaded
+    for (a, b, y), (a2, b2, y2, bit) in zip(before, after):
+        assert (a, b, y) == (a2, b2, y2) and int(bit) == int(a) ^ int(b)

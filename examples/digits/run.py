@@ -28,8 +28,6 @@ import train  # noqa: E402
 from nanonn_tools.cli import main as nanonn  # noqa: E402
 
 BOARD_FILES = (
-    "digits_f32.nnm",
-    "digits_int8.nnm",
     "digits_model.py",
     "digits_test.bin",
     "digits_test_labels.bin",
@@ -74,12 +72,16 @@ def run_unix(build: Path) -> str:
 
 
 def run_board(build: Path, port: str) -> str:
+    """`nanonn deploy` both models (the first also installs the nanonn package), copy the
+    module variant and the test set with mpremote, run on_board.py there."""
+    for model in ("digits_f32.nnm", "digits_int8.nnm"):
+        if nanonn(["deploy", str(build / model), "--port", port]) != 0:
+            raise SystemExit("nanonn deploy %s to %s failed" % (model, port))
     mp = [_bin("mpremote"), "connect", port]
     files = [str(build / f) for f in BOARD_FILES]
-    for args in (["cp", "-r", str(ROOT / "mpy" / "nanonn"), ":"], ["cp", *files, ":"]):
-        proc = subprocess.run(mp + args, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit("mpremote %s failed: %s" % (args[0], proc.stderr.strip()))
+    proc = subprocess.run(mp + ["cp", *files, ":"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("mpremote cp failed: %s" % proc.stderr.strip())
     proc = subprocess.run(mp + ["run", str(HERE / "on_board.py")], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit("on_board.py failed on %s:\n%s%s" % (port, proc.stdout, proc.stderr))

@@ -15,8 +15,9 @@
    (classes, window, rate, feature names, scaler). Then runs both models with the
    device package (here on CPython) on the test windows: the float32 model must give
    scikit-learn's probabilities, the int8 one is reported by accuracy and agreement.
-5. With `--deploy`, copies the nanonn package, the device scripts, the int8 model and
-   the meta file to the board.
+5. With `--deploy`, `nanonn deploy`s the int8 model (which installs the nanonn package
+   as `.mpy` for the board's architecture) and copies the device scripts and the meta
+   file with mpremote.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def mpremote(port: str, *args: str) -> None:
         raise SystemExit(
             "mpremote %s failed (exit %d): %s" % (" ".join(args), proc.returncode, proc.stderr.strip())
         )
+
+
+def deploy(port: str, out: Path) -> None:
+    """`nanonn deploy` the int8 model (it installs the nanonn package too), then copy
+    the device scripts and the meta file with mpremote."""
+    if nanonn(["deploy", str(out / "gesture_int8.nnm"), "--port", port]) != 0:
+        raise SystemExit("nanonn deploy to %s failed" % port)
+    files = [str(HERE / f) for f in DEVICE_FILES] + [str(out / "gesture_meta.json")]
+    mpremote(port, "cp", *files, ":")
+    print("deployed the int8 model, nanonn and %d files to %s" % (len(files), port))
 
 
 def split(labels: list[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.deploy:
         if args.port is None:
             parser.error("--deploy needs --port")
-        files = [str(HERE / f) for f in DEVICE_FILES]
-        files += [str(args.out / "gesture_meta.json"), str(args.out / "gesture_int8.nnm")]
-        mpremote(args.port, "cp", "-r", str(ROOT / "mpy" / "nanonn"), ":")
-        mpremote(args.port, "cp", *files, ":")
-        print("deployed nanonn and %d files to %s" % (len(files), args.port))
+        deploy(args.port, args.out)
     return 0
 
 

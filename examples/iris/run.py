@@ -55,14 +55,16 @@ def on_board(script: str, build: Path, port: str) -> dict:
 
 
 def deploy(build: Path, port: str) -> None:
-    mp = [_bin("mpremote"), "connect", port]
-    for args in (
-        ["cp", "-r", str(ROOT / "mpy" / "nanonn"), ":"],
-        ["cp", str(build / "iris.nnm"), str(build / "iris_data.json"), ":"],
-    ):
-        proc = subprocess.run(mp + args, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit("mpremote %s failed: %s" % (" ".join(args[:2]), proc.stderr.strip()))
+    """`nanonn deploy` the model (it installs the nanonn package too), then copy the data."""
+    if nanonn(["deploy", str(build / "iris.nnm"), "--port", port]) != 0:
+        raise SystemExit("nanonn deploy to %s failed" % port)
+    proc = subprocess.run(
+        [_bin("mpremote"), "connect", port, "cp", str(build / "iris_data.json"), ":"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit("mpremote cp iris_data.json failed: %s" % proc.stderr.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
