@@ -128,12 +128,17 @@ def _edge_cases():
         for s in range(1, 8):
             triples.append([a, 1 << 30, s])
             triples.append([a, top, s])
-    for k in range(1, 31):  # exact ties of the doubling high multiply (product = 2^30 mod 2^31)
+    for k in range(1, 31):  # products = 2^30 mod 2^31 (the ties of gemmlowp's double rounding)
         for sign in (1, -1):
             for dm in (-1, 0, 1):
                 for s in (0, -1, -5):
                     triples.append([sign << k, (1 << 30) + (1 << (30 - k)) + dm, s])
-    for r in range(1, 31):  # exact ties of the rounding divide by 2^r
+    for k in range(1, 31):  # exact ties of the single rounding with k = 31 - s < 31: a * m = odd * 2^(k-1)
+        for j in (0, 1, 5):
+            for sign in (1, -1):
+                if (2 * j + 1) << (31 - k) <= top:
+                    triples.append([sign * (2 * j + 1), (1 << 30) + (1 << (k - 1)), 31 - k])
+    for r in range(1, 31):  # exact ties with k = 31 + r (and their neighbours)
         for j in (0, 1, 5):
             for sign in (1, -1):
                 a = sign * (2 * j + 1) << r
@@ -211,16 +216,18 @@ def test_from_params_of_host_specs(runtime):
 
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
 def test_kernel_edge_cases(runtime):
-    """mbqm (16-bit halves), float->fixed (IEEE bits) and e/s (long division) of
+    """mbqm (11-bit limbs), mbqm_dr (16-bit halves), float->fixed (IEEE bits) and e/s (long division) of
     every kernel set against the oracle on ties, extremes and saturation."""
     edge = _edge_cases()
     t = np.array(edge["mbqm"], dtype=np.int64)
     want_mbqm = qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
+    want_dr = qreference.mbqm_dr(t[:, 0], t[:, 1], t[:, 2]).tolist()
     floats = np.array(edge["floats"], dtype=F32)
     want_ratio = [qreference.f32_ratio(e, s) for e, s in edge["ratios"]]
     for kernels, got in _device(runtime)["edge"].items():
-        bad = [(tuple(x), w, g) for x, w, g in zip(edge["mbqm"], want_mbqm, got["mbqm"]) if w != g]
-        assert not bad, "%s mbqm: %d wrong, first %s" % (kernels, len(bad), bad[:3])
+        for name, want in (("mbqm", want_mbqm), ("mbqm_dr", want_dr)):
+            bad = [(tuple(x), w, g) for x, w, g in zip(edge["mbqm"], want, got[name]) if w != g]
+            assert not bad, "%s %s: %d wrong, first %s" % (kernels, name, len(bad), bad[:3])
         for F in edge["F"]:
             assert got["fixed"][str(F)] == qreference.input_fixed(floats, F).tolist(), "%s F=%d" % (
                 kernels,

@@ -94,12 +94,13 @@ def test_mbqm_within_int32_on_extremes():
                 if abs(a) << max(s, 0) <= HI:  # the layer bound guarantees this for left shifts
                     triples.append((a, m, s))
     n = len(triples)
-    acc = _c([t[0] for t in triples])
     mult = _c([t[1] for t in triples])
     shift = _c([t[2] & 0xFF for t in triples])
-    qkernels.mbqm(acc, mult, shift, mult, shift, 1, n)
     t = np.array(triples, dtype=np.int64)
-    assert [int(v) for v in acc] == qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
+    for kernel, oracle in ((qkernels.mbqm, qreference.mbqm), (qkernels.mbqm_dr, qreference.mbqm_dr)):
+        acc = _c(t[:, 0])
+        kernel(acc, mult, shift, mult, shift, 1, n)
+        assert [int(v) for v in acc] == oracle(t[:, 0], t[:, 1], t[:, 2]).tolist()
 
 
 def test_softmax_and_ratio_within_int32_at_the_unit_limit():
@@ -160,3 +161,24 @@ def test_from_params_rejects_an_overflowing_layer():
         p = _params(n, 1, w, [0])
         p["shift"] = [7]  # a left shift multiplies the bound
         QDense.from_params(**p)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 0.004, 0.1, 1.0, 90.0])
+def test_softmax_tflite_within_int32(scale):
+    """TFLite's softmax emulated on float32 bits: at the unit limit (the largest sum) and
+    with tables holding subnormal and zero entries, every intermediate stays in int32
+    and the result equals the numpy float32 oracle."""
+    from nanonn_tools.converters import _tflite_int8
+
+    table = _tflite_int8.softmax_table(scale, 1.0)
+    rng = np.random.default_rng(1)
+    for n, rows in (
+        (16383, [np.full(16383, 127), rng.integers(-128, 128, 16383)]),
+        (7, rng.integers(-128, 128, (20, 7))),
+    ):
+        for row in rows:
+            y = _c(np.asarray(row) + 128)
+            qkernels.softmax_tfl(y, _c(table), I32(n))
+            assert [int(v) - 128 for v in y] == qreference.tflite_softmax(table, np.asarray(row)[None])[
+                0
+            ].tolist()

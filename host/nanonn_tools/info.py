@@ -22,7 +22,7 @@ from .model import DenseSpec, DropoutSpec, ModelSpec
 PER_BUFFER = 48
 PER_LAYER = 320
 PER_NETWORK = 512
-INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024}
+INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024, "softmax_tflite": 1024}
 
 
 def _align(n: int) -> int:

@@ -21,7 +21,20 @@ def round_away(v) -> np.ndarray:
 
 
 def mbqm(x, m, s) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier (double rounding): x int32, m in [0, 2^31), s in [-31, 30]."""
+    """The requantization of a dense layer: TFLite's 31-bit multiplier applied with one
+    rounding, half away from zero (ai-edge-litert's reference FULLY_CONNECTED rounds
+    ties this way): sign(x) * ((|x| * m + 2^(k - 1)) >> k), k = 31 - s; x int32,
+    m in [0, 2^31), s in [-31, 30]."""
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(m, dtype=np.int64)
+    k = 31 - np.asarray(s, dtype=np.int64)
+    r = (np.abs(x) * m + (np.int64(1) << (k - 1))) >> k  # |x| * m < 2^62: no int64 overflow
+    return np.where(x < 0, -r, r)
+
+
+def mbqm_dr(x, m, s) -> np.ndarray:
+    """gemmlowp's MultiplyByQuantizedMultiplier (double rounding: TFLite's LEAKY_RELU):
+    x int32, m in [0, 2^31), s in [-31, 30]."""
     x = np.asarray(x, dtype=np.int64)
     m = np.asarray(m, dtype=np.int64)
     s = np.asarray(s, dtype=np.int64)
@@ -57,8 +70,8 @@ def activate(layer, p) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
         return p, None, None
     if act == "leaky_relu":
         d = p - layer.pre_zp
-        pos = mbqm(d, layer.mult_pos, layer.shift_pos)
-        neg = mbqm(d, layer.mult_neg, layer.shift_neg)
+        pos = mbqm_dr(d, layer.mult_pos, layer.shift_pos)
+        neg = mbqm_dr(d, layer.mult_neg, layer.shift_neg)
         return np.clip(layer.out_zp + np.where(d >= 0, pos, neg), -128, 127), None, None
     if act == "softmax":
         table = layer.exp_table.astype(np.int64)
@@ -66,7 +79,23 @@ def activate(layer, p) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
         s = e.sum(axis=-1, keepdims=True)
         y = np.clip(((e << 8) + (s >> 1)) // s - 128, -128, 127)
         return y, e, s
+    if act == "softmax_tflite":
+        return tflite_softmax(layer.exp_table, p), None, None
     return layer.lut.astype(np.int64)[p + 128], None, None
+
+
+def tflite_softmax(table_bits, p) -> np.ndarray:
+    """TFLite's int8 SOFTMAX (float-table kernel) in numpy float32: T = table_bits as
+    float32 (T[d] = expf(-beta * in_scale * d)); per row: s = T[max - p] summed in float32
+    in order, inv = 1 / (s * (1/256)), y = round_away(T[max - p] * inv) - 128."""
+    table = np.asarray(table_bits, dtype=np.int32).view(np.float32)
+    t = table[p.max(axis=-1, keepdims=True) - p]
+    s = np.zeros(t.shape[:-1], dtype=np.float32)
+    for j in range(t.shape[-1]):
+        s = (s + t[..., j]).astype(np.float32)
+    inv = (np.float32(1.0) / (s * np.float32(1.0 / 256))).astype(np.float32)
+    prob = (t * inv[..., None]).astype(np.float32)
+    return np.clip(round_away(prob) - 128, -128, 127)
 
 
 def layer_int8(layer, x) -> np.ndarray:

@@ -22,10 +22,12 @@ if _viper_kernels is not None:
     KERNELS["viper"] = _viper_kernels
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
+_SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
+_F32_ONE = 0x3F800000  # float32 bits of 1.0
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
-_SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30
+_SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
 
 
 def _int(name, value, lo, hi):
@@ -130,7 +132,8 @@ class QDense:
         w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
         without a copy); w_scale: units floats; bias, mult: units ints;
         shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
-        exp_table: 256 ints (softmax). pre_scale/pre_zp default to the output
+        exp_table: 256 ints (softmax: Q16 values; softmax_tflite: float32
+        bits). pre_scale/pre_zp default to the output
         domain (linear, relu). Raises ValueError naming the bad field, and when
         an accumulator could leave int32 (32-bit safety).
         """
@@ -183,7 +186,7 @@ class QDense:
         if activation == "relu":
             self.lo = max(-128, out_zp)
         self.lut = self.exp_table = self.mp = self.sp = self.mn = self.sn = None
-        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax
+        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax, 4 softmax_tflite
         self.sum = 0  # softmax: the last sum of exp_table values
         if activation == "leaky_relu":
             self.code = 1
@@ -209,6 +212,24 @@ class QDense:
             self.code = 3
             if self.exp_table[0] != 65536:
                 raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
+        if activation == "softmax_tflite":  # TFLite's SOFTMAX: its float32 table, as bits
+            if exp_table is None:
+                raise ValueError(
+                    "QDense exp_table: expected 256 float32 bit patterns for softmax_tflite, got None"
+                )
+            if self.out_scale != 1.0 / 256 or out_zp != -128:
+                raise ValueError(
+                    "QDense out_scale/out_zp: expected (0.00390625, -128) for softmax_tflite, got (%r, %d)"
+                    % (self.out_scale, out_zp)
+                )
+            if u > _SOFTMAX_MAX_UNITS:
+                raise ValueError("QDense units: expected <= %d for softmax, got %d" % (_SOFTMAX_MAX_UNITS, u))
+            self.exp_table = _int32s("QDense exp_table", exp_table, 256, 0, _F32_ONE)
+            self.code = 4
+            if self.exp_table[0] != _F32_ONE:
+                raise ValueError(
+                    "QDense exp_table[0]: expected 0x3f800000 (1.0), got 0x%x" % self.exp_table[0]
+                )
         self._derive()
         return self
 
@@ -315,7 +336,7 @@ class QNetwork:
                         "QNetwork layer %d input domain: expected (%r, %d) (the previous layer's output), got (%r, %d)"
                         % (i, prev.out_scale, prev.out_zp, layer.in_scale, layer.in_zp)
                     )
-            if layer.activation == "softmax" and i != len(layers) - 1:
+            if layer.activation in _SOFTMAXES and i != len(layers) - 1:
                 raise ValueError("QNetwork layer %d: softmax is allowed on the last layer only" % i)
         self.layers = list(layers)
         self.inputs = layers[0].inputs
@@ -360,7 +381,7 @@ class QNetwork:
         """Float outputs for float inputs (array('f'), list or tuple of `inputs`
         numbers). Returns the network's own array('f'), reused by the next call.
         Softmax outputs are e/s of the integer softmax (float32, exactly rounded);
-        other outputs are the dequantized int8 outputs. With the viper kernels
+        other outputs (softmax_tflite too) are the dequantized int8 outputs. With the viper kernels
         and an array('f') input this allocates nothing; a list or tuple is first
         copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md)."""
         if type(x) is not array:
