@@ -286,6 +286,50 @@ def test_tflite_int8_refuses_bad_quantization(tmp_path):
         tflite_converter.convert(_int8_model(tmp_path, mutate=asymmetric), "m")
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_tflite_int8_fc_near_ties_exact(per_channel):
+    """FULLY_CONNECTED where acc * real hits or nearly hits a half-integer (scale ratios like
+    1/12): the reference kernels compute round(double(acc) * real) half away from zero, and
+    so does nanonn (a rounding of the 31-bit TFLite multiplier differs on some of them)."""
+    n = 256
+    w = np.eye(n, dtype=np.int8)
+    x = np.arange(-128, 128)[None]
+    triples = [
+        (0.5, 0.5, 1.0),
+        (0.5, 0.5, 3.0),
+        (0.5, 0.5, 6.0),
+        (0.25, 0.5, 5.0),
+        (0.1, 0.5, 0.3),
+        (0.2, 0.5, 0.6),
+    ]
+    for bias in (0, 1, -1):
+        for s_in, s_w, s_out in triples:
+            k = n if per_channel else 1
+            data = tw.build(
+                [
+                    T("x", (1, n), "int8", scale=[s_in], zero_point=[0]),
+                    T("w", (n, n), "int8", data=w, scale=[s_w] * k, zero_point=[0] * k),
+                    T(
+                        "b",
+                        (n,),
+                        "int32",
+                        data=np.full(n, bias, np.int32),
+                        scale=[s_in * s_w] * k,
+                        zero_point=[0] * k,
+                    ),
+                    T("y", (1, n), "int8", scale=[s_out], zero_point=[0]),
+                ],
+                [("FULLY_CONNECTED", [0, 1, 2], [3], {})],
+                [0],
+                [3],
+            )
+            spec = tflite_converter.convert(tflite_converter.read_graph(data), "ties")
+            want = _run_all(data, x)[0]["y"]
+            np.testing.assert_array_equal(
+                spec.predict_int8(x)[0], want, err_msg=str((s_in, s_w, s_out, bias))
+            )
+
+
 def _xnnpack_fc(acc, layer):
     """The XNNPACK delegate's FC requantization: float32 acc times the float32 scale
     f32(f32(in * w) / out), rounded to nearest even."""

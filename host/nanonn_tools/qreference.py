@@ -21,9 +21,8 @@ def round_away(v) -> np.ndarray:
 
 
 def mbqm(x, m, s) -> np.ndarray:
-    """The requantization of a dense layer: TFLite's 31-bit multiplier applied with one
-    rounding, half away from zero (ai-edge-litert's reference FULLY_CONNECTED rounds
-    ties this way): sign(x) * ((|x| * m + 2^(k - 1)) >> k), k = 31 - s; x int32,
+    """MultiplyByQuantizedMultiplier with one rounding, half away from zero (the float-input
+    quantizer): sign(x) * ((|x| * m + 2^(k - 1)) >> k), k = 31 - s; x int32,
     m in [0, 2^31), s in [-31, 30]."""
     x = np.asarray(x, dtype=np.int64)
     m = np.asarray(m, dtype=np.int64)
@@ -51,6 +50,14 @@ def mbqm_dr(x, m, s) -> np.ndarray:
     return (hi >> right) + (rem > threshold)
 
 
+def fc_requant(acc, layer) -> np.ndarray:
+    """A dense layer's requantization (ai-edge-litert's reference FULLY_CONNECTED):
+    round(double(acc) * R), half away from zero, R = double(in_scale) * double(w_scale)
+    / double(pre_scale) per unit (numpy float64: the C++ double operations)."""
+    real = np.float64(layer.in_scale) * np.asarray(layer.w_scale, np.float64) / np.float64(layer.pre_scale)
+    return round_away(np.asarray(acc, dtype=np.int64).astype(np.float64) * real)
+
+
 def accumulate(layer, x) -> np.ndarray:
     """int32 accumulators bias + w @ (x - in_zp) for int8 inputs x (..., inputs)."""
     x = np.asarray(x, dtype=np.int64)
@@ -59,7 +66,7 @@ def accumulate(layer, x) -> np.ndarray:
 
 def pre_activation(layer, acc) -> np.ndarray:
     lo = max(-128, layer.out_zp) if layer.activation == "relu" else -128
-    r = mbqm(acc, layer.mult.astype(np.int64), layer.shift.astype(np.int64))
+    r = fc_requant(acc, layer)
     return np.clip(r + layer.pre_zp, lo, 127)
 
 

@@ -156,6 +156,14 @@ class QuantDenseSpec:
                 fail("out_scale/out_zp", FIXED_DOMAINS["softmax"], (self.out_scale, self.out_zp))
             if u > SOFTMAX_MAX_UNITS:
                 fail("units", "<= %d for softmax" % SOFTMAX_MAX_UNITS, u)
+        for u_, ws in enumerate(self.w_scale):  # the requantization uses the scales' double ratio
+            expected = scales_multiplier(self.in_scale, ws, self.pre_scale)
+            if expected != (int(self.mult[u_]), int(self.shift[u_])):
+                fail(
+                    "mult[%d]/shift[%d]" % (u_, u_),
+                    "%d/%d (QuantizeMultiplier of in_scale * w_scale / pre_scale)" % expected,
+                    "%d/%d" % (self.mult[u_], self.shift[u_]),
+                )
         bound = self.accumulator_bound()
         if bound > INT32_MAX:
             fail("accumulator bound", "<= 2^31 - 1 (32-bit safety)", bound)

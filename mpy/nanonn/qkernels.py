@@ -27,6 +27,112 @@ def dot(x, w, acc0, acc, n, units):
         o += n
 
 
+def _bitlen31(v):
+    """Bit length of 0 <= v < 2^31."""
+    b = 0
+    if v >> 16:
+        v = v >> 16
+        b += 16
+    if v >> 8:
+        v = v >> 8
+        b += 8
+    if v >> 4:
+        v = v >> 4
+        b += 4
+    if v >> 2:
+        v = v >> 2
+        b += 2
+    if v >> 1:
+        v = v >> 1
+        b += 1
+    return b + v
+
+
+def rescale(acc, qh, ql, kk, n):
+    """acc[i] = round(double(acc[i]) * R[i]), in place: ai-edge-litert's reference
+    FULLY_CONNECTED requantization, a float64 product rounded half away from zero.
+
+    acc: (n,) int32; R[i] = (qh[i] * 2^22 + ql[i]) * 2^-kk[i], the double
+    in_scale * w_scale / pre_scale (53-bit significand: qh (n,) int32 < 2^31,
+    ql (n,) int32 < 2^22; kk (n,) bytes). In integers: P = |acc| * significand
+    (84 bits, three 31-bit words), rounded to 53 bits (nearest even: the
+    float64 product), then to an integer at bit kk (half up on |acc|).
+    """
+    for i in range(n):
+        a = acc[i]
+        neg = a < 0
+        if neg:
+            a = 0 - a
+        # A = a * qh and B = a * ql, each as (hi, lo) 31-bit words, from 11-bit limbs
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        ah = al = bh = bl = 0
+        for j in range(2):
+            m = qh[i] if j == 0 else ql[i]
+            m0 = m & 0x7FF
+            m1 = (m >> 11) & 0x7FF
+            m2 = m >> 22
+            c0 = a0 * m0
+            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+            c4 = a2 * m2 + (c3 >> 11)
+            lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+            hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+            if j == 0:
+                ah = hi
+                al = lo
+            else:
+                bh = hi
+                bl = lo
+        # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
+        t = (al & 0x1FF) + (bl >> 22)
+        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
+        t = (al >> 9) + bh + (t >> 9)
+        w1 = t & 0x3FFFFF
+        t = (ah & 0x1FF) + (t >> 22)
+        w1 = w1 | ((t & 0x1FF) << 22)
+        w2 = (ah >> 9) + (t >> 9)
+        if w2:
+            d = 9 + _bitlen31(w2)  # bit length - 53
+        elif w1:
+            d = _bitlen31(w1) - 22
+        else:
+            d = 0
+        if d < 0:
+            d = 0
+        # T = P >> d (at most 54 bits) as (th, tl), rounded to nearest even
+        if d == 0:
+            th = w1
+            tl = w0
+        else:
+            if d == 31:
+                th = w2
+                tl = w1
+                g = w0 >> 30
+                st = w0 & 0x3FFFFFFF
+            else:
+                th = (w1 >> d) | (w2 << (31 - d))
+                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                g = (w0 >> (d - 1)) & 1
+                st = w0 & ((1 << (d - 1)) - 1)
+            if g and (st or tl & 1):
+                if tl == 0x7FFFFFFF:
+                    tl = 0
+                    th += 1
+                else:
+                    tl += 1
+        s = kk[i] - d  # >= 20 for a layer within its bound
+        if s <= 31:
+            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+        elif s <= 55:
+            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+        else:
+            v = 0
+        acc[i] = 0 - v if neg else v
+
+
 def mbqm(acc, mp, sp, mn, sn, step, n):
     """acc[i] = MultiplyByQuantizedMultiplier(acc[i], m, s), in place.
 
@@ -370,7 +476,7 @@ def forward(net):
         u = L.units
         acc, y = L.acc, L.y
         dot(x, L.w, L.acc0, acc, L.inputs, u)
-        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
         clamp8(acc, y, u, L.pre_zp, L.lo, L.hi)
         if L.code == 1:  # leaky_relu
             offset(y, acc, u, L.pre_zp)

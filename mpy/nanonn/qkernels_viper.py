@@ -52,6 +52,111 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 
 @micropython.viper
+def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
+    # acc: (n,) int32, in place; qh, ql: (n,) int32 significand parts; kk: (n,) shifts
+    # round(double(acc) * R), half away from zero (see qkernels.rescale)
+    b31 = 31
+    m31 = 1 << b31
+    b30 = 30
+    top = (1 << b30) - 1 + (1 << b30)  # 2^31 - 1, built at run time
+    for i in range(n):
+        a = (acc[i] ^ m31) - m31
+        neg = 0
+        if a < 0:
+            neg = 1
+            a = 0 - a
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        ah = 0
+        al = 0
+        bh = 0
+        bl = 0
+        for j in range(2):
+            m = ql[i]
+            if j == 0:
+                m = qh[i]
+            m0 = m & 0x7FF
+            m1 = (m >> 11) & 0x7FF
+            m2 = m >> 22
+            c0 = a0 * m0
+            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+            c4 = a2 * m2 + (c3 >> 11)
+            lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+            hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+            if j == 0:
+                ah = hi
+                al = lo
+            else:
+                bh = hi
+                bl = lo
+        t = (al & 0x1FF) + (bl >> 22)
+        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
+        t = (al >> 9) + bh + (t >> 9)
+        w1 = t & 0x3FFFFF
+        t = (ah & 0x1FF) + (t >> 22)
+        w1 = w1 | ((t & 0x1FF) << 22)
+        w2 = (ah >> 9) + (t >> 9)
+        v = w1
+        d = 0 - 22
+        if w2:
+            v = w2
+            d = 9
+        if v:
+            if v >> 16:
+                v = v >> 16
+                d += 16
+            if v >> 8:
+                v = v >> 8
+                d += 8
+            if v >> 4:
+                v = v >> 4
+                d += 4
+            if v >> 2:
+                v = v >> 2
+                d += 2
+            if v >> 1:
+                v = v >> 1
+                d += 1
+            d += v
+        if d < 0:
+            d = 0
+        if d == 0:
+            th = w1
+            tl = w0
+        else:
+            if d == 31:
+                th = w2
+                tl = w1
+                g = w0 >> 30
+                st = w0 & 0x3FFFFFFF
+            else:
+                th = (w1 >> d) | (w2 << (31 - d))
+                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                g = (w0 >> (d - 1)) & 1
+                st = w0 & ((1 << (d - 1)) - 1)
+            if g:
+                if st or (tl & 1):
+                    if tl == top:
+                        tl = 0
+                        th += 1
+                    else:
+                        tl += 1
+        s = int(kk[i]) - d
+        if s <= 31:
+            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+        elif s <= 55:
+            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+        else:
+            v = 0
+        if neg:
+            v = 0 - v
+        acc[i] = v
+
+
+@micropython.viper
 def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
     # single rounding, half away from zero; |acc| * m from 11-bit limbs
@@ -413,7 +518,7 @@ def forward(net) -> object:
         acc = L.acc
         y = L.y
         dot(x, L.w, L.acc0, acc, int(L.inputs), u)
-        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
         clamp8(acc, y, u, int(L.pre_zp), int(L.lo), int(L.hi))
         code = int(L.code)
         if code == 1:  # leaky_relu

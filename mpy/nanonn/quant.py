@@ -270,9 +270,26 @@ class QDense:
         return p
 
     def _derive(self):
-        """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128) and the
+        """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128), the
+        requantization (the double in_scale * w_scale / pre_scale as a 53-bit
+        significand and a shift; mult/shift must be its QuantizeMultiplier) and the
         32-bit bound; buffers for the accumulators and the int8 output."""
+        from .qbuild import fc_real
+
         n, u, w = self.inputs, self.units, self.w
+        self.rq_hi = array("i", bytes(4 * u))  # significand >> 22
+        self.rq_lo = array("i", bytes(4 * u))  # significand & (2^22 - 1)
+        self.rq_k = bytearray(u)  # R = significand * 2^-rq_k
+        for j in range(u):
+            q, k, m, s = fc_real(self.in_scale, self.w_scale[j], self.pre_scale)
+            if m != self.mult[j] or s != _sext8(self.shift[j]):
+                raise ValueError(
+                    "QDense mult[%d]/shift[%d]: expected %d/%d (QuantizeMultiplier of in_scale * w_scale / "
+                    "pre_scale), got %d/%d" % (j, j, m, s, self.mult[j], _sext8(self.shift[j]))
+                )
+            self.rq_hi[j] = q >> 22
+            self.rq_lo[j] = q & 0x3FFFFF
+            self.rq_k[j] = k if k < 255 else 255  # k > 21: the shift is at most 30
         self.acc0 = array("i", bytes(4 * u))
         worst = 0
         o = 0

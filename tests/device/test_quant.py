@@ -7,6 +7,7 @@ from array import array
 from check import IS_MICROPYTHON, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
+from nanonn.qbuild import scales_multiplier
 from nanonn.quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
 from nanonn.rand import Random
 
@@ -135,10 +136,18 @@ def _params(**over):
         in_zp=-3,
         out_scale=0.1,
         out_zp=5,
-        mult=[1 << 30, (1 << 31) - 1],
-        shift=[-3, -4],
     )
     p.update(over)
+    if "mult" not in p or "shift" not in p:  # QuantizeMultiplier of the scales (from_params checks it)
+        try:
+            ms = [
+                scales_multiplier(p["in_scale"], w, p.get("pre_scale") or p["out_scale"])
+                for w in p["w_scale"]
+            ]
+        except ValueError:  # a zero scale: from_params refuses it first
+            ms = [(1 << 30, 0)] * len(p["w_scale"])
+        p.setdefault("mult", [m for m, _ in ms])
+        p.setdefault("shift", [sh for _, sh in ms])
     return p
 
 
@@ -153,6 +162,7 @@ def test_from_params_validates_every_field():
         ({"out_scale": 0.0}, ("out_scale",)),
         ({"mult": [5, 1 << 30]}, ("mult[0]", "2^30")),
         ({"shift": [31, 0]}, ("shift[0]", "31")),
+        ({"mult": [1 << 30, 1 << 30], "shift": [-3, -4]}, ("mult[0]/shift[0]", "QuantizeMultiplier", "-3")),
         ({"activation": "gelu"}, ("activation", "gelu")),
         ({"activation": "sigmoid", "pre_scale": 0.1, "pre_zp": 0}, ("lut",)),
         ({"activation": "sigmoid"}, ("pre_scale",)),

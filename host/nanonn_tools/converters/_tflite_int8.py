@@ -7,10 +7,10 @@ taken from the file or derived exactly as TFLite's kernels derive it. The
 ground truth is ai-edge-litert's reference kernels (`OpResolverType.BUILTIN_REF`);
 docs/converters.md lists what matches which interpreter configuration.
 
-- FULLY_CONNECTED: `mult, shift = QuantizeMultiplier(double(in_scale) *
-  double(w_scale[u]) / double(out_scale))`, applied with one rounding, half
-  away from zero (nanonn's requantization); fused RELU clamps at the output
-  zero point.
+- FULLY_CONNECTED: the requantization `round(double(acc) * real)` with
+  `real = double(in_scale) * double(w_scale[u]) / double(out_scale)` (nanonn's,
+  derived from the scales; `mult, shift = QuantizeMultiplier(real)` stored
+  beside it); fused RELU clamps at the output zero point.
 - LOGISTIC, TANH: the 256-entry table of TFLite's int8 LUT kernel (float32
   math: dequantize, f, multiply by 1/out_scale, round half away from zero).
 - LEAKY_RELU: multipliers of `f32(in/out)` and `f32(f32(in * alpha) / out)`,
