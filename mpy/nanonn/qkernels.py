@@ -63,29 +63,30 @@ def rescale(acc, qh, ql, kk, n):
         neg = a < 0
         if neg:
             a = 0 - a
-        # A = a * qh and B = a * ql, each as (hi, lo) 31-bit words, from 11-bit limbs
+        # A = a * qh (62 bits) and B = a * ql (53 bits) as (hi, lo) 31-bit words, from 11-bit limbs
         a0 = a & 0x7FF
         a1 = (a >> 11) & 0x7FF
         a2 = a >> 22
-        ah = al = bh = bl = 0
-        for j in range(2):
-            m = qh[i] if j == 0 else ql[i]
-            m0 = m & 0x7FF
-            m1 = (m >> 11) & 0x7FF
-            m2 = m >> 22
-            c0 = a0 * m0
-            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-            c4 = a2 * m2 + (c3 >> 11)
-            lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-            hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-            if j == 0:
-                ah = hi
-                al = lo
-            else:
-                bh = hi
-                bl = lo
+        m = qh[i]
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        m = ql[i]  # < 2^22: two limbs
+        m0 = m & 0x7FF
+        m1 = m >> 11
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a2 * m1 + (c2 >> 11)
+        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        bh = ((c2 >> 9) & 3) | (c3 << 2)
         # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
         t = (al & 0x1FF) + (bl >> 22)
         w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)

@@ -68,30 +68,26 @@ def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
         a0 = a & 0x7FF
         a1 = (a >> 11) & 0x7FF
         a2 = a >> 22
-        ah = 0
-        al = 0
-        bh = 0
-        bl = 0
-        for j in range(2):
-            m = ql[i]
-            if j == 0:
-                m = qh[i]
-            m0 = m & 0x7FF
-            m1 = (m >> 11) & 0x7FF
-            m2 = m >> 22
-            c0 = a0 * m0
-            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-            c4 = a2 * m2 + (c3 >> 11)
-            lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-            hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-            if j == 0:
-                ah = hi
-                al = lo
-            else:
-                bh = hi
-                bl = lo
+        m = qh[i]  # A = a * qh: 62 bits as (ah, al)
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        m = ql[i]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
+        m0 = m & 0x7FF
+        m1 = m >> 11
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a2 * m1 + (c2 >> 11)
+        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        bh = ((c2 >> 9) & 3) | (c3 << 2)
         t = (al & 0x1FF) + (bl >> 22)
         w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
         t = (al >> 9) + bh + (t >> 9)
