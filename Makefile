@@ -52,3 +52,63 @@ firmware:
 
 bench: $(STAMP)
 	$(PY) tools/bench.py
+
+# Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
+# of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).
+# `make bench-memory`: the smallest heap that loads and runs the 784-36-14-10 int8 model.
+N ?= 200000
+.PHONY: fuzz bench-memory
+fuzz: $(STAMP)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "fuzz: N=$(N) SEED=$$seed (reproduce: make fuzz N=$(N) SEED=$$seed)"; \
+	MICROPYPATH=mpy:.frozen $(BIN)/micropython -X heapsize=16M tests/device/fuzz_nnm.py $(N) $$seed
+
+bench: bench-memory
+bench-memory: $(STAMP)
+	$(PY) tools/bench_memory.py
+
+# Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
+# whole repo; pyright over the device package and examples once per supported board, against
+# that board's published MicroPython stubs (pinned in checks/stubs-BOARD.txt, each installed
+# into its own folder .venv/stubs/BOARD, the path checks/pyright-BOARD.json names); pyright
+# over host/, tools/ and the examples' host scripts against CPython typing with this
+# environment's packages (checks/pyright-host.json).
+BOARDS := rp2 esp32 unix
+STUBS := .venv/stubs
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
+
+.PHONY: check typecheck lint stubs pyi api
+
+setup: stubs
+test: check
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+stubs: $(BOARDS:%=$(STUBS)/%/.installed)
+
+$(STUBS)/%/.installed: checks/stubs-%.txt $(STAMP)
+	rm -rf $(STUBS)/$*
+	$(PY) -m pip install --quiet --no-deps --target $(STUBS)/$* -r $<
+	touch $@
+
+# docs/api.md from the code and its docstrings (tests/test_api_doc.py fails when it is stale).
+api: $(STAMP)
+	$(PY) tools/gen_api.py
+
+# The .pyi beside each device module with viper pointer parameters (tools/gen_stubs.py).
+pyi: $(STAMP)
+	$(PY) tools/gen_stubs.py
+
+typecheck: $(STAMP) stubs
+	$(PY) tools/gen_stubs.py --check
+	@for board in $(BOARDS); do \
+		echo "pyright: device code against the $$board stubs"; \
+		test -f $(STUBS)/$$board/micropython.pyi || { echo "$(STUBS)/$$board: stubs missing"; exit 1; }; \
+		$(PYRIGHT) -p checks/pyright-$$board.json || exit 1; \
+	done
+	@echo "pyright: host/, tools/ and host-side example scripts against CPython"
+	$(PYRIGHT) -p checks/pyright-host.json --pythonpath $(PY)

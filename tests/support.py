@@ -69,3 +69,18 @@ def run_device_json(runtime: str, code: str, payload, heap: str = "16M"):
     if proc.returncode != 0:
         raise AssertionError("device code failed (%s):\n%s%s" % (runtime, proc.stdout, proc.stderr))
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def load_tool(name: str):
+    """Import `tools/<name>.py` (the tools folder is not a package) as module `name`."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / (name + ".py"))
+    if spec is None or spec.loader is None:
+        raise RuntimeError("tools/%s.py: cannot be loaded" % name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

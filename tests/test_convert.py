@@ -316,6 +316,8 @@ def test_unsupported_output_and_lone_calibration(tmp_path):
         NanonnError, match=r"unsupported output extension '.tflite'; supported: .nnm, .py, .mpy"
     ):
         convert(src, tmp_path / "m.tflite", activations="relu,softmax", inputs=5)
+    with pytest.raises(NanonnError, match="module name 'my-model' must be a Python identifier .* 'my_model'"):
+        convert(src, tmp_path / "my-model.py", activations="relu,softmax", inputs=5)
     with pytest.raises(NanonnError, match="--calibration: expected together with --quantize int8"):
         convert(src, tmp_path / "m.nnm", calibration="x.npy", activations="relu,softmax", inputs=5)
 
@@ -337,6 +339,14 @@ def test_info_reports_layers_sizes_and_board_fit(tmp_path, capsys):
     # 115 KB of float weights: too big for the esp32 heap from a file, fine frozen or as int8.
     esp32 = [line for line in text.splitlines() if line.startswith("esp32 ")][0]
     assert esp32.split()[3:5] == ["frozen", "only"] and esp32.split()[5] == "yes", esp32
+
+
+def test_info_takes_the_converter_options(tmp_path, capsys):
+    src, _ = _json_model(tmp_path)
+    assert cli.main(["info", str(src)]) == 1
+    assert "activations: expected one name per layer" in capsys.readouterr().err
+    assert cli.main(["info", str(src), "--activations", "relu,softmax", "--inputs", "5"]) == 0
+    assert "float32 model, 2 layers, 5 inputs -> 3 outputs" in capsys.readouterr().out
 
 
 def test_board_profiles_are_complete():

@@ -50,9 +50,9 @@ def test_mip_installs_the_package_and_it_loads_a_model(tmp_path, http_root):
     assert installed == sorted(p.name for p in (MPY / "nanonn").glob("*.py"))
     # The installed copy (alone on the path) saves and loads a model.
     check = (
-        "import nanonn\nfrom nanonn import Dense, Network\n"
+        "import nanonn\nfrom nanonn import Dense, Network, nnm\n"
         "net = Network(Dense(3, inputs=2, activation='relu'))\n"
-        "net2 = nanonn.load(nanonn.nnm.dumps(net))\nprint(nanonn.__file__, list(net2.predict([1, 2])) == list(net.predict([1, 2])))"
+        "net2 = nanonn.load(nnm.dumps(net))\nprint(nanonn.__file__, list(net2.predict([1, 2])) == list(net.predict([1, 2])))"
     )
     env = dict(os.environ, MICROPYPATH=str(target) + os.pathsep + ".frozen")
     proc = subprocess.run(
@@ -115,8 +115,8 @@ def test_make_mpy_builds_every_arch():
         assert built == sorted(p.stem for p in (MPY / "nanonn").glob("*.py")), arch
     # The x64 build, alone on the path, runs on the unix port.
     code = (
-        "import nanonn\nfrom nanonn import Dense, Network\n"
-        "net = nanonn.load(nanonn.nnm.dumps(Network(Dense(2, inputs=2))))\n"
+        "import nanonn\nfrom nanonn import Dense, Network, nnm\n"
+        "net = nanonn.load(nnm.dumps(Network(Dense(2, inputs=2))))\n"
         "print(nanonn.__file__, net.outputs)"
     )
     env = dict(os.environ, MICROPYPATH=str(ROOT / "build" / "mpy" / "x64") + os.pathsep + ".frozen")

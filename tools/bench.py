@@ -208,6 +208,8 @@ def run_device(folder: Path, name: str, path: str) -> dict:
     micropython = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which(
         "micropython"
     )
+    if micropython is None:
+        raise SystemExit("bench: micropython not found: run it through `make bench`")
     env = {"MICROPYPATH": "%s:.frozen" % (ROOT / "mpy"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [micropython, "-X", "heapsize=8M", str(ROOT / "tools" / "bench_device.py"), str(folder), name, path],
@@ -232,7 +234,7 @@ def run_c(folder: Path, name: str, source: str, flags=("-O2",)) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / "out" / "bench.json"))
     args = parser.parse_args(argv)
     out_path = Path(args.out)

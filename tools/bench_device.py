@@ -35,7 +35,8 @@ def _float_net(cfg, f):
     for i, act in enumerate(acts):
         if act == "leaky_relu":
             act = LeakyReLU(cfg["alpha"])
-        layers.append(Dense(sizes[i + 1], inputs=sizes[i], activation=act))
+        # Dense takes an activation object too; pyright types the parameter by its "linear" default
+        layers.append(Dense(sizes[i + 1], inputs=sizes[i], activation=act))  # pyright: ignore[reportArgumentType]
     net = Network(*layers)
     for layer in net.layers:
         _read_into(f, layer.w)
@@ -116,8 +117,10 @@ def main():
             model = _naive_net(cfg, f)
         x = list(cfg["x"])
 
-        def run(v):
+        def naive_run(v):
             return _naive_forward(model, v)
+
+        run = naive_run
 
     elif path == "float":
         with open("%s/%s.f32" % (folder, name), "rb") as f:

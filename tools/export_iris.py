@@ -8,13 +8,15 @@ the device tests to read with MicroPython's json module.
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sklearn.datasets import load_iris
+from sklearn.utils import Bunch
 
 
 def main(out: str) -> int:
-    data = load_iris()
+    data = cast(Bunch, load_iris())  # a Bunch without return_X_y (sklearn does not annotate it)
     x = data.data.astype(np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     xs = (x - mean) / std

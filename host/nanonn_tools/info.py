@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, boards, codes
+from . import NanonnError, boards, codes, converters
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
 # The device loader's overheads (mpy/nanonn/nnm.py): per buffer, per layer, per network.
@@ -31,6 +31,8 @@ def _align(n: int) -> int:
 
 @dataclass
 class LayerStats:
+    """One layer's size: kind, inputs, units, activation, parameters, MACs per inference."""
+
     kind: str  # "dense" or "dropout"
     inputs: int
     units: int
@@ -41,6 +43,8 @@ class LayerStats:
 
 @dataclass
 class ModelStats:
+    """A model's layers and its flash and RAM needs, float32 and int8, from a file or frozen."""
+
     layers: list[LayerStats] = field(default_factory=list)
     dtype: str = "float32"
     file_bytes: int = 0  # the .nnm size of this model as it is
@@ -61,6 +65,7 @@ class ModelStats:
 
 
 def layer_stats(spec) -> list[LayerStats]:
+    """The LayerStats of each layer of a (float or int8) model spec."""
     out = []
     for layer in spec.layers:
         if isinstance(layer, DropoutSpec):
@@ -99,14 +104,16 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
         # int8 (nanonn.quant.QDense): w_scale, bias, mult, acc0 (4 bytes each), shift and
-        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table
-        small = 18 * u + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table,
+        # the requantization's rq_hi, rq_lo (4 bytes each) and rq_k (1 byte)
+        small = 27 * u + 4 * max(u, n) + 13 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
         s.ram_int8_frozen += PER_LAYER + small
         s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
     return s
 
 
 def largest_layer(spec) -> tuple[int, LayerStats]:
+    """(index, stats) of the layer with the most parameters."""
     layers = layer_stats(spec)
     index = max(range(len(layers)), key=lambda i: layers[i].params)
     return index, layers[index]
@@ -136,6 +143,7 @@ def _kb(n: int) -> str:
 
 
 def report(spec, file_bytes: int = 0, source: str = "") -> str:
+    """The `nanonn info` text: layers, parameters, MACs, flash and RAM needs, fit on each board."""
     s = stats(spec, file_bytes)
     lines = [
         "%s: %s model, %d layers, %d inputs -> %d outputs"
@@ -168,24 +176,20 @@ def report(spec, file_bytes: int = 0, source: str = "") -> str:
     return "\n".join(lines)
 
 
-def read_any(path: str):
-    """A model spec from any supported file (.nnm or a framework file)."""
-    from . import converters
-
-    return converters.load(path)
-
-
 def run(args) -> int:
+    """The `nanonn info` command on args.file."""
     path = args.file
     if not Path(path).is_file():
         raise NanonnError("%s: no such file" % path)
-    spec = read_any(path)
+    spec = converters.load(path, **converters.options_from(args))
     size = Path(path).stat().st_size if path.endswith(".nnm") else 0
     print(report(spec, size, path))
     return 0
 
 
 def register(sub) -> None:
+    """Add the `info` subcommand to the CLI's subparsers."""
     p = sub.add_parser("info", help="layers, parameters, MACs, flash and RAM needs, fit on each board")
     p.add_argument("file", help="a .nnm model (or any file `nanonn convert` reads)")
+    converters.add_options(p)
     p.set_defaults(handler=run)

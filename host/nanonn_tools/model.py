@@ -45,6 +45,8 @@ class DropoutSpec:
 
 @dataclass
 class ModelSpec:
+    """A sequential model: `layers` (DenseSpec/DropoutSpec) and its `source` for messages."""
+
     layers: list = field(default_factory=list)
     source: str = ""  # where it came from, for messages
 

@@ -33,6 +33,7 @@ DROPOUT_SEED = 1  # the device Dropout's default seed (ModelSpec has none)
 
 
 def align(n: int) -> int:
+    """`n` rounded up to the format's block alignment (codes.ALIGN)."""
     return (n + codes.ALIGN - 1) & ~(codes.ALIGN - 1)
 
 

@@ -20,6 +20,7 @@ def _align(n: int) -> int:
 
 
 def block_size(units: int, inputs: int, activation: str) -> int:
+    """data_size of an int8 dense layer's block (the device's nnm_int8.block_size)."""
     return HEAD.size + 12 * units + _align(units) + _align(units * inputs) + TABLES.get(activation, 0)
 
 
@@ -28,6 +29,7 @@ def _pad(b: bytes) -> bytes:
 
 
 def block(layer: QuantDenseSpec) -> bytes:
+    """The data block of one int8 dense layer (layout in the device's nanonn/nnm_int8.py)."""
     leaky = layer.activation == "leaky_relu"
     head = HEAD.pack(
         layer.in_scale,

@@ -65,6 +65,7 @@ def accumulate(layer, x) -> np.ndarray:
 
 
 def pre_activation(layer, acc) -> np.ndarray:
+    """The int8 pre-activation: clamp(pre_zp + MBQM(acc)), relu's lower bound applied."""
     lo = max(-128, layer.out_zp) if layer.activation == "relu" else -128
     r = fc_requant(acc, layer)
     return np.clip(r + layer.pre_zp, lo, 127)

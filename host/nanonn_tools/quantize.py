@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class QuantDenseSpec:
     def validate(self, where: str = "layer") -> QuantDenseSpec:
         """Check every field; raise NanonnError naming the field, expected and actual value."""
 
-        def fail(name, expected, got):
+        def fail(name, expected, got) -> NoReturn:
             raise NanonnError("%s (int8 dense) %s: expected %s, got %s" % (where, name, expected, got))
 
         if self.activation not in ACTIVATIONS:
@@ -304,6 +305,7 @@ def scales_multiplier(in_scale, w_scale, out_scale) -> tuple[int, int]:
 
 
 def float_multiplier(real) -> tuple[int, int]:
+    """(mult, shift) of a real multiplier given as a float32 (TFLite's QuantizeMultiplier)."""
     m, e = f32_parts(real)
     return quantize_multiplier(m, 1, e)
 
@@ -339,6 +341,7 @@ def exp32(x) -> np.ndarray:
 
 
 def log1p32(y) -> np.ndarray:
+    """log(1 + y) for float32 y in [0, 1] (arrays; softplus), op for op as the device computes it."""
     y = np.asarray(y, dtype=F32)
     u = y / (F32(2.0) + y)
     u2 = u * u
@@ -349,6 +352,7 @@ def log1p32(y) -> np.ndarray:
 
 
 def activation32(name: str, v) -> np.ndarray:
+    """The float32 activation `name` of v (arrays), op for op as the device computes it."""
     v = np.asarray(v, dtype=F32)
     a = np.abs(v)
     if name == "sigmoid":

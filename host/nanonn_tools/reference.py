@@ -19,6 +19,7 @@ def _sigmoid(z):
 
 
 def activate(name: str, z: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    """The activation `name` applied to `z` (softmax over the last axis), as a new float64 array."""
     z = np.asarray(z, dtype=np.float64)
     if name == "linear":
         return z.copy()
@@ -75,10 +76,12 @@ def forward(layers: list[dict], x) -> tuple[np.ndarray, list[tuple[np.ndarray, n
 
 
 def predict(layers: list[dict], x) -> np.ndarray:
+    """Output for one sample (or a batch, rows)."""
     return forward(layers, x)[0]
 
 
 def loss_value(loss: str, out, target) -> float:
+    """The loss `mse` or `cross_entropy` of one output against its target, as the device computes it."""
     out = np.asarray(out, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if loss == "mse":
@@ -89,6 +92,7 @@ def loss_value(loss: str, out, target) -> float:
 
 
 def loss_gradient(loss: str, out, target) -> np.ndarray:
+    """dL/d(out) of the loss `mse` or `cross_entropy` (unfused), as the device computes it."""
     out = np.asarray(out, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if loss == "mse":
@@ -131,6 +135,7 @@ def flat_weights(layer: dict) -> list[float]:
 
 
 def from_flat(values, inputs: int, units: int, activation: str, alpha: float = 0.01) -> dict:
+    """A layer dict from the original nanonn flat layout (per unit: inputs weights, then the bias)."""
     m = np.asarray(values, dtype=np.float64).reshape(units, inputs + 1)
     return {"w": m[:, :inputs], "b": m[:, inputs], "activation": activation, "alpha": alpha}
 

@@ -7,6 +7,18 @@ from .network import NN, Network, argmax
 __version__ = "0.1.0"
 __all__ = ["Activation", "Dense", "Dropout", "Layer", "NN", "Network", "argmax", "__version__"]
 
-from .nnm import ModelFormatError, load  # noqa: E402
+from .errors import ModelFormatError  # noqa: E402
+
+
+def load(source, trainable=False):
+    """Load a .nnm model (a path, a file object or bytes-like): see `nanonn.nnm.load`.
+
+    The reader is imported on first use, so a program that never loads a
+    model does not pay its RAM (about 20 KB on the 64-bit unix port). Allocates
+    the network (see `nanonn.nnm.load` for what it costs)."""
+    from .nnm import load as _load
+
+    return _load(source, trainable)
+
 
 __all__ += ["ModelFormatError", "load"]

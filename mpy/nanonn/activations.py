@@ -18,7 +18,10 @@ _log = math.log
 
 
 class Activation:
-    """An element-wise activation `f(x)` with derivative `df(x, y)`."""
+    """An element-wise activation `f(x)` with derivative `df(x, y)`.
+
+    forward/backward write into the caller's buffers and allocate only what
+    `f`/`df` allocate (the built-in ones: float results)."""
 
     def __init__(self, name, f, df):
         self.name = name
@@ -95,7 +98,10 @@ def _d_softplus(x, y):
 
 
 class LeakyReLU(Activation):
-    """max(x, alpha * x) with a configurable slope `alpha` (default 0.01)."""
+    """max(x, alpha * x) with a configurable slope `alpha` (default 0.01).
+
+    Allocates the object and its two closures; forward/backward allocate only
+    float results."""
 
     def __init__(self, alpha=0.01):
         alpha = float(alpha)
@@ -113,7 +119,9 @@ class LeakyReLU(Activation):
 
 
 class Softmax(Activation):
-    """exp(z_i - max z) / sum_j exp(z_j - max z): never overflows."""
+    """exp(z_i - max z) / sum_j exp(z_j - max z): never overflows.
+
+    forward/backward write into the caller's buffers and allocate only float results."""
 
     def __init__(self):
         Activation.__init__(self, "softmax", None, None)
@@ -156,6 +164,7 @@ def get(activation):
     """Return an activation object for a name, None (linear) or an object.
 
     A custom object needs `forward(z, a, n)` and `backward(z, a, g, d, n)`.
+    Allocates a new activation object for a name; returns an object as given.
     """
     if activation is None:
         activation = "linear"

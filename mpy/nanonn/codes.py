@@ -37,7 +37,7 @@ LAYER_FLAGS = {"bias": 0x01}
 
 
 def name_of(table, code):
-    """The name for `code` in one of the tables above, or None."""
+    """The name for `code` in one of the tables above, or None. Allocates nothing."""
     for name in table:
         if table[name] == code:
             return name

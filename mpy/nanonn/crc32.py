@@ -20,13 +20,13 @@ if sys.implementation.name == "micropython":
     import micropython
 
     @micropython.viper
-    def crc32_viper(buf: ptr8, n: int, crc: uint) -> uint:  # noqa: F821
+    def crc32_viper(buf: ptr8, n: int, crc: uint) -> uint:
         # buf: (n,) bytes; crc: the running CRC (0 to start)
-        mask = (uint(0xFFFF) << 16) | uint(0xFFFF)  # noqa: F821
-        poly = (uint(0xEDB8) << 16) | uint(0x8320)  # noqa: F821
+        mask = (uint(0xFFFF) << 16) | uint(0xFFFF)
+        poly = (uint(0xEDB8) << 16) | uint(0x8320)
         c = (crc ^ mask) & mask
         for i in range(n):
-            c ^= uint(buf[i])  # noqa: F821
+            c ^= uint(buf[i])
             for _ in range(8):
                 if c & 1:
                     c = (c >> 1) ^ poly

@@ -1,4 +1,3 @@
-# ruff: noqa: F821 (ptr32 is a viper builtin)
 """Float dense layer dot products in @micropython.viper, without allocating.
 
 Every float operation in MicroPython allocates a heap object, so a float dot
@@ -19,6 +18,7 @@ import micropython
 
 @micropython.viper
 def dot_rows(x: ptr32, w: ptr32, n: int, units: int, xh: ptr32, xl: ptr32, acc: ptr32) -> int:
+    """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""
     # x: (n,) float32 bits; w: (units, n) float32 bits row-major; xh, xl: (n,) int32 scratch;
     # acc: (units, 5) int32 out: a3, a2, a1, a0, exponent (see the module docstring).
     # Returns 1 (and stops) if x or w holds an infinity or NaN, else 0.

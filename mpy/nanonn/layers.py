@@ -30,7 +30,7 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
 # per-unit limbs; grown at build time only (see Dense.alloc_fast).
-_SCRATCH = [None, None, None, None]
+_SCRATCH: list = [None, None, None, None]  # annotated: else pyright types the slots None
 _SCRATCH_SIZE = [0, 0]
 
 
@@ -46,7 +46,8 @@ def _grow_scratch(n, units):
 
 
 def floats(n):
-    """A zero-filled array('f') of n elements."""
+    """A zero-filled array('f') of n elements: allocates 4 * n bytes (and a
+    temporary bytes object of the same size)."""
     return array("f", bytes(4 * n))
 
 
@@ -95,8 +96,8 @@ class Dense(Layer):
     def __init__(self, units, inputs=None, activation="linear", use_bias=True, weights=None):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
-            _check_count("Dense inputs", inputs)
-        self.inputs = inputs
+            # Unstated, `inputs` stays Layer's None until build() sets the previous layer's units.
+            self.inputs = _check_count("Dense inputs", inputs)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         if weights is not None and inputs is not None:
@@ -162,10 +163,13 @@ class Dense(Layer):
         """z = W x + b with the viper kernel (fdense_viper); False if x or W is
         not finite (the plain loop then handles infinities and NaN)."""
         n, units = self.inputs, self.units
+        fast = _fast
+        if fast is None:  # _fast_ready is set only where the viper kernel imported
+            return False
         xs, xh, xl, acc = _SCRATCH
         for i in range(n):  # x may be a list, a tuple or any array: stage it as float32
             xs[i] = x[i]
-        if _fast.dot_rows(xs, self.w, n, units, xh, xl, acc):
+        if fast.dot_rows(xs, self.w, n, units, xh, xl, acc):
             return False
         b, z = self.b, self.z
         j = 0

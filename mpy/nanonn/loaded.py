@@ -28,7 +28,7 @@ def float_view(mv, offset, count):
     mv[offset:], or None when this port cannot view them in place.
 
     `mv` is a memoryview of bytes; the caller keeps the source alive (the
-    MicroPython view holds only an address)."""
+    MicroPython view holds only an address). Allocates only the view object."""
     if not _MICROPYTHON:
         return mv[offset : offset + 4 * count].cast("f")
     if uctypes is None:
@@ -41,7 +41,8 @@ def float_view(mv, offset, count):
 
 def bytes_view(buf, nbytes):
     """A writable byte-level view of the first `nbytes` bytes of `buf` (a
-    bytearray, a memoryview of bytes or an array), without copying."""
+    bytearray, a memoryview of bytes or an array), without copying: allocates at
+    most the view object."""
     t = type(buf)
     if t is bytearray or (t is memoryview and (_MICROPYTHON or buf.itemsize == 1)):
         return buf

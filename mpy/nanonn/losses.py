@@ -15,6 +15,9 @@ _EPS = 1e-7  # smallest probability fed to log(): the loss stays finite
 
 
 class MeanSquaredError:
+    """`value`: the mean of squared errors; `gradient`: out - target (that of half
+    the summed squared error) written into `grad`. Both allocate only float results."""
+
     name = "mse"
     fuses_softmax = False
 
@@ -32,7 +35,9 @@ class MeanSquaredError:
 
 
 class CrossEntropy:
-    """Categorical cross-entropy -sum(t * log(y)), y clamped to [eps, 1]."""
+    """Categorical cross-entropy -sum(t * log(y)), y clamped to [eps, 1].
+
+    `value` and `gradient` (-t / y into `grad`) allocate only float results."""
 
     name = "cross_entropy"
     fuses_softmax = True
@@ -56,7 +61,9 @@ LOSSES = {"mse": MeanSquaredError, "cross_entropy": CrossEntropy}
 
 
 def get(loss):
-    """Return a loss object for a name or a custom object (value + gradient)."""
+    """Return a loss object for a name or a custom object (value + gradient).
+
+    Allocates a new loss object for a name; returns an object as given."""
     if isinstance(loss, str):
         factory = LOSSES.get(loss)
         if factory is None:

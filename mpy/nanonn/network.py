@@ -9,8 +9,20 @@ from .rand import Random
 _INF = float("inf")
 
 
+_NAN = float("nan")
+
+
 def _is_finite(v):
     return v == v and v != _INF and v != -_INF
+
+
+def _all_finite(v):
+    """Whether every value of the vector v is finite (allocates nothing)."""
+    for i in range(len(v)):
+        e = v[i]
+        if not (e == e and e != _INF and e != -_INF):
+            return False
+    return True
 
 
 def check_vector(name, v, n):
@@ -90,17 +102,23 @@ class Network:
 
         x: list, tuple or array of `inputs` numbers. Returns the last layer's
         output buffer (array('f')), which the next call reuses: copy it to keep it.
+        Wrong types or lengths raise TypeError/ValueError naming the input; NaN or
+        infinite inputs are computed as IEEE floats (non-finite outputs, no error).
         """
         check_vector("input", x, self.inputs)
         return self._forward(x, False)
 
     def _accumulate(self, x, target):
-        """Forward and backward for one sample; returns its loss. A sample
-        whose loss is not finite leaves the gradients untouched."""
+        """Forward and backward for one sample; returns its loss. A sample with
+        a non-finite input, target, output or loss leaves the gradients untouched
+        (returns its loss, NaN for a non-finite input or target: a loss such as
+        cross-entropy can be finite while NaN gradients would corrupt the weights)."""
+        if not (_all_finite(x) and _all_finite(target)):
+            return _NAN
         out = self._forward(x, True)
         value = self.loss.value(out, target)
-        if not _is_finite(value):
-            return value
+        if not (_is_finite(value) and _all_finite(out)):
+            return value if not _is_finite(value) else _NAN
         g = self._grad
         layers = self.layers
         last = len(layers) - 1
@@ -122,7 +140,8 @@ class Network:
     def train(self, x, target, rate=0.1):
         """One SGD step on one sample; returns that sample's loss (before the step).
 
-        A non-finite loss (NaN/inf inputs, targets or outputs) skips the update.
+        A non-finite input, target, output or loss skips the update (the weights
+        stay as they were); the returned loss is then NaN or infinite.
         """
         check_vector("input", x, self.inputs)
         check_vector("target", target, self.outputs)
@@ -150,6 +169,11 @@ class Network:
         `callback(epoch, loss)` is called after each epoch; returning True stops.
         Samples with a non-finite loss are skipped (and left out of the mean).
         """
+        for name, data in (("X", X), ("Y", Y)):
+            if type(data) is not list and type(data) is not tuple:
+                raise TypeError(
+                    "fit %s: expected a list or tuple of samples, got %s" % (name, type(data).__name__)
+                )
         if len(X) != len(Y):
             raise ValueError("fit: expected as many targets as inputs, got %d and %d" % (len(X), len(Y)))
         if len(X) == 0:
@@ -229,18 +253,19 @@ class Network:
         for layer, w in zip(self.layers, weights):
             layer.set_weights(w)
 
-    def save(self, path):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`)."""
+    def save(self, path, backup=None):
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`; `backup`
+        for filesystems without atomic rename, default: on a FAT mount)."""
         from .nnm import save
 
-        save(self, path)
+        save(self, path, backup)
 
 
 NN = Network
 
 
 def argmax(v):
-    """Index of the largest value (the first on ties)."""
+    """Index of the largest value (the first on ties). Allocates nothing."""
     best = 0
     for i in range(1, len(v)):
         if v[i] > v[best]:

@@ -23,7 +23,7 @@ Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
     2  u8  activation   0 linear, 1 sigmoid, 2 tanh, 3 relu, 4 leaky_relu,
                         5 softplus, 6 softmax, 7 softmax_tflite (int8 only)
                         (dropout: 0)
-    3  u8  flags        0x01: the dense layer has a bias (dropout: 0)
+    3  u8  flags        0x01: the dense layer has a bias (int8: always; dropout: 0)
     4  u32 inputs       = the previous layer's units (first: header inputs)
     8  u32 units        >= 1 (dropout: = inputs)
    12  f32 param        leaky_relu slope (>= 0), dropout rate (0 <= r < 1), else 0
@@ -31,11 +31,18 @@ Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
                         of the previous block rounded up to 4 (the first at
                         the header's data_offset), so blocks are 4-aligned
    20  u32 data_size    float32 dense: 4*units*inputs (+ 4*units with bias);
-                        dropout: 0
+                        int8 dense: 32 + 12*units + align4(units)
+                        + align4(units*inputs) + table (256 lut, 1024 exp); dropout: 0
    24  u32 seed         dropout seed (dense: 0)
    28  u32 reserved     0
   data blocks, in layer order, zero padding up to each 4-byte boundary
     float32 dense: w (units, inputs) row-major f32, then b (units,) f32
+    int8 dense (header flag 0x0001: then every layer is one; docs/quantization.md):
+      f32 in_scale, out_scale, pre_scale; i8 in_zp, out_zp, pre_zp, shift_pos,
+      shift_neg; 3 x u8 0; i32 mult_pos, mult_neg; u32 0   (32 bytes), then
+      f32 w_scale[u]; i32 bias[u]; i32 mult[u]; i8 shift[u], pad to 4;
+      i8 w[u*n] row-major, pad to 4; then i8 lut[256] (sigmoid, tanh,
+      softplus) or i32 exp_table[256] (softmax)      (read by nnm_int8.py)
   u32 crc32             CRC-32 (zlib's) of every byte before it
 
 A reader checks every field, count, offset and size product before it uses
@@ -55,6 +62,7 @@ import sys
 from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
+from .errors import ModelFormatError
 from .layers import Dense, Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
@@ -75,10 +83,6 @@ _INF = float("inf")
 _PER_BUFFER = 48
 _PER_LAYER = 320
 _PER_NETWORK = 512
-
-
-class ModelFormatError(ValueError):
-    """Not a valid .nnm model: the message names the field, the expected and the actual value."""
 
 
 def _fail(field, expected, got):
@@ -513,11 +517,11 @@ def _import_int8(hdr):
         return
     try:
         from . import nnm_int8, quant  # noqa: F401
-    except MemoryError:
+    except MemoryError as exc:
         mem_free = getattr(gc, "mem_free", None)
         raise MemoryError(
-            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available"
-            % (mem_free() if mem_free is not None else -1)
+            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
+            % (mem_free() if mem_free is not None else -1, exc)
         )
 
 
@@ -588,6 +592,23 @@ def _stream_size(f):
     return end - here
 
 
+def _load_path(path, trainable):
+    """From a path; when `path + ".bak"` exists (saved with a backup, on FAT), the valid
+    newest of the two (`nanonn.backup`)."""
+    try:
+        os.stat(path + ".bak")
+    except OSError:
+        return _load_file(path, trainable)
+    from .backup import load_newest
+
+    return load_newest(path, trainable)
+
+
+def _load_file(path, trainable):
+    with open(path, "rb") as f:
+        return _load_stream(f, os.stat(path)[6], trainable)
+
+
 def load(source, trainable=False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
@@ -602,13 +623,13 @@ def load(source, trainable=False):
     Raises `ModelFormatError` (a ValueError naming the field, the expected and
     the actual value) for anything that is not a valid model, and MemoryError
     (stating the bytes needed and available) before allocating a model larger
-    than the free heap.
+    than the free heap. A path with `path + ".bak"` beside it (saved with
+    `backup=True`, e.g. on FAT) loads the valid newer of the two.
     """
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
     if isinstance(source, str):
-        with open(source, "rb") as f:
-            return _load_stream(f, os.stat(source)[6], trainable)
+        return _load_path(source, trainable)
     t = type(source)
     if t is bytes or t is bytearray or t is memoryview:
         return _load_buffer(source, trainable)
@@ -622,14 +643,14 @@ def load(source, trainable=False):
 # ---------------------------------------------------------------- writing
 
 
-def _plan(net):
+def _plan(net, header_size=codes.HEADER_SIZE):
     """The layer records and data blocks of `net`; ValueError for what the format cannot hold."""
     layers = getattr(net, "layers", None)
     if not layers:
         raise ValueError("save: expected a Network with layers, got %s" % type(net).__name__)
     if len(layers) > codes.MAX_LAYERS:
         raise ValueError("save: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
-    cursor = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers))
+    cursor = _align(header_size + codes.RECORD_SIZE * len(layers))
     records = []
     blocks = []
     int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
@@ -693,11 +714,15 @@ def _dense_plan(where, layer, cursor):
     return rec, [(raw[k], sizes[k]) for k in range(len(raw))]
 
 
-def write(net, f):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written."""
-    records, blocks, file_size, flags = _plan(net)
+def write(net, f, generation=None):
+    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written.
+
+    `generation` (an int, used by `save(..., backup=True)`): a 36-byte header whose
+    bytes 32..35 hold it as a u32 (a header extension every 1.x reader skips)."""
+    header_size = codes.HEADER_SIZE if generation is None else codes.HEADER_SIZE + 4
+    records, blocks, file_size, flags = _plan(net, header_size)
     count = len(records)
-    data_offset = _align(codes.HEADER_SIZE + codes.RECORD_SIZE * count)
+    data_offset = _align(header_size + codes.RECORD_SIZE * count)
     meta = bytearray(data_offset)
     struct.pack_into(
         _HEADER,
@@ -708,7 +733,7 @@ def write(net, f):
         codes.VERSION_MINOR,
         flags,
         file_size,
-        codes.HEADER_SIZE,
+        header_size,
         codes.RECORD_SIZE,
         count,
         0,
@@ -717,7 +742,9 @@ def write(net, f):
         data_offset,
     )
     for i in range(count):
-        struct.pack_into(_RECORD, meta, codes.HEADER_SIZE + codes.RECORD_SIZE * i, *records[i])
+        struct.pack_into(_RECORD, meta, header_size + codes.RECORD_SIZE * i, *records[i])
+    if generation is not None:
+        struct.pack_into("<I", meta, codes.HEADER_SIZE, generation & 0xFFFFFFFF)
     f.write(meta)
     crc = _crc(0, meta, data_offset)
     pos = data_offset
@@ -736,22 +763,38 @@ def write(net, f):
     return pos + codes.CRC_SIZE
 
 
-def save(net, path):
+def save(net, path, backup=None):
     """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`.
 
     The target is never removed first and the data is not flushed mid-write,
-    so on littlefs a power cut leaves either the old or the new model."""
+    so on littlefs (rename is atomic) a power cut leaves either the old or the
+    new model. `backup` is for filesystems whose rename is not atomic (FAT
+    deletes the target first): the file carries a generation number and the
+    previous model is kept as `path + ".bak"`, so that `load(path)` finds the
+    old or the new model after a cut at any step (`nanonn.backup`,
+    docs/reliability.md). None (default): True on a FAT mount, else False."""
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
+    generation = None
+    kept = None  # the backup module, imported only when a backup may be kept
+    if backup is None or backup:
+        from . import backup as kept
+
+        if backup is None:
+            backup = kept.on_fat(path)
+        if backup:
+            generation = kept.next_generation(path)
     tmp = path + ".tmp"
     f = open(tmp, "wb")
     try:
-        write(net, f)
+        write(net, f, generation)
     except BaseException:
         f.close()
         _remove(tmp)
         raise
     f.close()
+    if backup and kept is not None:
+        kept.rotate(path)
     os.rename(tmp, path)
 
 

@@ -35,20 +35,24 @@ def _align(n):
 
 
 def table_size(act):
+    """Bytes of the activation table an int8 layer with activation code `act` stores
+    (softmax and softmax_tflite 1024, sigmoid/tanh/softplus 256, else 0). Allocates nothing."""
     if act == _SOFTMAX or act == _SOFTMAX_TFL:
         return 1024
     return 256 if act in _LUT_CODES else 0
 
 
 def block_size(units, inputs, act):
-    """data_size of an int8 dense layer (units * inputs already bounded by the caller)."""
+    """data_size of an int8 dense layer (units * inputs already bounded by the caller).
+    Allocates nothing (small ints)."""
     return HEAD_SIZE + 12 * units + _align(units) + _align(units * inputs) + table_size(act)
 
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
     """Heap a loaded QDense keeps: its parameter copies, accumulators, output (and the
-    weights unless in place)."""
+    weights unless in place). Allocates nothing (small ints)."""
     total = 4 * units * 4 + units + 4 * (units if units > inputs else inputs) + units + 10 * per_buffer
+    total += 9 * units + 3 * per_buffer  # the requantization: rq_hi, rq_lo (int32), rq_k (bytes)
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
     if not in_place:
         total += block_size(units, inputs, act)
@@ -65,7 +69,8 @@ def _ints(fmt, mv, off, count):
 
 def build_layer(QDense, mv, off, rec):
     """A QDense from the checked record `rec` and its block at mv[off:] (ValueError from
-    from_params for out-of-range values)."""
+    from_params for out-of-range values). Allocates the layer with copies of its
+    per-unit arrays and tables; the weights and LUT stay views of `mv`."""
     act, n, u = rec[2], rec[4], rec[5]
     h = struct.unpack_from(HEAD, mv, off)
     if h[8] or h[9] or h[10] or h[13]:
@@ -117,7 +122,8 @@ def _sext8(b):
 
 def plan_layer(layer, where):
     """(activation code, alpha, data_size, parts) of a QDense: parts are (buffer, nbytes)
-    written in order, padding included."""
+    written in order, padding included. Allocates the packed head, the parts list
+    and padding bytes; the layer's arrays are referenced, not copied."""
     act = codes.ACTIVATIONS.get(layer.activation)
     if act is None:
         raise ValueError(

@@ -8,6 +8,11 @@ Buffers and offsets in, nothing sliced. Conventions (docs/quantization.md):
 activations travel between kernels as offset-binary bytes (`q + 128`, 0..255);
 weights, shifts and LUTs are int8 two's-complement bytes (read as 0..255);
 accumulators and multipliers are array('i') (int32).
+
+Each kernel writes into the buffers it is given and allocates no buffer or
+container; but on 32-bit ports an int of magnitude 2^30 or more (int32
+accumulators, multipliers) is a heap object, and `f32_to_fixed`/`div_f32`
+work on floats, so these allocate where the viper kernels allocate nothing.
 """
 
 _CAP = 1 << 30  # fixed-point inputs saturate here

@@ -1,4 +1,3 @@
-# ruff: noqa: F821 (ptr8/ptr32 are viper builtins)
 """int8 kernels in @micropython.viper: the fast path of nanonn.quant.
 
 Same signatures and integers as `qkernels` (the plain-Python fallback, whose
@@ -15,6 +14,7 @@ import micropython
 
 @micropython.viper
 def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
+    """The viper kernel of `qkernels.dot` (same arguments, same integers)."""
     # x: (n,) offset-binary uint8; w: (units, n) int8 row-major; acc0, acc: (units,) int32
     # Walks pointers (fewer index computations than w[p + k]) with counted loops
     # (no address comparisons: addresses can exceed 2^31 on some ports).
@@ -53,6 +53,7 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 @micropython.viper
 def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
+    """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
     # acc: (n,) int32, in place; qh, ql: (n,) int32 significand parts; kk: (n,) shifts
     # round(double(acc) * R), half away from zero (see qkernels.rescale)
     b31 = 31
@@ -154,6 +155,7 @@ def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
 
 @micropython.viper
 def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    """The viper kernel of `qkernels.mbqm` (same arguments, same integers)."""
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
     # single rounding, half away from zero; |acc| * m from 11-bit limbs
     b31 = 31
@@ -197,6 +199,7 @@ def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int
 
 @micropython.viper
 def mbqm_dr(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    """The viper kernel of `qkernels.mbqm_dr` (same arguments, same integers)."""
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
     # gemmlowp's double rounding (LEAKY_RELU); the high multiply from 16-bit halves
     b31 = 31
@@ -254,6 +257,7 @@ def mbqm_dr(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: 
 
 @micropython.viper
 def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
+    """The viper kernel of `qkernels.clamp8` (same arguments, same integers)."""
     # acc: (n,) int32; y: (n,) offset-binary out
     b31 = 31
     m31 = 1 << b31
@@ -268,6 +272,7 @@ def clamp8(acc: ptr32, y: ptr8, n: int, zp: int, lo: int, hi: int):
 
 @micropython.viper
 def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
+    """The viper kernel of `qkernels.f32_to_fixed` (same arguments, same integers)."""
     # xf: (n,) float32 (array('f'), read as IEEE bits); acc: (n,) int32 out
     b30 = 30
     cap = 1 << b30  # 2^30 is not a small-int literal on 32-bit targets
@@ -305,6 +310,7 @@ def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
 
 @micropython.viper
 def offset(y: ptr8, acc: ptr32, n: int, zp: int):
+    """The viper kernel of `qkernels.offset` (same arguments, same integers)."""
     # y: (n,) offset-binary; acc: (n,) int32 out
     for i in range(n):
         acc[i] = y[i] - 128 - zp
@@ -312,6 +318,7 @@ def offset(y: ptr8, acc: ptr32, n: int, zp: int):
 
 @micropython.viper
 def lut(y: ptr8, table: ptr8, n: int):
+    """The viper kernel of `qkernels.lut` (same arguments, same integers)."""
     # y: (n,) offset-binary, in place; table: (256,) int8 indexed by q + 128
     for i in range(n):
         y[i] = table[y[i]] ^ 0x80
@@ -319,6 +326,7 @@ def lut(y: ptr8, table: ptr8, n: int):
 
 @micropython.viper
 def from_int8(src: ptr8, dst: ptr8, n: int):
+    """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
     # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
     for i in range(n):
         dst[i] = src[i] ^ 0x80
@@ -326,6 +334,7 @@ def from_int8(src: ptr8, dst: ptr8, n: int):
 
 @micropython.viper
 def to_int8(src: ptr8, dst: ptr8, n: int):
+    """The viper kernel of `qkernels.to_int8` (same arguments, same integers)."""
     # src: (n,) offset-binary; dst: (n,) int8 (array('b'))
     for i in range(n):
         dst[i] = src[i] ^ 0x80
@@ -333,6 +342,7 @@ def to_int8(src: ptr8, dst: ptr8, n: int):
 
 @micropython.viper
 def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
+    """The viper kernel of `qkernels.softmax` (same arguments, same integers)."""
     # y: (n,) offset-binary, in place; e: (n,) int32 scratch; table: (256,) int32
     top = 0
     for i in range(n):
@@ -354,6 +364,7 @@ def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
 
 @micropython.viper
 def softmax_tfl(y: ptr8, table: ptr32, n: int):
+    """The viper kernel of `qkernels.softmax_tfl` (same arguments, same integers)."""
     # y: (n,) offset-binary, in place; table: (256,) float32 bits of expf(-beta * in_scale * d)
     # TFLite's float softmax on the IEEE bits (see qkernels.softmax_tfl)
     top = 0
@@ -463,6 +474,7 @@ def softmax_tfl(y: ptr8, table: ptr32, n: int):
 
 @micropython.viper
 def div_f32(e: ptr32, s: int, out: ptr32, n: int):
+    """The viper kernel of `qkernels.div_f32` (same arguments, same integers)."""
     # e: (n,) int32 in [0, s]; out: (n,) float32 bits (array('f')): e[i] / s rounded to nearest even
     for i in range(n):
         r = e[i]
@@ -491,6 +503,7 @@ def div_f32(e: ptr32, s: int, out: ptr32, n: int):
 
 @micropython.viper
 def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
+    """The viper kernel of `qkernels.dequant` (same arguments, same integers)."""
     # y: (n,) offset-binary; table: (256,) float32 bits; out: (n,) float32 bits
     for i in range(n):
         out[i] = table[y[i]]
@@ -503,6 +516,7 @@ def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
 
 @micropython.viper
 def forward(net) -> object:
+    """Run every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
     # runs every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y
     layers = net._layers
     nl = int(net._nl)
@@ -534,16 +548,19 @@ def forward(net) -> object:
 
 @micropython.viper
 def predict_int8(net, x) -> object:
+    """QNetwork.predict_int8 in viper: int8 `x` in, the network's own int8 output buffer out."""
     # x: (inputs,) int8 -> net._out8: (outputs,) int8
     from_int8(x, net._xq, int(net.inputs))
     y = forward(net)
     out = net._out8
-    to_int8(y, out, int(net.outputs))
+    # viper passes the buffer object y as the ptr8 argument; the stubs have no type for that
+    to_int8(y, out, int(net.outputs))  # pyright: ignore[reportArgumentType]
     return out
 
 
 @micropython.viper
 def predict_float(net, x) -> object:
+    """QNetwork.predict in viper: float `x` (array('f')) in, the network's own array('f') out."""
     # x: (inputs,) array('f') -> net._out: (outputs,) array('f')
     n = int(net.inputs)
     fx = net._fx
@@ -559,5 +576,6 @@ def predict_float(net, x) -> object:
     if int(net._soft):
         div_f32(last.acc, int(last.sum), out, u)
     else:
-        dequant(y, net._deq, out, u)
+        # viper passes the buffer object y as the ptr8 argument; the stubs have no type for that
+        dequant(y, net._deq, out, u)  # pyright: ignore[reportArgumentType]
     return out

@@ -11,6 +11,7 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from . import qkernels as _py_kernels
+from .network import check_vector
 
 try:
     from . import qkernels_viper as _viper_kernels
@@ -84,7 +85,7 @@ def _scalar_i32(v):
 
 
 def kernel_set(name=None):
-    """The kernel module for "viper" or "python" (None: the default)."""
+    """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
     if name is None:
         name = DEFAULT_KERNELS
     k = KERNELS.get(name)
@@ -100,11 +101,16 @@ def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
 
 
 class QDense:
-    """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it."""
+    """An int8 dense layer. Build it with `QDense.from_params`; a `QNetwork` runs it.
 
-    @classmethod
-    def from_params(
-        cls,
+    Building allocates its parameter copies (w stays a view of bytes/bytearray/
+    memoryview), accumulators and its int8 output buffer; running it through
+    `QNetwork` with the viper kernels allocates nothing."""
+
+    source = None  # what an in-place layer's weights view (set by nanonn.nnm: keeps it alive)
+
+    def __init__(
+        self,
         inputs,
         units,
         w,
@@ -137,7 +143,6 @@ class QDense:
         domain (linear, relu). Raises ValueError naming the bad field, and when
         an accumulator could leave int32 (32-bit safety).
         """
-        self = cls()
         self.inputs = n = _int("QDense inputs", inputs, 1, 1 << 24)
         self.units = u = _int("QDense units", units, 1, 1 << 24)
         if activation not in ACTIVATIONS:
@@ -231,7 +236,11 @@ class QDense:
                     "QDense exp_table[0]: expected 0x3f800000 (1.0), got 0x%x" % self.exp_table[0]
                 )
         self._derive()
-        return self
+
+    @classmethod
+    def from_params(cls, *args, **kwargs):
+        """The layer from its stored parameters: `QDense(...)` (the arguments of `__init__`)."""
+        return cls(*args, **kwargs)
 
     @property
     def leaky(self):
@@ -262,11 +271,12 @@ class QDense:
             "lut": self.lut,
             "exp_table": None if self.exp_table is None else list(self.exp_table),
         }
-        if self.mp is not None:
-            p["mult_pos"] = self.mp[0]
-            p["shift_pos"] = _sext8(self.sp[0])
-            p["mult_neg"] = self.mn[0]
-            p["shift_neg"] = _sext8(self.sn[0])
+        mp, sp, mn, sn = self.mp, self.sp, self.mn, self.sn
+        if mp is not None and sp is not None and mn is not None and sn is not None:  # set together
+            p["mult_pos"] = mp[0]
+            p["shift_pos"] = _sext8(sp[0])
+            p["mult_neg"] = mn[0]
+            p["shift_neg"] = _sext8(sn[0])
         return p
 
     def _derive(self):
@@ -307,8 +317,8 @@ class QDense:
             bound = ((a0 if a0 >= 0 else 0 - a0) + 255 * absum) << (s if s > 0 else 0)
             if bound > _INT32_MAX:
                 raise ValueError(
-                    "QDense unit %d: worst-case accumulator %d exceeds int32 (2^31 - 1); "
-                    "expected smaller bias/weights or shift" % (j, bound)
+                    "QDense unit %d worst-case accumulator: expected at most 2^31 - 1 (int32; "
+                    "smaller bias, weights or shift), got %d, which exceeds int32" % (j, bound)
                 )
             worst = max(worst, bound)
             self.acc0[j] = a0
@@ -390,6 +400,12 @@ class QNetwork:
         of two's-complement bytes). Returns the network's own array('b'),
         reused (overwritten) by the next call: copy it to keep it.
         Allocates nothing with the viper kernels."""
+        t = type(x)
+        if t is not bytes and t is not bytearray and t is not array and t is not memoryview:
+            raise TypeError(
+                "predict_int8 input: expected array('b'), bytes or bytearray of %d int8 values, got %s"
+                % (self.inputs, t.__name__)
+            )
         if len(x) != self.inputs:
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
         return self._k.predict_int8(self, x)
@@ -400,7 +416,11 @@ class QNetwork:
         Softmax outputs are e/s of the integer softmax (float32, exactly rounded);
         other outputs (softmax_tflite too) are the dequantized int8 outputs. With the viper kernels
         and an array('f') input this allocates nothing; a list or tuple is first
-        copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md)."""
+        copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md).
+        Non-finite inputs have a defined result: NaN quantizes like 0.0, +-inf
+        saturate like the largest finite values (the int8 input is clamped to
+        [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
+        the input (an element: `input[i]`)."""
         if type(x) is not array:
             x = self._stage(x)
         elif len(x) != self.inputs:
@@ -409,12 +429,7 @@ class QNetwork:
 
     def _stage(self, x):
         n = self.inputs
-        if type(x) is not list and type(x) is not tuple:
-            raise TypeError(
-                "input: expected a list, tuple or array('f') of %d numbers, got %s" % (n, type(x).__name__)
-            )
-        if len(x) != n:
-            raise ValueError("input: expected %d values, got %d" % (n, len(x)))
+        check_vector("input", x, n)  # a list or tuple of n numbers (allocates nothing)
         xf = self._xf
         for i in range(n):
             xf[i] = x[i]

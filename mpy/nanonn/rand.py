@@ -4,6 +4,11 @@ _M32 = 0xFFFFFFFF
 
 
 class Random:
+    """xorshift32 seeded with `seed` (0 is replaced by a fixed non-zero state).
+
+    Allocates: on 32-bit ports every int >= 2**30 (the state, intermediates and
+    `next32` results) is a heap (long) int; `random`/`uniform` return floats."""
+
     def __init__(self, seed=1):
         s = int(seed) & _M32
         self.state = s if s else 0x2545F491

@@ -12,7 +12,8 @@ from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
 from nanonn.rand import Random
 
-TMP = "/tmp/nanonn-test-nnm-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/nanonn-test-nnm"
+# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
+TMP = "/tmp/nanonn-test-nnm-%d" % int.from_bytes(os.urandom(4), "little")
 X = [0.25, -1.5, 0.75, 2.0]
 
 
@@ -452,3 +453,25 @@ def test_load_imports_nothing():
     for source in (data, qdata, bytearray(data)):
         load(source)
     eq(sorted(sys.modules), before, "modules after loading")
+
+
+def test_loaded_layers_use_the_fast_float_kernel_where_dense_does():
+    net = _net()
+    data = nnm.dumps(net)
+    for loaded in (load(data), load(bytearray(data), trainable=True)):
+        dense = [layer for layer in loaded.layers if hasattr(layer, "in_place")]
+        eq([layer._fast_ready for layer in dense], [net.layers[0]._fast_ready] * 4, "fast path ready")
+        close(loaded.predict(X), list(net.predict(X)), 1e-6, "prediction")
+    if IS_MICROPYTHON:
+        import micropython
+
+        loaded = load(data)
+        loaded.predict(X)
+        gc.collect()
+        before = micropython.mem_total()
+        net.predict(X)
+        dense_bytes = micropython.mem_total() - before
+        before = micropython.mem_total()
+        loaded.predict(X)
+        loaded_bytes = micropython.mem_total() - before
+        eq(loaded_bytes, dense_bytes, "bytes allocated by a prediction (in place vs Dense)")

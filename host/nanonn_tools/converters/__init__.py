@@ -45,6 +45,35 @@ EXTRAS = {
 }
 
 
+def add_options(parser) -> None:
+    """The converters' options on an argparse parser (`nanonn convert`, `nanonn info`)."""
+    parser.add_argument(
+        "--activations",
+        help="nanonn JSON / PyTorch state_dict input: one activation per layer, e.g. relu,relu,softmax",
+    )
+    parser.add_argument(
+        "--inputs", type=int, help="nanonn JSON input: the number of inputs (when not inferable)"
+    )
+    parser.add_argument(
+        "--arch",
+        help="PyTorch state_dict input: the layers, e.g. linear:16,relu,dropout:0.2,linear:3,softmax",
+    )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow inputs that are code (pickled PyTorch modules, scikit-learn pickles): trusted files only",
+    )
+
+
+def options_from(args) -> dict:
+    """The converter options the user gave (see add_options)."""
+    options = {name: getattr(args, name) for name in ("activations", "inputs", "arch")}
+    options = {name: value for name, value in options.items() if value is not None}
+    if args.trust_code:
+        options["trust_code"] = True
+    return options
+
+
 def converter_name(path) -> str:
     """The converter module's name for a path, by its extension."""
     ext = Path(path).suffix.lower()

@@ -175,7 +175,7 @@ def _convert(path: str, config: dict, weights: dict):
     chain = Chain(path, "keras layer", SUPPORTED)
     shape = None  # the input's shape without the batch axis, when known
     for layer in _layer_list(path, config):
-        kind = layer.get("class_name")
+        kind = layer.get("class_name", "?")
         cfg = layer.get("config", {})
         name = cfg.get("name", layer.get("name", "?"))
         if kind == "InputLayer":
@@ -197,7 +197,7 @@ def _convert(path: str, config: dict, weights: dict):
             if shape is not None and len(shape) > 1:
                 if chain.layers or None in shape:
                     raise chain.unsupported(name, kind, "flatten of shape %s after other layers" % (shape,))
-                chain.width = int(np.prod(shape))
+                chain.width = int(np.prod([d for d in shape if d is not None]))  # None refused above
             shape = [chain.width]
             continue
         if kind == "Dense":

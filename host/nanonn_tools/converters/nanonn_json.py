@@ -21,6 +21,7 @@ from ..model import ACTIVATIONS, DenseSpec, ModelSpec
 
 
 def load(path: str, activations=None, inputs=None, **options) -> ModelSpec:
+    """A ModelSpec from a nanonn JSON file (a list of flat weight lists, see `from_lists`)."""
     if options:
         raise NanonnError(
             "nanonn JSON converter option(s) %s: not supported; supported: activations, inputs"
@@ -84,6 +85,9 @@ def _shapes(lengths: list[int], inputs) -> list[int]:
 
 
 def from_lists(data, activations=None, inputs=None, source: str = "") -> ModelSpec:
+    """A ModelSpec from the original nanonn flat layout: one list per layer (per unit,
+    its input weights then its bias); `activations` one name or one per layer,
+    `inputs` when the layer lengths alone do not fix the sizes."""
     if not isinstance(data, list) or not data or not all(isinstance(layer, list) and layer for layer in data):
         raise NanonnError(
             "%s: expected a JSON list of flat weight lists (one per layer)" % (source or "nanonn JSON")

@@ -6,6 +6,7 @@ from .. import NanonnError, nnm
 
 
 def load(path: str, **options):
+    """The model spec stored in a `.nnm` file (float or int8); no options."""
     if options:
         raise NanonnError(
             "nnm input option(s) %s: not supported; supported: none" % ", ".join(sorted(options))

@@ -117,7 +117,7 @@ def from_model(model, source: str = "onnx model"):
             if len(shape) > 1:
                 if chain.layers or None in shape or 0 in shape:
                     raise chain.unsupported(name, kind, "of shape %s (only first, of a fixed shape)" % shape)
-                chain.width = int(np.prod(shape))
+                chain.width = int(np.prod([d for d in shape if d is not None]))  # None refused above
             shape = [chain.width]
         elif kind == "Dropout":
             _dropout(chain, name, kind, node, attrs, consts)

@@ -54,6 +54,8 @@ _ACTIVATIONS = {"LOGISTIC": "sigmoid", "TANH": "tanh", "RELU": "relu"}
 
 @dataclass
 class Tensor:
+    """One tensor of the flatbuffer's subgraph, its constant data decoded with numpy."""
+
     index: int
     name: str
     shape: tuple
@@ -66,6 +68,8 @@ class Tensor:
 
 @dataclass
 class Op:
+    """One operator of the subgraph: its kind, tensor indices and decoded options."""
+
     index: int
     kind: str  # OP_NAMES name, or "BUILTIN_<code>"/"CUSTOM_<name>" when unknown here
     inputs: list  # tensor indices (-1 = absent optional input)
@@ -75,6 +79,8 @@ class Op:
 
 @dataclass
 class Graph:
+    """The first subgraph of a `.tflite` file (`read_graph`): tensors, ops, graph inputs/outputs."""
+
     tensors: list
     ops: list
     inputs: list
@@ -113,7 +119,8 @@ def read_graph(data: bytes, source: str = "tflite model") -> Graph:
 
 
 def _tensor(tfl, model, t, index: int, data: bytes, source: str) -> Tensor:
-    dtype = TYPES.get(t.Type(), "type%d" % t.Type())
+    code = int(t.Type())
+    dtype = TYPES.get(code, "type%d" % code)
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     content = None
     if t.Buffer() > 0:

@@ -1,0 +1,318 @@
+"""`nanonn deploy MODEL`: install the device package and a model on a board.
+
+Steps: connect (soft reset), read the board's MicroPython version and `.mpy`
+ABI/architecture, choose per module `.mpy` for the board's arch, bytecode
+`.mpy`, or `.py` (see `plan_package`), hash the board's files and copy only what
+differs (each file written as `NAME.tmp`, checked, then renamed over the old
+one), check that the package imports, load the new model on the board from
+its temp file (its CRC and fit in the heap are checked there) and only then
+make it the active model. Prints flash used/free and the model's RAM against
+the free heap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import NanonnError
+from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
+from .boards import load_board
+from .convert import mpy_cross
+
+MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
+LIB = "/lib/nanonn"
+NATIVE = re.compile(r"^\s*@micropython\.(viper|native|asm_\w+)", re.M)
+
+
+def device_package_dir() -> Path:
+    """The device package's sources (`mpy/nanonn` of this checkout)."""
+    env = os.environ.get("NANONN_DEVICE_PACKAGE")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "mpy" / "nanonn"
+    if not (path / "__init__.py").is_file():
+        raise NanonnError(
+            "device package: expected nanonn's sources at %s, not found; set NANONN_DEVICE_PACKAGE "
+            "to the mpy/nanonn directory" % path
+        )
+    return path
+
+
+def mpy_cross_version() -> tuple[int, int]:
+    """(major, sub) of the .mpy files our mpy-cross emits."""
+    out = subprocess.run([mpy_cross(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"mpy v(\d+)\.(\d+)", out)
+    if not m:
+        raise NanonnError("mpy-cross --version: expected 'mpy vN.M', got %r" % out.strip())
+    return int(m.group(1)), int(m.group(2))
+
+
+@dataclass
+class Plan:
+    """How each module of the package goes to the board."""
+
+    files: dict = field(default_factory=dict)  # board path -> bytes
+    stale: list = field(default_factory=list)  # board paths of the other form, removed after
+    notes: list = field(default_factory=list)  # messages for the user
+    form: str = ""  # one-word summary
+
+
+def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
+    """Decide `.mpy` (arch), bytecode `.mpy` or `.py` per module and build the files.
+
+    - the board's `.mpy` major version differs from mpy-cross's: all `.py`;
+    - the board's sub-version is older (its firmware cannot load our native code), or
+      its arch is unknown (and no `--target`): bytecode `.mpy` (loads on any firmware
+      of the same major version), `.py` for the modules with native code;
+    - otherwise `.mpy` compiled with `-march=<arch>` (native code included).
+    """
+    src = device_package_dir()
+    ours = mpy_cross_version()
+    theirs = info.mpy_version
+    arch = info.arch or target_arch
+    plan = Plan()
+    modules = sorted(p for p in src.glob("*.py"))
+    native = {p.name for p in modules if NATIVE.search(p.read_text())}
+    names = ", ".join(sorted(name[:-3] for name in native))
+    if info.mpy == 0 or theirs[0] != ours[0]:
+        mode = "py"
+        plan.notes.append(
+            "the board's .mpy version is %s, ours (mpy-cross) is v%d.%d: installing the package as .py "
+            "source (compiled on the board at import: slower import, more RAM)"
+            % (_mpy_text(info), ours[0], ours[1])
+        )
+    elif theirs[1] < ours[1]:
+        mode = "bytecode"
+        if native:
+            plan.notes.append(
+                "the board's .mpy version %s is older than ours (v%d.%d), so it cannot load our native code: "
+                "%s installed as .py, the rest as bytecode .mpy; MicroPython 1.23 or newer takes .mpy "
+                "native code" % (_mpy_text(info), ours[0], ours[1], names)
+            )
+    elif arch is None:
+        mode = "bytecode"
+        if native:
+            plan.notes.append(
+                "the board does not report its architecture: %s installed as .py (native code), the "
+                "rest as bytecode .mpy; pass --target BOARD to compile native code" % names
+            )
+    else:
+        mode = "arch"
+    bytecode = "bytecode .mpy" + (" and .py (native code)" if native else "")
+    plan.form = {"py": ".py", "bytecode": bytecode, "arch": ".mpy (%s)" % arch}[mode]
+    with tempfile.TemporaryDirectory(prefix="nanonn-mpy-") as tmp:
+        for path in modules:
+            stem = path.name[:-3]
+            as_py = mode == "py" or (mode == "bytecode" and path.name in native)
+            if as_py:
+                plan.files["%s/%s.py" % (LIB, stem)] = path.read_bytes()
+                plan.stale.append("%s/%s.mpy" % (LIB, stem))
+                continue
+            out = os.path.join(tmp, stem + ".mpy")
+            cmd = [mpy_cross(), "-o", out, "-s", "nanonn/" + path.name]
+            if mode == "arch" and arch:
+                cmd.insert(1, "-march=" + arch)
+            cmd.append(str(path))
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                raise NanonnError(
+                    "mpy-cross %s for %s failed: %s" % (path.name, arch or "bytecode", proc.stderr.strip())
+                )
+            plan.files["%s/%s.mpy" % (LIB, stem)] = Path(out).read_bytes()
+            plan.stale.append("%s/%s.py" % (LIB, stem))
+    return plan
+
+
+def _mpy_text(info: BoardInfo) -> str:
+    if info.mpy == 0:
+        return "not reported"
+    return "v%d.%d" % info.mpy_version
+
+
+def _size(n: int) -> str:
+    return "%d B" % n if n < 10240 else "%.1f KiB" % (n / 1024)
+
+
+@dataclass
+class DeployResult:
+    """What `deploy` did: the board after it, files written and skipped, the model's RAM."""
+
+    info: BoardInfo
+    written: list
+    skipped: list
+    model_path: str
+    model_ram: int
+    heap_free: int
+    notes: list
+
+
+def frozen_package(board: Board) -> str | None:
+    """The version of a nanonn frozen into the board's firmware, or None."""
+    return board.eval(
+        "import sys\n_p = sys.path[:]\nsys.path[:] = ['.frozen']\n"
+        "try:\n import nanonn as _n\n _v = getattr(_n, '__version__', '?')\n"
+        "except ImportError:\n _v = None\nfinally:\n sys.path[:] = _p\n"
+        " for _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
+        "  del sys.modules[_m]\nprint(repr(_v))",
+        what="looking for a frozen nanonn",
+    )
+
+
+def deploy(
+    model: str,
+    port: str | None = "auto",
+    target: str | None = None,
+    frozen_ok: bool = False,
+    progress: bool | None = None,
+    out=print,
+) -> DeployResult:
+    """Install the package and `model` on the board; see the module docstring."""
+    data = _read_model(model)
+    name = os.path.basename(model)
+    dest = "/" + name
+    target_arch = load_board(target).mpy_cross_arch if target else None
+    with open_board(port) as board:
+        info = board.info()
+        out(
+            "board: %s, %s, .mpy %s, arch %s"
+            % (board.port, info.version_text, _mpy_text(info), info.arch or "unknown")
+        )
+        if tuple(info.version) < MIN_VERSION:
+            raise NanonnError(
+                "the board runs %s; nanonn needs MicroPython %s or newer: update the firmware "
+                "(micropython.org/download) and retry" % (info.version_text, ".".join(map(str, MIN_VERSION)))
+            )
+        if target_arch and info.arch and info.arch != target_arch:
+            out(
+                "note: --target %s is %s but the board reports %s; using the board's"
+                % (target, target_arch, info.arch)
+            )
+        notes: list = []
+        frozen = frozen_package(board)
+        files: dict = {}
+        stale: list = []
+        if frozen is not None and not frozen_ok:
+            raise NanonnError(
+                "the board's firmware has nanonn %s frozen in, which shadows /lib/nanonn: pass "
+                "--frozen-ok to use it (only the model is copied), or flash firmware without it" % frozen
+            )
+        if frozen is not None:
+            notes.append("using the frozen nanonn %s in the firmware; package not copied" % frozen)
+        else:
+            plan = plan_package(info, target_arch)
+            notes.extend(plan.notes)
+            files, stale = plan.files, plan.stale
+            out("package: %d modules as %s" % (len(files), plan.form))
+        for note in notes:
+            out("note: " + note)
+        # Leftovers of an interrupted deploy take space: remove them first.
+        paths = list(files) + [dest]
+        board.exec(
+            "import os\nfor _p in %r:\n try:\n  os.remove(_p + '.tmp')\n except OSError:\n  pass" % paths,
+            what="removing leftovers",
+        )
+        current = dict(zip(paths + stale, board.hashes(paths + stale, info.hash)))
+        written, skipped = [], []
+        todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
+        skipped.extend(p for p in files if p not in todo)
+        if todo:
+            board.mkdirs(LIB)
+        model_same = current[dest] == host_hash(data, info.hash)
+        total = sum(len(files[p]) for p in todo) + (0 if model_same else len(data))
+        bar = Progress(total, "copy", sys.stderr.isatty() if progress is None else progress)
+        done = 0
+
+        def advance(n: int) -> None:
+            bar.update(done + n)
+
+        try:
+            for path in todo:
+                board.write_file(path, files[path], info.hash, progress=advance)
+                written.append(path)
+                done += len(files[path])
+            if not model_same:
+                board.write_file(dest, data, info.hash, activate=False, progress=advance)
+        finally:
+            bar.close()
+        for path in stale:
+            if current[path] is not None:  # the other form of a module, left by an earlier deploy
+                board.remove(path)
+        if files:
+            board.exec(
+                "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
+                " del sys.modules[_m]\nimport nanonn",
+                what="importing nanonn on the board (the package may need a newer MicroPython)",
+            )
+        if model_same:
+            skipped.append(dest)
+        check = dest if model_same else dest + ".tmp"
+        ram, free = _check_model(board, check, dest)
+        if not model_same:
+            board.activate(dest)
+            written.append(dest)
+        after = board.info()
+    for path in written:
+        out("copied  %s" % path)
+    out("%d file(s) copied, %d identical file(s) skipped" % (len(written), len(skipped)))
+    flash = after.flash
+    if flash:
+        size, free_flash = flash
+        out("flash: %s used of %s, %s free" % (_size(size - free_flash), _size(size), _size(free_flash)))
+    out(
+        "model: %s, RAM %s (measured on the board) of %s free heap (%.1f%%)"
+        % (dest, _size(ram), _size(free), 100.0 * ram / max(1, free))
+    )
+    return DeployResult(after, written, skipped, dest, ram, free, notes)
+
+
+def _read_model(model: str) -> bytes:
+    if not os.path.isfile(model):
+        raise NanonnError("model: expected a .nnm file, %s does not exist" % model)
+    if not model.endswith(".nnm"):
+        raise NanonnError("model: expected a .nnm file (nanonn convert writes one), got %s" % model)
+    with open(model, "rb") as f:
+        return f.read()
+
+
+def _check_model(board: Board, path: str, dest: str) -> tuple[int, int]:
+    """Load `path` on the board: (RAM the model takes, free heap before). Removes it if it fails."""
+    code = (
+        "import gc, nanonn\ngc.collect()\n_f = gc.mem_free()\n_a = gc.mem_alloc()\n"
+        "try:\n _n = nanonn.load(%r)\n gc.collect()\n print(repr(('ok', gc.mem_alloc() - _a, _f)))\n"
+        "except MemoryError as e:\n print(repr(('memory', str(e), _f)))\n"
+        "except ValueError as e:\n print(repr(('invalid', str(e), _f)))\n"
+        "_n = None\ngc.collect()" % path
+    )
+    status, value, free = board.eval(code, timeout=60, what="loading %s on the board" % dest)
+    if status == "ok":
+        return value, free
+    if path != dest:
+        board.remove(path)
+    if status == "memory":
+        raise NanonnError(
+            "the model cannot fit the board's heap (%s; %s free after a soft reset): use a smaller or "
+            "int8 model (nanonn convert --quantize int8), or freeze it into the firmware; the previous "
+            "model is still active" % (value, _size(free))
+        )
+    raise NanonnError("the model does not load on the board (%s); the previous model is still active" % value)
+
+
+def register(sub) -> None:
+    """Add `nanonn deploy` to the CLI's subparsers."""
+    p = sub.add_parser("deploy", help="install nanonn and a model on a board (over USB, with mpremote)")
+    p.add_argument("model", help="the .nnm model file")
+    p.add_argument(
+        "--target", help="board profile (boards/<name>) for the arch when the board does not report it"
+    )
+    p.add_argument("--frozen-ok", action="store_true", help="use a nanonn frozen into the firmware")
+    add_board_options(p, progress="a copy progress bar")
+    p.set_defaults(handler=_main)
+
+
+def _main(args) -> int:
+    deploy(args.model, port=args.port, target=args.target, frozen_ok=args.frozen_ok, progress=args.progress)
+    return 0

@@ -1,0 +1,48 @@
+"""Low-memory driver (run under `micropython -X heapsize=...`, see tools/bench_memory.py).
+
+    micropython -X heapsize=100wK tests/device/lowmem_driver.py SMALL.nnm BIG.nnm
+
+Loads the small model and predicts, then tries the big one (a file) and predicts
+with it, then predicts with the small one again. Prints one JSON line: the stage
+reached, the error of a failure (type and message), the outputs, and the heap.
+The inputs are made here (no JSON parsing of big inputs on a small heap).
+"""
+
+import gc
+import sys
+from array import array
+
+stage = "import"
+out = {"stage": stage}
+try:
+    import nanonn
+
+    stage = "small load"
+    small = nanonn.load(sys.argv[1])
+    xs = [0.5, -1.0, 2.0, 0.25]
+    out["small_before"] = list(small.predict(xs))
+    stage = "big load"
+    try:
+        big = nanonn.load(sys.argv[2])
+        stage = "big predict"
+        x = array("f", bytes(4 * big.inputs))  # preallocated: a growing list fragments
+        for i in range(big.inputs):
+            x[i] = ((i * 37) % 101) / 50.0 - 1.0
+        out["big"] = list(big.predict(x))
+        x = None
+        stage = "done"
+    except MemoryError as exc:
+        out["error"] = ["MemoryError", str(exc)]
+    big = None
+    gc.collect()
+    out["small_after"] = list(small.predict(xs))
+except MemoryError as exc:
+    out["error"] = ["MemoryError", str(exc)]
+except Exception as exc:  # reported, and a failure for the test
+    out["error"] = [type(exc).__name__, str(exc)]
+out["stage"] = stage
+gc.collect()
+out["heap_free"] = gc.mem_free()
+import json  # noqa: E402 (last: the stages above run on as small a heap as possible)
+
+print(json.dumps(out))

@@ -1,0 +1,87 @@
+"""net.save(path, backup=True) (filesystems without atomic rename, docs/reliability.md) on
+the real filesystem of the port: generations, the backup, and load's fallback."""
+
+import os
+
+from check import eq, ok, raises
+from nanonn import Dense, ModelFormatError, Network, backup, load, nnm
+
+# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
+TMP = "/tmp/nanonn-test-backup-%d" % int.from_bytes(os.urandom(4), "little")
+
+
+def _nets():
+    return [Network(Dense(3, inputs=2, activation="relu"), Dense(k + 1), seed=k) for k in range(3)]
+
+
+def _clean():
+    for suffix in ("", ".bak", ".tmp"):
+        try:
+            os.remove(TMP + suffix)
+        except OSError:
+            pass
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def test_backup_keeps_the_previous_model_and_counts_generations():
+    _clean()
+    a, b, c = _nets()
+    a.save(TMP, backup=True)
+    eq(backup.generation(TMP), 1, "first generation")
+    ok(not _exists(TMP + ".bak"), "no backup before there was a model")
+    b.save(TMP, backup=True)
+    c.save(TMP, backup=True)
+    eq(backup.generation(TMP), 3, "generation after three saves")
+    eq(backup.generation(TMP + ".bak"), 2, "the backup's generation")
+    eq(nnm.dumps(load(TMP)), nnm.dumps(c), "the newest model loads")
+    ok(not _exists(TMP + ".tmp"), "no temp file left")
+    _clean()
+
+
+def test_load_falls_back_to_the_backup():
+    _clean()
+    a, b, _ = _nets()
+    a.save(TMP, backup=True)
+    b.save(TMP, backup=True)
+    with open(TMP, "rb") as f:
+        data = bytearray(f.read())
+    data[40] ^= 0xFF  # the primary is damaged: the CRC no longer matches
+    with open(TMP, "wb") as f:
+        f.write(data)
+    eq(nnm.dumps(load(TMP)), nnm.dumps(a), "damaged primary: the backup loads")
+    os.remove(TMP)
+    eq(nnm.dumps(load(TMP)), nnm.dumps(a), "missing primary: the backup loads")
+    # the next save keeps the backup (the primary was missing) and loads as the newest
+    b.save(TMP, backup=True)
+    eq(nnm.dumps(load(TMP)), nnm.dumps(b), "the next save")
+    eq(backup.generation(TMP), 2, "one more than the backup (the newest left)")
+    _clean()
+
+
+def test_both_damaged_raises_the_primary_error():
+    _clean()
+    a, b, _ = _nets()
+    a.save(TMP, backup=True)
+    b.save(TMP, backup=True)
+    for path in (TMP, TMP + ".bak"):
+        with open(path, "wb") as f:
+            f.write(b"NNM\x1a not a model")
+    raises(ModelFormatError, load, TMP, contains=("expected",))
+    _clean()
+
+
+def test_plain_save_has_the_canonical_32_byte_header():
+    _clean()
+    a = _nets()[0]
+    a.save(TMP)  # backup=None: no FAT mount here
+    with open(TMP, "rb") as f:
+        eq(f.read(), nnm.dumps(a), "plain save is byte-identical to dumps")
+    ok(not _exists(TMP + ".bak"), "no backup on a filesystem with atomic rename")
+    _clean()

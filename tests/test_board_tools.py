@@ -1,0 +1,443 @@
+"""`nanonn deploy`, `verify` and `bench` end to end: the real mpremote transport
+against the virtual board (the micropython unix port behind a pty)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nanonn_tools import board as board_mod
+from nanonn_tools import cli, nnm, reference
+from nanonn_tools.model import DenseSpec, ModelSpec
+from nanonn_tools.virtualboard import VirtualBoard
+from support import MPY, tool
+
+PACKAGE = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py"))
+
+
+def write_model(path: Path, sizes=(8, 16, 4), acts=("relu", "softmax"), seed=1) -> Path:
+    layers = reference.random_network(list(sizes), list(acts), seed=seed)
+    spec = ModelSpec([DenseSpec(layer["w"], layer["b"], layer["activation"]) for layer in layers])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nnm.write(spec, path)
+    return path
+
+
+@pytest.fixture
+def make_board(tmp_path):
+    """Start virtual boards (killed at the end); each has its filesystem in tmp_path/fsN."""
+    boards = []
+
+    def start(**kw):
+        kw.setdefault("root", str(tmp_path / ("fs%d" % len(boards))))
+        b = VirtualBoard(**kw).start()
+        boards.append(b)
+        return b
+
+    yield start
+    for b in boards:
+        b.stop()
+        assert b._proc is None
+
+
+def run(capsys, *argv):
+    """`nanonn argv...` in-process: (exit status, stdout, stderr)."""
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def board_files(root: str) -> dict:
+    base = Path(root)
+    return {str(p.relative_to(base)): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+
+def test_deploy_installs_package_and_model_then_copies_nothing(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    files = board_files(vb.root)
+    assert set(files) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in PACKAGE}
+    assert files["model.nnm"] == model.read_bytes()
+    assert files["lib/nanonn/network.mpy"][:2] == b"M\x06"  # .mpy v6
+    assert "arch x64" in out and "as .mpy (x64)" in out
+    assert "%d file(s) copied, 0 identical" % (len(PACKAGE) + 1) in out
+    assert "flash:" in out and "free" in out and "RAM" in out and "free heap" in out
+    mtimes = {p: p.stat().st_mtime_ns for p in Path(vb.root).rglob("*") if p.is_file()}
+
+    start = time.monotonic()
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "0 file(s) copied, %d identical file(s) skipped" % (len(PACKAGE) + 1) in out
+    assert {p: p.stat().st_mtime_ns for p in Path(vb.root).rglob("*") if p.is_file()} == mtimes
+    assert time.monotonic() - start < 10
+
+
+def test_full_filesystem_is_a_clear_error_and_keeps_the_active_model(make_board, tmp_path, capsys):
+    root = str(tmp_path / "fs")
+    small = write_model(tmp_path / "a" / "model.nnm")
+    vb = make_board(root=root)
+    assert run(capsys, "deploy", small, "--port", vb.port)[0] == 0
+    vb.stop()
+    used = sum(len(v) for v in board_files(root).values())
+    big = write_model(tmp_path / "b" / "model.nnm", sizes=(64, 96, 10), seed=2)  # ~28 KiB
+    vb = make_board(root=root, flash_size=used + big.stat().st_size // 2)  # the same files, a fuller flash
+    status, out, err = run(capsys, "deploy", big, "--port", vb.port)
+    assert status == 1
+    assert err.startswith("nanonn: board filesystem is full: /model.nnm needs %d bytes" % big.stat().st_size)
+    assert err.count("\n") == 1
+    files = board_files(vb.root)
+    assert files["model.nnm"] == small.read_bytes()  # the old model is still the active one
+    assert not [name for name in files if name.endswith(".tmp")]
+
+
+def test_disconnect_mid_copy_then_next_deploy_repairs(make_board, tmp_path, capsys):
+    vb = make_board()
+    old = write_model(tmp_path / "a" / "model.nnm")
+    assert run(capsys, "deploy", old, "--port", vb.port)[0] == 0
+    new = write_model(tmp_path / "b" / "model.nnm", sizes=(32, 64, 10), seed=3)  # ~11 KiB
+    vb.arm_disconnect(4000, b"model.nnm.tmp', 'wb')")  # unplugged part way into the model's copy
+    status, out, err = run(capsys, "deploy", new, "--port", vb.port)
+    assert status == 1
+    assert err.startswith("nanonn: board on %s stopped answering while writing /model.nnm" % vb.port), err
+    assert err.count("\n") == 1
+    files = board_files(vb.root)
+    assert files["model.nnm"] == old.read_bytes()
+    partial = files.get("model.nnm.tmp", b"")
+    assert 0 < len(partial) < new.stat().st_size  # the copy really was cut short
+
+    deadline = time.monotonic() + 10
+    while vb.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, out, err = run(capsys, "deploy", new, "--port", vb.port)
+    assert status == 0, err
+    files = board_files(vb.root)
+    assert files["model.nnm"] == new.read_bytes()
+    assert "model.nnm.tmp" not in files
+    assert "1 file(s) copied" in out  # only the model: the package was intact
+
+
+def native_modules() -> list[str]:
+    from nanonn_tools.deploy import NATIVE
+
+    found = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py") if NATIVE.search(p.read_text()))
+    assert found  # the package has viper kernels (with plain-Python fallbacks)
+    return found
+
+
+def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
+    """mpy v6.1 firmware: our native code (v6.3) cannot load; bytecode .mpy can."""
+    native = native_modules()
+    vb = make_board(mpy=(6, 1), version=(1, 21, 0))
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert ".mpy v6.1" in out and "is older than ours (v6.3)" in out
+    assert "%s installed as .py" % ", ".join(native) in out
+    files = board_files(vb.root)
+    for m in PACKAGE:
+        name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")
+        assert name in files, name
+    assert files["lib/nanonn/qkernels_viper.py"] == (MPY / "nanonn" / "qkernels_viper.py").read_bytes()
+    assert files["lib/nanonn/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
+
+
+def test_other_mpy_major_version_installs_py(make_board, tmp_path, capsys):
+    vb = make_board(mpy=(7, 0), version=(2, 0, 0))
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "as .py" in out and "installing the package as .py source" in out
+    files = board_files(vb.root)
+    assert {"lib/nanonn/%s.py" % m for m in PACKAGE} <= set(files)
+    assert not [name for name in files if name.endswith(".mpy")]
+    assert files["lib/nanonn/network.py"] == (MPY / "nanonn" / "network.py").read_bytes()
+
+
+def test_switching_back_to_mpy_removes_stale_py(make_board, tmp_path, capsys):
+    root = str(tmp_path / "fs")
+    model = write_model(tmp_path / "model.nnm")
+    vb = make_board(root=root, mpy=(7, 0), version=(2, 0, 0))
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    assert (Path(root) / "lib" / "nanonn" / "network.py").exists()
+    vb.stop()
+    vb = make_board(root=root)  # the same flash, newer firmware
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    files = board_files(root)
+    assert not [name for name in files if name.endswith(".py")]
+    assert {"lib/nanonn/%s.mpy" % m for m in PACKAGE} <= set(files)
+
+
+def test_too_old_micropython_is_refused(make_board, tmp_path, capsys):
+    vb = make_board(mpy=(5, 0), version=(1, 18, 0))
+    status, out, err = run(capsys, "deploy", write_model(tmp_path / "model.nnm"), "--port", vb.port)
+    assert status == 1
+    assert err == (
+        "nanonn: the board runs MicroPython 1.18.0; nanonn needs MicroPython 1.19.0 or newer: "
+        "update the firmware (micropython.org/download) and retry\n"
+    )
+    assert board_files(vb.root) == {}
+
+
+def test_model_too_big_for_the_heap_is_refused(make_board, tmp_path, capsys):
+    vb = make_board(heap="160K", flash_size=4 * 1024 * 1024)
+    model = write_model(tmp_path / "model.nnm", sizes=(128, 256, 10), seed=4)  # ~140 KiB of weights
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 1
+    assert err.startswith("nanonn: the model cannot fit the board's heap (nanonn.load: the model needs ")
+    assert err.count("\n") == 1
+    files = board_files(vb.root)
+    assert "model.nnm" not in files and "model.nnm.tmp" not in files
+
+
+def test_verify_passes_with_accuracy_and_fails_for_a_wrong_model(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    spec = nnm.read(model)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.argmax(spec.predict(X.astype(np.float64)), axis=1))
+    status, out, err = run(
+        capsys,
+        "verify",
+        model,
+        "--data",
+        tmp_path / "X.npy",
+        "--labels",
+        tmp_path / "y.npy",
+        "--port",
+        vb.port,
+    )
+    assert status == 0, out + err
+    diff = float(out.split("max difference: ")[1].split()[0])
+    assert diff <= 1e-4
+    assert "agreement: 100.00%" in out and "accuracy: host 100.00%, board 100.00%" in out
+    assert "verify: PASS" in out
+
+    wrong = write_model(tmp_path / "wrong" / "model.nnm", seed=9)  # other weights, same name
+    status, out, err = run(capsys, "verify", wrong, "--data", tmp_path / "X.npy", "--port", vb.port)
+    assert status == 1
+    assert "differs from" in out and "verify: FAIL" in out
+    assert float(out.split("max difference: ")[1].split()[0]) > 1e-2
+
+
+def test_verify_progress_bar_on_request(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    np.save(tmp_path / "X.npy", np.zeros((300, 8), dtype=np.float32))
+    status, out, err = run(
+        capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", vb.port, "--progress"
+    )
+    assert status == 0, err
+    assert "verify [" in err and err.rstrip().endswith("300/300")
+    status, out, err = run(capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", vb.port)
+    assert err == ""  # not a terminal: no bar
+
+
+def test_verify_refuses_a_model_not_on_the_board(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    np.save(tmp_path / "X.npy", np.zeros((2, 8), dtype=np.float32))
+    status, out, err = run(capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", vb.port)
+    assert status == 1
+    assert err == "nanonn: /model.nnm is not on the board: run `nanonn deploy %s` first\n" % model
+
+
+def test_bench_reports_time_and_heap(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    status, out, err = run(capsys, "bench", model, "--port", vb.port, "-n", "30")
+    assert status == 0, err
+    assert "MicroPython 1.29.0, arch x64" in out and "30 inferences" in out
+    line = out.split("time per inference: ")[1].splitlines()[0]
+    median, lo, hi = [float(part.split()[1]) for part in line.split(", ")]
+    assert 0 < lo <= median <= hi
+    per_second = float(out.split("inferences per second: ")[1].split()[0])
+    assert per_second == pytest.approx(1e6 / median, rel=1e-3)
+    assert "heap allocated per inference: median" in out
+    assert "peak heap in use:" in out and "model RAM:" in out
+
+
+def test_port_unix_runs_the_local_unix_port(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(board_mod.UNIX_BOARD_ENV, str(tmp_path / "unixboard"))
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", "unix")
+    assert status == 0, err
+    assert (tmp_path / "unixboard" / "model.nnm").read_bytes() == model.read_bytes()
+    np.save(tmp_path / "X.npy", np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32))
+    assert run(capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", "unix")[0] == 0
+    status, out, err = run(capsys, "bench", model, "--port", "unix", "-n", "5")
+    assert status == 0 and "inferences per second" in out, err
+
+
+def test_no_board_and_several_boards(monkeypatch, tmp_path, capsys):
+    model = write_model(tmp_path / "model.nnm")
+    monkeypatch.setattr(board_mod, "serial_ports", lambda: [])
+    status, out, err = run(capsys, "deploy", model)
+    assert status == 1
+    assert (
+        err.startswith("nanonn: no board found: connect a MicroPython board by USB") and err.count("\n") == 1
+    )
+    monkeypatch.setattr(board_mod, "serial_ports", lambda: ["/dev/ttyACM0", "/dev/ttyUSB0"])
+    status, out, err = run(capsys, "bench", model, "--port", "auto")
+    assert status == 1
+    assert err == "nanonn: several boards found (/dev/ttyACM0, /dev/ttyUSB0): pass --port with one of them\n"
+
+
+def test_missing_and_busy_port(make_board, tmp_path, capsys):
+    import serial
+
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", "/dev/nanonn-no-such-port")
+    assert status == 1 and err.startswith("nanonn: no board at /dev/nanonn-no-such-port: ")
+    vb = make_board()
+    holder = serial.Serial(vb.port, exclusive=True)
+    try:
+        status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    finally:
+        holder.close()
+    assert status == 1
+    assert err.startswith("nanonn: port %s is busy" % vb.port) and err.count("\n") == 1
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    """The installed `nanonn` command: one line on stderr, exit 1."""
+    model = write_model(tmp_path / "model.nnm")
+    proc = subprocess.run(
+        [tool("nanonn"), "deploy", str(model), "--port", "/dev/nanonn-no-such-port"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nanonn: no board at ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_board_hash_matches_host_hash_for_every_algorithm(make_board):
+    vb = make_board()
+    data = bytes(range(256)) * 5 + b"tail"
+    (Path(vb.root) / "f.bin").write_bytes(data)
+    with board_mod.open_board(vb.port) as b:
+        for algo in ("sha256", "crc32", "crc32-py"):
+            assert b.hashes(["/f.bin", "/missing"], algo) == [board_mod.host_hash(data, algo), None]
+    assert board_mod.host_hash(data, "sha256") == hashlib.sha256(data).hexdigest()
+
+
+def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch):
+    """Host logic only: the unix port has no nanonn frozen in, so the probe is replaced."""
+    from nanonn_tools import deploy as deploy_mod
+
+    vb = make_board()
+    first = write_model(tmp_path / "a" / "model.nnm")
+    assert run(capsys, "deploy", first, "--port", vb.port)[0] == 0
+    monkeypatch.setattr(deploy_mod, "frozen_package", lambda board: "0.1.0")
+    second = write_model(tmp_path / "b" / "model.nnm", seed=5)
+    status, out, err = run(capsys, "deploy", second, "--port", vb.port)
+    assert status == 1
+    assert err.startswith(
+        "nanonn: the board's firmware has nanonn 0.1.0 frozen in, which shadows /lib/nanonn"
+    )
+    status, out, err = run(capsys, "deploy", second, "--port", vb.port, "--frozen-ok")
+    assert status == 0, err
+    assert "using the frozen nanonn 0.1.0" in out and "copied  /model.nnm" in out
+    assert "1 file(s) copied, 0 identical" in out  # the package is not touched
+    assert board_files(vb.root)["model.nnm"] == second.read_bytes()
+
+
+def test_unknown_target_lists_the_profiles(tmp_path, capsys):
+    status, out, err = run(capsys, "deploy", write_model(tmp_path / "model.nnm"), "--target", "nosuchboard")
+    assert status == 1
+    assert err.startswith("nanonn: board 'nosuchboard': expected one of ") and "rp2040" in err
+
+
+def write_int8_model(path: Path, seed=1) -> tuple[Path, np.ndarray]:
+    from nanonn_tools.quantize import quantize_model
+
+    float_path = write_model(path.with_name("float-" + path.name), seed=seed)
+    X = np.random.default_rng(seed).normal(size=(60, 8)).astype(np.float32)
+    nnm.write(quantize_model(nnm.read(float_path), X), path)
+    return path, X
+
+
+def test_int8_model_verifies_exactly_and_benches_predict_int8(make_board, tmp_path, capsys):
+    vb = make_board()
+    model, X = write_int8_model(tmp_path / "q.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert {"lib/nanonn/%s.mpy" % m for m in PACKAGE} <= set(board_files(vb.root))
+    np.save(tmp_path / "X.npy", X)
+    status, out, err = run(capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", vb.port)
+    assert status == 0, out + err
+    assert "(int8), 60 samples" in out
+    assert "max difference: 0 (int8 steps; tolerance 0)" in out and "agreement: 100.00%" in out
+    status, out, err = run(capsys, "bench", model, "--port", vb.port, "-n", "20")
+    assert status == 0, err
+    assert "(int8), predict_int8, 20 inferences" in out
+
+
+def test_int8_verify_fails_on_one_step(make_board, tmp_path, capsys):
+    """An int8 model whose board copy has other biases in its last layer fails (tolerance 0)."""
+    vb = make_board()
+    model, X = write_int8_model(tmp_path / "q.nnm")
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    spec = nnm.read(model)
+    spec.layers[-1].bias = spec.layers[-1].bias + 40000  # shifts the last layer's outputs
+    other = tmp_path / "other" / "q.nnm"
+    other.parent.mkdir()
+    nnm.write(spec, other)
+    np.save(tmp_path / "X.npy", X)
+    status, out, err = run(capsys, "verify", other, "--data", tmp_path / "X.npy", "--port", vb.port)
+    assert status == 1
+    assert "verify: FAIL" in out
+    assert float(out.split("max difference: ")[1].split()[0]) >= 1
+
+
+def test_unknown_arch_installs_bytecode_mpy_and_native_modules_as_py(make_board, tmp_path, capsys):
+    native = native_modules()
+    vb = make_board(arch=0)
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "arch unknown" in out and "as bytecode .mpy" in out
+    assert "installed as .py (native code)" in out and "pass --target BOARD" in out
+    files = board_files(vb.root)
+    for m in PACKAGE:
+        name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")
+        assert name in files, name
+        if m not in native:
+            assert files[name][:4] == b"M\x06\x00\x1f"  # bytecode only: no arch in the header
+
+
+def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
+    from nanonn_tools.board import BoardInfo
+    from nanonn_tools.boards import load_board
+    from nanonn_tools.deploy import plan_package
+
+    info = BoardInfo("micropython", (1, 24, 1), 6 | 3 << 8, "", "rp2", 0, 0, None, "sha256")
+    assert info.arch is None
+    arch = load_board("rp2040").mpy_cross_arch
+    plan = plan_package(info, arch)
+    assert plan.form == ".mpy (%s)" % arch
+    header = plan.files["/lib/nanonn/qkernels_viper.mpy"][:3]
+    assert header[:2] == b"M\x06" and header[2] >> 2 == 4  # armv6m native code, mpy v6.3
+
+
+def test_deploy_progress_bar_on_request(make_board, tmp_path, capsys):
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--progress")
+    assert status == 0, err
+    total = sum(len(v) for v in board_files(vb.root).values())  # everything was copied
+    assert err.startswith("\rcopy [") and err.endswith("] %d/%d\n" % (total, total))
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--progress")
+    assert status == 0 and err == ""  # nothing to copy: no bar

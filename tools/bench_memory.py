@@ -1,0 +1,160 @@
+"""The smallest heap that loads and runs the 784-36-14-10 int8 model (part of `make bench`).
+
+Runs tests/device/lowmem_driver.py under `micropython -X heapsize=<N>wK` (heap sizes
+in 32-bit words x 1024, so the heap holds about what a 32-bit board's N KB holds)
+with the device package precompiled to .mpy (as installed on a board): a small model
+is loaded first, then the big int8 model (leaky_relu, leaky_relu, softmax) from a
+file; a heap that is too small must fail with nanonn's MemoryError stating the bytes
+needed, and the small model must still predict the same afterwards. Prints a sweep
+over heap sizes and the smallest one that works (bisected to 1 K).
+
+    python tools/bench_memory.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from nanonn_tools import nnm  # noqa: E402
+from nanonn_tools.model import DenseSpec, ModelSpec  # noqa: E402
+from nanonn_tools.quantize import quantize_model  # noqa: E402
+from support import MPY, tool  # noqa: E402
+
+SIZES = (8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 100, 104, 112, 120, 128, 144, 160, 176, 190, 208, 256)
+DRIVER = ROOT / "tests" / "device" / "lowmem_driver.py"
+
+
+def big_model():
+    """The 784-36-14-10 int8 model (leaky_relu, leaky_relu, softmax), seeded."""
+    rng = np.random.default_rng(784)
+    sizes = (784, 36, 14, 10)
+    acts = ("leaky_relu", "leaky_relu", "softmax")
+    spec = ModelSpec(
+        [
+            DenseSpec(rng.normal(size=(u, n)) / np.sqrt(n), rng.normal(size=u) * 0.1, act, alpha=0.1)
+            for n, u, act in zip(sizes[:-1], sizes[1:], acts)
+        ]
+    ).validate()
+    return quantize_model(spec, rng.uniform(-1, 1, (64, 784)))
+
+
+def small_model():
+    rng = np.random.default_rng(4)
+    return ModelSpec(
+        [
+            DenseSpec(rng.normal(size=(6, 4)), rng.normal(size=6), "relu"),
+            DenseSpec(rng.normal(size=(3, 6)), None, "softmax"),
+        ]
+    ).validate()
+
+
+def big_input():
+    """The input the driver makes: x[i] = ((i * 37) % 101) / 50 - 1."""
+    return np.array([((i * 37) % 101) / 50.0 - 1.0 for i in range(784)])
+
+
+class Setup:
+    """The model files and the .mpy package in a temporary directory."""
+
+    def __init__(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        d = Path(self.tmp.name)
+        self.small, self.big = d / "small.nnm", d / "big.nnm"
+        self.big_spec = big_model()
+        self.small_spec = small_model()
+        nnm.write(self.small_spec, self.small)
+        nnm.write(self.big_spec, self.big)
+        pkg = d / "lib" / "nanonn"
+        pkg.mkdir(parents=True)
+        for src in sorted((MPY / "nanonn").glob("*.py")):
+            subprocess.run(
+                [tool("mpy-cross"), "-march=x64", "-o", str(pkg / (src.stem + ".mpy")), str(src)], check=True
+            )
+        self.lib = d / "lib"
+
+    def run(self, heap_kw: int) -> dict:
+        proc = subprocess.run(
+            [
+                tool("micropython"),
+                "-X",
+                "heapsize=%dwK" % heap_kw,
+                str(DRIVER),
+                str(self.small),
+                str(self.big),
+            ],
+            env={"MICROPYPATH": "%s:.frozen" % self.lib},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines = proc.stdout.strip().splitlines()
+        if not lines or not lines[-1].startswith("{"):
+            return {
+                "stage": "crash",
+                "error": ["exit %d" % proc.returncode, (proc.stdout + proc.stderr)[-300:]],
+            }
+        return json.loads(lines[-1])
+
+    def close(self):
+        self.tmp.cleanup()
+
+
+def smallest(setup: Setup, lo: int, hi: int) -> int:
+    """The smallest heap (wK) in (lo, hi] where the big model loads and predicts."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if setup.run(mid)["stage"] == "done":
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def main() -> int:
+    setup = Setup()
+    try:
+        print(
+            "low memory: 784-36-14-10 int8 model from a file (%d bytes), nanonn as .mpy"
+            % setup.big.stat().st_size
+        )
+        print("%9s  %-12s %s" % ("heap", "stage", "result"))
+        last_fail, first_ok = 0, None
+        for kw in SIZES:
+            r = setup.run(kw)
+            err = r.get("error")
+            print(
+                "%6d wK  %-12s %s"
+                % (
+                    kw,
+                    r["stage"],
+                    "ok" if r["stage"] == "done" else "%s: %s" % tuple(err or ("?", "no error reported")),
+                )
+            )
+            if r["stage"] == "done":
+                first_ok = kw if first_ok is None else first_ok
+            elif first_ok is None:
+                last_fail = kw
+        if first_ok is None:
+            print("the model did not run on any heap up to %d wK" % SIZES[-1])
+            return 1
+        best = smallest(setup, last_fail, first_ok)
+        print(
+            "smallest heap that loads and runs the 784-36-14-10 int8 model: %d wK "
+            "(about %d KB on a 32-bit board; ESP32 ~100 KB free, RP2040 ~190 KB free)" % (best, best)
+        )
+    finally:
+        setup.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
