@@ -32,6 +32,26 @@ def dot(x, w, acc0, acc, n, units):
         o += n
 
 
+def _mul31(a, m):
+    """(hi, lo) with a * m = hi * 2^31 + lo, 0 <= lo < 2^31, for 0 <= a, m < 2^31:
+    from 11-bit limbs (partial products < 2^22, column sums < 2^24). The viper
+    kernels inline it."""
+    a0 = a & 0x7FF
+    a1 = (a >> 11) & 0x7FF
+    a2 = a >> 22
+    m0 = m & 0x7FF
+    m1 = (m >> 11) & 0x7FF
+    m2 = m >> 22
+    c0 = a0 * m0
+    c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+    c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+    c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+    c4 = a2 * m2 + (c3 >> 11)
+    lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+    hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+    return hi, lo
+
+
 def _bitlen31(v):
     """Bit length of 0 <= v < 2^31."""
     b = 0
@@ -68,30 +88,8 @@ def rescale(acc, qh, ql, kk, n):
         neg = a < 0
         if neg:
             a = 0 - a
-        # A = a * qh (62 bits) and B = a * ql (53 bits) as (hi, lo) 31-bit words, from 11-bit limbs
-        a0 = a & 0x7FF
-        a1 = (a >> 11) & 0x7FF
-        a2 = a >> 22
-        m = qh[i]
-        m0 = m & 0x7FF
-        m1 = (m >> 11) & 0x7FF
-        m2 = m >> 22
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-        c4 = a2 * m2 + (c3 >> 11)
-        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-        m = ql[i]  # < 2^22: two limbs
-        m0 = m & 0x7FF
-        m1 = m >> 11
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a2 * m1 + (c2 >> 11)
-        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        bh = ((c2 >> 9) & 3) | (c3 << 2)
+        ah, al = _mul31(a, qh[i])  # A = a * qh (62 bits)
+        bh, bl = _mul31(a, ql[i])  # B = a * ql (53 bits)
         # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
         t = (al & 0x1FF) + (bl >> 22)
         w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
@@ -163,20 +161,7 @@ def mbqm(acc, mp, sp, mn, sn, step, n):
         neg = a < 0
         if neg:
             a = 0 - a
-        # P = a * m = hi * 2^31 + lo (0 <= lo < 2^31), from 11-bit limbs (partial sums < 2^24)
-        a0 = a & 0x7FF
-        a1 = (a >> 11) & 0x7FF
-        a2 = a >> 22
-        m0 = m & 0x7FF
-        m1 = (m >> 11) & 0x7FF
-        m2 = m >> 22
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-        c4 = a2 * m2 + (c3 >> 11)
-        lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        hi, lo = _mul31(a, m)  # P = a * m
         # (P + 2^(k - 1)) >> k = (P >> k) + bit k - 1 of P
         if k <= 31:
             v = (hi << (31 - k)) + (lo >> k) + ((lo >> (k - 1)) & 1)  # < 2^31: the layer's bound
