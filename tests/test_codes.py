@@ -22,6 +22,7 @@ NAMES = (
     "DTYPES",
     "ACTIVATIONS",
     "LAYER_FLAGS",
+    "INT8_ONLY_ACTIVATIONS",
 )
 DUMP = """
 import json
@@ -29,13 +30,17 @@ from nanonn import codes
 out = {}
 for name in %r:
     v = getattr(codes, name)
-    out[name] = list(v) if type(v) is bytes else v
+    out[name] = list(v) if type(v) is bytes or type(v) is tuple else v
 print(json.dumps(out))
 """ % (NAMES,)
 
 
 def _host():
-    return {name: list(v) if isinstance(v, bytes) else v for name, v in vars(codes).items() if name in NAMES}
+    return {
+        name: list(v) if isinstance(v, (bytes, tuple)) else v
+        for name, v in vars(codes).items()
+        if name in NAMES
+    }
 
 
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
@@ -51,5 +56,5 @@ def test_codes_are_unique_and_activations_cover_the_library():
 
     for table in (codes.LAYERS, codes.DTYPES, codes.ACTIVATIONS):
         assert len(set(table.values())) == len(table)
-    assert sorted(codes.ACTIVATIONS) == sorted(ACTIVATIONS)
+    assert sorted(codes.ACTIVATIONS) == sorted(ACTIVATIONS + codes.INT8_ONLY_ACTIVATIONS)
     assert codes.name_of(codes.ACTIVATIONS, 4) == "leaky_relu" and codes.name_of(codes.LAYERS, 99) is None

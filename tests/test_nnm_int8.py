@@ -174,3 +174,27 @@ def test_tflite_int8_file_converts_to_an_nnm_that_predicts_exactly(tmp_path):
         np.asarray(device["bytes"], dtype=np.float32), spec.predict(x[:6]).astype(np.float32)
     )
     assert device["path_same"] and device["bytes_same"]
+
+
+DEVICE_LOAD_ERROR = """
+import json, sys
+from binascii import unhexlify
+import nanonn
+try:
+    nanonn.load(unhexlify(json.loads(sys.stdin.read())))
+    print(json.dumps("loaded"))
+except ValueError as exc:
+    print(json.dumps(str(exc)))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_int8_only_activation_is_refused_in_a_float_layer(runtime):
+    """softmax_tflite (code 7) exists for int8 layers only: both readers refuse it on a float layer."""
+    data = _patched(nnm.dumps(float_spec(ACTS[0], seed=2)), 32 + 2, "<B", 7)
+    with pytest.raises(
+        NanonnError, match=r"layer 0 activation: expected a float32 layer's activation.*got 7"
+    ):
+        nnm.loads(data)
+    msg = run_device_json(runtime, DEVICE_LOAD_ERROR, data.hex())
+    assert "layer 0 activation: expected a float32 layer's activation" in msg and "got 7" in msg, msg

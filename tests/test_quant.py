@@ -128,12 +128,17 @@ def _edge_cases():
         for s in range(1, 8):
             triples.append([a, 1 << 30, s])
             triples.append([a, top, s])
-    for k in range(1, 31):  # exact ties of the doubling high multiply (product = 2^30 mod 2^31)
+    for k in range(1, 31):  # products = 2^30 mod 2^31 (the ties of gemmlowp's double rounding)
         for sign in (1, -1):
             for dm in (-1, 0, 1):
                 for s in (0, -1, -5):
                     triples.append([sign << k, (1 << 30) + (1 << (30 - k)) + dm, s])
-    for r in range(1, 31):  # exact ties of the rounding divide by 2^r
+    for k in range(1, 31):  # exact ties of the single rounding with k = 31 - s < 31: a * m = odd * 2^(k-1)
+        for j in (0, 1, 5):
+            for sign in (1, -1):
+                if (2 * j + 1) << (31 - k) <= top:
+                    triples.append([sign * (2 * j + 1), (1 << 30) + (1 << (k - 1)), 31 - k])
+    for r in range(1, 31):  # exact ties with k = 31 + r (and their neighbours)
         for j in (0, 1, 5):
             for sign in (1, -1):
                 a = sign * (2 * j + 1) << r
@@ -148,7 +153,55 @@ def _edge_cases():
     ratios = [[0, 65536], [65536, 65536], [1, 3], [2, 3], [65536, 65536 * 3], [1, 65537]]
     ratios += [[int(e), int(e + d)] for e, d in zip(rng.integers(1, 65537, 40), rng.integers(0, 1 << 29, 40))]
     ratios += [[(1 << 24) + 1, 1 << 25], [(1 << 24) + 3, 1 << 25], [3, 1 << 26]]  # ties to even
-    return {"mbqm": triples, "F": [-10, 0, 8, 21, 40, 150], "floats": floats, "ratios": ratios}
+    return {
+        "mbqm": triples,
+        "rescale": rescale_cases(rng),
+        "F": [-10, 0, 8, 21, 40, 150],
+        "floats": floats,
+        "ratios": ratios,
+    }
+
+
+def rescale_cases(rng) -> list:
+    """[acc, qh, ql, k] for the FC requantization: extremes within the 32-bit bound,
+    exact ties, and near-ties of the float64 product (ratios like 1/12, where a
+    31-bit multiplier rounds the other way)."""
+    top = (1 << 31) - 1
+    out = []
+    scales = [
+        (0.5, 0.5, 3.0),
+        (0.5, 0.5, 6.0),
+        (0.25, 0.5, 5.0),
+        (0.1, 0.5, 0.3),
+        (0.5, 0.5, 1.0),
+        (0.2, 0.5, 0.6),
+    ]
+    scales += [tuple(float(F32(v)) for v in 10 ** rng.uniform(-3, 0, 3)) for _ in range(20)]
+    scales += [(1.0, 1.0, 2.0**-29), (1.0, 1.0, 1.5 * 2.0**-28), (2.0**-40, 1.0, 1.0)]  # shift 30, 29; mult 0
+    for a, b, c in scales:
+        real = np.float64(F32(a)) * np.float64(F32(b)) / np.float64(F32(c))  # as TFLite computes it
+        frac, e = np.frexp(real)
+        q, k = int(frac * 2.0**53), 53 - int(e)
+        shift = scales_multiplier(F32(a), F32(b), F32(c))[1]
+        lim = top >> max(shift, 0)
+        accs = [0, 1, -1, lim, -lim, lim - 1, 1 - lim] + rng.integers(-lim, lim, 10).tolist()
+        accs += [
+            sign * (6 * j + d)
+            for sign in (1, -1)
+            for j in range(1, 200, 37)
+            for d in (0, 3)
+            if 6 * j + d <= lim
+        ]
+        for acc in accs:
+            out.append([int(acc), q >> 22, q & 0x3FFFFF, min(k, 255)])
+    return out
+
+
+def rescale_oracle(cases) -> list:
+    """round(double(acc) * R), half away from zero, in numpy float64 (R = significand * 2^-k is exact)."""
+    c = np.array(cases, dtype=np.int64)
+    real = np.ldexp((c[:, 1] * (1 << 22) + c[:, 2]).astype(np.float64), -c[:, 3])
+    return qreference.round_away(c[:, 0].astype(np.float64) * real).tolist()
 
 
 def _host_params(q):
@@ -211,16 +264,26 @@ def test_from_params_of_host_specs(runtime):
 
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
 def test_kernel_edge_cases(runtime):
-    """mbqm (16-bit halves), float->fixed (IEEE bits) and e/s (long division) of
+    """mbqm (11-bit limbs), mbqm_dr (16-bit halves), float->fixed (IEEE bits) and e/s (long division) of
     every kernel set against the oracle on ties, extremes and saturation."""
     edge = _edge_cases()
     t = np.array(edge["mbqm"], dtype=np.int64)
     want_mbqm = qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
+    want_dr = qreference.mbqm_dr(t[:, 0], t[:, 1], t[:, 2]).tolist()
+    want_rescale = rescale_oracle(edge["rescale"])
     floats = np.array(edge["floats"], dtype=F32)
     want_ratio = [qreference.f32_ratio(e, s) for e, s in edge["ratios"]]
+    c = np.array(edge["rescale"], dtype=np.int64)
+    q = c[:, 1] * (1 << 22) + c[:, 2]
+    mult, shift = (q + (1 << 21)) >> 22, 53 - c[:, 3]  # the 31-bit TFLite multiplier of each R
+    usable = (mult < 1 << 31) & (shift >= -31)
+    single = qreference.mbqm(c[:, 0], np.minimum(mult, (1 << 31) - 1), np.maximum(shift, -31))
+    assert np.count_nonzero(usable & (single != np.array(want_rescale))) > 0  # near-ties are covered
     for kernels, got in _device(runtime)["edge"].items():
-        bad = [(tuple(x), w, g) for x, w, g in zip(edge["mbqm"], want_mbqm, got["mbqm"]) if w != g]
-        assert not bad, "%s mbqm: %d wrong, first %s" % (kernels, len(bad), bad[:3])
+        for name, want in (("mbqm", want_mbqm), ("mbqm_dr", want_dr)):
+            bad = [(tuple(x), w, g) for x, w, g in zip(edge["mbqm"], want, got[name]) if w != g]
+            assert not bad, "%s %s: %d wrong, first %s" % (kernels, name, len(bad), bad[:3])
+        assert got["rescale"] == want_rescale, kernels
         for F in edge["F"]:
             assert got["fixed"][str(F)] == qreference.input_fixed(floats, F).tolist(), "%s F=%d" % (
                 kernels,
@@ -276,10 +339,14 @@ def test_input_quantizer_is_round_to_nearest():
 def test_validate_names_the_field():
     qspec = copy.deepcopy(_prepared()[0][6])
     layer = qspec.layers[0]
+    good = int(layer.mult[0])
     layer.mult[0] = 5
     with pytest.raises(NanonnError, match="mult"):
         qspec.validate()
-    layer.mult[0] = 1 << 30
+    layer.mult[0] = good + 1  # in range, but not QuantizeMultiplier of the scales
+    with pytest.raises(NanonnError, match=r"mult\[0\]/shift\[0\]: expected %d/" % good):
+        qspec.validate()
+    layer.mult[0] = good
     qspec.validate()
     layer.bias[0] = 2**31 - 1
     with pytest.raises(NanonnError, match="accumulator bound"):

@@ -15,6 +15,7 @@ from support import MPY
 
 sys.path.insert(0, str(MPY))
 from nanonn import qkernels  # noqa: E402  (the device package, on CPython)
+from nanonn.qbuild import scales_multiplier  # noqa: E402
 from nanonn.quant import QDense  # noqa: E402
 
 LO, HI = -(1 << 31), (1 << 31) - 1
@@ -94,12 +95,13 @@ def test_mbqm_within_int32_on_extremes():
                 if abs(a) << max(s, 0) <= HI:  # the layer bound guarantees this for left shifts
                     triples.append((a, m, s))
     n = len(triples)
-    acc = _c([t[0] for t in triples])
     mult = _c([t[1] for t in triples])
     shift = _c([t[2] & 0xFF for t in triples])
-    qkernels.mbqm(acc, mult, shift, mult, shift, 1, n)
     t = np.array(triples, dtype=np.int64)
-    assert [int(v) for v in acc] == qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
+    for kernel, oracle in ((qkernels.mbqm, qreference.mbqm), (qkernels.mbqm_dr, qreference.mbqm_dr)):
+        acc = _c(t[:, 0])
+        kernel(acc, mult, shift, mult, shift, 1, n)
+        assert [int(v) for v in acc] == oracle(t[:, 0], t[:, 1], t[:, 2]).tolist()
 
 
 def test_softmax_and_ratio_within_int32_at_the_unit_limit():
@@ -133,7 +135,8 @@ def test_requant_chain_of_a_layer_at_its_bound():
     assert all(0 <= v <= 255 for v in y)
 
 
-def _params(n, units, w, bias):
+def _params(n, units, w, bias, out_scale=0.1):
+    mult, shift = scales_multiplier(0.02, 0.01, out_scale)
     return dict(
         inputs=n,
         units=units,
@@ -142,10 +145,10 @@ def _params(n, units, w, bias):
         bias=bias,
         in_scale=0.02,
         in_zp=-128,
-        out_scale=0.1,
+        out_scale=out_scale,
         out_zp=0,
-        mult=[1 << 30] * units,
-        shift=[-8] * units,
+        mult=[mult] * units,
+        shift=[shift] * units,
     )
 
 
@@ -156,7 +159,42 @@ def test_from_params_rejects_an_overflowing_layer():
     QDense.from_params(**_params(n, 1, w, [room]))
     with pytest.raises(ValueError, match="exceeds int32"):
         QDense.from_params(**_params(n, 1, w, [room + 1]))
+    p = _params(n, 1, w, [0], out_scale=2e-6)  # real 100: shift 7 multiplies the bound
+    assert p["shift"] == [7]
     with pytest.raises(ValueError, match="exceeds int32"):
-        p = _params(n, 1, w, [0])
-        p["shift"] = [7]  # a left shift multiplies the bound
         QDense.from_params(**p)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 0.004, 0.1, 1.0, 90.0])
+def test_softmax_tflite_within_int32(scale):
+    """TFLite's softmax emulated on float32 bits: at the unit limit (the largest sum) and
+    with tables holding subnormal and zero entries, every intermediate stays in int32
+    and the result equals the numpy float32 oracle."""
+    from nanonn_tools.converters import _tflite_int8
+
+    table = _tflite_int8.softmax_table(scale, 1.0)
+    rng = np.random.default_rng(1)
+    for n, rows in (
+        (16383, [np.full(16383, 127), rng.integers(-128, 128, 16383)]),
+        (7, rng.integers(-128, 128, (20, 7))),
+    ):
+        for row in rows:
+            y = _c(np.asarray(row) + 128)
+            qkernels.softmax_tfl(y, _c(table), I32(n))
+            assert [int(v) - 128 for v in y] == qreference.tflite_softmax(table, np.asarray(row)[None])[
+                0
+            ].tolist()
+
+
+def test_rescale_within_int32():
+    """The FC requantization (84-bit product in 31-bit words, float64 rounding emulated) on
+    checked ints: extremes of the 32-bit bound, ties and near-ties (tests/test_quant.py's cases)."""
+    from test_quant import rescale_cases, rescale_oracle
+
+    cases = rescale_cases(np.random.default_rng(3))
+    n = len(cases)
+    acc = _c([c[0] for c in cases])
+    qkernels.rescale(
+        acc, _c([c[1] for c in cases]), _c([c[2] for c in cases]), _c([c[3] for c in cases]), I32(n)
+    )
+    assert [int(v) for v in acc] == rescale_oracle(cases)

@@ -22,7 +22,7 @@ from .model import DenseSpec, DropoutSpec, ModelSpec
 PER_BUFFER = 48
 PER_LAYER = 320
 PER_NETWORK = 512
-INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024}
+INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024, "softmax_tflite": 1024}
 
 
 def _align(n: int) -> int:
@@ -104,8 +104,9 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
         # int8 (nanonn.quant.QDense): w_scale, bias, mult, acc0 (4 bytes each), shift and
-        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table
-        small = 18 * u + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table,
+        # the requantization's rq_hi, rq_lo (4 bytes each) and rq_k (1 byte)
+        small = 27 * u + 4 * max(u, n) + 13 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
         s.ram_int8_frozen += PER_LAYER + small
         s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
     return s

@@ -257,6 +257,8 @@ def _dense(where, dtype, act, lflags, inputs, units, param, block, seed, int8=Fa
     name = codes.name_of(codes.ACTIVATIONS, act)
     if name is None:
         _fail(where + " activation", "one of " + _choices(codes.ACTIVATIONS), act)
+    if not int8 and name in codes.INT8_ONLY_ACTIVATIONS:
+        _fail(where + " activation", "a float32 layer's activation (not int8-only)", act)
     if lflags & ~BIAS:
         _fail(where + " flags", "a subset of 0x%02x (bias)" % BIAS, "0x%02x" % lflags)
     if units < 1:

@@ -11,7 +11,8 @@ from . import NanonnError
 from .quantize import QuantDenseSpec
 
 HEAD = struct.Struct("<fffbbbbbBBBiiI")  # 32 bytes
-TABLES = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024}
+TABLES = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024, "softmax_tflite": 1024}
+EXP_TABLES = ("softmax", "softmax_tflite")  # i32 exp_table[256]
 
 
 def _align(n: int) -> int:
@@ -54,7 +55,7 @@ def block(layer: QuantDenseSpec) -> bytes:
         _pad(np.asarray(layer.shift, "i1").tobytes()),
         _pad(np.ascontiguousarray(layer.w, "i1").tobytes()),
     ]
-    if layer.activation == "softmax":
+    if layer.activation in EXP_TABLES:
         parts.append(np.asarray(layer.exp_table, "<i4").tobytes())
     elif layer.activation in TABLES:
         parts.append(np.asarray(layer.lut, "i1").tobytes())
@@ -89,7 +90,7 @@ def parse(where: str, activation: str, inputs: int, units: int, alpha: float, da
     shift = take("i1", u, _align(u))
     w = take("i1", u * n, _align(u * n)).reshape(u, n)
     lut = exp_table = None
-    if activation == "softmax":
+    if activation in EXP_TABLES:
         exp_table = take("<i4", 256, 1024).astype(np.int32)
     elif activation in TABLES:
         lut = take("i1", 256, 256)

@@ -21,7 +21,19 @@ def round_away(v) -> np.ndarray:
 
 
 def mbqm(x, m, s) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier (double rounding): x int32, m in [0, 2^31), s in [-31, 30]."""
+    """MultiplyByQuantizedMultiplier with one rounding, half away from zero (the float-input
+    quantizer): sign(x) * ((|x| * m + 2^(k - 1)) >> k), k = 31 - s; x int32,
+    m in [0, 2^31), s in [-31, 30]."""
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(m, dtype=np.int64)
+    k = 31 - np.asarray(s, dtype=np.int64)
+    r = (np.abs(x) * m + (np.int64(1) << (k - 1))) >> k  # |x| * m < 2^62: no int64 overflow
+    return np.where(x < 0, -r, r)
+
+
+def mbqm_dr(x, m, s) -> np.ndarray:
+    """gemmlowp's MultiplyByQuantizedMultiplier (double rounding: TFLite's LEAKY_RELU):
+    x int32, m in [0, 2^31), s in [-31, 30]."""
     x = np.asarray(x, dtype=np.int64)
     m = np.asarray(m, dtype=np.int64)
     s = np.asarray(s, dtype=np.int64)
@@ -38,6 +50,14 @@ def mbqm(x, m, s) -> np.ndarray:
     return (hi >> right) + (rem > threshold)
 
 
+def fc_requant(acc, layer) -> np.ndarray:
+    """A dense layer's requantization (ai-edge-litert's reference FULLY_CONNECTED):
+    round(double(acc) * R), half away from zero, R = double(in_scale) * double(w_scale)
+    / double(pre_scale) per unit (numpy float64: the C++ double operations)."""
+    real = np.float64(layer.in_scale) * np.asarray(layer.w_scale, np.float64) / np.float64(layer.pre_scale)
+    return round_away(np.asarray(acc, dtype=np.int64).astype(np.float64) * real)
+
+
 def accumulate(layer, x) -> np.ndarray:
     """int32 accumulators bias + w @ (x - in_zp) for int8 inputs x (..., inputs)."""
     x = np.asarray(x, dtype=np.int64)
@@ -47,7 +67,7 @@ def accumulate(layer, x) -> np.ndarray:
 def pre_activation(layer, acc) -> np.ndarray:
     """The int8 pre-activation: clamp(pre_zp + MBQM(acc)), relu's lower bound applied."""
     lo = max(-128, layer.out_zp) if layer.activation == "relu" else -128
-    r = mbqm(acc, layer.mult.astype(np.int64), layer.shift.astype(np.int64))
+    r = fc_requant(acc, layer)
     return np.clip(r + layer.pre_zp, lo, 127)
 
 
@@ -58,8 +78,8 @@ def activate(layer, p) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
         return p, None, None
     if act == "leaky_relu":
         d = p - layer.pre_zp
-        pos = mbqm(d, layer.mult_pos, layer.shift_pos)
-        neg = mbqm(d, layer.mult_neg, layer.shift_neg)
+        pos = mbqm_dr(d, layer.mult_pos, layer.shift_pos)
+        neg = mbqm_dr(d, layer.mult_neg, layer.shift_neg)
         return np.clip(layer.out_zp + np.where(d >= 0, pos, neg), -128, 127), None, None
     if act == "softmax":
         table = layer.exp_table.astype(np.int64)
@@ -67,7 +87,23 @@ def activate(layer, p) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None
         s = e.sum(axis=-1, keepdims=True)
         y = np.clip(((e << 8) + (s >> 1)) // s - 128, -128, 127)
         return y, e, s
+    if act == "softmax_tflite":
+        return tflite_softmax(layer.exp_table, p), None, None
     return layer.lut.astype(np.int64)[p + 128], None, None
+
+
+def tflite_softmax(table_bits, p) -> np.ndarray:
+    """TFLite's int8 SOFTMAX (float-table kernel) in numpy float32: T = table_bits as
+    float32 (T[d] = expf(-beta * in_scale * d)); per row: s = T[max - p] summed in float32
+    in order, inv = 1 / (s * (1/256)), y = round_away(T[max - p] * inv) - 128."""
+    table = np.asarray(table_bits, dtype=np.int32).view(np.float32)
+    t = table[p.max(axis=-1, keepdims=True) - p]
+    s = np.zeros(t.shape[:-1], dtype=np.float32)
+    for j in range(t.shape[-1]):
+        s = (s + t[..., j]).astype(np.float32)
+    inv = (np.float32(1.0) / (s * np.float32(1.0 / 256))).astype(np.float32)
+    prob = (t * inv[..., None]).astype(np.float32)
+    return np.clip(round_away(prob) - 128, -128, 127)
 
 
 def layer_int8(layer, x) -> np.ndarray:

@@ -19,7 +19,9 @@ import numpy as np
 from . import NanonnError, qreference
 from .model import ModelSpec
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
+SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
+F32_ONE = 0x3F800000  # float32 bits of 1.0
 LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 INT32_MAX = (1 << 31) - 1
 SOFTMAX_MAX_UNITS = 16383
@@ -35,7 +37,7 @@ class QuantDenseSpec:
 
     Arrays: w int8 (units, inputs); w_scale float32 (units,); bias, mult int32
     (units,); shift int8 (units,); lut int8 (256,) or None; exp_table int32
-    (256,) or None. Scales are Python floats holding exact float32 values.
+    (256,) or None (softmax: Q16 values; softmax_tflite: float32 bits). Scales are Python floats holding exact float32 values.
     """
 
     w: np.ndarray
@@ -141,6 +143,28 @@ class QuantDenseSpec:
                 fail("exp_table", "T[0] = 65536 and values in [0, 65536]", t[:4])
             if u > SOFTMAX_MAX_UNITS:
                 fail("units", "<= %d for softmax" % SOFTMAX_MAX_UNITS, u)
+        if self.activation == "softmax_tflite":
+            t = self.exp_table
+            if t is None or np.asarray(t).dtype != np.int32 or np.asarray(t).shape != (256,):
+                fail(
+                    "exp_table",
+                    "an int32 array (256,) of float32 bits",
+                    None if t is None else np.asarray(t).shape,
+                )
+            if t[0] != F32_ONE or np.any(t < 0) or np.any(t > F32_ONE):
+                fail("exp_table", "float32 bits with T[0] = 1.0 and values in [0, 1.0]", t[:4])
+            if (self.out_scale, self.out_zp) != FIXED_DOMAINS["softmax"]:
+                fail("out_scale/out_zp", FIXED_DOMAINS["softmax"], (self.out_scale, self.out_zp))
+            if u > SOFTMAX_MAX_UNITS:
+                fail("units", "<= %d for softmax" % SOFTMAX_MAX_UNITS, u)
+        for u_, ws in enumerate(self.w_scale):  # the requantization uses the scales' double ratio
+            expected = scales_multiplier(self.in_scale, ws, self.pre_scale)
+            if expected != (int(self.mult[u_]), int(self.shift[u_])):
+                fail(
+                    "mult[%d]/shift[%d]" % (u_, u_),
+                    "%d/%d (QuantizeMultiplier of in_scale * w_scale / pre_scale)" % expected,
+                    "%d/%d" % (self.mult[u_], self.shift[u_]),
+                )
         bound = self.accumulator_bound()
         if bound > INT32_MAX:
             fail("accumulator bound", "<= 2^31 - 1 (32-bit safety)", bound)
@@ -208,7 +232,7 @@ class QuantModelSpec:
                         "%s (int8 dense) input domain: expected %r (the previous output), got %r"
                         % (where, (prev.out_scale, prev.out_zp), (layer.in_scale, layer.in_zp))
                     )
-            if layer.activation == "softmax" and i != len(self.layers) - 1:
+            if layer.activation in SOFTMAXES and i != len(self.layers) - 1:
                 raise NanonnError("%s (int8 dense): softmax is allowed on the last layer only" % where)
         return self
 

@@ -29,7 +29,10 @@ ACTIVATIONS = {
     "leaky_relu": 4,
     "softplus": 5,
     "softmax": 6,
+    "softmax_tflite": 7,
 }
+# Activations of int8 layers only (a float layer with one of these codes is refused).
+INT8_ONLY_ACTIVATIONS = ("softmax_tflite",)
 LAYER_FLAGS = {"bias": 0x01}
 
 

@@ -21,7 +21,8 @@ Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
     0  u8  type         1 dense, 2 dropout (the first layer is a dense layer)
     1  u8  dtype        1 float32, 2 int8 (dropout: 0)
     2  u8  activation   0 linear, 1 sigmoid, 2 tanh, 3 relu, 4 leaky_relu,
-                        5 softplus, 6 softmax (dropout: 0)
+                        5 softplus, 6 softmax, 7 softmax_tflite (int8 only)
+                        (dropout: 0)
     3  u8  flags        0x01: the dense layer has a bias (int8: always; dropout: 0)
     4  u32 inputs       = the previous layer's units (first: header inputs)
     8  u32 units        >= 1 (dropout: = inputs)
@@ -252,6 +253,8 @@ def _dense_record(i, rec, file_size, int8):
         )
     if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
         _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
+    if not int8 and codes.name_of(codes.ACTIVATIONS, rec[2]) in codes.INT8_ONLY_ACTIVATIONS:
+        _lfail(i, "activation", "a float32 layer's activation (not int8-only)", rec[2])
     if rec[3] & ~_BIAS:
         _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % rec[3])
     if rec[5] < 1:

@@ -8,7 +8,8 @@ the fields of docs/quantization.md):
    17  3 x u8 reserved (0)   20  i32 mult_pos   24  i32 mult_neg   28  u32 reserved (0)
    32  f32 w_scale[units] | i32 bias[units] | i32 mult[units]
        i8 shift[units], padded to 4 | i8 w[units * inputs], padded to 4
-       i8 lut[256] (sigmoid, tanh, softplus) | i32 exp_table[256] (softmax)
+       i8 lut[256] (sigmoid, tanh, softplus) | i32 exp_table[256] (softmax,
+       softmax_tflite: the float32 bits of TFLite's table)
 
 The weights `w` and the `lut` are used in place (memoryview into the source);
 the small per-unit arrays are copied by `QDense.from_params`, which checks
@@ -25,6 +26,7 @@ HEAD = "<fffbbbbbBBBiiI"  # 32 bytes
 HEAD_SIZE = 32
 _LUT_CODES = (codes.ACTIVATIONS["sigmoid"], codes.ACTIVATIONS["tanh"], codes.ACTIVATIONS["softplus"])
 _SOFTMAX = codes.ACTIVATIONS["softmax"]
+_SOFTMAX_TFL = codes.ACTIVATIONS["softmax_tflite"]
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 
 
@@ -34,8 +36,8 @@ def _align(n):
 
 def table_size(act):
     """Bytes of the activation table an int8 layer with activation code `act` stores
-    (softmax 1024, sigmoid/tanh/softplus 256, else 0). Allocates nothing."""
-    if act == _SOFTMAX:
+    (softmax and softmax_tflite 1024, sigmoid/tanh/softplus 256, else 0). Allocates nothing."""
+    if act == _SOFTMAX or act == _SOFTMAX_TFL:
         return 1024
     return 256 if act in _LUT_CODES else 0
 
@@ -50,7 +52,8 @@ def ram_needed(units, inputs, act, in_place, per_buffer):
     """Heap a loaded QDense keeps: its parameter copies, accumulators, output (and the
     weights unless in place). Allocates nothing (small ints)."""
     total = 4 * units * 4 + units + 4 * (units if units > inputs else inputs) + units + 10 * per_buffer
-    total += 1024 if act == _SOFTMAX else 0
+    total += 9 * units + 3 * per_buffer  # the requantization: rq_hi, rq_lo (int32), rq_k (bytes)
+    total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
     if not in_place:
         total += block_size(units, inputs, act)
     return total
@@ -84,7 +87,7 @@ def build_layer(QDense, mv, off, rec):
     w = mv[p : p + u * n]
     p += _align(u * n)
     lut = exp_table = None
-    if act == _SOFTMAX:
+    if act == _SOFTMAX or act == _SOFTMAX_TFL:
         exp_table = _ints("i", mv, p, 256)
     elif act in _LUT_CODES:
         lut = mv[p : p + 256]
@@ -162,7 +165,7 @@ def plan_layer(layer, where):
     parts.append((layer.w, u * n))
     if _align(u * n) - u * n:
         parts.append((bytes(_align(u * n) - u * n), _align(u * n) - u * n))
-    if act == _SOFTMAX:
+    if act == _SOFTMAX or act == _SOFTMAX_TFL:
         parts.append((layer.exp_table, 1024))
     elif table_size(act):
         parts.append((layer.lut, 256))

@@ -65,10 +65,9 @@ def _bitlen(v):
     return n
 
 
-def quantize_multiplier(num, den, e2):
-    """TFLite QuantizeMultiplier of real = num / den * 2^e2 (num, den > 0 ints),
-    with TFLite's double rounding of `real` emulated exactly in integers.
-    Returns (mult, shift): real ~= mult * 2^(shift - 31), mult 0 or in [2^30, 2^31)."""
+def real53(num, den, e2):
+    """The float64 value of num / den * 2^e2 (num, den > 0 ints; nearest even), exactly:
+    (q, k) with the value = q * 2^(e2 - k), q in [2^52, 2^53)."""
     if num <= 0 or den <= 0:
         raise ValueError("quantize_multiplier: expected num, den > 0, got %r, %r" % (num, den))
     k = 52 + _bitlen(den) - _bitlen(num)
@@ -90,6 +89,11 @@ def quantize_multiplier(num, den, e2):
         if q == 1 << 53:
             q = 1 << 52
             k -= 1
+    return q, k
+
+
+def _multiplier_of(q, k, e2):
+    """TFLite's (mult, shift) of the float64 value q * 2^(e2 - k)."""
     shift = e2 - k + 53  # frexp: real = (q / 2^53) * 2^shift
     m = (q + (1 << 21)) >> 22  # round(frac * 2^31), half away from zero
     if m == 1 << 31:
@@ -98,6 +102,27 @@ def quantize_multiplier(num, den, e2):
     if shift < -31:
         return 0, 0
     return m, shift
+
+
+def quantize_multiplier(num, den, e2):
+    """TFLite QuantizeMultiplier of real = num / den * 2^e2 (num, den > 0 ints),
+    with TFLite's double rounding of `real` emulated exactly in integers.
+    Returns (mult, shift): real ~= mult * 2^(shift - 31), mult 0 or in [2^30, 2^31)."""
+    q, k = real53(num, den, e2)
+    return _multiplier_of(q, k, e2)
+
+
+def fc_real(in_scale, w_scale, pre_scale):
+    """The requantization of a dense layer's unit: (q, K, mult, shift) where
+    double(in_scale) * double(w_scale) / double(pre_scale) = q * 2^-K exactly
+    (q: its 53-bit significand) and (mult, shift) is its TFLite QuantizeMultiplier."""
+    m1, e1 = f32_parts(in_scale)
+    m2, e2 = f32_parts(w_scale)
+    m3, e3 = f32_parts(pre_scale)
+    e = e1 + e2 - e3
+    q, k = real53(m1 * m2, m3, e)
+    mult, shift = _multiplier_of(q, k, e)
+    return q, k - e, mult, shift
 
 
 def scales_multiplier(in_scale, w_scale, out_scale):

@@ -32,13 +32,152 @@ def dot(x, w, acc0, acc, n, units):
         o += n
 
 
+def _mul31(a, m):
+    """(hi, lo) with a * m = hi * 2^31 + lo, 0 <= lo < 2^31, for 0 <= a, m < 2^31:
+    from 11-bit limbs (partial products < 2^22, column sums < 2^24). The viper
+    kernels inline it."""
+    a0 = a & 0x7FF
+    a1 = (a >> 11) & 0x7FF
+    a2 = a >> 22
+    m0 = m & 0x7FF
+    m1 = (m >> 11) & 0x7FF
+    m2 = m >> 22
+    c0 = a0 * m0
+    c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+    c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+    c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+    c4 = a2 * m2 + (c3 >> 11)
+    lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+    hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+    return hi, lo
+
+
+def _bitlen31(v):
+    """Bit length of 0 <= v < 2^31."""
+    b = 0
+    if v >> 16:
+        v = v >> 16
+        b += 16
+    if v >> 8:
+        v = v >> 8
+        b += 8
+    if v >> 4:
+        v = v >> 4
+        b += 4
+    if v >> 2:
+        v = v >> 2
+        b += 2
+    if v >> 1:
+        v = v >> 1
+        b += 1
+    return b + v
+
+
+def rescale(acc, qh, ql, kk, n):
+    """acc[i] = round(double(acc[i]) * R[i]), in place: ai-edge-litert's reference
+    FULLY_CONNECTED requantization, a float64 product rounded half away from zero.
+
+    acc: (n,) int32; R[i] = (qh[i] * 2^22 + ql[i]) * 2^-kk[i], the double
+    in_scale * w_scale / pre_scale (53-bit significand: qh (n,) int32 < 2^31,
+    ql (n,) int32 < 2^22; kk (n,) bytes). In integers: P = |acc| * significand
+    (84 bits, three 31-bit words), rounded to 53 bits (nearest even: the
+    float64 product), then to an integer at bit kk (half up on |acc|).
+    """
+    for i in range(n):
+        a = acc[i]
+        neg = a < 0
+        if neg:
+            a = 0 - a
+        ah, al = _mul31(a, qh[i])  # A = a * qh (62 bits)
+        bh, bl = _mul31(a, ql[i])  # B = a * ql (53 bits)
+        # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
+        t = (al & 0x1FF) + (bl >> 22)
+        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
+        t = (al >> 9) + bh + (t >> 9)
+        w1 = t & 0x3FFFFF
+        t = (ah & 0x1FF) + (t >> 22)
+        w1 = w1 | ((t & 0x1FF) << 22)
+        w2 = (ah >> 9) + (t >> 9)
+        if w2:
+            d = 9 + _bitlen31(w2)  # bit length - 53
+        elif w1:
+            d = _bitlen31(w1) - 22
+        else:
+            d = 0
+        if d < 0:
+            d = 0
+        # T = P >> d (at most 54 bits) as (th, tl), rounded to nearest even
+        if d == 0:
+            th = w1
+            tl = w0
+        else:
+            if d == 31:
+                th = w2
+                tl = w1
+                g = w0 >> 30
+                st = w0 & 0x3FFFFFFF
+            else:
+                th = (w1 >> d) | (w2 << (31 - d))
+                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                g = (w0 >> (d - 1)) & 1
+                st = w0 & ((1 << (d - 1)) - 1)
+            if g and (st or tl & 1):
+                if tl == 0x7FFFFFFF:
+                    tl = 0
+                    th += 1
+                else:
+                    tl += 1
+        s = kk[i] - d  # >= 20 for a layer within its bound
+        if s <= 31:
+            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+        elif s <= 55:
+            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+        else:
+            v = 0
+        acc[i] = 0 - v if neg else v
+
+
 def mbqm(acc, mp, sp, mn, sn, step, n):
     """acc[i] = MultiplyByQuantizedMultiplier(acc[i], m, s), in place.
 
     acc: (n,) int32; (m, s) = (mp[j], sp[j]) if acc[i] >= 0 else (mn[j], sn[j]),
     j = i * step (step 1: per unit, 0: one multiplier); mp, mn: int32 in
-    [0, 2^31); sp, sn: int8 shifts in [-31, 30]; y: (n,) offset-binary out.
-    TFLite's rounding doubling high multiply, emulated with 16-bit halves.
+    [0, 2^31); sp, sn: int8 shifts in [-31, 30]. One rounding, half away
+    from zero (as ai-edge-litert's reference FULLY_CONNECTED):
+    sign(acc) * ((|acc| * m + 2^(k - 1)) >> k) with k = 31 - s, the 62-bit
+    product |acc| * m emulated with 11-bit limbs.
+    """
+    j = 0
+    for i in range(n):
+        a = acc[i]
+        if a >= 0:
+            m = mp[j]
+            s = (sp[j] ^ 0x80) - 0x80
+        else:
+            m = mn[j]
+            s = (sn[j] ^ 0x80) - 0x80
+        j += step
+        k = 31 - s  # in [1, 62]
+        neg = a < 0
+        if neg:
+            a = 0 - a
+        hi, lo = _mul31(a, m)  # P = a * m
+        # (P + 2^(k - 1)) >> k = (P >> k) + bit k - 1 of P
+        if k <= 31:
+            v = (hi << (31 - k)) + (lo >> k) + ((lo >> (k - 1)) & 1)  # < 2^31: the layer's bound
+        else:
+            v = (hi >> (k - 31)) + ((hi >> (k - 32)) & 1)
+        acc[i] = 0 - v if neg else v
+
+
+def mbqm_dr(acc, mp, sp, mn, sn, step, n):
+    """acc[i] = gemmlowp's MultiplyByQuantizedMultiplier (double rounding), in
+    place: TFLite's LEAKY_RELU (and RELU with requantization) rounds this way.
+
+    acc: (n,) int32; (m, s) = (mp[j], sp[j]) if acc[i] >= 0 else (mn[j], sn[j]),
+    j = i * step (step 1: per unit, 0: one multiplier); mp, mn: int32 in
+    [0, 2^31); sp, sn: int8 shifts in [-31, 30]. The rounding doubling high
+    multiply emulated with 16-bit halves, then a rounding divide by 2^-s.
     """
     j = 0
     for i in range(n):
@@ -179,6 +318,116 @@ def softmax(y, e, table, n):
     return s
 
 
+def softmax_tfl(y, table, n):
+    """TFLite's int8 SOFTMAX (its float-table kernel), in place, in integers.
+
+    y: (n,) offset-binary logits -> probabilities (scale 1/256, zp -128);
+    table: (256,) int32, the float32 bits of T[d] = expf(-beta * in_scale * d)
+    (T[0] = 1.0, all in [0, 1]). TFLite sums T[max - q] in float32 in order,
+    takes inv = 1 / (sum / 256) and outputs round(T[max - q] * inv) - 128, each
+    float32 operation correctly rounded: emulated here on the IEEE bits.
+    """
+    top = 0
+    for i in range(n):
+        if y[i] > top:
+            top = y[i]
+    s = 0  # float32 bits of the running sum (non-negative: bits order as values)
+    for i in range(n):
+        a = table[top - y[i]]
+        b = s
+        if a < b:
+            a = s
+            b = table[top - y[i]]
+        if b == 0:
+            s = a
+            continue
+        ea = a >> 23
+        ma = a & 0x7FFFFF
+        if ea == 0:
+            ea = 1
+        else:
+            ma = ma | 0x800000
+        eb = b >> 23
+        mb = b & 0x7FFFFF
+        if eb == 0:
+            eb = 1
+        else:
+            mb = mb | 0x800000
+        d = ea - eb
+        if d > 26:  # b is below a quarter ulp of a
+            s = a
+            continue
+        mb = mb << 3  # 3 extra bits: guard, round, sticky
+        if d > 0:
+            st = 1 if mb & ((1 << d) - 1) else 0
+            mb = (mb >> d) | st
+        v = (ma << 3) + mb  # < 2^28
+        if v >= 0x8000000:
+            v = (v >> 1) | (v & 1)
+            ea += 1
+        r = v & 7
+        v = v >> 3
+        if r > 4 or (r == 4 and v & 1):  # nearest, ties to even
+            v += 1
+        if v == 0x1000000:
+            v = 0x800000
+            ea += 1
+        s = v if v < 0x800000 else (ea << 23) | (v & 0x7FFFFF)
+    # inv = 1 / (s * 2^-8) = 2^(158 - es) / ms, s >= 1.0 (T[0] is in the sum)
+    es = s >> 23
+    ms = (s & 0x7FFFFF) | 0x800000
+    if ms == 0x800000:
+        mi = 0x800000
+        ei = 262 - es
+    else:
+        r = 0x1000000  # 2^24 / ms in (1, 2): 24 quotient bits, remainder < 2 ms
+        q = 0
+        for _ in range(24):
+            q = q << 1
+            if r >= ms:
+                q = q | 1
+                r -= ms
+            r = r << 1
+        if r > ms or (r == ms and q & 1):
+            q += 1
+        ei = 261 - es
+        if q == 0x1000000:
+            q = 0x800000
+            ei += 1
+        mi = q
+    ih = mi >> 12
+    il = mi & 0xFFF
+    for i in range(n):
+        t = table[top - y[i]]
+        et = t >> 23
+        q = 0
+        if et >= 117:  # else t * inv < 2^-10 * 256: rounds to 0
+            mt = (t & 0x7FFFFF) | 0x800000
+            th = mt >> 12
+            tl = mt & 0xFFF
+            # P = mt * mi (48 bits) = c2 * 2^24 + lo, from 12-bit halves
+            c0 = tl * il
+            c1 = th * il + tl * ih + (c0 >> 12)
+            c2 = th * ih + (c1 >> 12)
+            lo = ((c1 & 0xFFF) << 12) | (c0 & 0xFFF)
+            # float32 product: 24 significant bits, nearest even
+            if c2 >= 0x800000:
+                m = c2
+                rem = lo
+                half = 0x800000
+                e = 276 - et - ei  # product = m * 2^-e
+            else:
+                m = (c2 << 1) | (lo >> 23)
+                rem = lo & 0x7FFFFF
+                half = 0x400000
+                e = 277 - et - ei
+            if rem > half or (rem == half and m & 1):
+                m += 1
+            if e <= 26:  # e >= 14 (t <= 1, inv <= 256); round half away (up: positive)
+                q = (m + (1 << (e - 1))) >> e
+        y[i] = q if q < 255 else 255  # q - 128 clamped to int8, as offset-binary
+
+
 def div_f32(e, s, out, n):
     """out[i] = float32(e[i] / s), rounded to nearest even, computed in
     integers (0 <= e[i] <= s < 2^30). e: (n,) int32; out: (n,) array('f')."""
@@ -218,16 +467,18 @@ def forward(net):
         u = L.units
         acc, y = L.acc, L.y
         dot(x, L.w, L.acc0, acc, L.inputs, u)
-        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
         clamp8(acc, y, u, L.pre_zp, L.lo, L.hi)
         if L.code == 1:  # leaky_relu
             offset(y, acc, u, L.pre_zp)
-            mbqm(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
+            mbqm_dr(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
             clamp8(acc, y, u, L.out_zp, -128, 127)
         elif L.code == 2:  # lookup table
             lut(y, L.lut, u)
         elif L.code == 3:  # softmax
             L.sum = softmax(y, acc, L.exp_table, u)
+        elif L.code == 4:  # TFLite's softmax
+            softmax_tfl(y, L.exp_table, u)
         x = y
     return x
 

@@ -52,9 +52,156 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 
 @micropython.viper
+def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
+    """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
+    # acc: (n,) int32, in place; qh, ql: (n,) int32 significand parts; kk: (n,) shifts
+    # round(double(acc) * R), half away from zero (see qkernels.rescale)
+    b31 = 31
+    m31 = 1 << b31
+    b30 = 30
+    top = (1 << b30) - 1 + (1 << b30)  # 2^31 - 1, built at run time
+    for i in range(n):
+        a = (acc[i] ^ m31) - m31
+        neg = 0
+        if a < 0:
+            neg = 1
+            a = 0 - a
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        m = qh[i]  # A = a * qh: 62 bits as (ah, al)
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        m = ql[i]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
+        m0 = m & 0x7FF
+        m1 = m >> 11
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a2 * m1 + (c2 >> 11)
+        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        bh = ((c2 >> 9) & 3) | (c3 << 2)
+        t = (al & 0x1FF) + (bl >> 22)
+        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
+        t = (al >> 9) + bh + (t >> 9)
+        w1 = t & 0x3FFFFF
+        t = (ah & 0x1FF) + (t >> 22)
+        w1 = w1 | ((t & 0x1FF) << 22)
+        w2 = (ah >> 9) + (t >> 9)
+        v = w1
+        d = 0 - 22
+        if w2:
+            v = w2
+            d = 9
+        if v:
+            if v >> 16:
+                v = v >> 16
+                d += 16
+            if v >> 8:
+                v = v >> 8
+                d += 8
+            if v >> 4:
+                v = v >> 4
+                d += 4
+            if v >> 2:
+                v = v >> 2
+                d += 2
+            if v >> 1:
+                v = v >> 1
+                d += 1
+            d += v
+        if d < 0:
+            d = 0
+        if d == 0:
+            th = w1
+            tl = w0
+        else:
+            if d == 31:
+                th = w2
+                tl = w1
+                g = w0 >> 30
+                st = w0 & 0x3FFFFFFF
+            else:
+                th = (w1 >> d) | (w2 << (31 - d))
+                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                g = (w0 >> (d - 1)) & 1
+                st = w0 & ((1 << (d - 1)) - 1)
+            if g:
+                if st or (tl & 1):
+                    if tl == top:
+                        tl = 0
+                        th += 1
+                    else:
+                        tl += 1
+        s = int(kk[i]) - d
+        if s <= 31:
+            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+        elif s <= 55:
+            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+        else:
+            v = 0
+        if neg:
+            v = 0 - v
+        acc[i] = v
+
+
+@micropython.viper
 def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
     """The viper kernel of `qkernels.mbqm` (same arguments, same integers)."""
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
+    # single rounding, half away from zero; |acc| * m from 11-bit limbs
+    b31 = 31
+    m31 = 1 << b31
+    j = 0
+    for i in range(n):
+        a = (acc[i] ^ m31) - m31
+        if a >= 0:
+            m = mp[j]
+            s = (sp[j] ^ 0x80) - 0x80
+        else:
+            m = mn[j]
+            s = (sn[j] ^ 0x80) - 0x80
+        j += step
+        k = 31 - s
+        neg = 0
+        if a < 0:
+            neg = 1
+            a = 0 - a
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        if k <= 31:
+            v = (hi << (31 - k)) + (lo >> k) + ((lo >> (k - 1)) & 1)
+        else:
+            v = (hi >> (k - 31)) + ((hi >> (k - 32)) & 1)
+        if neg:
+            v = 0 - v
+        acc[i] = v
+
+
+@micropython.viper
+def mbqm_dr(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
+    """The viper kernel of `qkernels.mbqm_dr` (same arguments, same integers)."""
+    # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
+    # gemmlowp's double rounding (LEAKY_RELU); the high multiply from 16-bit halves
     b31 = 31
     m31 = 1 << b31
     j = 0
@@ -216,6 +363,116 @@ def softmax(y: ptr8, e: ptr32, table: ptr32, n: int) -> int:
 
 
 @micropython.viper
+def softmax_tfl(y: ptr8, table: ptr32, n: int):
+    """The viper kernel of `qkernels.softmax_tfl` (same arguments, same integers)."""
+    # y: (n,) offset-binary, in place; table: (256,) float32 bits of expf(-beta * in_scale * d)
+    # TFLite's float softmax on the IEEE bits (see qkernels.softmax_tfl)
+    top = 0
+    for i in range(n):
+        if y[i] > top:
+            top = y[i]
+    s = 0
+    for i in range(n):
+        a = table[top - y[i]]
+        b = s
+        if a < b:
+            a = s
+            b = table[top - y[i]]
+        if b == 0:
+            s = a
+            continue
+        ea = a >> 23
+        ma = a & 0x7FFFFF
+        if ea == 0:
+            ea = 1
+        else:
+            ma = ma | 0x800000
+        eb = b >> 23
+        mb = b & 0x7FFFFF
+        if eb == 0:
+            eb = 1
+        else:
+            mb = mb | 0x800000
+        d = ea - eb
+        if d > 26:
+            s = a
+            continue
+        mb = mb << 3
+        if d > 0:
+            st = 0
+            if mb & ((1 << d) - 1):
+                st = 1
+            mb = (mb >> d) | st
+        v = (ma << 3) + mb
+        if v >= 0x8000000:
+            v = (v >> 1) | (v & 1)
+            ea += 1
+        r = v & 7
+        v = v >> 3
+        if r > 4 or (r == 4 and (v & 1)):
+            v += 1
+        if v == 0x1000000:
+            v = 0x800000
+            ea += 1
+        if v < 0x800000:
+            s = v
+        else:
+            s = (ea << 23) | (v & 0x7FFFFF)
+    es = s >> 23
+    ms = (s & 0x7FFFFF) | 0x800000
+    if ms == 0x800000:
+        mi = 0x800000
+        ei = 262 - es
+    else:
+        r = 0x1000000
+        q = 0
+        for _ in range(24):
+            q = q << 1
+            if r >= ms:
+                q = q | 1
+                r -= ms
+            r = r << 1
+        if r > ms or (r == ms and (q & 1)):
+            q += 1
+        ei = 261 - es
+        if q == 0x1000000:
+            q = 0x800000
+            ei += 1
+        mi = q
+    ih = mi >> 12
+    il = mi & 0xFFF
+    for i in range(n):
+        t = table[top - y[i]]
+        et = t >> 23
+        q = 0
+        if et >= 117:
+            mt = (t & 0x7FFFFF) | 0x800000
+            th = mt >> 12
+            tl = mt & 0xFFF
+            c0 = tl * il
+            c1 = th * il + tl * ih + (c0 >> 12)
+            c2 = th * ih + (c1 >> 12)
+            lo = ((c1 & 0xFFF) << 12) | (c0 & 0xFFF)
+            if c2 >= 0x800000:
+                m = c2
+                rem = lo
+                half = 0x800000
+                e = 276 - et - ei
+            else:
+                m = (c2 << 1) | (lo >> 23)
+                rem = lo & 0x7FFFFF
+                half = 0x400000
+                e = 277 - et - ei
+            if rem > half or (rem == half and (m & 1)):
+                m += 1
+            if e <= 26:
+                q = (m + (1 << (e - 1))) >> e
+        if q > 255:
+            q = 255
+        y[i] = q
+
+
+@micropython.viper
 def div_f32(e: ptr32, s: int, out: ptr32, n: int):
     """The viper kernel of `qkernels.div_f32` (same arguments, same integers)."""
     # e: (n,) int32 in [0, s]; out: (n,) float32 bits (array('f')): e[i] / s rounded to nearest even
@@ -271,17 +528,19 @@ def forward(net) -> object:
         acc = L.acc
         y = L.y
         dot(x, L.w, L.acc0, acc, int(L.inputs), u)
-        mbqm(acc, L.mult, L.shift, L.mult, L.shift, 1, u)
+        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
         clamp8(acc, y, u, int(L.pre_zp), int(L.lo), int(L.hi))
         code = int(L.code)
         if code == 1:  # leaky_relu
             offset(y, acc, u, int(L.pre_zp))
-            mbqm(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
+            mbqm_dr(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
             clamp8(acc, y, u, int(L.out_zp), -128, 127)
         elif code == 2:  # lookup table
             lut(y, L.lut, u)
         elif code == 3:  # softmax
             L.sum = softmax(y, acc, L.exp_table, u)
+        elif code == 4:  # TFLite's softmax
+            softmax_tfl(y, L.exp_table, u)
         x = y
         i += 1
     return x

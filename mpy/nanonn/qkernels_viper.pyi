@@ -19,8 +19,14 @@ _Buffer = bytearray | bytes | memoryview | array[Any]
 def dot(x: _Buffer, w: _Buffer, acc0: _Buffer, acc: _Buffer, n: int, units: int) -> None:
     """The viper kernel of `qkernels.dot` (same arguments, same integers)."""
 
+def rescale(acc: _Buffer, qh: _Buffer, ql: _Buffer, kk: _Buffer, n: int) -> None:
+    """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
+
 def mbqm(acc: _Buffer, mp: _Buffer, sp: _Buffer, mn: _Buffer, sn: _Buffer, step: int, n: int) -> None:
     """The viper kernel of `qkernels.mbqm` (same arguments, same integers)."""
+
+def mbqm_dr(acc: _Buffer, mp: _Buffer, sp: _Buffer, mn: _Buffer, sn: _Buffer, step: int, n: int) -> None:
+    """The viper kernel of `qkernels.mbqm_dr` (same arguments, same integers)."""
 
 def clamp8(acc: _Buffer, y: _Buffer, n: int, zp: int, lo: int, hi: int) -> None:
     """The viper kernel of `qkernels.clamp8` (same arguments, same integers)."""
@@ -42,6 +48,9 @@ def to_int8(src: _Buffer, dst: _Buffer, n: int) -> None:
 
 def softmax(y: _Buffer, e: _Buffer, table: _Buffer, n: int) -> int:
     """The viper kernel of `qkernels.softmax` (same arguments, same integers)."""
+
+def softmax_tfl(y: _Buffer, table: _Buffer, n: int) -> None:
+    """The viper kernel of `qkernels.softmax_tfl` (same arguments, same integers)."""
 
 def div_f32(e: _Buffer, s: int, out: _Buffer, n: int) -> None:
     """The viper kernel of `qkernels.div_f32` (same arguments, same integers)."""

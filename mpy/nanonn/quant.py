@@ -23,10 +23,12 @@ if _viper_kernels is not None:
     KERNELS["viper"] = _viper_kernels
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax")
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
+_SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
+_F32_ONE = 0x3F800000  # float32 bits of 1.0
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
-_SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30
+_SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
 
 
 def _int(name, value, lo, hi):
@@ -136,7 +138,8 @@ class QDense:
         w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
         without a copy); w_scale: units floats; bias, mult: units ints;
         shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
-        exp_table: 256 ints (softmax). pre_scale/pre_zp default to the output
+        exp_table: 256 ints (softmax: Q16 values; softmax_tflite: float32
+        bits). pre_scale/pre_zp default to the output
         domain (linear, relu). Raises ValueError naming the bad field, and when
         an accumulator could leave int32 (32-bit safety).
         """
@@ -188,7 +191,7 @@ class QDense:
         if activation == "relu":
             self.lo = max(-128, out_zp)
         self.lut = self.exp_table = self.mp = self.sp = self.mn = self.sn = None
-        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax
+        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax, 4 softmax_tflite
         self.sum = 0  # softmax: the last sum of exp_table values
         if activation == "leaky_relu":
             self.code = 1
@@ -214,6 +217,24 @@ class QDense:
             self.code = 3
             if self.exp_table[0] != 65536:
                 raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
+        if activation == "softmax_tflite":  # TFLite's SOFTMAX: its float32 table, as bits
+            if exp_table is None:
+                raise ValueError(
+                    "QDense exp_table: expected 256 float32 bit patterns for softmax_tflite, got None"
+                )
+            if self.out_scale != 1.0 / 256 or out_zp != -128:
+                raise ValueError(
+                    "QDense out_scale/out_zp: expected (0.00390625, -128) for softmax_tflite, got (%r, %d)"
+                    % (self.out_scale, out_zp)
+                )
+            if u > _SOFTMAX_MAX_UNITS:
+                raise ValueError("QDense units: expected <= %d for softmax, got %d" % (_SOFTMAX_MAX_UNITS, u))
+            self.exp_table = _int32s("QDense exp_table", exp_table, 256, 0, _F32_ONE)
+            self.code = 4
+            if self.exp_table[0] != _F32_ONE:
+                raise ValueError(
+                    "QDense exp_table[0]: expected 0x3f800000 (1.0), got 0x%x" % self.exp_table[0]
+                )
         self._derive()
 
     @classmethod
@@ -259,9 +280,26 @@ class QDense:
         return p
 
     def _derive(self):
-        """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128) and the
+        """acc0 = bias - (in_zp + 128) * rowsum(w) (the kernels see x + 128), the
+        requantization (the double in_scale * w_scale / pre_scale as a 53-bit
+        significand and a shift; mult/shift must be its QuantizeMultiplier) and the
         32-bit bound; buffers for the accumulators and the int8 output."""
+        from .qbuild import fc_real
+
         n, u, w = self.inputs, self.units, self.w
+        self.rq_hi = array("i", bytes(4 * u))  # significand >> 22
+        self.rq_lo = array("i", bytes(4 * u))  # significand & (2^22 - 1)
+        self.rq_k = bytearray(u)  # R = significand * 2^-rq_k
+        for j in range(u):
+            q, k, m, s = fc_real(self.in_scale, self.w_scale[j], self.pre_scale)
+            if m != self.mult[j] or s != _sext8(self.shift[j]):
+                raise ValueError(
+                    "QDense mult[%d]/shift[%d]: expected %d/%d (QuantizeMultiplier of in_scale * w_scale / "
+                    "pre_scale), got %d/%d" % (j, j, m, s, self.mult[j], _sext8(self.shift[j]))
+                )
+            self.rq_hi[j] = q >> 22
+            self.rq_lo[j] = q & 0x3FFFFF
+            self.rq_k[j] = k if k < 255 else 255  # k > 21: the shift is at most 30
         self.acc0 = array("i", bytes(4 * u))
         worst = 0
         o = 0
@@ -325,7 +363,7 @@ class QNetwork:
                         "QNetwork layer %d input domain: expected (%r, %d) (the previous layer's output), got (%r, %d)"
                         % (i, prev.out_scale, prev.out_zp, layer.in_scale, layer.in_zp)
                     )
-            if layer.activation == "softmax" and i != len(layers) - 1:
+            if layer.activation in _SOFTMAXES and i != len(layers) - 1:
                 raise ValueError("QNetwork layer %d: softmax is allowed on the last layer only" % i)
         self.layers = list(layers)
         self.inputs = layers[0].inputs
@@ -376,7 +414,7 @@ class QNetwork:
         """Float outputs for float inputs (array('f'), list or tuple of `inputs`
         numbers). Returns the network's own array('f'), reused by the next call.
         Softmax outputs are e/s of the integer softmax (float32, exactly rounded);
-        other outputs are the dequantized int8 outputs. With the viper kernels
+        other outputs (softmax_tflite too) are the dequantized int8 outputs. With the viper kernels
         and an array('f') input this allocates nothing; a list or tuple is first
         copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md).
         Non-finite inputs have a defined result: NaN quantizes like 0.0, +-inf

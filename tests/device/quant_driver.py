@@ -70,13 +70,15 @@ def _float_net(layers):
 
 
 def _edge(k, edge):
-    """Kernel outputs for edge cases: mbqm triples, float inputs to fixed point, e/s ratios."""
+    """Kernel outputs for edge cases: mbqm and mbqm_dr triples, rescale cases, float inputs to fixed point, e/s ratios."""
     triples = edge["mbqm"]
     n = len(triples)
     acc = array("i", [t[0] for t in triples])
     mult = array("i", [t[1] for t in triples])
     shift = bytearray([t[2] & 0xFF for t in triples])
     k.mbqm(acc, mult, shift, mult, shift, 1, n)
+    acc_dr = array("i", [t[0] for t in triples])
+    k.mbqm_dr(acc_dr, mult, shift, mult, shift, 1, n)
     fixed = {}
     for F in edge["F"]:
         xf = array("f", edge["floats"])
@@ -88,7 +90,22 @@ def _edge(k, edge):
         out = array("f", [0.0])
         k.div_f32(array("i", [e]), s, out, 1)
         ratios.append(out[0])
-    return {"mbqm": list(acc), "fixed": fixed, "ratios": ratios}
+    rs = edge["rescale"]  # [acc, qh, ql, k]
+    racc = array("i", [r[0] for r in rs])
+    k.rescale(
+        racc,
+        array("i", [r[1] for r in rs]),
+        array("i", [r[2] for r in rs]),
+        bytearray([r[3] for r in rs]),
+        len(rs),
+    )
+    return {
+        "mbqm": list(acc),
+        "mbqm_dr": list(acc_dr),
+        "rescale": list(racc),
+        "fixed": fixed,
+        "ratios": ratios,
+    }
 
 
 def main():

@@ -7,6 +7,7 @@ from array import array
 from check import IS_MICROPYTHON, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
+from nanonn.qbuild import scales_multiplier
 from nanonn.quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
 from nanonn.rand import Random
 
@@ -36,16 +37,30 @@ def test_kernel_selection():
     raises(ValueError, net.quantize, X, kernels="cuda", contains=("kernels", "cuda"))
 
 
+def _tflite_softmax_variant(q):
+    """q (ending in softmax) with its last layer as softmax_tflite (TFLite's softmax)."""
+    import math
+
+    last = q.layers[-1].params()
+    last["activation"] = "softmax_tflite"
+    last["exp_table"] = list(
+        array("i", bytes(array("f", [math.exp(-last["pre_scale"] * d) for d in range(256)])))
+    )
+    last["exp_table"][0] = 0x3F800000
+    return QNetwork(q.layers[:-1] + [QDense.from_params(**last)], kernels=q.kernels)
+
+
 def test_no_allocation_in_predict_int8_and_predict():
     """MicroPython: predict_int8 and float predict allocate nothing with the viper
-    kernels (heap_lock and micropython.mem_total), for every activation. On CPython: the same calls
+    kernels (heap_lock and micropython.mem_total), for every activation (softmax_tflite too). On CPython: the same calls
     run (no heap lock exists there) and return the same buffers."""
     nets = [_bench_net()]
     for act in ("linear", "relu", "sigmoid", "tanh", "softplus"):
         nets.append(_net_and_data([6, 5, 4], [act, act], 7))
-    for net, X in nets:
-        q = net.quantize(X)
-        x8 = array("b", [(i * 37) % 256 - 128 for i in range(net.inputs)])
+    quantized = [(net.quantize(X), X) for net, X in nets]
+    quantized.append((_tflite_softmax_variant(quantized[0][0]), nets[0][1]))
+    for q, X in quantized:
+        x8 = array("b", [(i * 37) % 256 - 128 for i in range(q.inputs)])
         xf = array("f", X[0])
         xl = list(X[1])
         a = q.predict_int8(x8)
@@ -121,10 +136,18 @@ def _params(**over):
         in_zp=-3,
         out_scale=0.1,
         out_zp=5,
-        mult=[1 << 30, (1 << 31) - 1],
-        shift=[-3, -4],
     )
     p.update(over)
+    if "mult" not in p or "shift" not in p:  # QuantizeMultiplier of the scales (from_params checks it)
+        try:
+            ms = [
+                scales_multiplier(p["in_scale"], w, p.get("pre_scale") or p["out_scale"])
+                for w in p["w_scale"]
+            ]
+        except ValueError:  # a zero scale: from_params refuses it first
+            ms = [(1 << 30, 0)] * len(p["w_scale"])
+        p.setdefault("mult", [m for m, _ in ms])
+        p.setdefault("shift", [sh for _, sh in ms])
     return p
 
 
@@ -139,11 +162,28 @@ def test_from_params_validates_every_field():
         ({"out_scale": 0.0}, ("out_scale",)),
         ({"mult": [5, 1 << 30]}, ("mult[0]", "2^30")),
         ({"shift": [31, 0]}, ("shift[0]", "31")),
+        ({"mult": [1 << 30, 1 << 30], "shift": [-3, -4]}, ("mult[0]/shift[0]", "QuantizeMultiplier", "-3")),
         ({"activation": "gelu"}, ("activation", "gelu")),
         ({"activation": "sigmoid", "pre_scale": 0.1, "pre_zp": 0}, ("lut",)),
         ({"activation": "sigmoid"}, ("pre_scale",)),
         ({"activation": "softmax", "pre_scale": 0.1, "pre_zp": 0}, ("exp_table",)),
         ({"activation": "softmax", "pre_scale": 0.1, "pre_zp": 0, "exp_table": [1] * 256}, ("exp_table[0]",)),
+        ({"activation": "softmax_tflite", "pre_scale": 0.1, "pre_zp": 0}, ("exp_table", "softmax_tflite")),
+        (
+            {"activation": "softmax_tflite", "pre_scale": 0.1, "pre_zp": 0, "exp_table": [0x3F800000] * 256},
+            ("out_scale/out_zp", "softmax_tflite"),
+        ),
+        (
+            {
+                "activation": "softmax_tflite",
+                "pre_scale": 0.1,
+                "pre_zp": 0,
+                "out_scale": 1.0 / 256,
+                "out_zp": -128,
+                "exp_table": [0x3F000000] * 256,
+            },
+            ("exp_table[0]", "0x3f800000"),
+        ),
         ({"activation": "relu", "pre_scale": 0.3, "pre_zp": 0}, ("pre_scale",)),
         ({"inputs": 0}, ("inputs",)),
     ]

@@ -3,21 +3,24 @@
 The contract of an int8 dense layer is `docs/quantization.md`. Each
 FULLY_CONNECTED op (int8 input, int8 weights with zero point 0, int32 bias)
 and the one activation op after it become one layer, with every parameter
-taken from the file or derived exactly as TFLite's kernels derive it
-(x86 builds, default double rounding):
+taken from the file or derived exactly as TFLite's kernels derive it. The
+ground truth is ai-edge-litert's reference kernels (`OpResolverType.BUILTIN_REF`);
+docs/converters.md lists what matches which interpreter configuration.
 
-- FULLY_CONNECTED: `mult, shift = QuantizeMultiplier(double(in_scale) *
-  double(w_scale[u]) / double(out_scale))`; fused RELU clamps at the output
-  zero point.
+- FULLY_CONNECTED: the requantization `round(double(acc) * real)` with
+  `real = double(in_scale) * double(w_scale[u]) / double(out_scale)` (nanonn's,
+  derived from the scales; `mult, shift = QuantizeMultiplier(real)` stored
+  beside it); fused RELU clamps at the output zero point.
 - LOGISTIC, TANH: the 256-entry table of TFLite's int8 LUT kernel (float32
   math: dequantize, f, multiply by 1/out_scale, round half away from zero).
-- LEAKY_RELU: multipliers of `f32(in/out)` and `f32(f32(in * alpha) / out)`.
+- LEAKY_RELU: multipliers of `f32(in/out)` and `f32(f32(in * alpha) / out)`,
+  applied with gemmlowp's double rounding as TFLite does.
 - RELU as its own op: with equal input and output quantization it is the
   clamp at the zero point; otherwise it requantizes, which is nanonn's
   leaky_relu with a zero negative multiplier (alpha 0).
-- SOFTMAX (last layer): the Q16 table of TFLite's float32 table
-  `expf(-in_scale * beta * d)`. nanonn's integer softmax then differs from
-  TFLite's float one by at most one output step.
+- SOFTMAX (last layer): activation `softmax_tflite`, TFLite's own int8
+  softmax: its float32 table `expf(f32(-in_scale * beta) * d)` stored as
+  float32 bits, evaluated by the kernels exactly as TFLite's float code.
 - QUANTIZE first / DEQUANTIZE last: the float input and output of the
   network (nanonn's `predict`); without them the model has int8 input and
   output (`predict_int8`).
@@ -69,12 +72,35 @@ def lut(kind: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -
     return np.clip(rescaled + out_zp, -128, 127).astype(np.int8)
 
 
+def _libm_expf():
+    """The C library's expf (what TFLite's table calls), or None where ctypes cannot load it."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("m")
+        if name is None:
+            return None
+        f = ctypes.CDLL(name).expf
+    except (OSError, AttributeError, ImportError):
+        return None
+    f.restype = ctypes.c_float
+    f.argtypes = [ctypes.c_float]
+    return f
+
+
 def softmax_table(in_scale: float, beta: float) -> np.ndarray:
-    """Q16 of TFLite's softmax table: T[d] = expf(f32(-in_scale * beta) * d), d = qmax - q."""
+    """TFLite's int8 softmax table as float32 bits (int32): T[d] = expf(f32(-in_scale * beta) * d),
+    d = qmax - q. expf is the C library's when ctypes finds it (glibc's is TFLite's on
+    Linux), else float64 exp rounded to float32 (the correctly rounded value)."""
     scale = np.float32(-np.float32(in_scale) * np.float32(beta))
-    d = np.arange(256).astype(np.float32)
-    table = np.exp((scale * d).astype(np.float32).astype(np.float64)).astype(np.float32)
-    return round_away(table.astype(np.float64) * 65536.0).astype(np.int32)
+    args = (scale * np.arange(256).astype(np.float32)).astype(np.float32)
+    expf = _libm_expf()
+    if expf is None:
+        table = np.exp(args.astype(np.float64)).astype(np.float32)
+    else:
+        table = np.array([expf(float(a)) for a in args], dtype=np.float32)
+    return table.view(np.int32).copy()
 
 
 def _domain(t, what: str, where: str) -> tuple[float, int]:
@@ -187,7 +213,10 @@ def activation(where: str, op, graph, layer: dict) -> None:
         layer["activation"] = kind
         layer["lut"] = lut(kind, pre_scale, pre_zp, out_scale, out_zp)
     elif op.kind == "SOFTMAX":
-        layer["activation"] = "softmax"
-        layer["exp_table"] = softmax_table(pre_scale, op.options.get("beta", 1.0))
+        beta = float(op.options.get("beta", 1.0))
+        if not (np.isfinite(beta) and beta > 0):
+            raise NanonnError("%s beta: expected a finite value > 0, got %r" % (where, beta))
+        layer["activation"] = "softmax_tflite"
+        layer["exp_table"] = softmax_table(pre_scale, beta)
     else:
         raise NanonnError("%s: no int8 form; expected RELU, LEAKY_RELU, LOGISTIC, TANH or SOFTMAX" % where)

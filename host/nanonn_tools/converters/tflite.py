@@ -381,7 +381,7 @@ def convert_int8(graph: Graph, source: str):
             "%s: expected at least one FULLY_CONNECTED op, got none; supported: %s" % (source, SUPPORTED)
         )
     for name, layer in zip(names[:-1], layers[:-1]):
-        if layer["activation"] == "softmax":
+        if layer["activation"] == "softmax_tflite":
             raise NanonnError("%s: softmax is supported on the last layer only" % name)
     specs = [QuantDenseSpec(**layer) for layer in layers]
     for name, spec in zip(names, specs):
