@@ -15,6 +15,7 @@ import math
 
 _exp = math.exp
 _log = math.log
+_tanh = math.tanh  # saturates to +-1, never overflows (MicroPython and CPython)
 
 
 class Activation:
@@ -61,15 +62,6 @@ def _sigmoid(x):
 
 def _d_sigmoid(x, y):
     return y * (1.0 - y)
-
-
-def _tanh(x):
-    # tanh(x) = sign(x) * (1 - e) / (1 + e) with e = exp(-2|x|) <= 1.
-    if x >= 0.0:
-        e = _exp(-2.0 * x)
-        return (1.0 - e) / (1.0 + e)
-    e = _exp(2.0 * x)
-    return (e - 1.0) / (1.0 + e)
 
 
 def _d_tanh(x, y):
