@@ -16,7 +16,7 @@ from support import MPY
 
 sys.path.insert(0, str(MPY))
 
-from nanonn import Dense, Network, backup, nnm  # noqa: E402
+from nanonn import Dense, Network, backup, nnm, nnm_write  # noqa: E402
 from nanonn.activations import LeakyReLU  # noqa: E402
 
 PATH = "/model.nnm"
@@ -132,6 +132,12 @@ class _LfsFile:
     def read(self, n=-1):
         return self.handle.read(n)
 
+    def seek(self, offset, whence=0):  # a board's VFS file seeks (the loader uses it)
+        return self.handle.seek(offset, whence)
+
+    def tell(self):
+        return self.handle.tell()
+
     def close(self):
         self.owner.alive()
         if self.open:
@@ -167,13 +173,13 @@ def _wrap_errors(shim):
 
 
 class Installed:
-    """Run nanonn.nnm's and nanonn.backup's save/load against a shim instead of the host's os/open."""
+    """Run nanonn's save/load (nnm, nnm_write, backup) against a shim instead of the host's os/open."""
 
     def __init__(self, shim):
         self.shim = _wrap_errors(shim)
 
     def __enter__(self):
-        for module in (nnm, backup):
+        for module in (nnm, nnm_write, backup):
             module.os = self.shim
             module.open = self.shim.open
         return self
@@ -181,7 +187,7 @@ class Installed:
     def __exit__(self, *exc):
         import os
 
-        for module in (nnm, backup):
+        for module in (nnm, nnm_write, backup):
             module.os = os
             del module.open
 

@@ -256,7 +256,7 @@ class Network:
     def save(self, path, backup=None):
         """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
-        from .nnm import save
+        from .nnm_write import save
 
         save(self, path, backup)
 

@@ -55,7 +55,6 @@ Loading never imports or executes anything from the model: it is data.
 """
 
 import gc
-import os
 import struct
 import sys
 
@@ -63,11 +62,16 @@ from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
 from .errors import ModelFormatError
-from .layers import Dense, Dropout, floats
+from .layers import Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
 
 _HEADER = "<4sBBHIHHHHIII"
+# The reader's view of the header: the magic as a u32 (no bytes object), so
+# h = (magic, major, minor, flags, file_size, header_size, record_size,
+#      layer_count, reserved, inputs, outputs, data_offset).
+_HEADER_READ = "<IBBHIHHHHIII"
+_MAGIC = struct.unpack("<I", codes.MAGIC)[0]
 _RECORD = "<BBBBIIfIIII"
 _MAX_META = 256  # largest header_size and record_size accepted
 _DENSE = codes.LAYERS["dense"]
@@ -78,6 +82,8 @@ _FLAG_INT8 = codes.FLAGS["int8"]
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _BIAS = codes.LAYER_FLAGS["bias"]
 _INF = float("inf")
+_CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
+_NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
 # objects, the network's own objects.
 _PER_BUFFER = 48
@@ -89,8 +95,17 @@ def _fail(field, expected, got):
     raise ModelFormatError("%s: expected %s, got %s" % (field, expected, got))
 
 
+def _lfail(i, field, expected, got):
+    raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
+
+
 def _align(n):
     return (n + 3) & ~3
+
+
+def _end(rec):
+    """Where the data block of the layer record `rec` ends, aligned to 4."""
+    return (rec[7] + rec[8] + 3) & ~3
 
 
 def _known_flags():
@@ -100,215 +115,293 @@ def _known_flags():
     return known
 
 
-# ---------------------------------------------------------------- reading
+_KNOWN_FLAGS = _known_flags()
+
+
+# ---------------------------------------------------------------- checking
+#
+# Every function from `load` to a rejection keeps its arguments, locals and
+# evaluation stack within 11 words: MicroPython keeps such a frame on the C
+# stack but allocates a larger one on the heap (`python tools/mpy_frames.py
+# mpy/nanonn/nnm.py` lists them). A message is formatted once, by one `%`.
+# So a file claiming huge counts or sizes is rejected allocating only the
+# unpacked header and records, the error and its traceback (under 1 KB,
+# docs/reliability.md). Hence the many small functions.
 
 
 def _header(buf, size):
-    """Check the fixed 32-byte header at buf[0:]; `size` is the source's length
-    in bytes when known (else None). Returns the fields the reader uses:
-    (flags, file_size, header_size, record_size, layer_count, inputs, outputs,
-    data_offset). Few locals: a large frame is itself a heap allocation."""
-    h = struct.unpack_from(_HEADER, buf, 0)
-    if h[0] != codes.MAGIC:
-        _fail("magic", repr(codes.MAGIC), repr(h[0]))
+    """Check the fixed 32-byte header at buf[0:]; `size`: the source's length in
+    bytes when known (else None). Returns the unpacked header `h` (_HEADER_READ)."""
+    h = struct.unpack_from(_HEADER_READ, buf, 0)
+    if h[0] != _MAGIC:
+        _fail("magic", repr(codes.MAGIC), repr(bytes(buf[0:4])))
     if h[1] != codes.VERSION_MAJOR:
-        _fail(
-            "version",
-            "major %d (this reader reads %d.x)" % (codes.VERSION_MAJOR, codes.VERSION_MAJOR),
-            "%d.%d" % (h[1], h[2]),
+        raise ModelFormatError(
+            "version: expected major %d (this reader reads %d.x), got %d.%d"
+            % (codes.VERSION_MAJOR, codes.VERSION_MAJOR, h[1], h[2])
         )
-    if h[3] & ~_known_flags():
-        _fail("flags", "a subset of 0x%04x" % _known_flags(), "0x%04x" % h[3])
-    file_size = h[4]
-    if file_size > codes.MAX_FILE_SIZE:
-        _fail("file_size", "at most %d bytes" % codes.MAX_FILE_SIZE, file_size)
-    if size is not None and file_size != size:
-        _fail("file size", "%d bytes (header field file_size)" % file_size, "%d bytes" % size)
-    _check_meta_size("header_size", h[5])
-    _check_meta_size("record_size", h[6])
+    if h[3] & ~_KNOWN_FLAGS:
+        raise ModelFormatError("flags: expected a subset of 0x%04x, got 0x%04x" % (_KNOWN_FLAGS, h[3]))
+    if h[4] > codes.MAX_FILE_SIZE:
+        raise ModelFormatError("file_size: expected at most %d bytes, got %d" % (codes.MAX_FILE_SIZE, h[4]))
+    if size is not None and h[4] != size:
+        raise ModelFormatError(
+            "file size: expected %d bytes (header field file_size), got %d bytes" % (h[4], size)
+        )
+    _meta_size("header_size", h[5])
+    _meta_size("record_size", h[6])
     if h[7] < 1 or h[7] > codes.MAX_LAYERS:
-        _fail("layer_count", "1 to %d" % codes.MAX_LAYERS, h[7])
+        raise ModelFormatError("layer_count: expected 1 to %d, got %d" % (codes.MAX_LAYERS, h[7]))
     if h[8]:
         _fail("header reserved field", 0, h[8])
+    _header_sizes(h)
+    return h
+
+
+def _meta_size(name, value):
+    if value < 32 or value > _MAX_META or value & 3:
+        raise ModelFormatError(
+            "%s: expected a multiple of 4 from 32 to %d, got %d" % (name, _MAX_META, value)
+        )
+
+
+def _header_sizes(h):
     end = _align(h[5] + h[7] * h[6])
     if h[11] != end:
-        _fail("data_offset", "%d (header and %d layer records, aligned to 4)" % (end, h[7]), h[11])
-    if end + codes.CRC_SIZE > file_size:
-        _fail(
-            "file_size",
-            "at least %d bytes (header, layer records and CRC)" % (end + codes.CRC_SIZE),
-            file_size,
+        raise ModelFormatError(
+            "data_offset: expected %d (header and %d layer records, aligned to 4), got %d"
+            % (end, h[7], h[11])
+        )
+    if end + codes.CRC_SIZE > h[4]:
+        raise ModelFormatError(
+            "file_size: expected at least %d bytes (header, layer records and CRC), got %d"
+            % (end + codes.CRC_SIZE, h[4])
         )
     if h[9] < 1:
         _fail("inputs", ">= 1", h[9])
     if h[10] < 1:
         _fail("outputs", ">= 1", h[10])
-    return (h[3], file_size, h[5], h[6], h[7], h[9], h[10], end)
 
 
-def _check_meta_size(name, value):
-    if value < 32 or value > _MAX_META or value & 3:
-        _fail(name, "a multiple of 4 from 32 to %d" % _MAX_META, value)
+# The checked records so far: no list until the first record passes, so a
+# rejected first layer allocates none.
+_NONE_YET: tuple = ()
 
 
-def _records(hdr, mv, f, crc):
-    """Read and check every layer record, from the buffer `mv` or (mv None)
-    the stream `f`, one record at a time; `crc` runs over what is read.
-
-    Returns (layers, crc): layers are the unpacked record tuples (type, dtype,
-    activation, flags, inputs, units, param, data_offset, data_size, seed,
-    reserved). Nothing is allocated from a count before its records exist, and
-    each step keeps few locals (a large frame is itself a heap allocation)."""
-    buf = None
-    if mv is None:
-        buf = bytearray(hdr[3])
-        crc = _skip_header_extra(f, buf, hdr, crc)
-    layers = []
-    for i in range(hdr[4]):
-        if buf is None:
-            rec = struct.unpack_from(_RECORD, mv, hdr[2] + i * hdr[3])
-        else:
-            crc = _read_record(f, buf, hdr, i, crc)
-            rec = struct.unpack_from(_RECORD, buf, 0)
-        if i:
-            _record(i, rec, layers[i - 1][5], _align(layers[i - 1][7] + layers[i - 1][8]), hdr)
-        else:
-            _record(0, rec, hdr[5], hdr[7], hdr)
-        layers.append(rec)
-    rec = layers[-1]
-    if rec[5] != hdr[6]:
-        _fail("outputs", "%d (the last layer's units)" % rec[5], hdr[6])
-    if _align(rec[7] + rec[8]) + codes.CRC_SIZE != hdr[1]:
-        _fail(
-            "file_size",
-            "%d bytes (the data blocks' end and the CRC)" % (_align(rec[7] + rec[8]) + codes.CRC_SIZE),
-            hdr[1],
-        )
-    return layers, crc
+def _kept(layers, rec):
+    """`layers` with the checked record `rec` appended (the list is made for the first)."""
+    if not layers:
+        return [rec]
+    layers.append(rec)
+    return layers
 
 
-def _skip_header_extra(f, buf, hdr, crc):
+def _buffer_records(h, buf):
+    """Check the layer records of the model in `buf` (header `h` checked); returns
+    them unpacked: (type, dtype, activation, flags, inputs, units, param,
+    data_offset, data_size, seed, reserved) each."""
+    layers = _NONE_YET
+    off = h[5]
+    while len(layers) < h[7]:
+        rec = struct.unpack_from(_RECORD, buf, off)
+        _record(h, rec, layers)
+        layers = _kept(layers, rec)
+        off += h[6]
+    _last(h, layers[-1])
+    return layers
+
+
+def _stream_records(h, f, buf):
+    """Read and check the layer records from the stream `f`, one record-sized
+    buffer at a time (nothing is allocated from the layer count). `buf`: the
+    header's bytes, where the CRC starts; it then holds each record (a new
+    buffer only for records of another size). Returns [layers, crc]: layers as
+    from `_buffer_records`, crc over everything read."""
+    crc = _crc(0, buf, codes.HEADER_SIZE)
+    if h[6] != len(buf):
+        buf = bytearray(h[6])
+    crc = _skip_header_extra(f, buf, h, crc)
+    layers = _NONE_YET
+    while len(layers) < h[7]:
+        if _readinto(f, buf, h[6]) < h[6]:
+            _records_truncated(h, layers)
+        crc = _crc(crc, buf, h[6])
+        rec = struct.unpack_from(_RECORD, buf, 0)
+        _record(h, rec, layers)
+        layers = _kept(layers, rec)
+    _last(h, layers[-1])
+    return [layers, crc]
+
+
+def _records_truncated(h, layers):
+    _truncated(h[4], h[5] + len(layers) * h[6])
+
+
+def _skip_header_extra(f, buf, h, crc):
     """Read past a later minor version's header fields (CRC-covered)."""
-    extra = hdr[2] - codes.HEADER_SIZE
+    extra = h[5] - codes.HEADER_SIZE
     while extra > 0:
-        k = extra if extra < hdr[3] else hdr[3]
+        k = extra if extra < h[6] else h[6]
         view = memoryview(buf)[0:k]
         if _readinto(f, view, k) < k:
-            _truncated(hdr[1], hdr[2] - extra)
+            _truncated(h[4], h[5] - extra)
         crc = _crc(crc, view, k)
         extra -= k
     return crc
 
 
-def _read_record(f, buf, hdr, i, crc):
-    if _readinto(f, buf, hdr[3]) < hdr[3]:
-        _truncated(hdr[1], hdr[2] + i * hdr[3])
-    return _crc(crc, buf, hdr[3])
+def _last(h, rec):
+    """The last layer's record against the header: its units and where the file ends."""
+    if rec[5] != h[10]:
+        raise ModelFormatError("outputs: expected %d (the last layer's units), got %d" % (rec[5], h[10]))
+    if _end(rec) + codes.CRC_SIZE != h[4]:
+        raise ModelFormatError(
+            "file_size: expected %d bytes (the data blocks' end and the CRC), got %d"
+            % (_end(rec) + codes.CRC_SIZE, h[4])
+        )
 
 
-def _lfail(i, field, expected, got):
-    raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
+def _record(h, rec, layers):
+    """Check the record `rec` of layer i = len(layers), after the records `layers`;
+    with the header's int8 flag every layer is an int8 dense layer."""
+    i = len(layers)
+    if i:
+        prev = layers[i - 1]
+        _link(i, rec, prev[5], _end(prev))
+    else:
+        _link(0, rec, h[9], h[11])
+    if rec[0] == _DENSE:
+        _dense_record(i, rec, h)
+    else:
+        _dropout_record(i, rec, h[3] & _FLAG_INT8)
+    _within(i, rec, h[4] - codes.CRC_SIZE)
 
 
-def _record(i, rec, n, cursor, hdr):
-    """Check layer i's record: `n` its expected inputs, `cursor` its expected data
-    offset; with the header's int8 flag every layer is an int8 dense layer."""
+def _within(i, rec, crc_at):
+    if rec[7] + rec[8] > crc_at:
+        raise ModelFormatError(
+            "layer %d data_size: expected a block ending by byte %d (where the CRC starts), got %d bytes from byte %d"
+            % (i, crc_at, rec[8], rec[7])
+        )
+
+
+def _link(i, rec, n, cursor):
+    """Layer i's inputs (`n`: the previous layer's units) and data offset (`cursor`)."""
     if rec[4] != n:
-        _lfail(
-            i, "inputs", "%d (%s)" % (n, "the previous layer's units" if i else "the header's inputs"), rec[4]
+        raise ModelFormatError(
+            "layer %d inputs: expected %d (%s), got %d"
+            % (i, n, "the previous layer's units" if i else "the header's inputs", rec[4])
         )
     if rec[7] != cursor:
-        _lfail(i, "data_offset", "%d (the previous block's end, aligned to 4)" % cursor, rec[7])
+        raise ModelFormatError(
+            "layer %d data_offset: expected %d (the previous block's end, aligned to 4), got %d"
+            % (i, cursor, rec[7])
+        )
     if rec[10]:
         _lfail(i, "reserved field", 0, rec[10])
-    if rec[0] == _DENSE:
-        _dense_record(i, rec, hdr[1], hdr[0] & _FLAG_INT8)
-    elif rec[0] == _DROPOUT and hdr[0] & _FLAG_INT8:
-        _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
-    elif rec[0] == _DROPOUT:
-        if i == 0:
-            _lfail(0, "type", "dense (1): the first layer sets the inputs", "dropout (2)")
-        _dropout_record(i, rec)
-    else:
-        _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
-    if rec[7] + rec[8] > hdr[1] - codes.CRC_SIZE:
-        _lfail(
-            i,
-            "data_size",
-            "a block ending by byte %d (where the CRC starts)" % (hdr[1] - codes.CRC_SIZE),
-            "%d bytes from byte %d" % (rec[8], rec[7]),
-        )
 
 
-def _dense_record(i, rec, file_size, int8):
+def _dense_record(i, rec, h):
     # rec: (type, dtype, activation, flags, inputs, units, param, offset, size, seed, reserved)
+    int8 = h[3] & _FLAG_INT8
     if rec[1] != (_INT8 if int8 else _FLOAT32):
-        _lfail(
-            i,
-            "dtype",
-            "int8 (2): the header flags an int8 model"
-            if int8
-            else "float32 (1): the header has no int8 flag",
-            "%s (%d)" % (codes.name_of(codes.DTYPES, rec[1]), rec[1]),
-        )
+        _dtype_fail(i, rec[1], int8)
     if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
         _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
     if not int8 and codes.name_of(codes.ACTIVATIONS, rec[2]) in codes.INT8_ONLY_ACTIVATIONS:
         _lfail(i, "activation", "a float32 layer's activation (not int8-only)", rec[2])
     if rec[3] & ~_BIAS:
-        _lfail(i, "flags", "a subset of 0x%02x (bias)" % _BIAS, "0x%02x" % rec[3])
+        raise ModelFormatError(
+            "layer %d flags: expected a subset of 0x%02x (bias), got 0x%02x" % (i, _BIAS, rec[3])
+        )
+    # Bound units x inputs x itemsize by the file size before any product is formed.
     if rec[5] < 1:
         _lfail(i, "units", ">= 1", rec[5])
-    # Bound the product before computing it: units * inputs * itemsize <= file_size.
-    if rec[5] > file_size or rec[4] > (file_size // (1 if int8 else 4)) // rec[5]:
-        _lfail(
-            i,
-            "shape",
-            "units x inputs x %d bytes within the file's %d bytes" % (1 if int8 else 4, file_size),
-            "%d x %d" % (rec[5], rec[4]),
-        )
+    if rec[5] > h[4] or rec[4] > (h[4] // (1 if int8 else 4)) // rec[5]:
+        _shape_fail(i, rec, h[4])
+    _param(i, rec)
+    if rec[9]:
+        _lfail(i, "seed", "0 for a dense layer", rec[9])
+    if int8:
+        _int8_record(i, rec)
+    else:
+        _float_size(i, rec)
+
+
+def _dtype_fail(i, dtype, int8):
+    want = "int8 (2): the header flags an int8 model" if int8 else "float32 (1): the header has no int8 flag"
+    name = codes.name_of(codes.DTYPES, dtype)
+    raise ModelFormatError("layer %d dtype: expected %s, got %s (%d)" % (i, want, name, dtype))
+
+
+def _shape_fail(i, rec, file_size):
+    raise ModelFormatError(
+        "layer %d shape: expected units x inputs x %d bytes within the file's %d bytes, got %d x %d"
+        % (i, 1 if rec[1] == _INT8 else 4, file_size, rec[5], rec[4])
+    )
+
+
+def _param(i, rec):
     if rec[2] == _LEAKY:
         if not (rec[6] >= 0.0 and rec[6] < _INF):
             _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
     elif rec[6] != 0.0:
         _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
-    if int8:
-        _int8_record(i, rec)
-    elif rec[8] != 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0):
-        _lfail(
-            i,
-            "data_size",
-            "%d (%d x %d float32 weights%s)"
-            % (
-                4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0),
-                rec[5],
-                rec[4],
-                " + bias" if rec[3] & _BIAS else "",
-            ),
-            rec[8],
+
+
+def _float_size(i, rec):
+    size = 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0)
+    if rec[8] != size:
+        _float_size_fail(i, rec, size)
+
+
+def _float_size_fail(i, rec, size):
+    raise ModelFormatError(
+        (
+            "layer %d data_size: expected %d (%d x %d float32 weights + bias), got %d"
+            if rec[3] & _BIAS
+            else "layer %d data_size: expected %d (%d x %d float32 weights), got %d"
         )
+        % (i, size, rec[5], rec[4], rec[8])
+    )
 
 
 def _int8_record(i, rec):
+    if rec[3] != _BIAS:
+        raise ModelFormatError(
+            "layer %d flags: expected 0x%02x (an int8 layer always has its int32 bias), got 0x%02x"
+            % (i, _BIAS, rec[3])
+        )
+    size = _int8_block_size(rec)
+    if rec[8] != size:
+        raise ModelFormatError(
+            "layer %d data_size: expected %d (the int8 block of %d x %d), got %d"
+            % (i, size, rec[5], rec[4], rec[8])
+        )
+
+
+def _int8_block_size(rec):
     from .nnm_int8 import block_size
 
-    act, lflags, units, inputs = rec[2], rec[3], rec[5], rec[4]
-    if lflags != _BIAS:
-        _lfail(i, "flags", "0x%02x (an int8 layer always has its int32 bias)" % _BIAS, "0x%02x" % lflags)
-    expected = block_size(units, inputs, act)
-    if rec[8] != expected:
-        _lfail(i, "data_size", "%d (the int8 block of %d x %d)" % (expected, units, inputs), rec[8])
+    return block_size(rec[5], rec[4], rec[2])
 
 
-def _dropout_record(i, rec):
+def _dropout_record(i, rec, int8):
+    if rec[0] != _DROPOUT:
+        _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
+    if int8:
+        _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
+    if i == 0:
+        _lfail(0, "type", "dense (1): the first layer sets the inputs", "dropout (2)")
     if rec[1] or rec[2] or rec[3]:
-        _lfail(
-            i, "dtype/activation/flags", "0/0/0 for a dropout layer", "%d/%d/%d" % (rec[1], rec[2], rec[3])
+        raise ModelFormatError(
+            "layer %d dtype/activation/flags: expected 0/0/0 for a dropout layer, got %d/%d/%d"
+            % (i, rec[1], rec[2], rec[3])
         )
     if rec[5] != rec[4]:
-        _lfail(i, "units", "%d (a dropout layer's inputs)" % rec[4], rec[5])
+        raise ModelFormatError(
+            "layer %d units: expected %d (a dropout layer's inputs), got %d" % (i, rec[4], rec[5])
+        )
     if not (rec[6] >= 0.0 and rec[6] < 1.0):
         _lfail(i, "dropout rate", "0 <= rate < 1", rec[6])
     if rec[8]:
@@ -387,16 +480,29 @@ def _truncated(file_size, pos):
     _fail("file size", "%d bytes (header field file_size)" % file_size, "%d bytes (truncated)" % pos)
 
 
-def _load_stream(f, size, trainable):
+def _load_stream(f, trainable):
+    size = _stream_size(f)  # the bytes left in the stream (None: unknown)
+    head = _read_head(f)
+    h = _header(head, size)
+    read = _stream_records(h, f, head)
+    _import_int8(h)
+    _check_trainable(h, trainable)
+    return _stream_network(f, h, read, trainable)
+
+
+def _read_head(f):
     head = bytearray(codes.HEADER_SIZE)
     got = _readinto(f, head, codes.HEADER_SIZE)
     if got < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % got)
-    hdr = _header(head, size)
-    _import_int8(hdr)
-    file_size, data_offset = hdr[1], hdr[7]
-    layers, crc = _records(hdr, None, f, _crc(0, head, codes.HEADER_SIZE))
-    _check_trainable(hdr, trainable)
+    return head
+
+
+def _stream_network(f, h, read, trainable):
+    """The network of the checked header `h` and records: read[0] the records,
+    read[1] the CRC so far; reads the data blocks and the CRC from `f`."""
+    layers, crc = read
+    file_size = h[4]
     need = _ram_needed(layers, [True] * len(layers), trainable)
     free = _check_memory(need)
     # The weight buffers come first, sized from the checked header.
@@ -412,7 +518,7 @@ def _load_stream(f, size, trainable):
                 blocks.append(None)
     except MemoryError:
         raise _no_memory(need, free)
-    pos = data_offset
+    pos = h[11]
     pad = bytearray(4)
     for i in range(len(layers)):
         layer = layers[i]
@@ -455,26 +561,28 @@ def _check_crc(computed, stored):
 
 
 def _load_buffer(src, trainable):
-    # Split in steps with few locals each: a rejected model allocates little.
-    mv = memoryview(src)
-    if sys.implementation.name != "micropython" and mv.format != "B":
-        mv = mv.cast("B")
-    hdr = _checked_buffer(mv)
-    layers = _records(hdr, mv, None, 0)[0]
-    _check_trainable(hdr, trainable)
-    return _buffer_network(src, mv, layers, trainable)
+    buf = src  # checked as it is; the memoryview for the in-place weights comes after
+    if sys.implementation.name != "micropython":
+        buf = memoryview(src).cast("B")  # CPython: len() of a typed memoryview counts items
+    h = _checked_buffer(buf)
+    layers = _buffer_records(h, buf)
+    _import_int8(h)
+    _check_trainable(h, trainable)
+    return _buffer_network(src, memoryview(buf), layers, trainable)
 
 
-def _checked_buffer(mv):
-    """The checked header of the model in `mv`, after its size and CRC are checked."""
-    size = len(mv)
+def _checked_buffer(buf):
+    """The checked header of the model in `buf`, after its size and CRC are checked."""
+    size = len(buf)
     if size < codes.HEADER_SIZE:
         _fail("file size", "at least %d bytes (the header)" % codes.HEADER_SIZE, "%d bytes" % size)
-    hdr = _header(mv, size)
-    _import_int8(hdr)
-    size -= codes.CRC_SIZE
-    _check_crc(_crc(0, mv[0:size], size), struct.unpack_from("<I", mv, size)[0])
-    return hdr
+    h = _header(buf, size)
+    # The CRC-32 of bytes followed by their own CRC (little-endian) is the constant
+    # _CRC_RESIDUE: one pass over the whole buffer, no slice.
+    if _crc(0, buf, size) != _CRC_RESIDUE:
+        size -= codes.CRC_SIZE
+        _check_crc(_crc(0, memoryview(buf)[0:size], size), struct.unpack_from("<I", buf, size)[0])
+    return h
 
 
 def _buffer_network(src, mv, layers, trainable):
@@ -511,18 +619,25 @@ def _buffer_network(src, mv, layers, trainable):
     return _build(layers, blocks, trainable, src, need, free)
 
 
-def _import_int8(hdr):
+def _import_int8(h):
     """Import the int8 layer code before the RAM check (its import allocates too)."""
-    if not hdr[0] & _FLAG_INT8:
-        return
+    if h[3] & _FLAG_INT8:
+        _int8_modules()
+
+
+def _int8_modules():
     try:
         from . import nnm_int8, quant  # noqa: F401
     except MemoryError as exc:
-        mem_free = getattr(gc, "mem_free", None)
-        raise MemoryError(
-            "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
-            % (mem_free() if mem_free is not None else -1, exc)
-        )
+        _no_import_memory(exc)
+
+
+def _no_import_memory(exc):
+    mem_free = getattr(gc, "mem_free", None)
+    raise MemoryError(
+        "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
+        % (mem_free() if mem_free is not None else -1, exc)
+    )
 
 
 def _build(layers, blocks, trainable, source, need, free):
@@ -532,8 +647,8 @@ def _build(layers, blocks, trainable, source, need, free):
         raise _no_memory(need, free)
 
 
-def _check_trainable(hdr, trainable):
-    if trainable and hdr[0] & _FLAG_INT8:
+def _check_trainable(h, trainable):
+    if trainable and h[3] & _FLAG_INT8:
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
@@ -582,23 +697,48 @@ def _network(layers, blocks, trainable, source):
 def _stream_size(f):
     """Bytes left in a seekable stream, or None."""
     try:
-        here = f.tell()
-        end = f.seek(0, 2)
-        f.seek(here)
-    except (AttributeError, OSError, ValueError):
+        return _seek_size(f)
+    except _NO_SEEK:
         return None
-    if type(end) is not int:
-        return None
-    return end - here
+
+
+def _seek_size(f):
+    here = f.tell()
+    end = f.seek(0, 2)
+    f.seek(here)
+    return end - here if type(end) is int else None
 
 
 def _load_path(path, trainable):
-    """From a path; when `path + ".bak"` exists (saved with a backup, on FAT), the valid
-    newest of the two (`nanonn.backup`)."""
+    """From a path. A model saved with `backup=True` (on FAT) carries a generation
+    number: then the valid newer of `path` and `path + ".bak"` loads, and so does
+    the backup when `path` is missing (`nanonn.backup`). Any other model loads as
+    it is, so a stale backup never shadows a model saved or copied without one."""
+    f = _open_or_none(path)
+    if f is None or _has_generation(f):
+        return _load_backup(path, f, trainable)
+    with f:
+        return _load_stream(f, trainable)
+
+
+def _open_or_none(path):
     try:
-        os.stat(path + ".bak")
+        return open(path, "rb")
     except OSError:
-        return _load_file(path, trainable)
+        return None
+
+
+def _has_generation(f):
+    """Whether the file `f` has a header_size from 36 to 256 (`nanonn.backup`: the
+    generation number follows the 32-byte header); leaves `f` at its start."""
+    head = f.read(14)
+    f.seek(0)
+    return len(head) == 14 and codes.HEADER_SIZE + 4 <= head[12] | head[13] << 8 <= _MAX_META
+
+
+def _load_backup(path, f, trainable):
+    if f is not None:
+        f.close()
     from .backup import load_newest
 
     return load_newest(path, trainable)
@@ -606,7 +746,7 @@ def _load_path(path, trainable):
 
 def _load_file(path, trainable):
     with open(path, "rb") as f:
-        return _load_stream(f, os.stat(path)[6], trainable)
+        return _load_stream(f, trainable)
 
 
 def load(source, trainable=False):
@@ -634,181 +774,35 @@ def load(source, trainable=False):
     if t is bytes or t is bytearray or t is memoryview:
         return _load_buffer(source, trainable)
     if hasattr(source, "readinto"):
-        return _load_stream(source, _stream_size(source), trainable)
+        return _load_stream(source, trainable)
     raise TypeError(
         "source: expected a path, a binary file object or bytes/bytearray/memoryview, got %s" % t.__name__
     )
 
 
 # ---------------------------------------------------------------- writing
-
-
-def _plan(net, header_size=codes.HEADER_SIZE):
-    """The layer records and data blocks of `net`; ValueError for what the format cannot hold."""
-    layers = getattr(net, "layers", None)
-    if not layers:
-        raise ValueError("save: expected a Network with layers, got %s" % type(net).__name__)
-    if len(layers) > codes.MAX_LAYERS:
-        raise ValueError("save: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
-    cursor = _align(header_size + codes.RECORD_SIZE * len(layers))
-    records = []
-    blocks = []
-    int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
-    for i in range(len(layers)):
-        layer = layers[i]
-        where = "save layer %d" % i
-        if hasattr(layer, "w_scale") != int8:
-            raise ValueError(
-                "%s: expected %s layer like layer 0, got %s"
-                % (where, "an int8" if int8 else "a float", type(layer).__name__)
-            )
-        if int8:
-            from .nnm_int8 import plan_layer
-
-            act, alpha, size, parts = plan_layer(layer, where)
-            rec = (_DENSE, _INT8, act, _BIAS, layer.inputs, layer.units, alpha, cursor, size, 0, 0)
-        elif isinstance(layer, Dense):
-            rec, parts = _dense_plan(where, layer, cursor)
-        elif isinstance(layer, Dropout):
-            if i == 0:
-                raise ValueError("%s: expected a Dense first layer (it sets the inputs), got Dropout" % where)
-            rec = (
-                _DROPOUT,
-                0,
-                0,
-                0,
-                layer.inputs,
-                layer.units,
-                layer.rate,
-                cursor,
-                0,
-                int(layer.seed) & 0xFFFFFFFF,
-                0,
-            )
-            parts = ()
-        else:
-            raise ValueError("%s: expected a Dense or Dropout layer, got %s" % (where, type(layer).__name__))
-        records.append(rec)
-        blocks.append(parts)
-        cursor = _align(cursor + rec[8])
-    return records, blocks, cursor + codes.CRC_SIZE, _FLAG_INT8 if int8 else 0
-
-
-def _dense_plan(where, layer, cursor):
-    act = layer.activation
-    name = getattr(act, "name", None)
-    code = codes.ACTIVATIONS.get(name) if type(name) is str else None
-    if code is None:
-        raise ValueError(
-            "%s activation: expected one of %s, got %r" % (where, ", ".join(codes.ACTIVATIONS), act)
-        )
-    u, n = layer.units, layer.inputs
-    bias = layer.use_bias
-    size = 4 * u * n + (4 * u if bias else 0)
-    raw = getattr(layer, "raw", None)
-    if raw is None:
-        raw = [layer.w, layer.b] if bias else [layer.w]
-    sizes = [4 * u * n, 4 * u] if len(raw) == 2 else [size]
-    param = act.alpha if name == "leaky_relu" else 0.0
-    rec = (_DENSE, _FLOAT32, code, _BIAS if bias else 0, n, u, param, cursor, size, 0, 0)
-    return rec, [(raw[k], sizes[k]) for k in range(len(raw))]
+# The writer is `nanonn.nnm_write`, imported on first use: loading does not keep it in RAM.
 
 
 def write(net, f, generation=None):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes written.
+    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes
+    written (`nanonn.nnm_write.write`)."""
+    from .nnm_write import write as _write
 
-    `generation` (an int, used by `save(..., backup=True)`): a 36-byte header whose
-    bytes 32..35 hold it as a u32 (a header extension every 1.x reader skips)."""
-    header_size = codes.HEADER_SIZE if generation is None else codes.HEADER_SIZE + 4
-    records, blocks, file_size, flags = _plan(net, header_size)
-    count = len(records)
-    data_offset = _align(header_size + codes.RECORD_SIZE * count)
-    meta = bytearray(data_offset)
-    struct.pack_into(
-        _HEADER,
-        meta,
-        0,
-        codes.MAGIC,
-        codes.VERSION_MAJOR,
-        codes.VERSION_MINOR,
-        flags,
-        file_size,
-        header_size,
-        codes.RECORD_SIZE,
-        count,
-        0,
-        net.inputs,
-        net.outputs,
-        data_offset,
-    )
-    for i in range(count):
-        struct.pack_into(_RECORD, meta, header_size + codes.RECORD_SIZE * i, *records[i])
-    if generation is not None:
-        struct.pack_into("<I", meta, codes.HEADER_SIZE, generation & 0xFFFFFFFF)
-    f.write(meta)
-    crc = _crc(0, meta, data_offset)
-    pos = data_offset
-    for i in range(count):
-        for buf, nbytes in blocks[i]:
-            f.write(buf)
-            crc = _crc(crc, buf, nbytes)
-            pos += nbytes
-        gap = _align(pos) - pos
-        if gap:
-            zeros = bytes(gap)
-            f.write(zeros)
-            crc = _crc(crc, zeros, gap)
-            pos += gap
-    f.write(struct.pack("<I", crc))
-    return pos + codes.CRC_SIZE
+    return _write(net, f, generation)
 
 
 def save(net, path, backup=None):
-    """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`.
+    """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`;
+    with `backup` (default: on a FAT mount) a generation number and `path + ".bak"`
+    (`nanonn.nnm_write.save`, docs/reliability.md)."""
+    from .nnm_write import save as _save
 
-    The target is never removed first and the data is not flushed mid-write,
-    so on littlefs (rename is atomic) a power cut leaves either the old or the
-    new model. `backup` is for filesystems whose rename is not atomic (FAT
-    deletes the target first): the file carries a generation number and the
-    previous model is kept as `path + ".bak"`, so that `load(path)` finds the
-    old or the new model after a cut at any step (`nanonn.backup`,
-    docs/reliability.md). None (default): True on a FAT mount, else False."""
-    if sys.byteorder != "little":
-        raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
-    generation = None
-    kept = None  # the backup module, imported only when a backup may be kept
-    if backup is None or backup:
-        from . import backup as kept
-
-        if backup is None:
-            backup = kept.on_fat(path)
-        if backup:
-            generation = kept.next_generation(path)
-    tmp = path + ".tmp"
-    f = open(tmp, "wb")
-    try:
-        write(net, f, generation)
-    except BaseException:
-        f.close()
-        _remove(tmp)
-        raise
-    f.close()
-    if backup and kept is not None:
-        kept.rotate(path)
-    os.rename(tmp, path)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    _save(net, path, backup)
 
 
 def dumps(net):
-    """The .nnm bytes of `net` (allocates them; `save` streams to a file instead)."""
-    import io
+    """The .nnm bytes of `net` (`nanonn.nnm_write.dumps`)."""
+    from .nnm_write import dumps as _dumps
 
-    out = io.BytesIO()
-    write(net, out)
-    return out.getvalue()  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython's BytesIO has it; the stubs lack it)
+    return _dumps(net)

@@ -85,3 +85,17 @@ def test_plain_save_has_the_canonical_32_byte_header():
         eq(f.read(), nnm.dumps(a), "plain save is byte-identical to dumps")
     ok(not _exists(TMP + ".bak"), "no backup on a filesystem with atomic rename")
     _clean()
+
+
+def test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup():
+    # A model saved (or copied, e.g. by `nanonn deploy`) without a generation number
+    # loads as it is, even beside the backup of earlier saves with a higher generation.
+    _clean()
+    a, b, c = _nets()
+    a.save(TMP, backup=True)
+    b.save(TMP, backup=True)
+    eq(backup.generation(TMP + ".bak"), 1, "a backup is kept")
+    c.save(TMP, backup=False)
+    eq(backup.generation(TMP), 0, "the plain save has no generation")
+    eq(nnm.dumps(load(TMP)), nnm.dumps(c), "the plain model loads, not the backup")
+    _clean()
