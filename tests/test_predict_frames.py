@@ -1,9 +1,9 @@
 """The float predict path keeps every call frame off the heap (tools/mpy_frames.py).
 
-A MicroPython frame above 11 words is a heap block allocated and freed at every call;
-on a large heap each such free sends the allocator back over every float boxed since
-the last collection, which made 4-10-10-3 predict 3-4x slower under `make bench`
-(-X heapsize=8M) than with small frames. tests/test_reliability.py checks the tool
+A MicroPython frame above 11 words is a heap block allocated and freed at every call,
+and between boxed floats on a large heap that costs far more than the allocation itself:
+4-10-10-3 predict ran 3-4x slower under `make bench` (-X heapsize=8M) with its 8 heap
+frames per call than with none. tests/test_reliability.py checks the tool
 against the runtime.
 """
 

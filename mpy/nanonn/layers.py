@@ -42,9 +42,9 @@ _FAST_MIN_INPUTS = 8
 
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
 # within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
-# frame is a heap block allocated and freed at every call, and on a large heap each such
-# free sends the allocator back over every float boxed since the last collection (measured
-# on the unix port with -X heapsize=8M: 4-10-10-3 predict 3-4x slower). Hence small
+# frame is a heap block allocated and freed at every call, which between boxed floats on a
+# large heap costs far more than the allocation (measured on the unix port with
+# -X heapsize=8M: 4-10-10-3 predict 3-4x slower with 8 heap frames per call). Hence small
 # helpers taking plain arguments, `while` counters where `for` needs two more words, and
 # row offsets recomputed rather than kept in a local.
 
