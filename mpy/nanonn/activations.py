@@ -172,7 +172,7 @@ ACTIVATIONS = {
 }
 
 
-def get(activation):
+def get(activation) -> "Activation":
     """Return an activation object for a name, None (linear) or an object.
 
     A custom object needs `forward(z, a, n)` and `backward(z, a, g, d, n)`.

@@ -138,7 +138,7 @@ class Dense(Layer):
     gradients and the input gradient, all array('f') allocated in build().
     """
 
-    def __init__(self, units, inputs=None, activation="linear", use_bias=True, weights=None):
+    def __init__(self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
             # Unstated, `inputs` stays Layer's None until build() sets the previous layer's units.
