@@ -92,13 +92,21 @@ class Layer:
 class Dense(Layer):
     """Fully connected layer: y = f(W x + b).
 
+    `activation` is a name, None (linear) or an `Activation` (checked by `activations.get`).
     `weights` (optional) is the original nanonn flat layout: for each unit,
     its input weights followed by its bias (no bias when `use_bias=False`).
     Buffers: w (units, inputs) row-major, b (units,), z and y (units,),
     gradients and the input gradient, all array('f') allocated in build().
     """
 
-    def __init__(self, units, inputs=None, activation="linear", use_bias=True, weights=None):
+    def __init__(
+        self,
+        units,
+        inputs=None,
+        activation: str | activations.Activation | None = "linear",
+        use_bias=True,
+        weights=None,
+    ):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
             # Unstated, `inputs` stays Layer's None until build() sets the previous layer's units.

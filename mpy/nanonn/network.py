@@ -53,7 +53,7 @@ class Network:
     `predict` and `train` allocate nothing but float results.
     """
 
-    def __init__(self, *layers, loss="mse", seed=1):
+    def __init__(self, *layers, loss: object = "mse", seed=1):
         if len(layers) == 1 and type(layers[0]) in (list, tuple):
             layers = layers[0]
         if not layers:
