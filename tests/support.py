@@ -77,6 +77,8 @@ def load_tool(name: str):
 
     if name in sys.modules:
         return sys.modules[name]
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.append(str(ROOT / "tools"))  # as when run as a script: tools import each other
     spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / (name + ".py"))
     if spec is None or spec.loader is None:
         raise RuntimeError("tools/%s.py: cannot be loaded" % name)

@@ -1,7 +1,9 @@
 """32-bit safety of the int8 kernels: the plain-Python kernels (op for op the
 arithmetic of the viper kernels) run on checked ints that raise as soon as any
 intermediate leaves the signed 32-bit range, on worst-case inputs; layers
-whose worst case does not fit are rejected when built."""
+whose worst case does not fit are rejected when built. And their float-input
+quantizer (float arithmetic, not checked ints) against the oracle on float32
+values of every exponent."""
 
 from __future__ import annotations
 
@@ -200,3 +202,39 @@ def test_rescale_within_int32():
         acc, _c([c[1] for c in cases]), _c([c[2] for c in cases]), _c([c[3] for c in cases]), I32(n)
     )
     assert [int(v) for v in acc] == rescale_oracle(cases)
+
+
+@pytest.mark.parametrize("F", [-107, -10, 0, 8, 21, 29, 30, 31, 40, 100, 147, 150])
+def test_f32_to_fixed_matches_the_oracle(F):
+    """The float input quantizer of the plain-Python kernels (ldexp scaling, no
+    frexp) on float32 values: random bit patterns (every exponent, subnormals),
+    values near saturation and rounding ties for this F, infinities and NaN."""
+    from array import array
+
+    rng = np.random.default_rng(F + 200)
+    bits = rng.integers(0, 1 << 32, 20000, dtype=np.uint64).astype(np.uint32)
+    scale = np.float64(2.0) ** -F
+    near = rng.uniform(-1, 1, 20000) * np.exp2(rng.integers(-30, 34, 20000)) * scale
+    ties = (rng.integers(-(1 << 24), 1 << 24, 5000) + 0.5) * scale
+    edges = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 2.0**30 * scale, 2.0**29 * scale])
+    with np.errstate(over="ignore"):
+        xs = np.concatenate(
+            [
+                bits.view(np.float32),
+                near.astype(np.float32),
+                ties.astype(np.float32),
+                edges.astype(np.float32),
+            ]
+        )
+    acc = array("i", bytes(4 * len(xs)))
+    qkernels.f32_to_fixed(array("f", xs.tobytes()), acc, len(xs), F)
+    with np.errstate(invalid="ignore"):  # NaN bit patterns
+        want = qreference.input_fixed(xs, F)
+    bad = np.flatnonzero(np.array(acc) != want)
+    assert bad.size == 0, "F=%d: %d wrong, first x=%r: got %d, want %d" % (
+        F,
+        bad.size,
+        float(xs[bad[0]]),
+        acc[bad[0]],
+        want[bad[0]],
+    )

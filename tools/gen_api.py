@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from signatures import parameters, source_annotation  # tools/signatures.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "api.md"
 # (package name, folder, whether it is device code held to the allocation rule)
@@ -230,31 +232,10 @@ def _decorators(node: ast.FunctionDef) -> set[str]:
     return {ast.unparse(d) for d in node.decorator_list}
 
 
-def _param(arg: ast.arg, default: ast.expr | None, prefix: str = "") -> str:
-    text = prefix + arg.arg
-    if arg.annotation is not None:
-        text += ": " + ast.unparse(arg.annotation)
-    if default is not None:
-        text += (" = " if arg.annotation is not None else "=") + ast.unparse(default)
-    return text
-
-
 def _signature(node: ast.FunctionDef, drop_first: bool) -> str:
     """`(params) -> returns` as written in the source (PEP 8 spacing); valid Python."""
-    a = node.args
-    positional = a.posonlyargs + a.args
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
-    params = [_param(p, d) for p, d in zip(positional, defaults)]
-    if a.posonlyargs:
-        params.insert(len(a.posonlyargs), "/")
-    if a.vararg is not None:
-        params.append(_param(a.vararg, None, "*"))
-    elif a.kwonlyargs:
-        params.append("*")
-    params += [_param(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
-    if a.kwarg is not None:
-        params.append(_param(a.kwarg, None, "**"))
-    if drop_first and positional:
+    params = parameters(node.args, source_annotation)
+    if drop_first and node.args.posonlyargs + node.args.args:
         params = params[1:]
         if params and params[0] == "/":
             params = params[1:]

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from signatures import parameters  # tools/signatures.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = ROOT / "mpy" / "nanonn"
 POINTERS = {"ptr", "ptr8", "ptr16", "ptr32"}
@@ -59,16 +61,6 @@ def _annotation(annotation: ast.expr | None) -> str | None:
     return ast.unparse(annotation)
 
 
-def _param(arg: ast.arg, default: ast.expr | None, prefix: str = "") -> str:
-    text = prefix + arg.arg
-    ann = _annotation(arg.annotation)
-    if ann is not None:
-        text += ": " + ann
-    if default is not None:
-        text += (" = " if ann is not None else "=") + ast.unparse(default)
-    return text
-
-
 def _returns_value(node: ast.FunctionDef) -> bool:
     stack: list[ast.AST] = list(node.body)
     while stack:
@@ -82,19 +74,7 @@ def _returns_value(node: ast.FunctionDef) -> bool:
 
 
 def _function(node: ast.FunctionDef) -> list[str]:
-    a = node.args
-    positional = a.posonlyargs + a.args
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
-    params = [_param(p, d) for p, d in zip(positional, defaults)]
-    if a.posonlyargs:
-        params.insert(len(a.posonlyargs), "/")
-    if a.vararg is not None:
-        params.append(_param(a.vararg, None, "*"))
-    elif a.kwonlyargs:
-        params.append("*")
-    params += [_param(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults)]
-    if a.kwarg is not None:
-        params.append(_param(a.kwarg, None, "**"))
+    params = parameters(node.args, _annotation)
     returns = _annotation(node.returns)
     if returns is None and not _returns_value(node):
         returns = "None"

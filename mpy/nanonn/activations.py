@@ -119,17 +119,10 @@ class Softmax(Activation):
         Activation.__init__(self, "softmax", None, None)
 
     def forward(self, z, a, n):
-        m = z[0]
-        for i in range(1, n):
-            if z[i] > m:
-                m = z[i]
-        s = 0.0
-        for i in range(n):
-            e = _exp(z[i] - m)
-            a[i] = e
-            s += e
-        for i in range(n):
-            a[i] /= s
+        # Helpers keep each frame within 11 words (a larger one is a heap block per call).
+        m = _max(z, n)
+        s = _exp_into(z, a, n, m)
+        _divide(a, n, s)
 
     def backward(self, z, a, g, d, n):
         # Jacobian-vector product: d_i = a_i * (g_i - sum_j g_j a_j)
@@ -138,6 +131,33 @@ class Softmax(Activation):
             s += g[j] * a[j]
         for i in range(n):
             d[i] = a[i] * (g[i] - s)
+
+
+def _max(z, n):
+    m = z[0]
+    for i in range(1, n):
+        if z[i] > m:
+            m = z[i]
+    return m
+
+
+def _exp_into(z, a, n, m):
+    """a[i] = exp(z[i] - m) for i < n; returns their sum (of the unrounded values)."""
+    s = 0.0
+    i = 0
+    while i < n:
+        e = _exp(z[i] - m)
+        a[i] = e
+        s += e
+        i += 1
+    return s
+
+
+def _divide(a, n, s):
+    i = 0
+    while i < n:
+        a[i] /= s
+        i += 1
 
 
 # The table: name -> factory. Forward and derivative live side by side above.

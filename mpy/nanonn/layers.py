@@ -29,25 +29,65 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 
 
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
-# per-unit limbs; grown at build time only (see Dense.alloc_fast).
-_SCRATCH: list = [None, None, None, None]  # annotated: else pyright types the slots None
+# per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals,
+# not a list: the predict path reads them without unpacking (frame size, below).
+_XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
+_dot_rows = _fast.dot_rows if _fast is not None else None
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
 # staging (measured on the unix port: 4 inputs 65k vs 45k predictions/s, 8 about even).
 _FAST_MIN_INPUTS = 8
 
+# The predict path (Dense.forward and the helpers below) keeps every function's frame
+# within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
+# frame is a heap block allocated and freed at every call, which between boxed floats on a
+# large heap costs far more than the allocation (measured on the unix port with
+# -X heapsize=8M: 4-10-10-3 predict 3-4x slower with 8 heap frames per call). Hence small
+# helpers taking plain arguments, `while` counters where `for` needs two more words, and
+# row offsets recomputed rather than kept in a local.
+
 
 def _grow_scratch(n, units):
+    global _XS, _XH, _XL, _ACC
     if n > _SCRATCH_SIZE[0]:
-        _SCRATCH[0] = floats(n)
-        _SCRATCH[1] = array("i", bytes(4 * n))
-        _SCRATCH[2] = array("i", bytes(4 * n))
+        _XS = floats(n)
+        _XH = array("i", bytes(4 * n))
+        _XL = array("i", bytes(4 * n))
         _SCRATCH_SIZE[0] = n
     if units > _SCRATCH_SIZE[1]:
-        _SCRATCH[3] = array("i", bytes(20 * units))
+        _ACC = array("i", bytes(20 * units))
         _SCRATCH_SIZE[1] = units
+
+
+def _dot(s, w, o, x, n):
+    """s + w[o:o + n] . x[:n] in float, summed in order (allocates float results only)."""
+    i = 0
+    while i < n:
+        s += w[o + i] * x[i]
+        i += 1
+    return s
+
+
+def _stage(xs, x, n):
+    """xs[:n] = x[:n]: any list, tuple or array as float32 for the viper kernel."""
+    for i in range(n):
+        xs[i] = x[i]
+
+
+def _unit(acc, j, bias):
+    """bias + the dot product held in acc[j:j + 5] (fdense_viper's limbs and exponent)."""
+    s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
+    return bias + ldexp(s, acc[j + 4] - 300)
+
+
+def _assemble(acc, b, z, units):
+    """z[u] = b[u] + dot u from the viper kernel's limbs, for u < units."""
+    u = 0
+    while u < units:
+        z[u] = _unit(acc, 5 * u, b[u])
+        u += 1
 
 
 def floats(n):
@@ -160,37 +200,29 @@ class Dense(Layer):
 
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if not self._fast_ready or not self._forward_fast(x):
-            w, b, z = self.w, self.b, self.z
-            n = self.inputs
-            o = 0
-            for u in range(self.units):
-                s = b[u]
-                for i in range(n):
-                    s += w[o + i] * x[i]
-                z[u] = s
-                o += n
+        if not (self._fast_ready and self._forward_fast(x)):
+            self._affine(x)
         self.activation.forward(self.z, self.y, self.units)
         return self.y
+
+    def _affine(self, x):
+        """z = W x + b with the plain float loop (handles infinities and NaN)."""
+        w = self.w
+        n = self.inputs
+        u = 0
+        while u < self.units:
+            self.z[u] = _dot(self.b[u], w, u * n, x, n)
+            u += 1
 
     def _forward_fast(self, x):
         """z = W x + b with the viper kernel (fdense_viper); False if x or W is
         not finite (the plain loop then handles infinities and NaN)."""
-        n, units = self.inputs, self.units
-        fast = _fast
-        if fast is None:  # _fast_ready is set only where the viper kernel imported
+        if _dot_rows is None:  # _fast_ready is set only where the viper kernel imported
             return False
-        xs, xh, xl, acc = _SCRATCH
-        for i in range(n):  # x may be a list, a tuple or any array: stage it as float32
-            xs[i] = x[i]
-        if fast.dot_rows(xs, self.w, n, units, xh, xl, acc):
+        _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
+        if _dot_rows(_XS, self.w, self.inputs, self.units, _XH, _XL, _ACC):
             return False
-        b, z = self.b, self.z
-        j = 0
-        for u in range(units):
-            s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
-            z[u] = b[u] + ldexp(s, acc[j + 4] - 300)
-            j += 5
+        _assemble(_ACC, self.b, self.z, self.units)
         return True
 
     def backward(self, x, grad, fused):
@@ -312,6 +344,9 @@ class Dropout(Layer):
     def forward(self, x, training):
         if not training:
             return x
+        return self._drop(x)
+
+    def _drop(self, x):
         keep, y, rng, rate, scale = self.keep, self.y, self.rng, self.rate, self.scale
         for i in range(self.inputs):
             k = rng.random() >= rate

@@ -30,17 +30,24 @@ def check_vector(name, v, n):
 
     Allocates nothing for a valid vector (used on the predict hot path).
     """
+    # This frame and _check_numbers' stay within 11 words (else each call allocates one).
     t = type(v)
     if t is not list and t is not tuple and t is not array:
         raise TypeError("%s: expected a list, tuple or array of %d numbers, got %s" % (name, n, t.__name__))
     if len(v) != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
     if t is not array:
-        for i in range(n):
-            e = type(v[i])
-            if e is not float and e is not int:
-                raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
+        _check_numbers(name, v, n)
     return v
+
+
+def _check_numbers(name, v, n):
+    i = 0
+    while i < n:
+        e = type(v[i])
+        if e is not float and e is not int:
+            raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
+        i += 1
 
 
 class Network:
@@ -106,7 +113,9 @@ class Network:
         infinite inputs are computed as IEEE floats (non-finite outputs, no error).
         """
         check_vector("input", x, self.inputs)
-        return self._forward(x, False)
+        for layer in self.layers:  # not _forward (for backward; a heap frame: > 11 words)
+            x = layer.forward(x, False)
+        return x
 
     def _accumulate(self, x, target):
         """Forward and backward for one sample; returns its loss. A sample with

@@ -13,6 +13,11 @@ Each kernel writes into the buffers it is given and allocates no buffer or
 container; but on 32-bit ports an int of magnitude 2^30 or more (int32
 accumulators, multipliers) is a heap object, and `f32_to_fixed`/`div_f32`
 work on floats, so these allocate where the viper kernels allocate nothing.
+MicroPython also allocates a call frame of more than 11 words (arguments,
+locals, evaluation stack; `python tools/mpy_frames.py`) on the heap at every
+call: most kernels have one, allocated once per call (per layer), and the
+per-element arithmetic is written inline, never as a helper called per
+element (a helper that stays within 11 words, like `_bitlen31`, is free).
 """
 
 _CAP = 1 << 30  # fixed-point inputs saturate here
@@ -30,26 +35,6 @@ def dot(x, w, acc0, acc, n, units):
             a += ((w[o + i] ^ 0x80) - 0x80) * x[i]
         acc[u] = a
         o += n
-
-
-def _mul31(a, m):
-    """(hi, lo) with a * m = hi * 2^31 + lo, 0 <= lo < 2^31, for 0 <= a, m < 2^31:
-    from 11-bit limbs (partial products < 2^22, column sums < 2^24). The viper
-    kernels inline it."""
-    a0 = a & 0x7FF
-    a1 = (a >> 11) & 0x7FF
-    a2 = a >> 22
-    m0 = m & 0x7FF
-    m1 = (m >> 11) & 0x7FF
-    m2 = m >> 22
-    c0 = a0 * m0
-    c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-    c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-    c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-    c4 = a2 * m2 + (c3 >> 11)
-    lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-    hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-    return hi, lo
 
 
 def _bitlen31(v):
@@ -88,8 +73,34 @@ def rescale(acc, qh, ql, kk, n):
         neg = a < 0
         if neg:
             a = 0 - a
-        ah, al = _mul31(a, qh[i])  # A = a * qh (62 bits)
-        bh, bl = _mul31(a, ql[i])  # B = a * ql (53 bits)
+        # The products below are inlined, as in the viper kernel: a helper this size
+        # has a heap-allocated call frame (over 11 words), and it would return a
+        # tuple, both allocated per element. Each is a schoolbook product of 11-bit
+        # limbs (partial products < 2^22, column sums c < 2^24), carried column by
+        # column and repacked into 31-bit words (hi, lo).
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        m = qh[i]  # A = a * qh (62 bits) as (ah, al)
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+        m = ql[i]  # B = a * ql (53 bits; ql < 2^22: two limbs) as (bh, bl)
+        m0 = m & 0x7FF
+        m1 = m >> 11
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a2 * m1 + (c2 >> 11)
+        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        bh = ((c2 >> 9) & 3) | (c3 << 2)
         # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
         t = (al & 0x1FF) + (bl >> 22)
         w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
@@ -161,7 +172,21 @@ def mbqm(acc, mp, sp, mn, sn, step, n):
         neg = a < 0
         if neg:
             a = 0 - a
-        hi, lo = _mul31(a, m)  # P = a * m
+        # P = a * m (62 bits) as hi * 2^31 + lo from 11-bit limbs, inlined as in
+        # `rescale` (a helper's call frame and result tuple would be heap objects)
+        a0 = a & 0x7FF
+        a1 = (a >> 11) & 0x7FF
+        a2 = a >> 22
+        m0 = m & 0x7FF
+        m1 = (m >> 11) & 0x7FF
+        m2 = m >> 22
+        c0 = a0 * m0
+        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+        c4 = a2 * m2 + (c3 >> 11)
+        lo = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+        hi = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
         # (P + 2^(k - 1)) >> k = (P >> k) + bit k - 1 of P
         if k <= 31:
             v = (hi << (31 - k)) + (lo >> k) + ((lo >> (k - 1)) & 1)  # < 2^31: the layer's bound
@@ -241,37 +266,35 @@ def clamp8(acc, y, n, zp, lo, hi):
 
 
 def f32_to_fixed(xf, acc, n, F):
-    """acc[i] = round(xf[i] * 2^F), saturated to +-2^30; NaN -> 0.
+    """acc[i] = round(xf[i] * 2^F) (half away from zero), saturated to +-2^30;
+    NaN -> 0.
 
-    xf: (n,) float (array('f')); acc: (n,) int32. Uses frexp (exact) where
-    the viper kernel reads the IEEE bits: same value, same integer.
+    xf: (n,) float32 values (array('f')); acc: (n,) int32. Scales with ldexp
+    (exact: a float32 times a power of two) where the viper kernel reads the
+    IEEE bits: same value, same integer. Two floats per element are heap
+    objects here (the element read and its scaled value).
     """
-    from math import frexp
+    from math import ldexp
 
+    top = ldexp(1.0, 30 - F)  # |x| >= top: |x| * 2^F >= 2^30, saturates
+    mid = ldexp(1.0, 29 - F)  # |x| >= mid: x * 2^F is an integer (24-bit significand)
+    ntop = 0.0 - top
+    nmid = 0.0 - mid
+    F1 = F + 1
     for i in range(n):
         x = xf[i]
         if x != x:
-            acc[i] = 0
-            continue
-        neg = x < 0
-        if neg:
-            x = 0.0 - x
-        if x == float("inf"):
+            v = 0
+        elif x >= top:
             v = _CAP
-        else:
-            f, e = frexp(x)
-            m = int(f * 16777216.0)  # exact: the 24-bit significand
-            k = e - 24 + F
-            if m == 0:
-                v = 0
-            elif k >= 0:
-                v = _CAP if k > 30 or m > (_CAP >> k) else m << k
-            elif k < -25:
-                v = 0
-            else:
-                k = 0 - k
-                v = (m + (1 << (k - 1))) >> k
-        acc[i] = 0 - v if neg else v
+        elif x <= ntop:
+            v = 0 - _CAP
+        elif x >= mid or x <= nmid:
+            v = int(ldexp(x, F))
+        else:  # |y| < 2^29, y = x * 2^F: from t = trunc(2y), round(|y|) = (|t| + 1) >> 1
+            t = int(ldexp(x, F1))
+            v = (t + 1) >> 1 if t >= 0 else 0 - ((1 - t) >> 1)
+        acc[i] = v
 
 
 def offset(y, acc, n, zp):

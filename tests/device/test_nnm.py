@@ -243,9 +243,11 @@ def test_header_bombs_rejected_before_allocating():
     for b in bombs:
         for source in (b, _Stream(bytes(b))):
             allocated = _allocated(lambda s=source: raises(ModelFormatError, load, s, contains=("expected",)))
-            # Stack frames, the message and the exception only (64-bit unix port;
-            # about half on a 32-bit board): never a buffer sized from the header.
-            ok(allocated < 5120, "bomb load allocated %d bytes" % allocated)
+            # The header, a record, the error, this check's own call and message copy, and
+            # for _Stream (no seek, 7 bytes a read) the failed size probe and a view per
+            # partial read: never a buffer sized from a claim (tests/test_reliability.py
+            # holds `load` itself to 1 KB for bytes, a file and a seekable stream).
+            ok(allocated < 3072, "bomb load allocated %d bytes" % allocated)
 
 
 def _allocated(fn):

