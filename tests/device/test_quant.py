@@ -101,6 +101,7 @@ def _bytes_per_call(fn, arg, calls=5):
     two windows (the first may include one-time allocations)."""
     import micropython
 
+    used = 0  # set by each window below (range(2): the loop always runs)
     for _ in range(2):
         gc.collect()
         before = micropython.mem_total()
