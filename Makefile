@@ -112,3 +112,14 @@ typecheck: $(STAMP) stubs
 	done
 	@echo "pyright: host/, tools/ and host-side example scripts against CPython"
 	$(PYRIGHT) -p checks/pyright-host.json --pythonpath $(PY)
+
+# pyright over the tests (part of `make typecheck`): tests/*.py against CPython like host/
+# (checks/pyright-tests.json), the device test scripts tests/device/ against the unix port's
+# stubs (checks/pyright-tests-device.json; they run under the unix port and CPython).
+.PHONY: typecheck-tests
+typecheck: typecheck-tests
+typecheck-tests: $(STAMP) stubs
+	@echo "pyright: tests/ against CPython, tests/device/ against the unix stubs"
+	$(PYRIGHT) -p checks/pyright-tests.json --pythonpath $(PY)
+	@test -f $(STUBS)/unix/micropython.pyi || { echo "$(STUBS)/unix: stubs missing"; exit 1; }
+	$(PYRIGHT) -p checks/pyright-tests-device.json

@@ -365,7 +365,9 @@ def write_int8_model(path: Path, seed=1) -> tuple[Path, np.ndarray]:
 
     float_path = write_model(path.with_name("float-" + path.name), seed=seed)
     X = np.random.default_rng(seed).normal(size=(60, 8)).astype(np.float32)
-    nnm.write(quantize_model(nnm.read(float_path), X), path)
+    spec = nnm.read(float_path)
+    assert isinstance(spec, ModelSpec)
+    nnm.write(quantize_model(spec, X), path)
     return path, X
 
 

@@ -92,7 +92,7 @@ def test_missing_dependency_names_the_extra(tmp_path, monkeypatch):
     def load(path, **options):
         raise ModuleNotFoundError("No module named 'onnx'", name="onnx")
 
-    fake.load = load
+    monkeypatch.setattr(fake, "load", load, raising=False)  # a new attribute of the fake module
     monkeypatch.setitem(sys.modules, "nanonn_tools.converters.onnx", fake)
     with pytest.raises(NanonnError, match=r"needs the 'onnx' extra .*pip install 'nanonn-tools\[onnx\]'"):
         converters.load(src)
@@ -120,21 +120,21 @@ def test_sklearn_parity_on_the_unix_port(tmp_path, kind, writer):
             X,
             rng.integers(0, 3, len(X)),
         )
-        expected = model.predict_proba(X[:10])
+        expected = np.asarray(model.predict_proba(X[:10]))
     elif kind == "binary":
         model = _fit(
             MLPClassifier(hidden_layer_sizes=(7,), activation="relu", max_iter=60, random_state=0),
             X,
             X[:, 0] > 0,
         )
-        expected = model.predict_proba(X[:10])[:, 1:]
+        expected = np.asarray(model.predict_proba(X[:10]))[:, 1:]
     else:
         model = _fit(
             MLPRegressor(hidden_layer_sizes=(9,), activation="logistic", max_iter=60, random_state=0),
             X,
             X @ [1, -2, 0.5, 3],
         )
-        expected = model.predict(X[:10])[:, None]
+        expected = np.asarray(model.predict(X[:10]))[:, None]
     src = tmp_path / ("model.joblib" if writer == "joblib" else "model.pkl")
     if writer == "joblib":
         joblib.dump(model, src)
@@ -355,7 +355,9 @@ def test_board_profiles_are_complete():
         assert board.mpy_cross_arch in ARCHES
         assert board.heap_bytes > 50000
         if board.port != "unix":
-            assert set(board.i2c) == {"bus", "sda", "scl"} and board.flash_bytes > board.fs_bytes
+            assert board.i2c is not None and set(board.i2c) == {"bus", "sda", "scl"}
+            assert board.flash_bytes is not None and board.fs_bytes is not None
+            assert board.flash_bytes > board.fs_bytes
 
 
 def test_console_script_runs_convert(tmp_path):

@@ -12,6 +12,7 @@ from nanonn_tools import cli, nnm
 from nanonn_tools.converters import onnx as onnx_converter
 from nanonn_tools.converters import tflite as tflite_converter
 from nanonn_tools.converters import torch as torch_converter
+from nanonn_tools.quantize import QuantModelSpec
 
 
 def _convert(capsys, *argv) -> tuple[int, str]:
@@ -157,6 +158,6 @@ def test_cli_tflite_int8(tmp_path, capsys):
     out = tmp_path / "q.nnm"
     assert _convert(capsys, path, "-o", out) == (0, "")
     spec, written = tflite_converter.load(str(path)), nnm.read(out)
-    assert type(written).__name__ == "QuantModelSpec"
+    assert isinstance(written, QuantModelSpec) and isinstance(spec, QuantModelSpec)
     xq = spec.quantize_input(x.astype(np.float32))
     np.testing.assert_array_equal(written.predict_int8(xq), spec.predict_int8(xq))

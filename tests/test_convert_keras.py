@@ -97,7 +97,8 @@ def test_keras_needs_no_tensorflow(tmp_path):
     saved = {
         k: sys.modules.pop(k) for k in list(sys.modules) if k == "tensorflow" or k.startswith("tensorflow.")
     }
-    sys.modules["tensorflow"] = None  # any import of it now fails
+    # Any import of it now fails (None in sys.modules is documented; typeshed types the values ModuleType).
+    sys.modules["tensorflow"] = None  # pyright: ignore[reportArgumentType]
     try:
         assert keras_converter.load(path).outputs == 3
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from typing import TypedDict
 
 import joblib
 import numpy as np
@@ -45,7 +46,11 @@ def test_sklearn_refuses_a_model_too_big_for_the_target(tmp_path):
     assert out.exists()
 
 
-def _sklearn_options():
+class _ReaderOptions(TypedDict, total=False):
+    trust_code: bool
+
+
+def _sklearn_options() -> _ReaderOptions:
     """trust_code=True where the scikit-learn reader asks for it (a pickle is code)."""
     import inspect
 

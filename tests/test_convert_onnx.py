@@ -22,7 +22,9 @@ def _run(path_or_model, x):
     model = path_or_model if isinstance(path_or_model, (str, bytes)) else path_or_model.SerializeToString()
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+    out = session.run(None, {name: np.asarray(x, dtype=np.float32)})[0]
+    assert isinstance(out, np.ndarray), type(out)
+    return out
 
 
 def _x(n=20, inputs=4, seed=3):

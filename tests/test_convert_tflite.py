@@ -15,6 +15,7 @@ from convert_support import activations, check_parity
 
 from nanonn_tools import NanonnError
 from nanonn_tools.converters import tflite as tflite_converter
+from nanonn_tools.model import ModelSpec
 
 
 def interpret(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -57,6 +58,7 @@ def test_tflite_float_parity(tmp_path):
     path = tmp_path / "m.tflite"
     path.write_bytes(data)
     spec = tflite_converter.load(str(path))
+    assert isinstance(spec, ModelSpec)
     assert activations(spec) == ["relu", "sigmoid", "tanh", "leaky_relu", "relu", "linear", "softmax"]
     assert spec.layers[3].alpha == pytest.approx(0.3)
     x = np.random.default_rng(1).normal(size=(20, 4)).astype(np.float32)
@@ -85,6 +87,7 @@ def test_tflite_float_reshape_input(tmp_path):
     path = tmp_path / "r.tflite"
     path.write_bytes(data)
     spec = tflite_converter.load(str(path))
+    assert isinstance(spec, ModelSpec)
     assert spec.inputs == 4 and spec.layers[1].b is None
     x = np.random.default_rng(3).normal(size=(10, 4)).astype(np.float32)
     check_parity(spec, x, interpret(data, x.reshape(10, 2, 2)))
@@ -203,6 +206,7 @@ def test_tflite_float16_weights(tmp_path):
     path = tmp_path / "f16.tflite"
     path.write_bytes(data)
     spec = tflite_converter.load(str(path))
+    assert isinstance(spec, ModelSpec)
     np.testing.assert_array_equal(spec.layers[0].w, h[0].astype(np.float32))
     x = np.random.default_rng(5).normal(size=(10, 4)).astype(np.float32)
     check_parity(spec, x, interpret(data, x))

@@ -24,6 +24,7 @@ from ai_edge_litert import interpreter as litert
 from nanonn_tools import NanonnError, nnm, qreference
 from nanonn_tools.converters import _tflite_int8
 from nanonn_tools.converters import tflite as tflite_converter
+from nanonn_tools.quantize import QuantModelSpec
 from support import run_device_json
 
 T = tw.T
@@ -164,13 +165,12 @@ def test_tflite_int8_end_to_end(deep_model):
     np.testing.assert_array_equal(host, expected)
     reloaded = nnm.loads(nnm.dumps(spec))
     np.testing.assert_array_equal(reloaded.predict(x), host)
+    xq_out = spec.predict_int8(xq)
     for runtime in ("micropython", "cpython"):
         device = _device_predict(runtime, spec, x)
         assert sorted(device) == sorted(_KINDS[runtime]), runtime
         for kind, got in device.items():  # QDense.from_params per kernel set, and nanonn.load of the .nnm
-            np.testing.assert_array_equal(
-                got["int8"], xq_out := spec.predict_int8(xq), err_msg=runtime + kind
-            )
+            np.testing.assert_array_equal(got["int8"], xq_out, err_msg=runtime + kind)
             np.testing.assert_array_equal(
                 np.asarray(got["float"], np.float32), expected, err_msg=runtime + kind
             )
@@ -324,6 +324,7 @@ def test_tflite_int8_fc_near_ties_exact(per_channel):
                 [3],
             )
             spec = tflite_converter.convert(tflite_converter.read_graph(data), "ties")
+            assert isinstance(spec, QuantModelSpec)
             want = _run_all(data, x)[0]["y"]
             np.testing.assert_array_equal(
                 spec.predict_int8(x)[0], want, err_msg=str((s_in, s_w, s_out, bias))

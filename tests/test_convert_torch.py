@@ -150,9 +150,10 @@ def test_torch_refuses_shape_mismatch(tmp_path):
 
 def test_torch_refuses_non_finite_weights():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    last = nn.Linear(6, 2)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), last)
     with torch.no_grad():
-        model[2].weight[1, 3] = float("inf")
+        last.weight[1, 3] = float("inf")
     with pytest.raises(
         NanonnError,
         match=re.escape("torch module '2' (Linear) weights: expected finite values, got 1 NaN or infinite"),

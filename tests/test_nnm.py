@@ -31,7 +31,9 @@ def random_spec(
 
 def f32_spec(spec: ModelSpec) -> ModelSpec:
     """The spec with its weights rounded to float32, as stored."""
-    return nnm.loads(nnm.dumps(spec))
+    stored = nnm.loads(nnm.dumps(spec))
+    assert isinstance(stored, ModelSpec)
+    return stored
 
 
 DEVICE_PREDICT = """

@@ -164,6 +164,7 @@ def test_tflite_int8_file_converts_to_an_nnm_that_predicts_exactly(tmp_path):
     out = tmp_path / "model.nnm"
     assert cli.main(["convert", str(src), "-o", str(out)]) == 0
     spec = tflite_converter.load(str(src))
+    assert isinstance(spec, QuantModelSpec)
     assert nnm.dumps(spec) == out.read_bytes()
     xq = spec.quantize_input(x[:6])
     device = run_device_json(

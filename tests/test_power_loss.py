@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import TypedDict
 
 import pytest
 from littlefs import LittleFS, LittleFSError, UserContext
@@ -46,7 +47,7 @@ class CutFlash(UserContext):
 
     def prog(self, cfg, block, off, data):
         if not self._allowed():
-            if self.torn and self.ops == self.budget + 1:
+            if self.torn and self.budget is not None and self.ops == self.budget + 1:
                 half = bytes(data[: len(data) // 2])
                 start = block * cfg.block_size + off
                 self.buffer[start : start + len(half)] = half
@@ -59,7 +60,16 @@ class CutFlash(UserContext):
         return super().erase(cfg, block)
 
 
-LFS_GEOMETRY = dict(
+class Geometry(TypedDict):
+    block_size: int
+    block_count: int
+    read_size: int
+    prog_size: int
+    cache_size: int
+    lookahead_size: int
+
+
+LFS_GEOMETRY = Geometry(
     block_size=4096, block_count=48, read_size=32, prog_size=32, cache_size=256, lookahead_size=32
 )
 
@@ -179,17 +189,18 @@ class Installed:
         self.shim = _wrap_errors(shim)
 
     def __enter__(self):
+        # The device modules' globals, replaced in their namespaces (nnm itself has no `os`).
         for module in (nnm, nnm_write, backup):
-            module.os = self.shim
-            module.open = self.shim.open
+            vars(module)["os"] = self.shim
+            vars(module)["open"] = self.shim.open
         return self
 
     def __exit__(self, *exc):
         import os
 
         for module in (nnm, nnm_write, backup):
-            module.os = os
-            del module.open
+            vars(module)["os"] = os
+            del vars(module)["open"]
 
 
 def models():

@@ -36,6 +36,9 @@ def _check(v):
 class I32(int):
     """An int whose every arithmetic result must fit a signed 32-bit int."""
 
+    def __neg__(self):
+        return _check(-int(self))
+
 
 for _name in ("add", "sub", "mul", "lshift", "rshift", "and", "or", "xor", "floordiv"):
     for _fmt in ("__%s__", "__r%s__"):
@@ -46,7 +49,6 @@ for _name in ("add", "sub", "mul", "lshift", "rshift", "and", "or", "xor", "floo
             return lambda a, b: _check(base(int(a), int(b)))
 
         setattr(I32, _op, _make(_op))
-I32.__neg__ = lambda a: _check(-int(a))
 
 
 def _c(values):
@@ -55,11 +57,11 @@ def _c(values):
 
 def test_checked_int_detects_overflow():
     with pytest.raises(Overflow):
-        I32(1 << 30) * 2
+        _ = I32(1 << 30) * 2
     with pytest.raises(Overflow):
-        1 << I32(31)
+        _ = 1 << I32(31)
     with pytest.raises(Overflow):
-        I32(HI) + 1
+        _ = I32(HI) + 1
     assert I32(HI) - 1 == HI - 1
 
 

@@ -150,3 +150,11 @@ def test_board_configs_extend_the_device_config(board):
     cfg = config("pyright-%s.json" % board)
     assert cfg["extends"] == "./pyright-device.json"
     assert listed([cfg["stubPath"], cfg["typeshedPath"]]) == {".venv/stubs/" + board}
+
+
+def test_tests_are_checked_on_their_side():
+    # Host-side tests against CPython (as host/), the device scripts against the unix port's stubs.
+    host, device = config("pyright-tests.json"), config("pyright-tests-device.json")
+    assert listed(host["include"]) == {"tests"} and listed(host["exclude"]) == {"tests/device"}
+    assert listed(device["include"]) == {"tests/device"}
+    assert listed([device["stubPath"], device["typeshedPath"]]) == {".venv/stubs/unix"}

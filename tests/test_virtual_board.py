@@ -71,9 +71,10 @@ def test_soft_reset_restarts_the_port_and_keeps_files(vboard):
 
 
 def test_ctrl_c_interrupts_running_code_and_crlf_line_endings(vboard):
-    from mpremote.transport_serial import SerialTransport
+    from mpremote.transport_serial import SerialIntercept, SerialTransport
 
     t = SerialTransport(vboard.port, baudrate=115200)
+    assert not isinstance(t.serial, SerialIntercept)  # the port itself (nothing mounted)
     t.serial.timeout = 1
     try:
         t.enter_raw_repl()
@@ -149,6 +150,7 @@ def test_the_script_prints_its_port_and_stops_on_sigterm(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 20)
         assert ready, "no PORT line within 20 s"

@@ -73,7 +73,7 @@ def build(tensors: list, ops: list, inputs: list, outputs: list) -> bytes:
     b = flatbuffers.Builder(1024)
     # buffers: 0 is the empty sentinel; each constant tensor gets its own
     buffer_of = {}
-    blobs = [None]
+    blobs: list[bytes | None] = [None]
     for i, t in enumerate(tensors):
         if t.data is not None:
             buffer_of[i] = len(blobs)

@@ -132,6 +132,8 @@ class Layer:
 class Dense(Layer):
     """Fully connected layer: y = f(W x + b).
 
+    `activation` is a name, None (linear), an `Activation` or any object with
+    forward() and backward() (checked at run time by `activations.get`).
     `weights` (optional) is the original nanonn flat layout: for each unit,
     its input weights followed by its bias (no bias when `use_bias=False`).
     Buffers: w (units, inputs) row-major, b (units,), z and y (units,),

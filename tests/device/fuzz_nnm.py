@@ -259,11 +259,12 @@ class Chunks:
     def __init__(self, data):
         self.f = io.BytesIO(data)
 
+    # The stubs' BytesIO lists no read methods; MicroPython's has them.
     def readinto(self, buf):
-        return self.f.readinto(memoryview(buf)[0:7])
+        return self.f.readinto(memoryview(buf)[0:7])  # pyright: ignore[reportAttributeAccessIssue]
 
     def read(self, n):
-        return self.f.read(n)
+        return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def open_source(case, data):
@@ -309,6 +310,7 @@ def run(n, seed):
         source, how = open_source(case, data)
         t0 = time.ticks_ms()
         outcome = None
+        net = None
         try:
             net = load(source)
         except ModelFormatError as exc:
@@ -327,7 +329,7 @@ def run(n, seed):
         dt = time.ticks_diff(time.ticks_ms(), t0)
         if dt > slowest:
             slowest, slowest_case = dt, case
-        if outcome == "loaded":
+        if net is not None:  # outcome "loaded": load returns a network or raises
             try:
                 y = net.predict([0.5] * net.inputs)
                 if len(y) != net.outputs:

@@ -13,7 +13,7 @@ import sys
 from array import array
 
 stage = "import"
-out = {"stage": stage}
+out: dict[str, object] = {"stage": stage}
 try:
     import nanonn
 

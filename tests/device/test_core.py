@@ -150,10 +150,11 @@ def _mem_delta(fn):
 
 
 def test_predict_and_train_keep_no_allocations():
+    # tracemalloc is CPython's (MicroPython and its stubs have none): its lines are silenced.
     if not IS_MICROPYTHON:
         import tracemalloc
 
-        tracemalloc.start()
+        tracemalloc.start()  # pyright: ignore[reportAttributeAccessIssue]
     net = Network(Dense(8, inputs=4, activation="relu"), Dense(3, activation="softmax"), loss="cross_entropy")
     x = array("f", [0.1, 0.2, -0.3, 0.4])
     t = [0.0, 1.0, 0.0]
@@ -164,15 +165,17 @@ def test_predict_and_train_keep_no_allocations():
         eq(_mem_delta(lambda: net.train(x, t)), 0, "heap bytes kept by train")
     else:
         # CPython: nothing accumulates over many calls (tracemalloc has some noise).
+        import tracemalloc  # started above
+
         for fn in (lambda: net.predict(x), lambda: net.train(x, t)):
             gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
+            before = tracemalloc.get_traced_memory()[0]  # pyright: ignore[reportAttributeAccessIssue]
             for _ in range(200):
                 fn()
             gc.collect()
-            kept = tracemalloc.get_traced_memory()[0] - before
+            kept = tracemalloc.get_traced_memory()[0] - before  # pyright: ignore[reportAttributeAccessIssue]
             ok(kept < 1024, "bytes kept by 200 calls: %d" % kept)
-        tracemalloc.stop()
+        tracemalloc.stop()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_non_finite_training_is_skipped():

@@ -201,6 +201,8 @@ def test_i2c_pins_come_from_the_board_profile():
 
     try:
         cfg = sensor.i2c_config(profile('{"name": "esp32", "i2c": {"bus": 0, "sda": 19, "scl": 18}}'))
+        if cfg is None:
+            raise check.CheckFailed("i2c_config: expected the profile's pins, got None")
         check.eq((cfg["bus"], cfg["sda"], cfg["scl"]), (0, 19, 18), "pins from the profile")
         check.raises(
             ValueError, sensor.i2c_config, profile('{"name": "unix", "i2c": null}'), contains=("unix", "i2c")

@@ -6,7 +6,7 @@ import struct
 import time
 from array import array
 
-from check import IS_MICROPYTHON, close, eq, ok, raises
+from check import IS_MICROPYTHON, CheckFailed, close, eq, ok, raises
 from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
 from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
@@ -52,12 +52,26 @@ def _load_open(path):
         return load(f)
 
 
+def _float(net, what):
+    """`net`, required to be a float Network (load gives a QNetwork for an int8 model)."""
+    if not isinstance(net, Network):
+        raise CheckFailed("%s type: expected 'Network', got %r" % (what, type(net).__name__))
+    return net
+
+
+def _int8(net, what):
+    """`net`, required to be a QNetwork (what load gives for an int8 model)."""
+    if isinstance(net, Network) or type(net).__name__ != "QNetwork":
+        raise CheckFailed("%s type: expected 'QNetwork', got %r" % (what, type(net).__name__))
+    return net
+
+
 def test_round_trip_every_source_byte_identical():
     net = _net()
     data = nnm.dumps(net)
     expected = list(net.predict(X))
     for name, get in _sources(data):
-        loaded = get()
+        loaded = _float(get(), name)
         close(loaded.predict(X), expected, 1e-6, name + " prediction")
         eq(nnm.dumps(loaded), data, name + " re-saved bytes")
         loaded.save(TMP + ".2")
@@ -109,7 +123,7 @@ def test_in_place_model_costs_little_ram():
 
 def test_trainable_load_trains_like_the_original():
     net = _net()
-    twin = load(nnm.dumps(net), trainable=True)
+    twin = _float(load(nnm.dumps(net), trainable=True), "trainable load")
     for _ in range(3):
         a = net.train(X, [0.0, 1.0, 0.0], rate=0.05)
         b = twin.train(X, [0.0, 1.0, 0.0], rate=0.05)
@@ -118,7 +132,7 @@ def test_trainable_load_trains_like_the_original():
 
 
 def test_inference_only_layers_refuse_training():
-    net = load(nnm.dumps(_net()))
+    net = _float(load(nnm.dumps(_net())), "load")
     raises(ValueError, net.train, X, [0.0, 1.0, 0.0], contains=("trainable=True", "got trainable=False"))
     raises(ValueError, net.layers[0].set_weights, [0.0] * 30, contains=("in place",))
 
@@ -153,11 +167,12 @@ class _Stream:
 
         self.f = io.BytesIO(data)
 
+    # The stubs' BytesIO lists no read methods; MicroPython's has them.
     def readinto(self, buf):
-        return self.f.readinto(memoryview(buf)[0:7])
+        return self.f.readinto(memoryview(buf)[0:7])  # pyright: ignore[reportAttributeAccessIssue]
 
     def read(self, n):
-        return self.f.read(n)
+        return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_trailing_bytes_rejected():
@@ -327,8 +342,7 @@ def test_int8_round_trip_every_source():
     expected = [list(q.predict(x)) for x in X[:5]]
     expected8 = list(q.predict_int8(bytes(4)))
     for name, get in _sources(data):
-        loaded = get()
-        eq(type(loaded).__name__, "QNetwork", name + " type")
+        loaded = _int8(get(), name)
         for k in range(5):
             eq(list(loaded.predict(X[k])), expected[k], name + " int8 prediction %d" % k)
         eq(list(loaded.predict_int8(bytes(4))), expected8, name + " predict_int8")
