@@ -35,8 +35,7 @@ def _float_net(cfg, f):
     for i, act in enumerate(acts):
         if act == "leaky_relu":
             act = LeakyReLU(cfg["alpha"])
-        # Dense takes an activation object too; pyright types the parameter by its "linear" default
-        layers.append(Dense(sizes[i + 1], inputs=sizes[i], activation=act))  # pyright: ignore[reportArgumentType]
+        layers.append(Dense(sizes[i + 1], inputs=sizes[i], activation=act))
     net = Network(*layers)
     for layer in net.layers:
         _read_into(f, layer.w)
