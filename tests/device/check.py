@@ -49,3 +49,20 @@ def load_json(path):
 
     with open(path) as f:
         return json.load(f)
+
+
+class ChunkedStream:
+    """A non-seekable binary stream over `data` whose reads return at most 7 bytes
+    (a model source that is neither a file nor bytes: a socket, a UART, ...)."""
+
+    def __init__(self, data):
+        import io
+
+        self.f = io.BytesIO(data)
+
+    # The stubs' BytesIO lists no read methods; MicroPython's has them.
+    def readinto(self, buf):
+        return self.f.readinto(memoryview(buf)[0:7])  # pyright: ignore[reportAttributeAccessIssue]
+
+    def read(self, n):
+        return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]

@@ -22,6 +22,7 @@ import struct
 import sys
 import time
 
+from check import ChunkedStream
 from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
 from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
@@ -253,20 +254,6 @@ def mutate(case, models, rng):
     return fix_crc(b), "version"
 
 
-class Chunks:
-    """A non-seekable binary stream whose reads return at most 7 bytes."""
-
-    def __init__(self, data):
-        self.f = io.BytesIO(data)
-
-    # The stubs' BytesIO lists no read methods; MicroPython's has them.
-    def readinto(self, buf):
-        return self.f.readinto(memoryview(buf)[0:7])  # pyright: ignore[reportAttributeAccessIssue]
-
-    def read(self, n):
-        return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
-
-
 def open_source(case, data):
     which = case % 7
     if which == 0:
@@ -278,7 +265,7 @@ def open_source(case, data):
     if which == 3:
         return io.BytesIO(bytes(data)), "stream"
     if which == 4:
-        return Chunks(bytes(data)), "chunks"
+        return ChunkedStream(bytes(data)), "chunks"
     if which == 5 and case % 35 == 5:  # a path now and then (files are slow)
         path = TMP % (case % 2)
         with open(path, "wb") as f:

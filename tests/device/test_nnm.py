@@ -6,7 +6,7 @@ import struct
 import time
 from array import array
 
-from check import IS_MICROPYTHON, CheckFailed, close, eq, ok, raises
+from check import IS_MICROPYTHON, CheckFailed, ChunkedStream, close, eq, ok, raises
 from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
 from nanonn.activations import LeakyReLU
 from nanonn.crc32 import update as crc_update
@@ -154,25 +154,9 @@ def test_truncated_stream_rejected():
     # A stream whose size is unknown (not seekable) is checked while reading.
     data = nnm.dumps(_net())
     for cut in (10, 40, 200, len(data) - 1):
-        raises(ModelFormatError, load, _Stream(data[:cut]), contains=("size", "expected"))
-    eq(load(_Stream(data)).outputs, 3, "a whole stream loads")
-    raises(ModelFormatError, load, _Stream(data + b"\x00"), contains=("trailing",))
-
-
-class _Stream:
-    """A non-seekable binary stream whose reads return at most 7 items."""
-
-    def __init__(self, data):
-        import io
-
-        self.f = io.BytesIO(data)
-
-    # The stubs' BytesIO lists no read methods; MicroPython's has them.
-    def readinto(self, buf):
-        return self.f.readinto(memoryview(buf)[0:7])  # pyright: ignore[reportAttributeAccessIssue]
-
-    def read(self, n):
-        return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
+        raises(ModelFormatError, load, ChunkedStream(data[:cut]), contains=("size", "expected"))
+    eq(load(ChunkedStream(data)).outputs, 3, "a whole stream loads")
+    raises(ModelFormatError, load, ChunkedStream(data + b"\x00"), contains=("trailing",))
 
 
 def test_trailing_bytes_rejected():
@@ -241,10 +225,10 @@ def test_header_bombs_rejected_before_allocating():
     struct.pack_into("<4sBBHIHHHHIII", small, 0, b"NNM\x1a", 1, 0, 0, 64, 32, 32, 255, 0, 1 << 30, 1, 8192)
     bombs.append(_fix_crc(small))
     for b in bombs:
-        for source in (b, _Stream(bytes(b))):
+        for source in (b, ChunkedStream(bytes(b))):
             allocated = _allocated(lambda s=source: raises(ModelFormatError, load, s, contains=("expected",)))
             # The header, a record, the error, this check's own call and message copy, and
-            # for _Stream (no seek, 7 bytes a read) the failed size probe and a view per
+            # for ChunkedStream (no seek, 7 bytes a read) the failed size probe and a view per
             # partial read: never a buffer sized from a claim (tests/test_reliability.py
             # holds `load` itself to 1 KB for bytes, a file and a seekable stream).
             ok(allocated < 3072, "bomb load allocated %d bytes" % allocated)
