@@ -39,22 +39,11 @@ PREDICT_PATH = {
 }
 
 
-def _qualified_frames(path):
-    """{qualified name: frame} for the functions of one module."""
-    frames = load_tool("mpy_frames").frames_of_source(path, tool("mpy-cross"))
-    out = {}
-    stack = []
-    for frame in frames[1:]:  # frames[0] is the module itself
-        del stack[frame.depth - 1 :]
-        stack.append(frame.name)
-        out[".".join(stack)] = frame
-    return out
-
-
 def test_float_predict_path_has_no_heap_frames():
     heap = []
     for module, names in PREDICT_PATH.items():
-        frames = _qualified_frames(MPY / "nanonn" / module)
+        mpy_frames = load_tool("mpy_frames")
+        frames = mpy_frames.qualified(mpy_frames.frames_of_source(MPY / "nanonn" / module, tool("mpy-cross")))
         missing = names - set(frames)
         assert not missing, "%s: rename PREDICT_PATH to match the module: %s" % (module, sorted(missing))
         heap += [

@@ -401,8 +401,8 @@ def test_frame_tool_matches_the_runtime(tmp_path):
 def test_reader_checks_keep_their_frames_off_the_heap():
     """Every function that checks a model keeps its frame on the C stack, so rejecting a
     model allocates no frames (the resource bombs above); only the builders may not."""
-    frames = load_tool("mpy_frames").frames_of_source(MPY / "nanonn" / "nnm.py", tool("mpy-cross"))
-    names = {f.name for f in frames}
-    assert BUILDERS <= names, "rename BUILDERS to match nnm.py: %s" % sorted(BUILDERS - names)
-    heap = {"%s (%d words)" % (f.name, f.words) for f in frames[1:] if f.on_heap and f.name not in BUILDERS}
+    mpy_frames = load_tool("mpy_frames")
+    frames = mpy_frames.qualified(mpy_frames.frames_of_source(MPY / "nanonn" / "nnm.py", tool("mpy-cross")))
+    assert BUILDERS <= set(frames), "rename BUILDERS to match nnm.py: %s" % sorted(BUILDERS - set(frames))
+    heap = {"%s (%d words)" % (n, f.words) for n, f in frames.items() if f.on_heap and n not in BUILDERS}
     assert not heap, "checking functions with a heap frame: %s" % sorted(heap)

@@ -108,6 +108,33 @@ class Setup:
         self.tmp.cleanup()
 
 
+KEPT = """
+import gc, nanonn
+def kept(name):
+    gc.collect()
+    free = gc.mem_free()
+    __import__(name)
+    gc.collect()
+    return free - gc.mem_free()
+print(kept("nanonn.nnm"), kept("nanonn.nnm_write"))
+"""
+
+
+def kept_by_imports(setup: Setup) -> tuple[int, int]:
+    """Heap bytes kept by importing the reader (nanonn.nnm, on the first load) and then
+    the writer (nanonn.nnm_write, on the first save), from the .mpy package."""
+    proc = subprocess.run(
+        [tool("micropython"), "-c", KEPT],
+        env={"MICROPYPATH": "%s:.frozen" % setup.lib},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reader, writer = proc.stdout.split()
+    return int(reader), int(writer)
+
+
 def smallest(setup: Setup, lo: int, hi: int) -> int:
     """The smallest heap (wK) in (lo, hi] where the big model loads and predicts."""
     while hi - lo > 1:
@@ -150,6 +177,10 @@ def main() -> int:
         print(
             "smallest heap that loads and runs the 784-36-14-10 int8 model: %d wK "
             "(about %d KB on a 32-bit board; ESP32 ~100 KB free, RP2040 ~190 KB free)" % (best, best)
+        )
+        print(
+            "heap kept by importing the reader (nanonn.nnm): %d bytes; the writer (nanonn.nnm_write): %d more"
+            % kept_by_imports(setup)
         )
     finally:
         setup.close()

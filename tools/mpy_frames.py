@@ -132,6 +132,18 @@ def frames_of_mpy(data: bytes) -> list[Frame]:
     return out
 
 
+def qualified(frames: list[Frame]) -> dict[str, Frame]:
+    """{qualified name: frame} ("Class.method", "outer.inner") for every function but
+    the module's top level (frames[0]); names as in the source."""
+    out: dict[str, Frame] = {}
+    stack: list[str] = []
+    for frame in frames[1:]:
+        del stack[frame.depth - 1 :]
+        stack.append(frame.name)
+        out[".".join(stack)] = frame
+    return out
+
+
 def frames_of_source(path: Path, mpy_cross: str = "mpy-cross") -> list[Frame]:
     """Compile `path` with mpy-cross (bytecode) and list its functions' frames."""
     with tempfile.TemporaryDirectory() as tmp:
