@@ -37,7 +37,9 @@ _dot_rows = _fast.dot_rows if _fast is not None else None
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
-# staging (measured on the unix port: 4 inputs 65k vs 45k predictions/s, 8 about even).
+# staging (measured on the unix port: 4 inputs 65k vs 45k predictions/s, 8 about even;
+# measured while the predict path still had heap frames: not re-measured since, and
+# moving it would change which path, so which float results, a layer gives).
 _FAST_MIN_INPUTS = 8
 
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
