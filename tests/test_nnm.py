@@ -151,7 +151,7 @@ def test_viper_crc32_matches_zlib():
     blobs = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (0, 1, 7, 64, 1000)]
     code = """
 import json, sys
-from nanonn.crc32 import crc32_viper
+from nanonn.crc32_viper import crc32_viper
 blobs = [bytes(b) for b in json.loads(sys.stdin.read())]
 out = [crc32_viper(b, len(b), 0) for b in blobs]
 out.append(crc32_viper(blobs[4][500:], 500, crc32_viper(blobs[4][:500], 500, 0)))

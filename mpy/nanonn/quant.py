@@ -11,11 +11,12 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from . import qkernels as _py_kernels
+from .errors import NO_NATIVE_CODE
 from .network import check_vector
 
 try:
     from . import qkernels_viper as _viper_kernels
-except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
 
 KERNELS = {"python": _py_kernels}

@@ -4,9 +4,42 @@ import sys
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
+# The ports these tests run on: the unix port compiles @micropython.viper; the
+# WebAssembly port (tools/mpwasm.mjs) has no native emitter, so nanonn must run
+# there on its plain-Python fallbacks (CPython too).
+IS_WASM = IS_MICROPYTHON and sys.platform == "webassembly"
+NATIVE = IS_MICROPYTHON and not IS_WASM
+
+# Heap use can be measured inside a program where gc.collect() frees garbage and
+# micropython.mem_total() counts allocations: not on the WebAssembly port, whose
+# gc.collect() only runs between calls from JavaScript (it cannot scan wasm locals)
+# and which has no mem_total.
+HEAP_MEASURED = IS_MICROPYTHON and not IS_WASM
+
 
 class CheckFailed(Exception):
     pass
+
+
+class Skipped(Exception):
+    """Raised by `skip`: the runner reports SKIP (pytest shows it skipped, not passed)."""
+
+
+def skip(reason):
+    raise Skipped(reason)
+
+
+def unique_id():
+    """A random 32-bit number for names of temporary files shared by concurrent runs
+    (MicroPython has no os.getpid; the WebAssembly port has no os.urandom either, and
+    its filesystem is the process's own)."""
+    import os
+
+    if hasattr(os, "urandom"):
+        return int.from_bytes(os.urandom(4), "little")
+    import random
+
+    return random.getrandbits(30)
 
 
 def ok(cond, message="check failed"):

@@ -3,7 +3,7 @@
 import gc
 from array import array
 
-from check import IS_MICROPYTHON, close, eq, load_json, ok, raises
+from check import HEAP_MEASURED, IS_MICROPYTHON, close, eq, load_json, ok, raises, skip
 from nanonn import NN, Dense, Network
 
 SEED = load_json("tests/data/seed_vectors.json")
@@ -150,6 +150,8 @@ def _mem_delta(fn):
 
 
 def test_predict_and_train_keep_no_allocations():
+    if IS_MICROPYTHON and not HEAP_MEASURED:
+        skip("this port's gc.collect() frees nothing inside a program: heap kept is not measurable")
     # tracemalloc is CPython's (MicroPython and its stubs have none): its lines are silenced.
     if not IS_MICROPYTHON:
         import tracemalloc

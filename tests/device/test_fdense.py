@@ -4,7 +4,7 @@ bound; infinities and NaN through the plain loop."""
 
 from array import array
 
-from check import IS_MICROPYTHON, eq, ok
+from check import NATIVE, eq, ok
 from nanonn import Dense, layers
 from nanonn.rand import Random
 
@@ -37,10 +37,10 @@ def _exact(d, x):
 
 
 def test_kernel_selected_where_viper_exists():
-    if IS_MICROPYTHON:
+    if NATIVE:
         ok(layers._fast is not None, "fdense_viper compiled on the unix port")
     else:
-        ok(layers._fast is None, "no viper on CPython")
+        ok(layers._fast is None, "no viper on CPython and the WebAssembly port")
 
 
 def test_matches_double_sum_within_float32_error():

@@ -4,7 +4,7 @@ the numpy oracle is in tests/test_quant.py)."""
 import gc
 from array import array
 
-from check import IS_MICROPYTHON, close, eq, ok, raises
+from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
 from nanonn.qbuild import scales_multiplier
@@ -27,12 +27,12 @@ def _bench_net():
 
 
 def test_kernel_selection():
-    if IS_MICROPYTHON:
+    if NATIVE:
         eq(DEFAULT_KERNELS, "viper", "default kernels on the unix port")
         ok("python" in KERNELS, "the fallback is always available")
     else:
-        eq(DEFAULT_KERNELS, "python", "default kernels on CPython")
-        eq(sorted(KERNELS), ["python"], "kernel sets on CPython")
+        eq(DEFAULT_KERNELS, "python", "default kernels on CPython and the WebAssembly port")
+        eq(sorted(KERNELS), ["python"], "kernel sets on CPython and the WebAssembly port")
     net, X = _net_and_data([3, 2], ["relu"], 1)
     raises(ValueError, net.quantize, X, kernels="cuda", contains=("kernels", "cuda"))
 
@@ -52,8 +52,9 @@ def _tflite_softmax_variant(q):
 
 def test_no_allocation_in_predict_int8_and_predict():
     """MicroPython: predict_int8 and float predict allocate nothing with the viper
-    kernels (heap_lock and micropython.mem_total), for every activation (softmax_tflite too). On CPython: the same calls
-    run (no heap lock exists there) and return the same buffers."""
+    kernels (heap_lock and micropython.mem_total), for every activation (softmax_tflite too). On CPython
+    and the WebAssembly port (the plain-Python kernels, which allocate): the same calls run and return
+    the same buffers."""
     nets = [_bench_net()]
     for act in ("linear", "relu", "sigmoid", "tanh", "softplus"):
         nets.append(_net_and_data([6, 5, 4], [act, act], 7))
@@ -67,7 +68,7 @@ def test_no_allocation_in_predict_int8_and_predict():
         b = q.predict(xf)
         q.predict(xl)
         a2 = b2 = b3 = None  # the outputs of the calls below
-        if IS_MICROPYTHON:
+        if NATIVE:
             import micropython
 
             micropython.heap_lock()
@@ -121,7 +122,8 @@ def test_python_fallback_allocation_is_bounded():
     and 274688 B.
     The bytes are held to on 64-bit ports, where every intermediate (below 2^62) is a
     small int; on 32-bit ports ints of 2^30 and more are heap objects as well and the
-    bound does not apply. On CPython the fallback is the default and runs unmeasured."""
+    bound does not apply. On CPython the fallback is the default and runs unmeasured, and so
+    on the WebAssembly port (no viper, no micropython.mem_total)."""
     net, X = _bench_net()
     q = net.quantize(X)
     fb = QNetwork(q.layers, kernels="python")
@@ -130,7 +132,7 @@ def test_python_fallback_allocation_is_bounded():
     xf = array("f", X[0])
     eq(list(fb.predict_int8(x8)), list(q.predict_int8(x8)), "fallback predict_int8 vs default kernels")
     eq(list(fb.predict(xf)), list(q.predict(xf)), "fallback predict vs default kernels")
-    if IS_MICROPYTHON:
+    if HEAP_MEASURED:
         import sys
 
         ok(q.kernels == "viper", "the reference network runs the viper kernels")

@@ -3,11 +3,11 @@ the real filesystem of the port: generations, the backup, and load's fallback.""
 
 import os
 
-from check import eq, ok, raises
+from check import eq, ok, raises, unique_id
 from nanonn import Dense, ModelFormatError, Network, backup, load, nnm
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
-TMP = "/tmp/nanonn-test-backup-%d" % int.from_bytes(os.urandom(4), "little")
+TMP = "/tmp/nanonn-test-backup-%d" % unique_id()
 
 
 def _nets():
