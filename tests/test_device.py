@@ -1,5 +1,7 @@
 """Drive the device test scripts (tests/device/test_*.py) under the MicroPython
-unix port and CPython: one pytest item per device test function and runtime."""
+unix port, MicroPython's WebAssembly port in Node (32-bit, no native emitter: nanonn's
+plain-Python fallbacks) and CPython: one pytest item per device test function and runtime.
+A test that reports SKIP (a check its port cannot make, see check.skip) is skipped here."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import pytest
 
 from support import DEVICE_TESTS, run_device
 
-RUNTIMES = ("micropython", "cpython")
-LINE = re.compile(r"^(PASS|FAIL) (\w+)::(\w+)(?:: (.*))?$")
+RUNTIMES = ("micropython", "wasm", "cpython")
+LINE = re.compile(r"^(PASS|SKIP|FAIL) (\w+)::(\w+)(?:: (.*))?$")
 
 
 def _collect():
@@ -56,5 +58,7 @@ def test_device(runtime, module, name):
         output,
     )
     status, detail = results[name]
+    if status == "SKIP":
+        pytest.skip("%s::%s on %s: %s" % (module, name, runtime, detail))
     if status != "PASS":
         pytest.fail("%s::%s on %s: %s\n%s" % (module, name, runtime, detail, output))
