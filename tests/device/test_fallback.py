@@ -69,4 +69,8 @@ def test_model_round_trip_on_the_fallbacks():
     for model in (net, q):
         loaded = load(nnm.dumps(model))
         for x in X:
-            eq(list(loaded.predict(x)), list(model.predict(x)), "loaded %s predicts as saved" % type(model).__name__)
+            eq(
+                list(loaded.predict(x)),
+                list(model.predict(x)),
+                "loaded %s predicts as saved" % type(model).__name__,
+            )

@@ -4,7 +4,7 @@ the numpy oracle is in tests/test_quant.py)."""
 import gc
 from array import array
 
-from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, close, eq, ok, raises
+from check import HEAP_MEASURED, NATIVE, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
 from nanonn.qbuild import scales_multiplier
