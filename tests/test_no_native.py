@@ -1,0 +1,79 @@
+"""Every use of MicroPython's native emitter in the device package falls back: the
+decorators live only in `*_viper` modules, and every import of such a module catches
+`errors.NO_NATIVE_CODE` (what a port without the emitter raises at import: SyntaxError on
+the WebAssembly port; tests/device/test_fallback.py runs the fallbacks there)."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from support import MPY
+
+MODULES = sorted((MPY / "nanonn").glob("*.py"))
+
+
+def _native_decorators(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Attribute) and dec.attr in (
+                    "viper",
+                    "native",
+                    "asm_thumb",
+                    "asm_xtensa",
+                ):
+                    found.append("%s: @%s" % (node.name, ast.unparse(dec)))
+    return found
+
+
+def _viper_imports(tree: ast.Module) -> list[tuple[ast.AST, bool]]:
+    """(import node, guarded) for each import of a nanonn `*_viper` module."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id == "NO_NATIVE_CODE" for h in node.handlers
+        ):
+            for stmt in node.body:
+                guarded.add(id(stmt))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [a.name for a in node.names]
+            if any(n.split(".")[-1].endswith("_viper") for n in names):
+                out.append((node, id(node) in guarded))
+        elif isinstance(node, ast.Import) and any(a.name.endswith("_viper") for a in node.names):
+            out.append((node, id(node) in guarded))
+    return out
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
+def test_native_code_only_in_viper_modules_imported_with_a_fallback(path):
+    tree = ast.parse(path.read_text())
+    decorators = _native_decorators(tree)
+    if decorators:
+        assert path.stem.endswith("_viper"), "%s: native code outside a *_viper module: %s" % (
+            path.name,
+            decorators,
+        )
+    for node, guarded in _viper_imports(tree):
+        assert guarded, "%s line %d: %s not in try/except NO_NATIVE_CODE" % (
+            path.name,
+            getattr(node, "lineno", 0),
+            ast.unparse(node),
+        )
+
+
+def test_every_viper_module_is_imported_with_a_fallback():
+    viper = {p.stem for p in MODULES if p.stem.endswith("_viper")}
+    assert viper == {"crc32_viper", "fdense_viper", "qkernels_viper"}
+    imported = set()
+    for path in MODULES:
+        for node, _ in _viper_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported |= {
+                    n for n in [node.module or ""] + [a.name for a in node.names] if n.endswith("_viper")
+                }
+    assert viper <= imported
