@@ -42,6 +42,8 @@ def convert(
             "%s: the module name %r must be a Python identifier (letters, digits, _), e.g. %r"
             % (out, out.stem, "".join(c if c.isalnum() else "_" for c in out.stem))
         )
+    if not out.parent.is_dir():
+        raise NanonnError("-o %s: expected an existing directory, %s does not exist" % (out, out.parent))
     board = boards.load_board(target) if target else None
     spec = converters.load(src, **options)
     if quantize is not None:
