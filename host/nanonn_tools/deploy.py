@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError
+from . import NanonnError, nnm
 from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
 from .boards import load_board
 from .convert import mpy_cross
@@ -162,6 +162,42 @@ def frozen_package(board: Board) -> str | None:
     )
 
 
+# Board code: the first `nanonn` (package folder or module) on sys.path before the entry
+# `stop` (where the package deploy uses lives), as an absolute path, else None.
+_SHADOW = """
+import os, sys
+_r = None
+for _d in sys.path:
+    if _d == %r:
+        break
+    _b = _d if _d.startswith('/') else os.getcwd().rstrip('/') + ('/' + _d if _d else '')
+    for _n in ('nanonn', 'nanonn.py', 'nanonn.mpy'):
+        try:
+            os.stat(_b + '/' + _n)
+        except OSError:
+            continue
+        _r = _b + '/' + _n
+        break
+    if _r:
+        break
+print(repr(_r))
+"""
+
+
+def shadowing_copy(board: Board, frozen: bool) -> str | None:
+    """The path of a nanonn the board imports instead of /lib/nanonn (or the frozen one),
+    e.g. the `/nanonn` folder `mpremote cp -r mpy/nanonn :` leaves; None when there is none."""
+    stop = ".frozen" if frozen else LIB.rpartition("/")[0]
+    return board.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
+
+
+def _shadowed(path: str, used: str) -> NanonnError:
+    return NanonnError(
+        "the board imports nanonn from %s, not from %s (it comes first on sys.path), so it would run "
+        "that copy: remove it (mpremote rm -r :%s) and deploy again" % (path, used, path)
+    )
+
+
 def deploy(
     model: str,
     port: str | None = "auto",
@@ -200,6 +236,9 @@ def deploy(
                 "the board's firmware has nanonn %s frozen in, which shadows /lib/nanonn: pass "
                 "--frozen-ok to use it (only the model is copied), or flash firmware without it" % frozen
             )
+        shadow = shadowing_copy(board, frozen is not None)
+        if shadow is not None:
+            raise _shadowed(shadow, "the firmware" if frozen is not None else LIB)
         if frozen is not None:
             notes.append("using the frozen nanonn %s in the firmware; package not copied" % frozen)
         else:
@@ -242,11 +281,13 @@ def deploy(
             if current[path] is not None:  # the other form of a module, left by an earlier deploy
                 board.remove(path)
         if files:
-            board.exec(
+            where = board.eval(
                 "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
-                " del sys.modules[_m]\nimport nanonn",
+                " del sys.modules[_m]\nimport nanonn\nprint(repr(nanonn.__file__))",
                 what="importing nanonn on the board (the package may need a newer MicroPython)",
             )
+            if not str(where).startswith(LIB + "/"):
+                raise _shadowed(str(where).rpartition("/__init__.")[0] or str(where), LIB)
         if model_same:
             skipped.append(dest)
         check = dest if model_same else dest + ".tmp"
@@ -275,7 +316,12 @@ def _read_model(model: str) -> bytes:
     if not model.endswith(".nnm"):
         raise NanonnError("model: expected a .nnm file (nanonn convert writes one), got %s" % model)
     with open(model, "rb") as f:
-        return f.read()
+        data = f.read()
+    try:  # checked here, before connecting: a bad file must not cost a package sync
+        nnm.loads(data, source=model)
+    except NanonnError as exc:
+        raise NanonnError("model %s: not a valid .nnm model (%s)" % (model, exc)) from None
+    return data
 
 
 def _check_model(board: Board, path: str, dest: str) -> tuple[int, int]:
