@@ -6,8 +6,9 @@ ABI/architecture, choose per module `.mpy` for the board's arch, bytecode
 differs (each file written as `NAME.tmp`, checked, then renamed over the old
 one), check that the package imports, load the new model on the board from
 its temp file (its CRC and fit in the heap are checked there) and only then
-make it the active model. Prints flash used/free and the model's RAM against
-the free heap.
+make it the active model. Prints flash used/free and the model's RAM (the
+loaded network) and the model reader's (the modules `nanonn.load` imports,
+once per boot) against the free heap.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import NanonnError, nnm
 from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
+from .boardmodel import measure_load_code
 from .boards import load_board
 from .convert import mpy_cross
 
@@ -139,7 +142,8 @@ def _size(n: int) -> str:
 
 @dataclass
 class DeployResult:
-    """What `deploy` did: the board after it, files written and skipped, the model's RAM."""
+    """What `deploy` did: the board after it, files written and skipped, the RAM of the
+    loaded network (`model_ram`) and of the reader modules `nanonn.load` imports (`reader_ram`)."""
 
     info: BoardInfo
     written: list
@@ -148,6 +152,7 @@ class DeployResult:
     model_ram: int
     heap_free: int
     notes: list
+    reader_ram: int = 0
 
 
 def frozen_package(board: Board) -> str | None:
@@ -291,7 +296,7 @@ def deploy(
         if model_same:
             skipped.append(dest)
         check = dest if model_same else dest + ".tmp"
-        ram, free = _check_model(board, check, dest)
+        ram, reader, free = _check_model(board, check, dest)
         if not model_same:
             board.activate(dest)
             written.append(dest)
@@ -304,10 +309,14 @@ def deploy(
         size, free_flash = flash
         out("flash: %s used of %s, %s free" % (_size(size - free_flash), _size(size), _size(free_flash)))
     out(
-        "model: %s, RAM %s (measured on the board) of %s free heap (%.1f%%)"
+        "model: %s, RAM %s (the loaded network, measured on the board) of %s free heap (%.1f%%)"
         % (dest, _size(ram), _size(free), 100.0 * ram / max(1, free))
     )
-    return DeployResult(after, written, skipped, dest, ram, free, notes)
+    out(
+        "model reader: RAM %s (the modules nanonn.load imports, once per boot, whatever the model)"
+        % _size(reader)
+    )
+    return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
 
 
 def _read_model(model: str) -> bytes:
@@ -324,18 +333,19 @@ def _read_model(model: str) -> bytes:
     return data
 
 
-def _check_model(board: Board, path: str, dest: str) -> tuple[int, int]:
-    """Load `path` on the board: (RAM the model takes, free heap before). Removes it if it fails."""
+def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
+    """Load `path` on the board: (RAM the network keeps, RAM of the reader modules
+    `nanonn.load` imported, free heap before). Removes it if it fails."""
     code = (
-        "import gc, nanonn\ngc.collect()\n_f = gc.mem_free()\n_a = gc.mem_alloc()\n"
-        "try:\n _n = nanonn.load(%r)\n gc.collect()\n print(repr(('ok', gc.mem_alloc() - _a, _f)))\n"
-        "except MemoryError as e:\n print(repr(('memory', str(e), _f)))\n"
-        "except ValueError as e:\n print(repr(('invalid', str(e), _f)))\n"
-        "_n = None\ngc.collect()" % path
+        "import gc\ngc.collect()\n_nn_free = gc.mem_free()\ntry:\n%s"
+        " print(repr(('ok', (_nn_model, _nn_reader), _nn_free)))\n"
+        "except MemoryError as e:\n print(repr(('memory', str(e), _nn_free)))\n"
+        "except ValueError as e:\n print(repr(('invalid', str(e), _nn_free)))\n"
+        "_nn_net = None\ngc.collect()" % textwrap.indent(measure_load_code(path), " ")
     )
     status, value, free = board.eval(code, timeout=60, what="loading %s on the board" % dest)
     if status == "ok":
-        return value, free
+        return value[0], value[1], free
     if path != dest:
         board.remove(path)
     if status == "memory":
