@@ -493,8 +493,12 @@ def test_model_ram_is_the_network_and_the_reader_import_is_apart(make_board, tmp
     estimate = info.stats(nnm.read(model), model.stat().st_size).ram_float_file  # 32-bit board bytes
     status, out, err = run(capsys, "deploy", model, "--port", vb.port)
     assert status == 0, err
-    m = re.search(r"^model: /model.nnm, RAM ([\d.]+) KiB \(the loaded network, measured on the board\)", out, re.M)
-    reader = re.search(r"^model reader: RAM ([\d.]+) KiB \(the modules nanonn.load imports, once per boot", out, re.M)
+    m = re.search(
+        r"^model: /model.nnm, RAM ([\d.]+) KiB \(the loaded network, measured on the board\)", out, re.M
+    )
+    reader = re.search(
+        r"^model reader: RAM ([\d.]+) KiB \(the modules nanonn.load imports, once per boot", out, re.M
+    )
     assert m and reader, out
     network = float(m.group(1)) * 1024
     # the x64 port's objects are a little bigger than a 32-bit board's; the reader is not in it

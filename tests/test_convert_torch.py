@@ -210,7 +210,10 @@ def _corrupt_files(tmp_path, trained):
         "cut.pt": (data[: len(data) // 2], "a damaged zip archive"),
         "flipped.pt": (bytes(flipped), "fails its CRC"),
         "nopickle.pt": (other.read_bytes(), "a zip archive without data.pkl"),
-        "cut_legacy.pt": (legacy[: len(legacy) // 2], "not a readable PyTorch file ("),  # IndexError, EOFError: where it is cut
+        "cut_legacy.pt": (
+            legacy[: len(legacy) // 2],
+            "not a readable PyTorch file (",
+        ),  # IndexError, EOFError: where it is cut
     }
 
 
@@ -234,9 +237,17 @@ def test_torch_state_dict_needs_arch_or_activations(tmp_path, trained):
     with pytest.raises(NanonnError) as info:
         torch_converter.load(str(path))
     message = str(info.value)
-    assert message.startswith("%s: a state_dict holds the Linear layers' weights but not the activations" % path)
-    assert "--arch linear:12,ACT,linear:10,ACT,linear:8,ACT,linear:6,ACT,linear:5,ACT,linear:4,ACT,linear:3,ACT " in message
-    assert "e.g. --arch linear:12,relu,linear:10,relu,linear:8,relu,linear:6,relu,linear:5,relu,linear:4,relu,linear:3,softmax;" in message
+    assert message.startswith(
+        "%s: a state_dict holds the Linear layers' weights but not the activations" % path
+    )
+    assert (
+        "--arch linear:12,ACT,linear:10,ACT,linear:8,ACT,linear:6,ACT,linear:5,ACT,linear:4,ACT,linear:3,ACT "
+        in message
+    )
+    assert (
+        "e.g. --arch linear:12,relu,linear:10,relu,linear:8,relu,linear:6,relu,linear:5,relu,linear:4,relu,linear:3,softmax;"
+        in message
+    )
     assert "--activations" in message
     linear = torch_converter.load(str(path), activations=",".join(["linear"] * 7))  # all linear, on request
     assert activations(linear) == ["linear"] * 7

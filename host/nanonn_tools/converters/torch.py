@@ -100,7 +100,9 @@ def _check_readable(path: str) -> None:
             names = z.namelist()
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise NanonnError("%s: not a readable PyTorch file (a damaged zip archive: %s)" % (path, exc)) from None
+        raise NanonnError(
+            "%s: not a readable PyTorch file (a damaged zip archive: %s)" % (path, exc)
+        ) from None
     if bad is not None:
         raise NanonnError("%s: not a readable PyTorch file (zip member %s fails its CRC)" % (path, bad))
     if not any(name.endswith("data.pkl") for name in names):
