@@ -100,7 +100,6 @@ const opts = parseArgs(process.argv.slice(2));
 const { loadMicroPython } = await import(pathToFileURL(PACKAGE).href).catch((err) => {
   usage(`${PACKAGE}: ${err.message} (run \`npm ci\` in examples/web)`);
 });
-const out = [];
 const write = (stream) => (line) => stream.write(line + "\n");
 const mp = await loadMicroPython({
   heapsize: opts.heap,
@@ -158,5 +157,13 @@ def _mpwasm_main(spec):
     return 0
 _mpwasm_code = _mpwasm_main(_mpwasm)
 `);
+// a last line without its newline is still in the loader's line buffers
+for (const [buffer, stream] of [
+  ["_stdoutBuffer", process.stdout],
+  ["_stderrBuffer", process.stderr],
+]) {
+  const pending = mp._module[buffer];
+  if (pending && pending.length) stream.write(Buffer.from(pending));
+}
 const code = mp.globals.get("_mpwasm_code");
 process.exitCode = typeof code === "number" ? code & 255 : 1;
