@@ -71,7 +71,7 @@ try {
     );
     out.error = await page.evaluate(() => window.nanonnWeb.error);
     out.train = await page.evaluate(() => window.nanonnWeb.train);
-    await page.click("#train-toggle"); // pause, so the screenshot is of a still page
+    if (await page.evaluate(() => window.nanonnWeb.train.running)) await page.click("#train-toggle"); // pause
     await page.screenshot({ path: screenshot, fullPage: true });
   }
 } finally {
