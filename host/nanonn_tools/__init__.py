@@ -1,6 +1,6 @@
 """nanonn_tools: host-side tools for nanonn (CPython)."""
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the wheel's version; = nanonn.__version__ and package.json (tests/test_packaging.py)
 
 
 class NanonnError(Exception):
