@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 .PHONY: setup setup-demo test demo bench clean
 
 # Two environments in one .venv: `make demo` installs only what the demo runs
-# (requirements-demo.txt: the host tools' runtime and the MicroPython toolchain, ~250 MB);
+# (requirements-demo.txt: the host tools' runtime and the MicroPython toolchain, 318 MB);
 # `make setup`/`make test` add the rest of requirements.txt on top (frameworks, lint, pyright).
 setup: $(STAMP)
 setup-demo: $(DEMO_STAMP)
