@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 
 import nanonn_tools
 from nanonn_tools.cli import main as nanonn_main
-from support import MPY, ROOT, load_tool, tool
+from support import MPY, ROOT, load_tool, run_device, tool
 
 
 def test_package_json_is_in_sync():
@@ -195,8 +196,6 @@ def _run_installed(venv, work, *args) -> str:
 
 
 def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
-    import zipfile
-
     wheel, _, _ = wheel_venv
     with zipfile.ZipFile(wheel) as z:
         data = {n.split("/package-data/", 1)[1]: z.read(n) for n in z.namelist() if "/package-data/" in n}
@@ -220,25 +219,18 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     layers = [rng.normal(size=8 * 5).round(4).tolist(), rng.normal(size=3 * 9).round(4).tolist()]
     (work / "w.json").write_text(json.dumps(layers))
     np.save(work / "X.npy", rng.normal(size=(16, 4)).astype(np.float32))
-    _run_installed(
-        venv,
-        work,
-        "nanonn",
-        "convert",
-        "w.json",
-        "-o",
-        "m.nnm",
-        "--activations",
-        "relu,softmax",
-        "--inputs",
-        "4",
-    )
-    _run_installed(venv, work, "nanonn", "convert", "m.nnm", "-o", "m.py")
-    _run_installed(venv, work, "nanonn", "convert", "m.nnm", "-o", "m.mpy", "--target", "rp2040")
-    # The compiled module (bytecode: the .mpy of a bytes constant is arch-independent) holds the model.
-    check = "import m\nprint(m.MODEL == open('m.nnm', 'rb').read())"
-    assert _run_installed(venv, work, "micropython", "-c", check).split() == ["True"]
-    report = _run_installed(venv, work, "nanonn", "info", "m.nnm")
+
+    def nanonn(command: str) -> str:
+        return _run_installed(venv, work, "nanonn", *command.split())
+
+    nanonn("convert w.json -o m.nnm --activations relu,softmax --inputs 4")
+    nanonn("convert m.nnm -o model_src.py")
+    nanonn("convert m.nnm -o model_rp2040.mpy --target rp2040")
+    # Both modules hold the model (the .mpy of a bytes constant is bytecode: it loads on x64 too).
+    check = "import model_src, model_rp2040\nm = open('m.nnm', 'rb').read()\n"
+    check += "print(model_src.MODEL == m, model_rp2040.MODEL == m)"
+    assert _run_installed(venv, work, "micropython", "-c", check).split() == ["True", "True"]
+    report = nanonn("info m.nnm")
     assert "4 inputs -> 3 outputs" in report and "parameters: 67" in report
     # The per-board fit table (boards from the package data): one row per profile, this small
     # model fits everywhere.
@@ -247,19 +239,22 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     rows = [line.split() for line in lines[head + 1 :]]
     assert [row[0] for row in rows] == BOARD_NAMES, report
     assert all(row[-3:] == ["yes", "yes", "fits"] for row in rows), report
-    out = _run_installed(venv, work, "nanonn", "deploy", "m.nnm", "--port", "unix")
+    out = nanonn("deploy m.nnm --port unix")
     assert "package: %d modules as .mpy (x64)" % len(DEVICE_MODULES) in out, out
     installed = sorted(p.name for p in (work / "board" / "lib" / "nanonn").iterdir())
     assert installed == sorted(m[:-3] + ".mpy" for m in DEVICE_MODULES)
-    out = _run_installed(venv, work, "nanonn", "verify", "m.nnm", "--port", "unix", "--data", "X.npy")
+    out = nanonn("verify m.nnm --port unix --data X.npy")
     assert "verify: PASS" in out, out
 
 
 def test_one_version_everywhere(wheel_venv, capsys):
     """nanonn.__version__ (device) = nanonn_tools.__version__ = package.json = the wheel's = `nanonn --version`."""
     wheel, venv, work = wheel_venv
-    version = load_tool("package_json").device_version()
+    proc = run_device("micropython", ["-c", "import nanonn\nprint(nanonn.__version__)"])
+    assert proc.returncode == 0, proc.stderr
+    version = proc.stdout.strip()
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert load_tool("package_json").device_version() == version  # what package.json is made from
     assert nanonn_tools.__version__ == version
     assert json.loads((ROOT / "package.json").read_text())["version"] == version
     assert wheel.name.startswith("nanonn_tools-%s-" % version)
