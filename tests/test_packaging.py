@@ -167,11 +167,10 @@ def wheel_venv(tmp_path_factory):
     )
     (wheel,) = (tmp / "dist").glob("nanonn_tools-*.whl")
     venv = tmp / "venv"
-    _check([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    _check([sys.executable, "-m", "venv", str(venv)])  # with the pip that Python bundles, as a user's
     constraints = ["-c", str(ROOT / "requirements-demo.txt")]
-    _check(
-        pip + ["--python", str(venv / "bin" / "python"), "install", "-q", *constraints, "%s[unix]" % wheel]
-    )
+    venv_pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    _check(venv_pip + ["install", "-q", *constraints, "%s[unix]" % wheel])
     work = tmp / "work"
     work.mkdir()
     return wheel, venv, work
