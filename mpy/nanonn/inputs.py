@@ -17,11 +17,14 @@ there the typecode is read from the object (`typecode_viper`): an array, a
 bytearray and a memoryview are one C struct, `mp_obj_array_t` (py/objarray.h):
 the type pointer, then a word whose low 8 bits are the typecode (bit 7 set on
 a writable memoryview; 1 for a bytearray), then the length and the items.
-`id(x)` is the object's address (a small int: no allocation; a board whose heap
-lies at or above 2^31 gets a long int, which allocates). The read is checked at
-import on arrays and memoryviews of every typecode the port has; where it is not
-available (a port without the native emitter, a failed check, a negative `id`)
-`typecode` falls back to `_copy_typecode`: the element size from a copy of the
+`id(x)` is the object's address: a small int, which allocates nothing, for
+heaps below 2^31 (every RP2040/RP2350 and ESP32-family board; on a 32-bit port an
+address in [2^30, 2^31) comes back as a negative small int, which the viper
+function corrects); at or above 2^31 (some external-SDRAM boards, the 32-bit unix
+port) `id` makes a long int, one small allocation per call. The read is checked
+at import on arrays and memoryviews of every typecode the port has; where it is
+not available (a port without the native emitter, a failed check) `typecode`
+falls back to `_copy_code`: the element size from a copy of the
 bytes (allocates) and float or int from the first element.
 """
 
@@ -48,9 +51,7 @@ if _MICROPYTHON:
 def _viper_code(x):
     """The raw typecode of a MicroPython array/memoryview read from its header."""
     a = id(x)
-    if a < 0:
-        return _copy_code(x)  # an address the small int cannot hold: see the module docstring
-    c = header_byte(a, _OFFSET) & 0x7F  # pyright: ignore[reportOptionalCall]  # set when used
+    c = header_byte(a, _OFFSET, a < 0) & 0x7F  # pyright: ignore[reportOptionalCall]  # set when used
     return UINT8 if c == _BYTEARRAY else c
 
 

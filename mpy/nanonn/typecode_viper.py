@@ -11,7 +11,12 @@ import micropython
 
 
 @micropython.viper
-def header_byte(addr: int, offset: int) -> int:
-    """The byte at address `addr + offset` (`addr`: an object's `id`)."""
+def header_byte(addr: int, offset: int, wrapped: int) -> int:
+    """The byte at address `addr + offset`. `addr`: an object's `id`; `wrapped`:
+    whether that id was negative (on a 32-bit port, an address in [2^30, 2^31)
+    comes back from id() as a small int with bit 31 set: the address | 2^31)."""
+    if wrapped:
+        b31 = 31  # a literal >= 2^30 would be a Python object on 32-bit ports
+        addr = addr & ((1 << b31) - 1)
     p = ptr8(addr)
     return int(p[offset])
