@@ -55,7 +55,14 @@ def _viper_code(x):
     return UINT8 if c == _BYTEARRAY else c
 
 
-_SIZE_CODES = {(1, False): INT8, (2, False): 104, (4, False): 105, (4, True): F32, (8, False): 113, (8, True): 100}
+_SIZE_CODES = {
+    (1, False): INT8,
+    (2, False): 104,
+    (4, False): 105,
+    (4, True): F32,
+    (8, False): 113,
+    (8, True): 100,
+}
 
 
 def _copy_code(x):

@@ -65,11 +65,11 @@ def float_copy(mv, offset, count):
     return a
 
 
-def _float32s(name, buf, count):
-    """`buf` itself when it holds exactly `count` float32 values that the float
+def _check_float32s(name, buf, count):
+    """Raise unless `buf` holds exactly `count` float32 values that the float
     kernel can read in place: an array('f'), a float32 memoryview (CPython's
-    `float_view`) or a `uctypes` float32 view (MicroPython's). Raises TypeError
-    for any other object and ValueError for another length. Allocates nothing."""
+    `float_view`) or a `uctypes` float32 view (MicroPython's): TypeError for any
+    other object, ValueError for another length. Allocates nothing."""
     if uctypes is not None and type(buf) is uctypes.struct:
         n = uctypes.sizeof(buf) // 4  # float_view's views: one float32 array at offset 0
     elif typecode(buf) == F32:
@@ -81,7 +81,6 @@ def _float32s(name, buf, count):
         )
     if n != count:
         raise ValueError("%s: expected %d float32 values, got %d" % (name, count, n))
-    return buf
 
 
 class LoadedDense(Dense):
@@ -103,8 +102,10 @@ class LoadedDense(Dense):
         Dense.__init__(self, units, inputs=inputs, activation=activation, use_bias=use_bias)
         self.shape = (units, inputs)
         self.source = source  # the model's bytes-like source (None for a file)
-        self.w = _float32s("LoadedDense w", w, units * inputs)
-        self.b = _float32s("LoadedDense b", b, units)
+        _check_float32s("LoadedDense w", w, units * inputs)
+        _check_float32s("LoadedDense b", b, units)
+        self.w = w
+        self.b = b
         self.raw = raw
         self.in_place = in_place
         self.trainable = trainable

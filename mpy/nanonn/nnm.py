@@ -62,8 +62,8 @@ from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
 from .errors import ModelFormatError
-from .layers import Dropout, floats
 from .inputs import describe, is_bytes
+from .layers import Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
 

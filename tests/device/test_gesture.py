@@ -265,6 +265,10 @@ def test_int8_input_takes_integer_sequences_and_refuses_the_rest():
     for bad in (array("f", values), [float(v) for v in values], values[:-1] + [None]):
         check.raises(TypeError, q.apply, bad, contains=("features[", "expected an int"))
     for n in (0, k - 1, k + 1):
-        check.raises(ValueError, q.apply, array("i", bytes(4 * n)), contains=("expected %d" % k, "got %d" % n))
+        check.raises(
+            ValueError, q.apply, array("i", bytes(4 * n)), contains=("expected %d" % k, "got %d" % n)
+        )
     for bad in (None, 3, "abc", {0: 1}):
-        check.raises(TypeError, q.apply, bad, contains=("list, tuple, array or memoryview", type(bad).__name__))
+        check.raises(
+            TypeError, q.apply, bad, contains=("list, tuple, array or memoryview", type(bad).__name__)
+        )
