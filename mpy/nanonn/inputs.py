@@ -40,12 +40,12 @@ _MICROPYTHON = sys.implementation.name == "micropython"
 _KNOWN = bytes(1 if chr(c) in NUMERIC else 0 for c in range(128))  # _KNOWN[c]: c is numeric
 _OFFSET = 8 if sys.maxsize >> 32 else 4  # the typecode's byte: after the type pointer
 
-header_byte = None
+header_byte = header_code = None
 if _MICROPYTHON:
     try:
-        from .typecode_viper import header_byte
+        from .typecode_viper import header_byte, header_code
     except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
-        header_byte = None  # ports without the native emitter
+        header_byte = header_code = None  # ports without the native emitter
 
 
 def _viper_code(x):
@@ -76,18 +76,27 @@ def _copy_code(x):
     return _SIZE_CODES.get((size, type(x[0]) is float), 0)
 
 
+def _header_code(x):
+    a = id(x)
+    return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+
+
 def _check_viper():
-    """Whether the header read gives the typecode of every array and memoryview."""
-    if header_byte is None:
+    """Whether the header reads give the typecode of every array and memoryview."""
+    if header_byte is None or header_code is None:
         return False
     for c in NUMERIC:
         try:
             a = array(c, [1])
         except ValueError:  # a port without this typecode
             continue
-        if _viper_code(a) != ord(c) or _viper_code(memoryview(a)) != ord(c):
+        for x in (a, memoryview(a)):
+            if _viper_code(x) != ord(c) or _header_code(x) != ord(c):
+                return False
+    for x in (memoryview(bytearray(2)), memoryview(b"ab")):
+        if _viper_code(x) != UINT8 or _header_code(x) != UINT8:
             return False
-    return _viper_code(memoryview(bytearray(2))) == UINT8 and _viper_code(memoryview(b"ab")) == UINT8
+    return True
 
 
 def _cpython_code(x):
@@ -99,9 +108,10 @@ def _cpython_code(x):
     return ord(f) if len(f) == 1 and x.ndim == 1 else 0  # pyright: ignore[reportAttributeAccessIssue]
 
 
+_HEADER = _MICROPYTHON and _check_viper()  # typecode reads the header in viper
 if not _MICROPYTHON:
     _raw_code = _cpython_code
-elif _check_viper():
+elif _HEADER:
     _raw_code = _viper_code
 else:
     _raw_code = _copy_code
@@ -117,13 +127,17 @@ def typecode(x):
     """The element typecode of `x` as an int (module docstring): 0 for anything
     that is not a buffer of numbers. Allocates nothing on CPython and, for arrays
     and memoryviews, on MicroPython ports with the native emitter."""
+    # on the predict path: one frame, one id() and one viper call for an array
     t = type(x)
+    if t is array or t is memoryview:
+        if _HEADER:
+            a = id(x)
+            return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+        c = _raw_code(x)
+        return c if c < 128 and _KNOWN[c] else 0
     if t is bytes or t is bytearray:
         return UINT8
-    if t is not array and t is not memoryview:
-        return 0
-    c = _raw_code(x)
-    return c if c < 128 and _KNOWN[c] else 0
+    return 0
 
 
 def is_bytes(x):

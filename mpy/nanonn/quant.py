@@ -11,7 +11,7 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from . import qkernels as _py_kernels
-from .inputs import F32, UINT8, describe, is_bytes, typecode
+from .inputs import F32, INT8, UINT8, describe, is_bytes, typecode
 from .network import check_vector
 
 try:
@@ -382,6 +382,9 @@ class QNetwork:
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
         self._xf = array("f", bytes(4 * n))  # float32 staging for inputs other than array('f')
+        # the last array('f') / int8 buffer accepted (start: own buffers of those types)
+        self._seen_f32 = self._xf
+        self._seen8 = self._xq
         self._fx = array("i", bytes(4 * n))  # fixed-point input
         self._out8 = array("b", bytes(self.outputs))  # int8 output
         self._out = array("f", bytes(4 * self.outputs))
@@ -410,15 +413,23 @@ class QNetwork:
         arrays of wider types such as array('h')) raises TypeError: quantize
         other inputs with `predict`. Returns the network's own array('b'),
         reused (overwritten) by the next call: copy it to keep it.
-        Allocates nothing with the viper kernels."""
-        if not is_bytes(x):
+        Allocates nothing with the viper kernels. The network remembers the
+        last buffer it accepted (a reference: it stays alive) and skips the
+        type check when it is given the same object again."""
+        if x is not self._seen8:
+            self._check_int8(x)
+            self._seen8 = x
+        if len(x) != self.inputs:  # every call: an array can grow or shrink
+            raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
+        return self._k.predict_int8(self, x)
+
+    def _check_int8(self, x):
+        c = typecode(x)
+        if c != INT8 and c != UINT8:
             raise TypeError(
                 "predict_int8 input: expected bytes, bytearray, array('b'), array('B') or a memoryview of "
                 "one of them, holding %d int8 values, got %s" % (self.inputs, describe(x))
             )
-        if len(x) != self.inputs:
-            raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
-        return self._k.predict_int8(self, x)
 
     def predict(self, x):
         """Float outputs for `inputs` numbers: an array('f') (or a memoryview of
@@ -431,13 +442,18 @@ class QNetwork:
         and an array('f') input this allocates nothing; any other input is first
         copied value by value into the network's float32 buffer (allocating only
         the floats read from an array('d') or a list; see docs/quantization.md),
-        so it gives the same outputs as the list of the same values.
+        so it gives the same outputs as the list of the same values. The network
+        remembers the last array('f') it was given (a reference) and skips its
+        type check when it gets the same object again.
         Non-finite inputs have a defined result: NaN quantizes like 0.0, +-inf
         saturate like the largest finite values (the int8 input is clamped to
         [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
         the input (an element: `input[i]`)."""
-        if typecode(x) != F32 or len(x) != self.inputs:
-            x = self._stage(x)  # checks the type and the length
+        if x is not self._seen_f32 or len(x) != self.inputs:
+            if typecode(x) != F32 or len(x) != self.inputs:
+                x = self._stage(x)  # checks the type and the length
+            else:
+                self._seen_f32 = x  # an object's typecode never changes: skip it next time
         return self._k.predict_float(self, x)
 
     def _stage(self, x):

@@ -20,3 +20,22 @@ def header_byte(addr: int, offset: int, wrapped: int) -> int:
         addr = addr & ((1 << b31) - 1)
     p = ptr8(addr)
     return int(p[offset])
+
+
+@micropython.viper
+def header_code(addr: int, wrapped: int, offset: int) -> int:
+    """`header_byte` as the typecode `nanonn.inputs.typecode` returns: without the
+    writable flag (bit 7), a bytearray's 1 as ord("B"), 0 unless one of bBhHiIlLqQfd."""
+    if wrapped:
+        b31 = 31
+        addr = addr & ((1 << b31) - 1)
+    p = ptr8(addr)
+    c = int(p[offset]) & 0x7F
+    if c == 1:  # bytearray
+        return 66
+    # b B h H i I l L q Q f d
+    if c == 98 or c == 66 or c == 104 or c == 72 or c == 105 or c == 73:
+        return c
+    if c == 108 or c == 76 or c == 113 or c == 81 or c == 102 or c == 100:
+        return c
+    return 0

@@ -78,7 +78,7 @@ def test_every_typecode_is_tested():
         ok(c in have, "typecode %r available" % c)
     if IS_MICROPYTHON:
         ok(inputs._check_viper(), "the header read passes its import check on the unix port")
-        ok(inputs._raw_code is inputs._viper_code, "the viper header read is in use")
+        ok(inputs._HEADER and inputs._raw_code is inputs._viper_code, "the viper header read is in use")
 
 
 def test_typecode_of_arrays_memoryviews_and_bytes():
@@ -108,15 +108,17 @@ def test_header_read_handles_every_id_range():
     positive long int, which the other tests exercise."""
     if not IS_MICROPYTHON:
         return
-    from nanonn.typecode_viper import header_byte
+    from nanonn.typecode_viper import header_byte, header_code
 
     a = array("h", [1, 2])
     i = id(a)
     ok(i >= 0, "id() of an array is non-negative here: %d" % i)
     eq(header_byte(i, inputs._OFFSET, 0) & 0x7F, ord("h"), "the header byte at id()")
+    eq(header_code(i, 0, inputs._OFFSET), ord("h"), "the typecode at id()")
     if sys.maxsize >> 32 == 0 and i < (1 << 31):
         wrapped = i - (1 << 31)  # the value id() gives for this address | 2^31
         eq(header_byte(wrapped, inputs._OFFSET, 1) & 0x7F, ord("h"), "the header byte at a wrapped id()")
+        eq(header_code(wrapped, 1, inputs._OFFSET), ord("h"), "the typecode at a wrapped id()")
 
 
 def test_copy_fallback_tells_the_kinds_apart():
@@ -158,6 +160,27 @@ def _id_bytes():
     32-bit unix port maps its heap above 2^31)."""
     a = array("f", [0.0])
     return _bytes_per_call(id, a)
+
+
+def test_entry_points_with_the_copy_fallback():
+    """A port without the native emitter uses `_copy_code` (MicroPython; CPython reads
+    `typecode`): the same conversions, acceptances and refusals through it."""
+    if not IS_MICROPYTHON:
+        return
+    saved = inputs._raw_code, inputs._HEADER
+    inputs._raw_code = inputs._copy_code
+    inputs._HEADER = False
+    try:
+        test_qnetwork_predict_takes_every_typecode_as_the_list()
+        test_float_network_takes_every_typecode_as_the_list()
+        test_predict_int8_takes_exactly_n_bytes()
+        test_predict_int8_refuses_other_lengths()
+        for q in _qnets():
+            for c in _typecodes():
+                if c not in "bB":
+                    raises(TypeError, q.predict_int8, array(c, _values(c)), contains=("predict_int8 input",))
+    finally:
+        inputs._raw_code, inputs._HEADER = saved
 
 
 def test_typecode_allocates_nothing():
@@ -277,6 +300,30 @@ def test_predict_int8_refuses_other_lengths():
         raises(TypeError, q.predict_int8, array("h", [0] * (N // 2)), contains=("array('h')",))
 
 
+def test_the_remembered_buffer_is_still_checked_for_length():
+    """QNetwork skips the type check for the buffer it accepted last (an object's
+    typecode never changes) but checks its length at every call: an array that grew
+    or shrank is refused, and the two entry points remember their buffers apart."""
+    for q in _qnets():
+        x = array("f", FLOAT32S)
+        want = list(q.predict(x))
+        eq(list(q.predict(x)), want, "%s predict, the same array('f') again" % q.kernels)
+        x.append(0.5)
+        raises(ValueError, q.predict, x, contains=("expected %d values" % N, "got %d" % (N + 1)))
+        b = array("b", SIGNED)
+        q.predict_int8(b)
+        eq(
+            list(q.predict(b)),
+            list(q.predict(SIGNED)),
+            "%s predict(array('b')) after predict_int8" % q.kernels,
+        )
+        b.append(1)
+        raises(ValueError, q.predict_int8, b, contains=("expected %d int8 values" % N, "got %d" % (N + 1)))
+        raises(TypeError, q.predict_int8, array("f", FLOAT32S), contains=("array('f')",))
+        raises(TypeError, q.predict, None, contains=("input", "NoneType"))
+        raises(TypeError, q.predict_int8, None, contains=("predict_int8 input", "NoneType"))
+
+
 def test_float_entry_points_refuse_non_sequences():
     accepted = "list, tuple, array, bytes, bytearray or memoryview"
     net = _float_net()
@@ -321,12 +368,21 @@ def test_inputs_allocate_nothing_but_float_boxing():
     box = _float_box_bytes()
     ok(0 < box <= 32, "a boxed float is one small block (%d B)" % box)
     per_id = _id_bytes()  # 0 on the 64-bit unix port (test_typecode_allocates_nothing)
-    # array('f') and int8 bytes: one typecode probe; other buffers: two (predict, check_vector)
+    # array('f') and int8 bytes: the same buffer again skips the probe; two buffers in
+    # turn take one probe each (an id() each); other buffers two (predict, check_vector)
     fast = [array("f", FLOAT32S), array("b", SIGNED), array("B", UNSIGNED)]
     fast += [memoryview(bytearray(6))[1:5], memoryview(array("f", [0.0] + FLOAT32S))[1:5]]
     for x in fast:
         fn = q.predict_int8 if inputs.is_bytes(x) else q.predict
-        eq(_bytes_per_call(fn, x), per_id, "bytes per call for %s" % inputs.describe(x))
+        eq(_bytes_per_call(fn, x), 0, "bytes per call for the same %s" % inputs.describe(x))
+
+        def in_turn(pair, fn=fn):
+            fn(pair[0])
+            fn(pair[1])
+
+        twin = array("b", bytes(4)) if inputs.is_bytes(x) else array("f", FLOAT32S)
+        used = _bytes_per_call(in_turn, (x, twin))
+        eq(used, 2 * per_id, "bytes per 2 calls for %s and another buffer in turn" % inputs.describe(x))
     eq(_bytes_per_call(q.predict_int8, bytes(4)), 0, "bytes per predict_int8(bytes)")
     eq(_bytes_per_call(q.predict_int8, bytearray(4)), 0, "bytes per predict_int8(bytearray)")
     eq(_bytes_per_call(q.predict, bytes(UNSIGNED)), 0, "bytes per predict(bytes)")
