@@ -35,34 +35,15 @@ NUMERIC = "bBhHiIlLqQfd"  # the typecodes of numbers (MicroPython has all of the
 F32 = 102  # ord("f"): float32, read in place by the float kernels
 INT8 = 98  # ord("b"): int8
 UINT8 = 66  # ord("B"): bytes (also bytes, bytearray and their memoryviews)
-_BYTEARRAY = 1  # MicroPython's typecode of a bytearray (and of a memoryview of one)
 _MICROPYTHON = sys.implementation.name == "micropython"
-_KNOWN = bytes(1 if chr(c) in NUMERIC else 0 for c in range(128))  # _KNOWN[c]: c is numeric
 _OFFSET = 8 if sys.maxsize >> 32 else 4  # the typecode's byte: after the type pointer
 
-header_byte = header_code = None
+header_code = None
 if _MICROPYTHON:
     try:
-        from .typecode_viper import header_byte, header_code
+        from .typecode_viper import header_code
     except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
-        header_byte = header_code = None  # ports without the native emitter
-
-
-def _viper_code(x):
-    """The raw typecode of a MicroPython array/memoryview read from its header."""
-    a = id(x)
-    c = header_byte(a, _OFFSET, a < 0) & 0x7F  # pyright: ignore[reportOptionalCall]  # set when used
-    return UINT8 if c == _BYTEARRAY else c
-
-
-_SIZE_CODES = {
-    (1, False): INT8,
-    (2, False): 104,
-    (4, False): 105,
-    (4, True): F32,
-    (8, False): 113,
-    (8, True): 100,
-}
+        header_code = None  # ports without the native emitter
 
 
 def _copy_code(x):
@@ -70,57 +51,48 @@ def _copy_code(x):
     copy of its bytes: allocates) and its first element's type: 'b', 'h', 'i',
     'q', 'f' or 'd' (signedness is not told apart; an empty buffer gives 'b')."""
     n = len(x)
-    if not n:
-        return INT8
-    size = len(bytes(x)) // n
-    return _SIZE_CODES.get((size, type(x[0]) is float), 0)
+    size = len(bytes(x)) // n if n else 1
+    if n and type(x[0]) is float:
+        return F32 if size == 4 else 100 if size == 8 else 0
+    return INT8 if size == 1 else 104 if size == 2 else 105 if size == 4 else 113 if size == 8 else 0
 
 
-def _header_code(x):
-    a = id(x)
-    return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+def _cpython_code(x):
+    if type(x) is array:
+        c = x.typecode  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
+    else:
+        c = x.format  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
+        if c[0] == "@":
+            c = c[1:]
+        if x.ndim != 1:  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
+            return 0
+    return ord(c) if len(c) == 1 and c in NUMERIC else 0
 
 
 def _check_viper():
-    """Whether the header reads give the typecode of every array and memoryview."""
-    if header_byte is None or header_code is None:
+    """Whether the header read gives the typecode of every array and memoryview (run
+    once at import, then deleted: its code would only take RAM)."""
+    if header_code is None:
         return False
+    xs = [memoryview(bytearray(2)), memoryview(b"ab")]
+    want = [UINT8, UINT8]
     for c in NUMERIC:
         try:
             a = array(c, [1])
         except ValueError:  # a port without this typecode
             continue
-        for x in (a, memoryview(a)):
-            if _viper_code(x) != ord(c) or _header_code(x) != ord(c):
-                return False
-    for x in (memoryview(bytearray(2)), memoryview(b"ab")):
-        if _viper_code(x) != UINT8 or _header_code(x) != UINT8:
+        xs += [a, memoryview(a)]
+        want += [ord(c), ord(c)]
+    for i in range(len(xs)):
+        a = id(xs[i])
+        if header_code(a, a < 0, _OFFSET) != want[i]:
             return False
     return True
 
 
-def _cpython_code(x):
-    if type(x) is array:
-        return ord(x.typecode)  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
-    f = x.format  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
-    if f[0] == "@":
-        f = f[1:]
-    return ord(f) if len(f) == 1 and x.ndim == 1 else 0  # pyright: ignore[reportAttributeAccessIssue]
-
-
 _HEADER = _MICROPYTHON and _check_viper()  # typecode reads the header in viper
-if not _MICROPYTHON:
-    _raw_code = _cpython_code
-elif _HEADER:
-    _raw_code = _viper_code
-else:
-    _raw_code = _copy_code
-
-
-def raw_typecode(x):
-    """The typecode of an array or memoryview as an int, even when not numeric
-    (CPython: 0 for a multi-character or multi-dimensional format). Allocates as `typecode`."""
-    return _raw_code(x)
+del _check_viper
+_slow_code = _copy_code if _MICROPYTHON else _cpython_code
 
 
 def typecode(x):
@@ -133,8 +105,7 @@ def typecode(x):
         if _HEADER:
             a = id(x)
             return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
-        c = _raw_code(x)
-        return c if c < 128 and _KNOWN[c] else 0
+        return _slow_code(x)
     if t is bytes or t is bytearray:
         return UINT8
     return 0
@@ -149,10 +120,7 @@ def is_bytes(x):
 
 def describe(x):
     """The type of `x` for an error message: "list", "array('h')",
-    "memoryview('B')", ... (allocates)."""
+    "memoryview('B')", "array" for an array of another typecode (allocates)."""
     t = type(x)
-    if t is array or t is memoryview:
-        c = raw_typecode(x)
-        if c:
-            return "%s('%s')" % (t.__name__, chr(c))
-    return t.__name__
+    c = typecode(x) if t is array or t is memoryview else 0
+    return "%s('%s')" % (t.__name__, chr(c)) if c else t.__name__

@@ -1,4 +1,4 @@
-"""Read one byte of an object's header in @micropython.viper (allocates nothing).
+"""Read an array's typecode from its object header in @micropython.viper (allocates nothing).
 
 `nanonn.inputs` uses it to learn the element typecode of an `array` or
 `memoryview` on MicroPython, where neither has `typecode`, `format` or
@@ -11,23 +11,15 @@ import micropython
 
 
 @micropython.viper
-def header_byte(addr: int, offset: int, wrapped: int) -> int:
-    """The byte at address `addr + offset`. `addr`: an object's `id`; `wrapped`:
-    whether that id was negative (on a 32-bit port, an address in [2^30, 2^31)
-    comes back from id() as a small int with bit 31 set: the address | 2^31)."""
+def header_code(addr: int, wrapped: int, offset: int) -> int:
+    """The typecode of the array or memoryview at address `addr` (its `id`), as
+    `nanonn.inputs.typecode` returns it: the byte at `addr + offset` without the
+    writable flag (bit 7), a bytearray's 1 as ord("B"), 0 unless one of
+    bBhHiIlLqQfd. `wrapped`: whether that id was negative (on a 32-bit port, an
+    address in [2^30, 2^31) comes back from id() as a small int with bit 31 set:
+    the address | 2^31)."""
     if wrapped:
         b31 = 31  # a literal >= 2^30 would be a Python object on 32-bit ports
-        addr = addr & ((1 << b31) - 1)
-    p = ptr8(addr)
-    return int(p[offset])
-
-
-@micropython.viper
-def header_code(addr: int, wrapped: int, offset: int) -> int:
-    """`header_byte` as the typecode `nanonn.inputs.typecode` returns: without the
-    writable flag (bit 7), a bytearray's 1 as ord("B"), 0 unless one of bBhHiIlLqQfd."""
-    if wrapped:
-        b31 = 31
         addr = addr & ((1 << b31) - 1)
     p = ptr8(addr)
     c = int(p[offset]) & 0x7F
