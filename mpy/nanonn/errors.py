@@ -9,5 +9,5 @@ class ModelFormatError(ValueError):
 # SyntaxError on MicroPython built without the native emitter (the WebAssembly port,
 # boards whose firmware disables it), ImportError on CPython (no `micropython` module),
 # the others on ports that reject the emitted code. Every viper import catches this tuple
-# and falls back to plain Python (crc32, layers, quant).
+# and falls back to plain Python (crc32, inputs, layers, quant).
 NO_NATIVE_CODE = (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError)

@@ -8,7 +8,7 @@ from check import IS_WASM, NATIVE, eq, ok
 from nanonn import Dense, Network, crc32, layers, load, nnm, quant
 from nanonn.errors import NO_NATIVE_CODE
 
-VIPER_MODULES = ("crc32_viper", "fdense_viper", "qkernels_viper")
+VIPER_MODULES = ("crc32_viper", "fdense_viper", "qkernels_viper", "typecode_viper")
 
 
 def _import(name):
