@@ -31,7 +31,6 @@ bytes (allocates) and float or int from the first element.
 import sys
 from array import array
 
-
 from .errors import NO_NATIVE_CODE
 
 NUMERIC = "bBhHiIlLqQfd"  # the typecodes of numbers (MicroPython has all of them on 64-bit unix)
