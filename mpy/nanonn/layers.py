@@ -21,11 +21,10 @@ from array import array
 from math import ldexp
 
 from . import activations
-from .errors import NO_NATIVE_CODE
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import fdense_viper as _fast
-except NO_NATIVE_CODE:
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
     _fast = None
 
 

@@ -6,6 +6,7 @@ from array import array
 
 from check import IS_WASM, NATIVE, eq, ok
 from nanonn import Dense, Network, crc32, layers, load, nnm, quant
+from nanonn.crc32_py import crc32_py
 from nanonn.errors import NO_NATIVE_CODE
 
 VIPER_MODULES = ("crc32_viper", "fdense_viper", "qkernels_viper", "typecode_viper")
@@ -34,12 +35,16 @@ def test_viper_modules_import_only_where_native_code_exists():
 def test_fallbacks_selected():
     eq(layers._fast is None, not NATIVE, "the plain float loop (layers._fast is None)")
     eq(quant.DEFAULT_KERNELS, "viper" if NATIVE else "python", "default int8 kernels")
-    eq(crc32._crc32_viper, None, "crc32: binascii where the port has it, never viper then")
+    eq(
+        (crc32._crc32_viper, crc32._crc32_py),
+        (None, None),
+        "crc32: binascii where the port has it, nothing else",
+    )
 
 
 def test_crc32_every_implementation():
     data = bytes((i * 37 + 11) & 255 for i in range(300))
-    impls = [("crc32_py", crc32.crc32_py)]
+    impls = [("crc32_py", crc32_py)]
     if NATIVE:
         from nanonn.crc32_viper import crc32_viper
 
@@ -52,15 +57,15 @@ def test_crc32_every_implementation():
 
 
 def test_crc32_update_without_binascii():
-    # update's own fallback (ports without binascii.crc32): bytes, and an array's bytes.
+    # update's last fallback (ports without binascii.crc32 and viper): bytes, and an array's bytes.
     floats = array("f", [1.0, -2.5, 3e-9])
     expected = [crc32.update(0, b"123456789", 9), crc32.update(0, bytes(floats), 12)]
-    saved = crc32._binascii_crc32
-    crc32._binascii_crc32 = None
+    saved = crc32._binascii_crc32, crc32._crc32_py
+    crc32._binascii_crc32, crc32._crc32_py = None, crc32_py  # as on a port with neither
     try:
         got = [crc32.update(0, b"123456789", 9), crc32.update(0, floats, 12)]
     finally:
-        crc32._binascii_crc32 = saved
+        crc32._binascii_crc32, crc32._crc32_py = saved
     eq(got, expected, "update via crc32_py")
 
 
