@@ -36,4 +36,5 @@ def update(crc, data, nbytes):
         return _crc32_viper(data, nbytes, crc)
     if type(data) is array:
         data = bytes(data)
-    return _crc32_py(data, nbytes, crc)
+    # set at import where neither binascii nor viper is there
+    return _crc32_py(data, nbytes, crc)  # pyright: ignore[reportOptionalCall]
