@@ -9,7 +9,6 @@ class ModelFormatError(ValueError):
 # SyntaxError on MicroPython built without the native emitter (the WebAssembly port,
 # boards whose firmware disables it), ImportError on CPython (no `micropython` module),
 # the others on ports that reject the emitted code. Every viper import catches this tuple
-# and falls back to plain Python (crc32, inputs, quant; layers.py spells the same tuple
-# out: importing errors there moved the heap layout that test_nnm's 176K load needs).
-# tests/test_no_native.py holds every viper import to it.
+# and falls back to plain Python (crc32, inputs, layers, quant); tests/test_no_native.py
+# holds every viper import to it.
 NO_NATIVE_CODE = (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError)

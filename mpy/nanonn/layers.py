@@ -21,10 +21,11 @@ from array import array
 from math import ldexp
 
 from . import activations
+from .errors import NO_NATIVE_CODE
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import fdense_viper as _fast
-except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+except NO_NATIVE_CODE:
     _fast = None
 
 
