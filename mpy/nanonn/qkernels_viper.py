@@ -52,6 +52,189 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 
 
 @micropython.viper
+def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
+    """The viper kernel of `qkernels.dense` (same arguments, same integers)."""
+    # w and x come first: the emitter keeps its first locals in registers (2 or 3 by
+    # port), and these two are the walking pointers of the multiply-accumulate.
+    b31 = 31
+    m31 = 1 << b31
+    b30 = 30
+    top = (1 << b30) - 1 + (1 << b30)  # 2^31 - 1, built at run time
+    n = p[0]
+    units = p[1]
+    zp = (p[2] ^ m31) - m31
+    lo = (p[3] ^ m31) - m31
+    hi = (p[4] ^ m31) - m31
+    use = p[5]
+    xa = int(x)
+    rest = n & 15
+    xend = xa + n - rest  # counted by address equality (addresses may pass 2^31)
+    sx = 0
+    while int(x) != xend:
+        sx += (
+            x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7]
+            + x[8] + x[9] + x[10] + x[11] + x[12] + x[13] + x[14] + x[15]
+        )
+        x = ptr8(int(x) + 16)
+    k = rest
+    while k > 0:
+        sx += x[0]
+        x = ptr8(int(x) + 1)
+        k -= 1
+    c = sx << 7
+    q = ptr32(int(p) + 24)  # this unit's record
+    for u in range(units):
+        a = ((q[0] ^ m31) - m31) - c
+        x = ptr8(xa)
+        while int(x) != xend:
+            a += (
+                (w[0] ^ 0x80) * x[0]
+                + (w[1] ^ 0x80) * x[1]
+                + (w[2] ^ 0x80) * x[2]
+                + (w[3] ^ 0x80) * x[3]
+                + (w[4] ^ 0x80) * x[4]
+                + (w[5] ^ 0x80) * x[5]
+                + (w[6] ^ 0x80) * x[6]
+                + (w[7] ^ 0x80) * x[7]
+                + (w[8] ^ 0x80) * x[8]
+                + (w[9] ^ 0x80) * x[9]
+                + (w[10] ^ 0x80) * x[10]
+                + (w[11] ^ 0x80) * x[11]
+                + (w[12] ^ 0x80) * x[12]
+                + (w[13] ^ 0x80) * x[13]
+                + (w[14] ^ 0x80) * x[14]
+                + (w[15] ^ 0x80) * x[15]
+            )
+            w = ptr8(int(w) + 16)
+            x = ptr8(int(x) + 16)
+        k = rest
+        while k > 0:
+            a += (w[0] ^ 0x80) * x[0]
+            w = ptr8(int(w) + 1)
+            x = ptr8(int(x) + 1)
+            k -= 1
+        neg = 0
+        if a < 0:
+            neg = 1
+            a = 0 - a
+        rfk = q[5]
+        slow = 0
+        if a > q[1]:
+            v = 256  # |acc| * R >= 256: saturates after any zero point
+        else:
+            r = rfk & 0xFF
+            f = (rfk >> 8) & 0xFF
+            a1 = a >> r
+            m = q[2]
+            tt = a1 * m  # |acc| * R * 2^F in [tt, tt + a1 + m + 1)
+            half = 1 << (f - 1)
+            v = tt >> f
+            frac = tt & ((half << 1) - 1)
+            e = frac + a1 + m + 1
+            if e < half:
+                pass
+            elif frac >= half and e < (half << 1) + half:
+                v += 1
+            else:
+                slow = 1
+        if slow:  # the exact path: `rescale` on this unit
+            a0 = a & 0x7FF
+            a1 = (a >> 11) & 0x7FF
+            a2 = a >> 22
+            m = q[3]  # A = a * qh: 62 bits as (ah, al)
+            m0 = m & 0x7FF
+            m1 = (m >> 11) & 0x7FF
+            m2 = m >> 22
+            c0 = a0 * m0
+            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+            c4 = a2 * m2 + (c3 >> 11)
+            al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+            ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+            m = q[4]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
+            m0 = m & 0x7FF
+            m1 = m >> 11
+            c0 = a0 * m0
+            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+            c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+            c3 = a2 * m1 + (c2 >> 11)
+            bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+            bh = ((c2 >> 9) & 3) | (c3 << 2)
+            cy = (al & 0x1FF) + (bl >> 22)
+            w0 = ((cy & 0x1FF) << 22) | (bl & 0x3FFFFF)
+            cy = (al >> 9) + bh + (cy >> 9)
+            w1 = cy & 0x3FFFFF
+            cy = (ah & 0x1FF) + (cy >> 22)
+            w1 = w1 | ((cy & 0x1FF) << 22)
+            w2 = (ah >> 9) + (cy >> 9)
+            v = w1
+            d = 0 - 22
+            if w2:
+                v = w2
+                d = 9
+            if v:
+                if v >> 16:
+                    v = v >> 16
+                    d += 16
+                if v >> 8:
+                    v = v >> 8
+                    d += 8
+                if v >> 4:
+                    v = v >> 4
+                    d += 4
+                if v >> 2:
+                    v = v >> 2
+                    d += 2
+                if v >> 1:
+                    v = v >> 1
+                    d += 1
+                d += v
+            if d < 0:
+                d = 0
+            if d == 0:
+                th = w1
+                tl = w0
+            else:
+                if d == 31:
+                    th = w2
+                    tl = w1
+                    g = w0 >> 30
+                    st = w0 & 0x3FFFFFFF
+                else:
+                    th = (w1 >> d) | (w2 << (31 - d))
+                    tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                    g = (w0 >> (d - 1)) & 1
+                    st = w0 & ((1 << (d - 1)) - 1)
+                if g:
+                    if st or (tl & 1):
+                        if tl == top:
+                            tl = 0
+                            th += 1
+                        else:
+                            tl += 1
+            s = (rfk >> 16) - d
+            if s <= 31:
+                v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+            elif s <= 55:
+                v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+            else:
+                v = 0
+        if neg:
+            v = 0 - v
+        v += zp
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        if use:
+            y[u] = t[v + 128] ^ 0x80
+        else:
+            y[u] = v + 128
+        q = ptr32(int(q) + 24)
+
+
+@micropython.viper
 def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
     """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
     # acc: (n,) int32, in place; qh, ql: (n,) int32 significand parts; kk: (n,) shifts
@@ -524,23 +707,13 @@ def forward(net) -> object:
     i = 0
     while i < nl:
         L = layers[i]
-        u = int(L.units)
-        acc = L.acc
         y = L.y
-        dot(x, L.w, L.acc0, acc, int(L.inputs), u)
-        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
-        clamp8(acc, y, u, int(L.pre_zp), int(L.lo), int(L.hi))
+        dense(L.w, x, y, L.p, L.table)
         code = int(L.code)
-        if code == 1:  # leaky_relu
-            offset(y, acc, u, int(L.pre_zp))
-            mbqm_dr(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
-            clamp8(acc, y, u, int(L.out_zp), -128, 127)
-        elif code == 2:  # lookup table
-            lut(y, L.lut, u)
-        elif code == 3:  # softmax
-            L.sum = softmax(y, acc, L.exp_table, u)
+        if code == 3:  # softmax
+            L.sum = softmax(y, L.acc, L.exp_table, int(L.units))
         elif code == 4:  # TFLite's softmax
-            softmax_tfl(y, L.exp_table, u)
+            softmax_tfl(y, L.exp_table, int(L.units))
         x = y
         i += 1
     return x
