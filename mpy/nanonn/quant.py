@@ -311,12 +311,11 @@ class QDense:
             o += n
             a0 = self.bias[j] - zp * rowsum
             mag = (a0 if a0 >= 0 else 0 - a0) + 255 * absum  # |accumulator| at most
-            # the kernels add (w + 128) * x from acc0 - 128 * sum(x): partial sums fall to
-            # |acc0| + 32640 * n at most below zero (docs/quantization.md)
-            low = (a0 if a0 >= 0 else 0 - a0) + 32640 * n
+            # the kernels add (w + 128) * x >= 0 to acc0 - 128 * sum(x) >= acc0 - 32640 * n:
+            # partial sums rise from there to the accumulator (docs/quantization.md)
             bound = mag << (s if s > 0 else 0)
-            if bound < low:
-                bound = low
+            if bound < 32640 * n - a0:
+                bound = 32640 * n - a0
             if bound > _INT32_MAX:
                 raise ValueError(
                     "QDense unit %d worst-case accumulator: expected at most 2^31 - 1 (int32; "

@@ -15,7 +15,7 @@ from array import array
 
 from nanonn import Dense, Network
 from nanonn.activations import LeakyReLU
-from nanonn.quant import KERNELS, QDense, QNetwork
+from nanonn.quant import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record
 
 
 def _sext(b):
@@ -99,10 +99,19 @@ def _edge(k, edge):
         bytearray([r[3] for r in rs]),
         len(rs),
     )
+    dense = []  # one 1-input unit per case: w = 0 and x = 0 (offset-binary 128) leave acc = acc0
+    p = array("i", bytes(4 * (_HEAD + _REC)))
+    y = bytearray(1)
+    for a, qh, ql, kk, zp in edge["dense"]:
+        p[0], p[1], p[2], p[3], p[4], p[5] = 1, 1, zp, -128, 127, 0
+        _unit_record(p, _HEAD, a, (1 << 31) - 1, (qh << 22) | ql, kk)
+        k.dense(bytearray(1), bytearray([128]), y, p, y)
+        dense.append(y[0] - 128)
     return {
         "mbqm": list(acc),
         "mbqm_dr": list(acc_dr),
         "rescale": list(racc),
+        "dense": dense,
         "fixed": fixed,
         "ratios": ratios,
     }
