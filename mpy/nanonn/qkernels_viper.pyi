@@ -19,6 +19,9 @@ _Buffer = bytearray | bytes | memoryview | array[Any]
 def dot(x: _Buffer, w: _Buffer, acc0: _Buffer, acc: _Buffer, n: int, units: int) -> None:
     """The viper kernel of `qkernels.dot` (same arguments, same integers)."""
 
+def dense(w: _Buffer, x: _Buffer, y: _Buffer, p: _Buffer, t: _Buffer) -> None:
+    """The viper kernel of `qkernels.dense` (same arguments, same integers)."""
+
 def rescale(acc: _Buffer, qh: _Buffer, ql: _Buffer, kk: _Buffer, n: int) -> None:
     """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
 
