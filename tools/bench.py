@@ -240,7 +240,9 @@ def _device_cmd(folder: Path, name: str, path: str) -> list[str]:
     ]
 
 
-_DEVICE_ENV = {"MICROPYPATH": "%s:.frozen" % (ROOT / "mpy"), "PATH": "/usr/bin:/bin"}
+# PYTHONHASHSEED: the interpreter is a CPython extension here, and CPython's start-up
+# (hash-randomised dicts) varies by about 1e5 instructions from run to run without it
+_DEVICE_ENV = {"MICROPYPATH": "%s:.frozen" % (ROOT / "mpy"), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}
 
 
 def run_device(folder: Path, name: str, path: str) -> dict:

@@ -557,15 +557,17 @@ def dequant(y, table, out, n):
 
 def forward(net):
     """Every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
+    plan = net._plan  # (w, p, table, y) per layer
     x = net._xq
-    for L in net._layers:
-        y = L.y
-        dense(L.w, x, y, L.p, L.table)
-        if L.code == 3:  # softmax
-            L.sum = softmax(y, L.acc, L.exp_table, L.units)
-        elif L.code == 4:  # TFLite's softmax
-            softmax_tfl(y, L.exp_table, L.units)
+    for i in range(0, 4 * net._nl, 4):
+        y = plan[i + 3]
+        dense(plan[i], x, y, plan[i + 1], plan[i + 2])
         x = y
+    L = net._last
+    if L.code == 3:  # softmax (last layer only)
+        L.sum = softmax(x, L.acc, L.exp_table, L.units)
+    elif L.code == 4:  # TFLite's softmax
+        softmax_tfl(x, L.exp_table, L.units)
     return x
 
 

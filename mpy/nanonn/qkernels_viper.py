@@ -715,21 +715,21 @@ def dequant(y: ptr8, table: ptr32, out: ptr32, n: int):
 def forward(net) -> object:
     """Run every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
     # runs every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y
-    layers = net._layers
-    nl = int(net._nl)
+    plan = net._plan  # (w, p, table, y) per layer
+    end = int(net._nl) << 2
     x = net._xq
     i = 0
-    while i < nl:
-        L = layers[i]
-        y = L.y
-        dense(L.w, x, y, L.p, L.table)
-        code = int(L.code)
-        if code == 3:  # softmax
-            L.sum = softmax(y, L.acc, L.exp_table, int(L.units))
-        elif code == 4:  # TFLite's softmax
-            softmax_tfl(y, L.exp_table, int(L.units))
+    while i < end:
+        y = plan[i + 3]
+        dense(plan[i], x, y, plan[i + 1], plan[i + 2])
         x = y
-        i += 1
+        i += 4
+    L = net._last
+    code = int(L.code)
+    if code == 3:  # softmax
+        L.sum = softmax(x, L.acc, L.exp_table, int(L.units))
+    elif code == 4:  # TFLite's softmax
+        softmax_tfl(x, L.exp_table, int(L.units))
     return x
 
 

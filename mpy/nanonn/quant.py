@@ -446,6 +446,12 @@ class QNetwork:
             self._deq[q + 128] = (q - last.out_zp) * last.out_scale
         self._layers = self.layers
         self._nl = len(layers)
+        # the kernels' arguments of every layer, flat (w, p, table, y): tuple items are
+        # cheaper to reach from viper than instance attributes (a dict lookup each)
+        plan = []
+        for L in layers:
+            plan.extend((L.w, L.p, L.table, L.y))
+        self._plan = tuple(plan)
         self._in_zp = first.in_zp
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0
