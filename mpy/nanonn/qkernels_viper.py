@@ -1,7 +1,11 @@
 """int8 kernels in @micropython.viper: the fast path of nanonn.quant.
 
-Same signatures and integers as `qkernels` (the plain-Python fallback, whose
-docstrings define each kernel). Written for 32-bit viper ints (the boards):
+The kernels that `predict_int8`, `predict` and `quantize` run, with the same
+signatures and integers as in `qkernels` (the plain-Python fallback, whose
+docstrings define each kernel). `qkernels` also holds the build-time and
+reference kernels (`rescale`, `mbqm_dr`, `offset`, `lut`): `dense` fuses the
+first and the activation table, and leaky_relu's table is built with the
+second, so their viper code would only take a board's RAM. Written for 32-bit viper ints (the boards):
 every intermediate fits a signed 32-bit int; on the 64-bit unix port `ptr32`
 loads zero-extend, so int32 values are sign-extended explicitly with
 `(v ^ m) - m`, m = 1 << 31 built at run time (a literal 2^31 does not compile
@@ -287,108 +291,6 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
 
 
 @micropython.viper
-def rescale(acc: ptr32, qh: ptr32, ql: ptr32, kk: ptr8, n: int):
-    """The viper kernel of `qkernels.rescale` (same arguments, same integers)."""
-    # acc: (n,) int32, in place; qh, ql: (n,) int32 significand parts; kk: (n,) shifts
-    # round(double(acc) * R), half away from zero (see qkernels.rescale)
-    b31 = 31
-    m31 = 1 << b31
-    b30 = 30
-    top = (1 << b30) - 1 + (1 << b30)  # 2^31 - 1, built at run time
-    for i in range(n):
-        a = (acc[i] ^ m31) - m31
-        neg = 0
-        if a < 0:
-            neg = 1
-            a = 0 - a
-        a0 = a & 0x7FF
-        a1 = (a >> 11) & 0x7FF
-        a2 = a >> 22
-        m = qh[i]  # A = a * qh: 62 bits as (ah, al)
-        m0 = m & 0x7FF
-        m1 = (m >> 11) & 0x7FF
-        m2 = m >> 22
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-        c4 = a2 * m2 + (c3 >> 11)
-        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-        m = ql[i]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
-        m0 = m & 0x7FF
-        m1 = m >> 11
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a2 * m1 + (c2 >> 11)
-        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        bh = ((c2 >> 9) & 3) | (c3 << 2)
-        t = (al & 0x1FF) + (bl >> 22)
-        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
-        t = (al >> 9) + bh + (t >> 9)
-        w1 = t & 0x3FFFFF
-        t = (ah & 0x1FF) + (t >> 22)
-        w1 = w1 | ((t & 0x1FF) << 22)
-        w2 = (ah >> 9) + (t >> 9)
-        v = w1
-        d = 0 - 22
-        if w2:
-            v = w2
-            d = 9
-        if v:
-            if v >> 16:
-                v = v >> 16
-                d += 16
-            if v >> 8:
-                v = v >> 8
-                d += 8
-            if v >> 4:
-                v = v >> 4
-                d += 4
-            if v >> 2:
-                v = v >> 2
-                d += 2
-            if v >> 1:
-                v = v >> 1
-                d += 1
-            d += v
-        if d < 0:
-            d = 0
-        if d == 0:
-            th = w1
-            tl = w0
-        else:
-            if d == 31:
-                th = w2
-                tl = w1
-                g = w0 >> 30
-                st = w0 & 0x3FFFFFFF
-            else:
-                th = (w1 >> d) | (w2 << (31 - d))
-                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
-                g = (w0 >> (d - 1)) & 1
-                st = w0 & ((1 << (d - 1)) - 1)
-            if g:
-                if st or (tl & 1):
-                    if tl == top:
-                        tl = 0
-                        th += 1
-                    else:
-                        tl += 1
-        s = int(kk[i]) - d
-        if s <= 31:
-            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
-        elif s <= 55:
-            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
-        else:
-            v = 0
-        if neg:
-            v = 0 - v
-        acc[i] = v
-
-
-@micropython.viper
 def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
     """The viper kernel of `qkernels.mbqm` (same arguments, same integers)."""
     # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
@@ -429,64 +331,6 @@ def mbqm(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int
             v = (hi >> (k - 31)) + ((hi >> (k - 32)) & 1)
         if neg:
             v = 0 - v
-        acc[i] = v
-
-
-@micropython.viper
-def mbqm_dr(acc: ptr32, mp: ptr32, sp: ptr8, mn: ptr32, sn: ptr8, step: int, n: int):
-    """The viper kernel of `qkernels.mbqm_dr` (same arguments, same integers)."""
-    # acc: (n,) int32, in place; mp, mn: int32 multipliers; sp, sn: int8 shifts
-    # gemmlowp's double rounding (LEAKY_RELU); the high multiply from 16-bit halves
-    b31 = 31
-    m31 = 1 << b31
-    j = 0
-    for i in range(n):
-        a = (acc[i] ^ m31) - m31
-        if a >= 0:
-            m = mp[j]
-            s = (sp[j] ^ 0x80) - 0x80
-        else:
-            m = mn[j]
-            s = (sn[j] ^ 0x80) - 0x80
-        j += step
-        r = 0
-        if s > 0:
-            a = a << s
-        else:
-            r = 0 - s
-        neg = 0
-        if a < 0:
-            neg = 1
-            a = 0 - a
-        ah = a >> 16
-        al = a & 0xFFFF
-        mh = m >> 16
-        ml = m & 0xFFFF
-        t1 = (al >> 1) * ml
-        c = (t1 & 0x7FFF) << 1
-        if al & 1:
-            c += ml
-        mid1 = ah * ml + (t1 >> 15) + (c >> 16)
-        mid2 = al * mh + (mid1 & 0xFFFF)
-        hi32 = ah * mh + (mid1 >> 16) + (mid2 >> 16)
-        if neg:
-            t = (c & 0xFFFF) + 0xFFFF
-            v = (mid2 & 0xFFFF) + 0x3FFF + (t >> 16)
-        else:
-            v = (mid2 & 0xFFFF) + 0x4000
-        v = (hi32 << 1) + (v >> 15)
-        if neg:
-            v = 0 - v
-        if r > 0:
-            h = 1 << (r - 1)
-            mask = (h - 1) + h
-            thr = h - 1
-            if v < 0:
-                thr += 1
-            rem = v & mask
-            v = v >> r
-            if rem > thr:
-                v += 1
         acc[i] = v
 
 
@@ -541,22 +385,6 @@ def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
         if neg:
             v = 0 - v
         acc[i] = v
-
-
-@micropython.viper
-def offset(y: ptr8, acc: ptr32, n: int, zp: int):
-    """The viper kernel of `qkernels.offset` (same arguments, same integers)."""
-    # y: (n,) offset-binary; acc: (n,) int32 out
-    for i in range(n):
-        acc[i] = y[i] - 128 - zp
-
-
-@micropython.viper
-def lut(y: ptr8, table: ptr8, n: int):
-    """The viper kernel of `qkernels.lut` (same arguments, same integers)."""
-    # y: (n,) offset-binary, in place; table: (256,) int8 indexed by q + 128
-    for i in range(n):
-        y[i] = table[y[i]] ^ 0x80
 
 
 @micropython.viper
