@@ -390,9 +390,26 @@ def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
 @micropython.viper
 def from_int8(src: ptr8, dst: ptr8, n: int):
     """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
-    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
-    for i in range(n):
-        dst[i] = src[i] ^ 0x80
+    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary; 8 bytes a step
+    k = n >> 3
+    while k > 0:
+        dst[0] = src[0] ^ 0x80
+        dst[1] = src[1] ^ 0x80
+        dst[2] = src[2] ^ 0x80
+        dst[3] = src[3] ^ 0x80
+        dst[4] = src[4] ^ 0x80
+        dst[5] = src[5] ^ 0x80
+        dst[6] = src[6] ^ 0x80
+        dst[7] = src[7] ^ 0x80
+        src = ptr8(int(src) + 8)
+        dst = ptr8(int(dst) + 8)
+        k -= 1
+    k = n & 7
+    while k > 0:
+        dst[0] = src[0] ^ 0x80
+        src = ptr8(int(src) + 1)
+        dst = ptr8(int(dst) + 1)
+        k -= 1
 
 
 @micropython.viper
@@ -584,10 +601,11 @@ def forward(net) -> object:
     plan = net._plan  # (w, p, table, y) per layer
     end = int(net._nl) << 2
     x = net._xq
+    layer = dense  # one global lookup, not one per layer
     i = 0
     while i < end:
         y = plan[i + 3]
-        dense(plan[i], x, y, plan[i + 1], plan[i + 2])
+        layer(plan[i], x, y, plan[i + 1], plan[i + 2])
         x = y
         i += 4
     L = net._last
