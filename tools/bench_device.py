@@ -11,7 +11,7 @@ delta), model heap and peak heap (gc.mem_alloc above the heap in use before the
 model was built; peak = after one inference with the collector disabled), output.
 With CALLS: builds the model, runs one inference, then CALLS more and prints
 nothing else (tools/bench.py counts instructions with valgrind as the
-difference of CALLS = N and CALLS = 0).
+difference of CALLS = 2N and CALLS = N).
 """
 
 import gc
