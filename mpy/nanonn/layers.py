@@ -26,6 +26,10 @@ try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import fdense_viper as _fast
 except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
     _fast = None
+try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
+    from . import ftrain_viper as _ftrain
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _ftrain = None
 
 
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
@@ -34,6 +38,9 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 _XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
+# Scalar factors of the training kernels, as float32 (ftrain_viper reads a[row]).
+_ONE = array("f", (1.0,))
+_S = array("f", (0.0,))
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
@@ -165,10 +172,7 @@ class Dense(Layer):
         self.b = floats(u)
         self.z = floats(u)
         self.y = floats(u)
-        self.d = floats(u)
-        self.gx = floats(n)
-        self.gw = floats(u * n)
-        self.gb = floats(u)
+        self.alloc_train()
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
@@ -182,6 +186,31 @@ class Dense(Layer):
         return u
 
     _fast_ready = False  # set by alloc_fast where the viper kernel exists
+    float_output = True  # forward returns an array('f') (read by the next layer's chain)
+    _input_grad = True  # whether backward computes dL/dx (chain: not for the first layer)
+    _f32_in = False  # whether the input is a float32 array (chain: a Dense before it)
+    _pending = False  # backward's d and x not yet added into gw, gb (ftrain kernels)
+    _dirty = False  # gw, gb hold gradients (ftrain kernels)
+
+    def alloc_train(self):
+        """Allocate the training buffers (`build` calls it): d and c (units,), the input
+        gradient gx and a float32 copy of the input xf (inputs,), the gradients gw
+        (units, inputs) and gb (units,): as many bytes as the weights and biases, plus
+        8 per unit and 8 per input."""
+        u, n = self.units, self.inputs
+        self.d = floats(u)
+        self.c = floats(u)
+        self.gx = floats(n)
+        self.xf = floats(n)
+        self.gw = floats(u * n)
+        self.gb = floats(u)
+
+    def chain(self, previous):
+        """Called by `Network` once built, with the layer before this one (None for
+        the first): the first layer skips computing the input gradient, and a layer
+        after a Dense reads its input as float32 without boxing."""
+        self._input_grad = previous is not None
+        self._f32_in = bool(getattr(previous, "float_output", False))
 
     def alloc_fast(self):
         """Make sure the scratch of the allocation-free viper forward (where viper
@@ -222,7 +251,39 @@ class Dense(Layer):
         return True
 
     def backward(self, x, grad, fused):
-        # grad, d: (units,)  gx: (inputs,)  gw: (units, inputs)
+        # grad, d: (units,)  gx, xf: (inputs,)  gw: (units, inputs)
+        if _ftrain is None:
+            return self._backward_float(x, grad, fused)
+        if self._pending:
+            self._flush()
+        units, n, d = self.units, self.inputs, self.d
+        if fused:
+            for u in range(units):
+                d[u] = grad[u]
+        else:
+            self.activation.backward(self.z, self.y, grad, d, units)
+        if self._f32_in:
+            _ftrain.copy(self.xf, x, n)
+        else:
+            _stage(self.xf, x, n)
+        # The parameter gradient d x^T is added into gw lazily (update, or the next
+        # backward): a single sample's step then touches each weight once.
+        self._pending = True
+        gx = self.gx
+        if self._input_grad:
+            _ftrain.fill(gx, n, 0)
+            _ftrain.axpy_rows(gx, 0, self.w, n, d, units, n)  # gx = W^T d
+        return gx
+
+    def _flush(self):
+        """gw += d xf^T, gb += d (the pending sample's gradients)."""
+        units, n = self.units, self.inputs
+        _ftrain.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
+        _ftrain.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
+        self._pending = False
+        self._dirty = True
+
+    def _backward_float(self, x, grad, fused):
         units, n = self.units, self.inputs
         d, w, gw, gb, gx = self.d, self.w, self.gw, self.gb, self.gx
         if fused:
@@ -244,9 +305,11 @@ class Dense(Layer):
 
     def update(self, rate, momentum, scale):
         step = rate * scale
-        if momentum:
-            if self.velocity is None:
-                raise ValueError("Dense: momentum needs prepare(momentum) first")
+        if momentum and self.velocity is None:
+            raise ValueError("Dense: momentum needs prepare(momentum) first")
+        if _ftrain is not None:
+            self._update_fast(step, momentum)
+        elif momentum:
             vw, vb = self.velocity
             _step_momentum(self.w, self.gw, vw, step, momentum)
             if self.use_bias:
@@ -259,6 +322,45 @@ class Dense(Layer):
                 _step(self.b, self.gb, step)
             else:
                 _clear(self.gb)
+
+    def _update_fast(self, step, momentum):
+        """The update with the ftrain kernels: v = momentum * v - step * g, w += v
+        (or w -= step * g), then clear the gradients."""
+        if momentum:
+            vw, vb = self.velocity
+            _S[0] = momentum - 1.0
+            _ftrain.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+            _ftrain.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+            self._descend(vw, vb, step)
+            _ftrain.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+            if self.use_bias:
+                _ftrain.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+        else:
+            self._descend(self.w, self.b, step)
+        if self._dirty:
+            _ftrain.fill(self.gw, len(self.gw), 0)
+            _ftrain.fill(self.gb, self.units, 0)
+        self._pending = self._dirty = False
+
+    def _descend(self, pw, pb, step):
+        """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
+        units, n = self.units, self.inputs
+        if self._pending and not self._dirty:
+            # one sample: pw += c xf^T with c = -step * d, each weight touched once
+            c = self.c
+            _S[0] = 0.0 - step
+            _ftrain.fill(c, units, 0)
+            _ftrain.axpy_rows(c, 0, self.d, 0, _S, 1, units)
+            _ftrain.axpy_rows(pw, n, self.xf, 0, c, units, n)
+            if self.use_bias:
+                _ftrain.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
+            return
+        if self._pending:
+            self._flush()
+        _S[0] = 0.0 - step
+        _ftrain.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
+        if self.use_bias:
+            _ftrain.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
 
     def prepare(self, momentum):
         """Allocate momentum buffers before training (not in the hot path)."""
@@ -325,6 +427,8 @@ class Dropout(Layer):
             raise ValueError("Dropout rate: expected 0 <= rate < 1, got %r" % rate)
         self.rate = rate
         self.seed = seed
+
+    float_output = True  # in training, forward returns its own array('f')
 
     def build(self, inputs, rng):
         from .rand import Random

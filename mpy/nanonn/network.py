@@ -77,8 +77,13 @@ class Network:
         self.layers = list(layers)
         self.inputs = n
         rng = Random(seed)
+        previous = None
         for layer in self.layers:
             n = layer.build(n, rng)
+            chain = getattr(layer, "chain", None)
+            if chain is not None:
+                chain(previous)  # Dense: skip the first layer's input gradient
+            previous = layer
         self.outputs = n
         self._ins = [None] * len(self.layers)
         self._grad = floats(n)
