@@ -11,9 +11,10 @@ integers only:
   smaller operand's bits below them are dropped, rounding toward minus
   infinity), then rounded to 24 bits, half away from zero.
 
-So each result is within about one float32 ulp of the exactly rounded IEEE result
-(`y + a * x` rounded once): the tests hold it within 1e-5 relative of the float64
-reference (tests/test_reference_parity.py). Limits: results below the normal range
+So each result is within one float32 ulp of `y + a * x` rounded once, plus 2^-26 of
+the larger of |y| and |a * x| where the two nearly cancel (tests/device/test_ftrain.py);
+a training step stays within 1e-5 relative of the float64 reference
+(tests/test_reference_parity.py). Limits: results below the normal range
 are rounded to subnormals (flushed to zero below 2^-149 of it), an overflow gives an
 infinity of the right sign, and an infinite or NaN `a` or `x` gives NaN (IEEE would
 give an infinity for infinity times a finite number); an infinite or NaN `y` stays
