@@ -18,7 +18,6 @@ A layer is any object with:
 """
 
 from array import array
-from math import ldexp
 
 from . import activations
 
@@ -27,9 +26,9 @@ try:  # integer dot products of float32 bits (allocation free); not on CPython
 except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
     _fast = None
 try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
-    from . import ftrain_viper as _ftrain
+    from . import f32_viper as _f32k
 except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
-    _ftrain = None
+    _f32k = None
 
 
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
@@ -38,7 +37,7 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 _XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
-# Scalar factors of the training kernels, as float32 (ftrain_viper reads a[row]).
+# Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
 
@@ -80,23 +79,23 @@ def _dot(s, w, o, x, n):
 
 
 def _stage(xs, x, n):
-    """xs[:n] = x[:n]: any list, tuple or array as float32 for the viper kernel."""
-    for i in range(n):
+    """xs[:n] = x[:n]: any list, tuple or array as float32 for the viper kernel (a
+    float32 array is copied as bytes: allocates only the slice object)."""
+    if type(x) is array and n and type(x[0]) is float and _copy_floats(xs, x, n):
+        return
+    i = 0
+    while i < n:
         xs[i] = x[i]
+        i += 1
 
 
-def _unit(acc, j, bias):
-    """bias + the dot product held in acc[j:j + 5] (fdense_viper's limbs and exponent)."""
-    s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
-    return bias + ldexp(s, acc[j + 4] - 300)
-
-
-def _assemble(acc, b, z, units):
-    """z[u] = b[u] + dot u from the viper kernel's limbs, for u < units."""
-    u = 0
-    while u < units:
-        z[u] = _unit(acc, 5 * u, b[u])
-        u += 1
+def _copy_floats(xs, x, n):
+    """xs[:n] = x, an array of floats: False (nothing copied) unless x is an array('f')."""
+    try:
+        xs[0:n] = x  # float32 bits as they are; array('d') has 8-byte items: ValueError
+    except ValueError:
+        return False
+    return True
 
 
 def floats(n):
@@ -189,8 +188,8 @@ class Dense(Layer):
     float_output = True  # forward returns an array('f') (read by the next layer's chain)
     _input_grad = True  # whether backward computes dL/dx (chain: not for the first layer)
     _f32_in = False  # whether the input is a float32 array (chain: a Dense before it)
-    _pending = False  # backward's d and x not yet added into gw, gb (ftrain kernels)
-    _dirty = False  # gw, gb hold gradients (ftrain kernels)
+    _pending = False  # backward's d and x not yet added into gw, gb (f32_viper kernels)
+    _dirty = False  # gw, gb hold gradients (f32_viper kernels)
 
     def alloc_train(self):
         """Allocate the training buffers (`build` calls it): d and c (units,), the input
@@ -219,7 +218,7 @@ class Dense(Layer):
         12 bytes per input and 20 per unit of the largest layer, once. Layers with
         fewer than 8 inputs keep the plain loop (faster there). A subclass
         with its own `build` calls it too, or keeps the plain float loop."""
-        if _fast is not None and self.inputs >= _FAST_MIN_INPUTS:
+        if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
 
@@ -240,19 +239,24 @@ class Dense(Layer):
             u += 1
 
     def _forward_fast(self, x):
-        """z = W x + b with the viper kernel (fdense_viper); False if x or W is
-        not finite (the plain loop then handles infinities and NaN)."""
-        if _dot_rows is None:  # _fast_ready is set only where the viper kernel imported
+        """z = W x + b with the viper kernels (fdense_viper, then f32_viper for the
+        bias); False if x or W is not finite (the plain loop then handles
+        infinities and NaN)."""
+        if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
             return False
-        _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
-        if _dot_rows(_XS, self.w, self.inputs, self.units, _XH, _XL, _ACC):
+        if not self._f32_in:  # else x is the previous Dense's array('f')
+            _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
+            x = _XS
+        if _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):
             return False
-        _assemble(_ACC, self.b, self.z, self.units)
+        _fast.to_float32(_ACC, self.z, self.units)
+        if self.use_bias:
+            _f32k.axpy_rows(self.z, 0, self.b, 0, _ONE, 1, self.units)
         return True
 
     def backward(self, x, grad, fused):
         # grad, d: (units,)  gx, xf: (inputs,)  gw: (units, inputs)
-        if _ftrain is None:
+        if _f32k is None:
             return self._backward_float(x, grad, fused)
         if self._pending:
             self._flush()
@@ -263,7 +267,7 @@ class Dense(Layer):
         else:
             self.activation.backward(self.z, self.y, grad, d, units)
         if self._f32_in:
-            _ftrain.copy(self.xf, x, n)
+            _f32k.copy(self.xf, x, n)
         else:
             _stage(self.xf, x, n)
         # The parameter gradient d x^T is added into gw lazily (update, or the next
@@ -271,15 +275,15 @@ class Dense(Layer):
         self._pending = True
         gx = self.gx
         if self._input_grad:
-            _ftrain.fill(gx, n, 0)
-            _ftrain.axpy_rows(gx, 0, self.w, n, d, units, n)  # gx = W^T d
+            _f32k.fill(gx, n, 0)
+            _f32k.axpy_rows(gx, 0, self.w, n, d, units, n)  # gx = W^T d
         return gx
 
     def _flush(self):
         """gw += d xf^T, gb += d (the pending sample's gradients)."""
         units, n = self.units, self.inputs
-        _ftrain.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
-        _ftrain.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
+        _f32k.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
+        _f32k.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
         self._pending = False
         self._dirty = True
 
@@ -307,7 +311,7 @@ class Dense(Layer):
         step = rate * scale
         if momentum and self.velocity is None:
             raise ValueError("Dense: momentum needs prepare(momentum) first")
-        if _ftrain is not None:
+        if _f32k is not None:
             self._update_fast(step, momentum)
         elif momentum:
             vw, vb = self.velocity
@@ -324,22 +328,22 @@ class Dense(Layer):
                 _clear(self.gb)
 
     def _update_fast(self, step, momentum):
-        """The update with the ftrain kernels: v = momentum * v - step * g, w += v
+        """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
         (or w -= step * g), then clear the gradients."""
         if momentum:
             vw, vb = self.velocity
             _S[0] = momentum - 1.0
-            _ftrain.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
-            _ftrain.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+            _f32k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+            _f32k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
             self._descend(vw, vb, step)
-            _ftrain.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+            _f32k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
             if self.use_bias:
-                _ftrain.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+                _f32k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
         else:
             self._descend(self.w, self.b, step)
         if self._dirty:
-            _ftrain.fill(self.gw, len(self.gw), 0)
-            _ftrain.fill(self.gb, self.units, 0)
+            _f32k.fill(self.gw, len(self.gw), 0)
+            _f32k.fill(self.gb, self.units, 0)
         self._pending = self._dirty = False
 
     def _descend(self, pw, pb, step):
@@ -349,18 +353,18 @@ class Dense(Layer):
             # one sample: pw += c xf^T with c = -step * d, each weight touched once
             c = self.c
             _S[0] = 0.0 - step
-            _ftrain.fill(c, units, 0)
-            _ftrain.axpy_rows(c, 0, self.d, 0, _S, 1, units)
-            _ftrain.axpy_rows(pw, n, self.xf, 0, c, units, n)
+            _f32k.fill(c, units, 0)
+            _f32k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
+            _f32k.axpy_rows(pw, n, self.xf, 0, c, units, n)
             if self.use_bias:
-                _ftrain.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
+                _f32k.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
             return
         if self._pending:
             self._flush()
         _S[0] = 0.0 - step
-        _ftrain.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
+        _f32k.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
         if self.use_bias:
-            _ftrain.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
+            _f32k.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
 
     def prepare(self, momentum):
         """Allocate momentum buffers before training (not in the hot path)."""
@@ -427,8 +431,6 @@ class Dropout(Layer):
             raise ValueError("Dropout rate: expected 0 <= rate < 1, got %r" % rate)
         self.rate = rate
         self.seed = seed
-
-    float_output = True  # in training, forward returns its own array('f')
 
     def build(self, inputs, rng):
         from .rand import Random

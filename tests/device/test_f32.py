@@ -1,4 +1,4 @@
-"""The training kernels (nanonn.ftrain_viper) against y + a * x in double rounded once
+"""The training kernels (nanonn.f32_viper) against y + a * x in double rounded once
 to float32 (the unix port's floats are doubles): within one float32 ulp of the result
 plus 2^-26 of the larger operand (where the two nearly cancel); subnormals,
 cancellation, overflow and non-finite operands as the module docstring states."""
@@ -12,7 +12,7 @@ from nanonn.rand import Random
 
 
 def _kernels():
-    return layers._ftrain
+    return layers._f32k
 
 
 def _bits(v):
@@ -40,7 +40,7 @@ def _random(rng, n, lo_exp, hi_exp):
 
 def test_kernels_selected_where_viper_exists():
     if IS_MICROPYTHON:
-        ok(_kernels() is not None, "ftrain_viper compiled on the unix port")
+        ok(_kernels() is not None, "f32_viper compiled on the unix port")
     else:
         ok(_kernels() is None, "no viper on CPython")
 

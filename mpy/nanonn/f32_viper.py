@@ -1,4 +1,4 @@
-"""Float training kernels in @micropython.viper, on float32 bit patterns, without allocating.
+"""Float32 arithmetic on bit patterns in @micropython.viper, without allocating.
 
 Training's backward pass and update are multiply-adds over every weight: in float
 bytecode each one allocates a few boxed floats (half a megabyte per SGD step of a
@@ -12,7 +12,7 @@ integers only:
   infinity), then rounded to 24 bits, half away from zero.
 
 So each result is within one float32 ulp of `y + a * x` rounded once, plus 2^-26 of
-the larger of |y| and |a * x| where the two nearly cancel (tests/device/test_ftrain.py);
+the larger of |y| and |a * x| where the two nearly cancel (tests/device/test_f32.py);
 a training step stays within 1e-5 relative of the float64 reference
 (tests/test_reference_parity.py). Limits: results below the normal range
 are rounded to subnormals (flushed to zero below 2^-149 of it), an overflow gives an
@@ -136,3 +136,23 @@ def copy(y: ptr32, x: ptr32, n: int):
     """y[i] = x[i] for i < n: 32-bit words (float32 bits), no rounding."""
     for i in range(n):
         y[i] = x[i]
+
+
+@micropython.viper
+def relu(z: ptr32, y: ptr32, n: int):
+    """y[i] = z[i] if z[i] > 0 else 0.0, on float32 bits (NaN gives 0.0, as in float)."""
+    for i in range(n):
+        b = z[i]
+        if (b >> 31) & 1 or b > 0x7F800000:
+            y[i] = 0
+        else:
+            y[i] = b
+
+
+@micropython.viper
+def keep_positive(z: ptr32, y: ptr32, n: int):
+    """y[i] = z[i] where z[i] is not negative (leaky ReLU: y holds alpha * z first)."""
+    for i in range(n):
+        b = z[i]
+        if not (b >> 31) & 1:
+            y[i] = b
