@@ -117,14 +117,17 @@ class LeakyReLU(Activation):
         def df(x, y):
             return 1.0 if x > 0.0 else alpha
 
-        Activation.__init__(self, "leaky_relu", f, df, self._leaky if _f32k is not None else None)
-        self._alpha = array("f", (alpha,))
+        Activation.__init__(self, "leaky_relu", f, df, _leaky_kernel(alpha) if _f32k is not None else None)
 
-    def _leaky(self, z, a, n):
-        # a = alpha * z, then z where z >= 0 (float32 bits, allocation free)
-        _f32k.fill(a, n, 0)
-        _f32k.axpy_rows(a, 0, z, 0, self._alpha, 1, n)
-        _f32k.keep_positive(z, a, n)
+
+def _leaky_kernel(alpha):
+    """kernel(z, a, n): a = alpha * z, then z where z >= 0, on float32 bits (allocation free)."""
+    scale = array("f", (alpha,))
+
+    def kernel(z, a, n):
+        _f32k.leaky_relu(z, a, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
+
+    return kernel
 
 
 class Softmax(Activation):

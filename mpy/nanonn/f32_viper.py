@@ -156,3 +156,11 @@ def keep_positive(z: ptr32, y: ptr32, n: int):
         b = z[i]
         if not (b >> 31) & 1:
             y[i] = b
+
+
+@micropython.viper
+def leaky_relu(z: ptr32, y: ptr32, n: int, alpha: ptr32):
+    """y = alpha[0] * z, then z where z >= 0: leaky ReLU on float32 bits."""
+    fill(y, n, 0)
+    axpy_rows(y, 0, z, 0, alpha, 1, n)
+    keep_positive(z, y, n)
