@@ -12,6 +12,8 @@ A layer is any object with:
 - `update(rate, momentum, scale)`: applies the accumulated gradients times
   `scale` (1 / batch size) and clears them.
 - `get_weights() -> list` and `set_weights(values)`: the flat parameters.
+- `frozen` (attribute): `Network.train`/`fit` do not update a frozen layer, and run
+  no backward pass below the lowest layer that is not frozen.
 
 `Layer` gives no-op defaults for a layer without parameters. Hot paths
 (`forward`, `backward`, `update`) allocate nothing but float results.
@@ -117,6 +119,7 @@ class Layer:
 
     inputs = None
     units = None
+    frozen = False  # True: train/fit leave its weights as they are (fine-tuning the layers above)
 
     def build(self, inputs, rng):
         self.inputs = self.units = inputs
@@ -297,13 +300,14 @@ class Dense(Layer):
                 d[u] = grad[u]
         else:
             self.activation.backward(self.z, self.y, grad, d, units)
-        if self._f32_in:
-            _f32k.copy(self.xf, x, n)
-        else:
-            _stage(self.xf, x, n)
-        # The parameter gradient d x^T is added into gw lazily (update, or the next
-        # backward): a single sample's step then touches each weight once.
-        self._pending = True
+        if not self.frozen:
+            if self._f32_in:
+                _f32k.copy(self.xf, x, n)
+            else:
+                _stage(self.xf, x, n)
+            # The parameter gradient d x^T is added into gw lazily (update, or the next
+            # backward): a single sample's step then touches each weight once.
+            self._pending = True
         gx = self.gx
         if self._input_grad:
             _f32k.fill(gx, n, 0)
@@ -328,13 +332,17 @@ class Dense(Layer):
             self.activation.backward(self.z, self.y, grad, d, units)
         for i in range(n):
             gx[i] = 0.0
+        if self.frozen:  # the input gradient only
+            gw = gb = None
         o = 0
         for u in range(units):
             du = d[u]
-            gb[u] += du
+            if gb is not None and gw is not None:
+                gb[u] += du
+                for i in range(n):
+                    gw[o + i] += du * x[i]
             for i in range(n):
                 gx[i] += du * w[o + i]
-                gw[o + i] += du * x[i]
             o += n
         return gx
 
