@@ -31,6 +31,9 @@ def axpy_rows(y: ptr32, ys: int, x: ptr32, xs: int, a: ptr32, rows: int, n: int)
     # transposed product (ys=0, xs=n: gx += W^T d), scaled sum (rows=1: w += a x).
     b31 = 31
     m31 = 1 << b31
+    b22 = 22  # shifts by a variable: the compiler would fold a constant into a literal,
+    inf = 0x1FE << b22  # and a literal >= 2^30 is a boxed object in viper on 32-bit ports
+    nan = 0x1FF << b22
     yo = 0
     xo = 0
     for r in range(rows):
@@ -60,7 +63,7 @@ def axpy_rows(y: ptr32, ys: int, x: ptr32, xs: int, a: ptr32, rows: int, n: int)
                 if ey == 255:
                     continue  # an infinite or NaN y stays
                 if ex == 255 or ah < 0:
-                    y[yo + i] = 0x7FC00000
+                    y[yo + i] = nan
                     continue
                 if mx == 0:
                     continue
@@ -113,7 +116,7 @@ def axpy_rows(y: ptr32, ys: int, x: ptr32, xs: int, a: ptr32, rows: int, n: int)
                         e -= 1
                 e += 150  # the biased exponent of my * 2^e, my in [2^23, 2^24)
                 if e >= 255:
-                    y[yo + i] = s | 0x7F800000
+                    y[yo + i] = s | inf
                 elif e > 0:
                     y[yo + i] = s | (e << 23) | (my & 0x7FFFFF)
                 elif e > 0 - 24:
@@ -141,9 +144,11 @@ def copy(y: ptr32, x: ptr32, n: int):
 @micropython.viper
 def relu(z: ptr32, y: ptr32, n: int):
     """y[i] = z[i] if z[i] > 0 else 0.0, on float32 bits (NaN gives 0.0, as in float)."""
+    b22 = 22  # not a literal: one >= 2^30 is a boxed object in viper on 32-bit ports
+    inf = 0x1FE << b22
     for i in range(n):
         b = z[i]
-        if (b >> 31) & 1 or b > 0x7F800000:
+        if (b >> 31) & 1 or b > inf:
             y[i] = 0
         else:
             y[i] = b

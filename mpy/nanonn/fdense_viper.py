@@ -125,6 +125,7 @@ def to_float32(acc: ptr32, z: ptr32, units: int):
     # (ties are rarer than the kernel's own rounding of the products); z: (units,) float32.
     b31 = 31
     m31 = 1 << b31
+    b22 = 22  # for 0x7F800000 without a literal (one >= 2^30 is an object on 32-bit ports)
     j = 0
     for u in range(units):
         a3 = (acc[j] ^ m31) - m31  # ptr32 loads zero-extend on 64-bit ports
@@ -181,7 +182,7 @@ def to_float32(acc: ptr32, z: ptr32, units: int):
                 k -= 1
         e = e + k + ex + 150  # the biased exponent of m * 2^(e + k + ex), m in [2^23, 2^24)
         if e >= 255:
-            z[u] = s | 0x7F800000
+            z[u] = s | (0x1FE << b22)
         elif e > 0:
             z[u] = s | (e << 23) | (m & 0x7FFFFF)
         elif e > 0 - 24:
@@ -247,7 +248,8 @@ def matches(w: ptr32, count: int, wq: ptr32, at: int) -> int:
     for i in range(count):
         c += w[i] ^ i
     d = c - wq[at]  # zero in the low 32 bits (64-bit ports load wq[at] zero-extended)
-    if d & 0x7FFFFFFF or (d >> 31) & 1:
+    b31 = 31
+    if d & ((1 << b31) - 1) or (d >> b31) & 1:
         return 0
     return 1
 
