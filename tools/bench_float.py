@@ -161,7 +161,9 @@ def targets(rows: list[dict]) -> list[dict]:
             t = {"net": name, "mode": mode, "target": want, "time_ratio": s["us_per_step"] / r["us_per_step"]}
             if "instr_per_step" in r:
                 t["instr_ratio"] = s["instr_per_step"] / r["instr_per_step"]
-            limit = TRAIN_BYTES if seed == "seed_train" else (PREDICT_BYTES if name.startswith("784") else None)
+            limit = (
+                TRAIN_BYTES if seed == "seed_train" else (PREDICT_BYTES if name.startswith("784") else None)
+            )
             t["bytes"] = r["bytes_per_step"]
             t["bytes_limit"] = limit
             ratio = t.get("instr_ratio", t["time_ratio"])
@@ -177,7 +179,8 @@ def report(rows: list[dict], goals: list[dict]) -> None:
     for r in rows:
         instr = "%.0f" % r["instr_per_step"] if "instr_per_step" in r else "-"
         print(
-            "%-14s %-20s %12.1f %14s %12.0f" % (r["net"], r["mode"], r["us_per_step"], instr, r["bytes_per_step"])
+            "%-14s %-20s %12.1f %14s %12.0f"
+            % (r["net"], r["mode"], r["us_per_step"], instr, r["bytes_per_step"])
         )
     print()
     for t in goals:
@@ -185,7 +188,16 @@ def report(rows: list[dict], goals: list[dict]) -> None:
         limit = " (limit %d)" % t["bytes_limit"] if t["bytes_limit"] else ""
         print(
             "  %-14s %-20s %s, %.1fx time vs seed (target %.0fx); %.0f B/step%s: %s"
-            % (t["net"], t["mode"], instr, t["time_ratio"], t["target"], t["bytes"], limit, "met" if t["met"] else "MISSED")
+            % (
+                t["net"],
+                t["mode"],
+                instr,
+                t["time_ratio"],
+                t["target"],
+                t["bytes"],
+                limit,
+                "met" if t["met"] else "MISSED",
+            )
         )
 
 

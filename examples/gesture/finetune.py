@@ -20,10 +20,11 @@ import gc
 import sys
 from array import array
 
-import nanonn
 import sensor
 from classify import load_meta
 from features import Extractor, Scaler
+
+import nanonn
 
 try:
     import time
@@ -111,7 +112,9 @@ def run(
         before = _test(net, test, test_windows, meta, chip)
         print("before: %.3f on %d held-out windows" % (before, test_windows))
     losses = net.fit(xs, one_hot(labels, classes), epochs=epochs, rate=rate, momentum=0.9, seed=1)
-    print("fine-tuned %d layer(s) on %d windows: loss %.3f -> %.3f" % (layers, len(xs), losses[0], losses[-1]))
+    print(
+        "fine-tuned %d layer(s) on %d windows: loss %.3f -> %.3f" % (layers, len(xs), losses[0], losses[-1])
+    )
     net.save(folder + "/gesture_tuned_f32.nnm")
     if test is not None:
         after = _test(net, test, test_windows, meta, chip)
