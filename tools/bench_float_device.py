@@ -138,6 +138,13 @@ def _seed_weights(layers):
     return out
 
 
+def _seed_setup(model, mode, x, t, rate):
+    xl, tl = list(x), list(t)
+    if mode == "seed_predict":
+        return (lambda: _seed_forward(model, xl)), lambda: {"out": list(_seed_forward(model, xl))}
+    return (lambda: _seed_train(model, xl, tl, rate)), lambda: {"weights": _seed_weights(model)}
+
+
 def _setup(cfg, folder, name, mode):
     """(call, check): call() runs one measured call; check() gives the JSON extras."""
     path = "%s/%s.f32" % (folder, name)
@@ -145,16 +152,9 @@ def _setup(cfg, folder, name, mode):
     rate = 0.01
     with open(path, "rb") as f:
         if mode.startswith("seed"):
-            model = _seed_net(cfg, f)
-        else:
-            loss = "mse" if mode == "train_mse" else "cross_entropy"
-            model = _net(cfg, f, loss, mode == "predict_cached")
-    if mode == "seed_predict":
-        xl = list(x)
-        return (lambda: _seed_forward(model, xl)), lambda: {"out": list(_seed_forward(model, xl))}
-    if mode == "seed_train":
-        xl, tl = list(x), list(t)
-        return (lambda: _seed_train(model, xl, tl, rate)), lambda: {"weights": _seed_weights(model)}
+            return _seed_setup(_seed_net(cfg, f), mode, x, t, rate)
+        loss = "mse" if mode == "train_mse" else "cross_entropy"
+        model = _net(cfg, f, loss, mode == "predict_cached")
     if mode in ("predict", "predict_cached"):
         return (lambda: model.predict(x)), lambda: {"out": list(model.predict(x))}
     if mode in ("train_ce", "train_mse"):

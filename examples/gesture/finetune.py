@@ -94,6 +94,8 @@ def run(
     classes = meta["classes"]
     gc.collect()
     net = nanonn.load(folder + "/gesture_f32.nnm", trainable=layers)
+    if not isinstance(net, nanonn.Network):
+        raise ValueError("model: expected the float32 model (gesture_f32.nnm), got an int8 one")
     xs, labels = [], []
     for label in classes:
         bus = sensor.open_bus(replay=adapt, label=label, chip=chip)

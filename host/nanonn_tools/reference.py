@@ -142,16 +142,16 @@ def batch_step(
     Returns (updated layers, new velocity)."""
     if not len(xs):
         raise ValueError("batch_step: expected at least one sample, got 0")
-    grads = None
+    grads = [(np.zeros_like(np.asarray(l["w"])), np.zeros_like(np.asarray(l["b"]))) for l in layers]
     for x, t in zip(xs, targets):
         _, stepped = train_step(layers, x, t, loss, 1.0)  # w - g for one sample
         g = [(np.asarray(l["w"]) - s["w"], np.asarray(l["b"]) - s["b"]) for l, s in zip(layers, stepped)]
-        grads = g if grads is None else [(a + c, b + d) for (a, b), (c, d) in zip(grads, g)]
+        grads = [(a + c, b + d) for (a, b), (c, d) in zip(grads, g)]
     scale = rate / len(xs)
     if velocity is None:
         velocity = [(np.zeros_like(gw), np.zeros_like(gb)) for gw, gb in grads]
     new, new_velocity = [], []
-    for layer, (gw, gb), (vw, vb) in zip(layers, grads or [], velocity):
+    for layer, (gw, gb), (vw, vb) in zip(layers, grads, velocity):
         vw = momentum * vw - scale * gw
         vb = momentum * vb - scale * gb
         new.append(dict(layer, w=np.asarray(layer["w"]) + vw, b=np.asarray(layer["b"]) + vb))

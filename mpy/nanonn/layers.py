@@ -282,10 +282,12 @@ class Dense(Layer):
     def _cached(self):
         """Whether wq holds the current weights, decoding them again if they changed
         (training's forward passes use dot_rows: the weights change at every step)."""
-        wq = self.wq
-        if _fast.matches(self.w, len(self.w), wq, len(wq) - 1):
+        wq, f = self.wq, _fast
+        if wq is None or f is None:
+            return False
+        if f.matches(self.w, len(self.w), wq, len(wq) - 1):
             return self._wq_ok
-        self._wq_ok = not _fast.decode(self.w, self.inputs, self.units, wq)
+        self._wq_ok = not f.decode(self.w, self.inputs, self.units, wq)
         return self._wq_ok
 
     def backward(self, x, grad, fused):
@@ -316,9 +318,11 @@ class Dense(Layer):
 
     def _flush(self):
         """gw += d xf^T, gb += d (the pending sample's gradients)."""
-        units, n = self.units, self.inputs
-        _f32k.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
-        _f32k.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
+        units, n, k = self.units, self.inputs, _f32k
+        if k is None:  # only reached where the kernels exist
+            return
+        k.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
+        k.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
         self._pending = False
         self._dirty = True
 
@@ -347,13 +351,13 @@ class Dense(Layer):
         return gx
 
     def update(self, rate, momentum, scale):
-        step = rate * scale
-        if momentum and self.velocity is None:
+        step, velocity = rate * scale, self.velocity
+        if momentum and velocity is None:
             raise ValueError("Dense: momentum needs prepare(momentum) first")
         if _f32k is not None:
-            self._update_fast(step, momentum)
-        elif momentum:
-            vw, vb = self.velocity
+            self._update_fast(_f32k, step, momentum, velocity)
+        elif momentum and velocity is not None:
+            vw, vb = velocity
             _step_momentum(self.w, self.gw, vw, step, momentum)
             if self.use_bias:
                 _step_momentum(self.b, self.gb, vb, step, momentum)
@@ -366,44 +370,44 @@ class Dense(Layer):
             else:
                 _clear(self.gb)
 
-    def _update_fast(self, step, momentum):
+    def _update_fast(self, k, step, momentum, velocity):
         """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
         (or w -= step * g), then clear the gradients."""
-        if momentum:
-            vw, vb = self.velocity
+        if momentum and velocity is not None:
+            vw, vb = velocity
             _S[0] = momentum - 1.0
-            _f32k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
-            _f32k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
-            self._descend(vw, vb, step)
-            _f32k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+            k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+            k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+            self._descend(k, vw, vb, step)
+            k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
             if self.use_bias:
-                _f32k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+                k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
         else:
-            self._descend(self.w, self.b, step)
+            self._descend(k, self.w, self.b, step)
         if self._dirty:
-            _f32k.fill(self.gw, len(self.gw), 0)
-            _f32k.fill(self.gb, self.units, 0)
+            k.fill(self.gw, len(self.gw), 0)
+            k.fill(self.gb, self.units, 0)
         self._pending = self._dirty = False
 
-    def _descend(self, pw, pb, step):
+    def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
         units, n = self.units, self.inputs
         if self._pending and not self._dirty:
             # one sample: pw += c xf^T with c = -step * d, each weight touched once
             c = self.c
             _S[0] = 0.0 - step
-            _f32k.fill(c, units, 0)
-            _f32k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
-            _f32k.axpy_rows(pw, n, self.xf, 0, c, units, n)
+            k.fill(c, units, 0)
+            k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
+            k.axpy_rows(pw, n, self.xf, 0, c, units, n)
             if self.use_bias:
-                _f32k.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
+                k.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
             return
         if self._pending:
             self._flush()
         _S[0] = 0.0 - step
-        _f32k.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
+        k.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
         if self.use_bias:
-            _f32k.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
+            k.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
 
     def prepare(self, momentum):
         """Allocate momentum buffers before training (not in the hot path)."""

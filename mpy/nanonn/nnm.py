@@ -771,7 +771,7 @@ def _load_file(path, trainable):
         return _load_stream(f, trainable)
 
 
-def load(source, trainable=False):
+def load(source, trainable: "bool | int" = False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
     `source`: a path, a binary file object (anything with `readinto`), or a

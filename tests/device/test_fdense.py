@@ -88,6 +88,7 @@ def test_cached_weights_give_the_same_bits_and_notice_changes():
         Dense(7, inputs=40, activation="leaky_relu", cache=True), Dense(3, activation="softmax", cache=True)
     )
     cached.set_weights(plain.get_weights())
+    x = array("f", bytes(4 * 40))
     if IS_MICROPYTHON:
         ok(cached.layers[0].wq is not None, "cache=True keeps decoded weights where viper exists")
     for _ in range(3):

@@ -1,6 +1,6 @@
 """On-device training: XOR and iris converge; fit options behave."""
 
-from check import close, eq, load_json, ok, raises
+from check import CheckFailed, close, eq, load_json, ok, raises
 from nanonn import Dense, Network
 
 XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
@@ -98,6 +98,8 @@ def test_frozen_layers_keep_their_weights():
     ok(tuned.layers[0].velocity is None, "no momentum buffers for a frozen layer")
     # loading with trainable=1: the last layer trains, the others are frozen without gradients
     loaded = nnm.load(nnm.dumps(full), trainable=1)
+    if not isinstance(loaded, Network):
+        raise CheckFailed("a float model loads as a Network, got %s" % type(loaded).__name__)
     eq([layer.frozen for layer in loaded.layers], [True, True, False], "frozen by trainable=1")
     ok(not hasattr(loaded.layers[0], "gw") and hasattr(loaded.layers[2], "gw"), "gradients only where tuned")
     w0 = loaded.get_weights()
