@@ -123,7 +123,7 @@ def run(
     gc.collect()
     q = net.quantize(xs)  # int8 again, calibrated on the new windows
     del net, xs
-    nanonn.nnm.save(q, folder + "/gesture_tuned_int8.nnm")  # pyright: ignore[reportAttributeAccessIssue]  (imported by load)
+    q.save(folder + "/gesture_tuned_int8.nnm")
     if test is not None:
         after8 = _test(q, test, test_windows, meta, chip)
         print("after: %.3f (int8 %.3f) on %d held-out windows" % (after, after8, test_windows))
