@@ -13,12 +13,8 @@ Rounding each input and weight to 24 bits below its block maximum gives an
 absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
 own summation error. Infinities and NaN are left to the plain float loop.
 
-A layer may keep its weights decoded (`decode`: each weight as that signed 25-bit
-integer at its row's exponent, plus 2^24 so that it loads the same on every port;
-4 bytes a weight): `dot_cached` then gives the same limbs as `dot_rows` at about
-half the work (its input halves are offset too, and the offsets' products are
-taken off each row at the end). The decoded copy carries a checksum of
-the float32 words it came from (`matches`), so a weight written directly is noticed.
+A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.fdense_cache_viper,
+imported only then) for the same limbs at about half the work.
 """
 
 from array import array
@@ -32,18 +28,3 @@ def dot_rows(x: _Buffer, w: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffe
 
 def to_float32(acc: _Buffer, z: _Buffer, units: int) -> None:
     """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), as float32 bits."""
-
-def decode(w: _Buffer, n: int, units: int, wq: _Buffer) -> int:
-    """wq = the weights w (units, n) as dot_rows aligns them, plus 2^24; per row its
-    exponent and the sums of its high and low halves; then the checksum of w
-    (`matches`). Returns 1 (wq not valid) if w holds an infinity or NaN."""
-
-def matches(w: _Buffer, count: int, wq: _Buffer, at: int) -> int:
-    """1 if wq[at] holds the checksum of w's `count` float32 words (see `decode`), else 0."""
-
-def dot_cached(x: _Buffer, wq: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffer, acc: _Buffer) -> int:
-    """dot_rows with the weights decoded by `decode`: the same limbs, in acc."""
-
-def _put(
-    acc: _Buffer, u: int, a3: int, a2: int, a1: int, a0: int, wq: _Buffer, t: int, ls: int, hs: int, ex: int
-) -> None: ...

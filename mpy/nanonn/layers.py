@@ -39,7 +39,8 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 _XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
-_dot_cached = _fast.dot_cached if _fast is not None else None
+_cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
+_dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
 _axpy = _f32k.axpy_rows if _f32k is not None else None
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
@@ -100,6 +101,15 @@ def _copy_floats(xs, x):
     except ValueError:
         return False
     return True
+
+
+def _import_cache():
+    global _cache, _dot_cached
+    if _cache is None:
+        from . import fdense_cache_viper
+
+        _cache = fdense_cache_viper
+        _dot_cached = fdense_cache_viper.dot_cached
 
 
 def floats(n):
@@ -236,6 +246,7 @@ class Dense(Layer):
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
             if self.cache:
+                _import_cache()
                 u = self.units
                 self.wq = array("i", bytes(4 * (u * self.inputs + 3 * u + 1)))
                 self._wq_ok = False
@@ -276,13 +287,13 @@ class Dense(Layer):
         """The dot products' limbs into _ACC (dot_cached where the decoded weights are
         current, else dot_rows); 1 if x or W is not finite."""
         if self.wq is not None and not training and self._cached():
-            return _dot_cached(x, self.wq, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only where viper does)
+            return _dot_cached(x, self.wq, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
         return _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
 
     def _cached(self):
         """Whether wq holds the current weights, decoding them again if they changed
         (training's forward passes use dot_rows: the weights change at every step)."""
-        wq, f = self.wq, _fast
+        wq, f = self.wq, _cache
         if wq is None or f is None:
             return False
         if f.matches(self.w, len(self.w), wq, len(wq) - 1):
