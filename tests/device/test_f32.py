@@ -66,6 +66,9 @@ def _kernels():
     return layers._f32k if IS_MICROPYTHON else _Source()
 
 
+_SINGLE = 1.0 + 2.0**-30 == 1.0  # a single-precision port (floats are float32)
+
+
 def _bits(v):
     return struct.unpack("<I", struct.pack("<f", v))[0]
 
@@ -112,6 +115,8 @@ def test_outer_product_within_one_ulp():
             # one ulp of the result, plus the bits dropped below the larger operand's
             # 28 (visible when the two nearly cancel)
             tol = _ulp(w) + big[j] * 2.0**-26
+            if _SINGLE:  # the reference itself is rounded twice in float32 there
+                tol = 2 * _ulp(w) + big[j] * 2.0**-23
             ok(abs(y[j] - w) <= tol, "exponents %d..%d: y[%d] = %r, want %r" % (lo, hi, j, y[j], w))
 
 
