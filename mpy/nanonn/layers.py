@@ -163,7 +163,7 @@ class Dense(Layer):
     gradients and the input gradient, all array('f') allocated in build().
     `cache=True` (where viper exists) keeps the weights also decoded for the viper
     kernel, 4 more bytes per weight, for about twice the forward speed
-    (fdense_viper.dot_cached: the same results to the bit); a checksum of w notices
+    (fdense_cache_viper.dot_cached: the same results to the bit); a checksum of w notices
     any change to the weights, which are then decoded again at the next predict.
     """
 
