@@ -30,7 +30,7 @@ except NO_NATIVE_CODE:
     _fast = None
 try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
     from . import f32_viper as _f32k
-except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+except NO_NATIVE_CODE:
     _f32k = None
 
 

@@ -9,7 +9,14 @@ from nanonn import Dense, Network, crc32, layers, load, nnm, quant
 from nanonn.crc32_py import crc32_py
 from nanonn.errors import NO_NATIVE_CODE
 
-VIPER_MODULES = ("crc32_viper", "fdense_viper", "qkernels_viper", "typecode_viper")
+VIPER_MODULES = (
+    "crc32_viper",
+    "f32_viper",
+    "fdense_cache_viper",
+    "fdense_viper",
+    "qkernels_viper",
+    "typecode_viper",
+)
 
 
 def _import(name):
