@@ -22,10 +22,12 @@ heaps below 2^31 (every RP2040/RP2350 and ESP32-family board; on a 32-bit port a
 address in [2^30, 2^31) comes back as a negative small int, which the viper
 function corrects); at or above 2^31 (some external-SDRAM boards, the 32-bit unix
 port) `id` makes a long int, one small allocation per call. The read is checked
-at import on arrays and memoryviews of every typecode the port has; where it is
-not available (a port without the native emitter, a failed check) `typecode`
-falls back to `_copy_code`: the element size from a copy of the
-bytes (allocates) and float or int from the first element.
+at import on arrays and memoryviews of every typecode the port has. A port
+without the native emitter (the WebAssembly port) reads the same byte through
+`uctypes.bytes_at` (allocates a 1-byte bytes per call), checked the same way;
+where neither is available or passes the check, `typecode` falls back to
+`_copy_code`: the element size from a copy of the bytes (allocates) and float
+or int from the first element (signedness not told apart).
 """
 
 import sys
@@ -41,11 +43,17 @@ _MICROPYTHON = sys.implementation.name == "micropython"
 _OFFSET = 8 if sys.maxsize >> 32 else 4  # the typecode's byte: after the type pointer
 
 header_code = None
+_uctypes = None
 if _MICROPYTHON:
     try:
         from .typecode_viper import header_code
     except NO_NATIVE_CODE:
         header_code = None  # ports without the native emitter
+    if header_code is None:
+        try:
+            import uctypes as _uctypes
+        except ImportError:
+            _uctypes = None
 
 
 def _copy_code(x):
@@ -71,11 +79,26 @@ def _cpython_code(x):
     return ord(c) if len(c) == 1 and c in NUMERIC else 0
 
 
-def _check_viper():
-    """Whether the header read gives the typecode of every array and memoryview (run
+def _uctypes_code(x):
+    """The header's typecode byte read through uctypes (ports without viper;
+    allocates the 1-byte bytes), mapped as `typecode_viper.header_code` maps it."""
+    a = id(x)
+    if a < 0:  # a 32-bit port's address in [2^30, 2^31) (see typecode_viper)
+        a = a & 0x7FFFFFFF
+    c = _uctypes.bytes_at(a + _OFFSET, 1)[0] & 0x7F  # pyright: ignore[reportOptionalMemberAccess]  # set when used
+    if c == 1:  # bytearray
+        return UINT8
+    return c if c and chr(c) in NUMERIC else 0
+
+
+def _viper_code(x):
+    a = id(x)
+    return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+
+
+def _check(read):
+    """Whether `read(x)` gives the typecode of every array and memoryview (run
     once at import, then deleted: its code would only take RAM)."""
-    if header_code is None:
-        return False
     xs = [memoryview(bytearray(2)), memoryview(b"ab")]
     want = [UINT8, UINT8]
     for c in NUMERIC:
@@ -86,15 +109,21 @@ def _check_viper():
         xs += [a, memoryview(a)]
         want += [ord(c), ord(c)]
     for i in range(len(xs)):
-        a = id(xs[i])
-        if header_code(a, a < 0, _OFFSET) != want[i]:
+        if read(xs[i]) != want[i]:
             return False
     return True
 
 
-_HEADER = _MICROPYTHON and _check_viper()  # typecode reads the header in viper
-del _check_viper
-_slow_code = _copy_code if _MICROPYTHON else _cpython_code
+_HEADER = (
+    _MICROPYTHON and header_code is not None and _check(_viper_code)
+)  # typecode reads the header in viper
+if not _MICROPYTHON:
+    _slow_code = _cpython_code
+elif not _HEADER and _uctypes is not None and _check(_uctypes_code):
+    _slow_code = _uctypes_code  # no viper: the header through uctypes (exact; one small allocation)
+else:
+    _slow_code = _copy_code
+del _check, _viper_code
 
 
 def typecode(x):

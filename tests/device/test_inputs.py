@@ -20,9 +20,16 @@ from nanonn.nnm import dumps
 from nanonn.quant import KERNELS, QDense, QNetwork
 from nanonn.rand import Random
 
-# Ports without the native emitter (the WebAssembly port) tell typecodes by the copy
-# fallback, which cannot tell signed from unsigned (inputs._copy_code).
-NO_SIGNEDNESS = "no native emitter on this port: the copy fallback (inputs._copy_code) cannot tell signed from unsigned typecodes"
+# Ports without the native emitter read the header through uctypes; a port with neither
+# tells typecodes by the copy fallback, which cannot tell signed from unsigned.
+NO_SIGNEDNESS = "neither viper nor uctypes on this port: the copy fallback (inputs._copy_code) cannot tell signed from unsigned typecodes"
+
+
+def _exact():
+    """Whether typecode tells every typecode apart here (not the copy fallback)."""
+    return not IS_MICROPYTHON or inputs._HEADER or inputs._slow_code is not inputs._copy_code
+
+
 N = 4
 ALL_TYPECODES = "bBhHiIlLqQfd"
 # Sample values per kind: signed ints (raw readings), unsigned ints, floats that are
@@ -83,10 +90,18 @@ def test_every_typecode_is_tested():
         ok(inputs._HEADER, "the viper header read passed its import check and is in use")
     elif IS_MICROPYTHON:
         ok(not inputs._HEADER, "no viper header read on a port without the native emitter")
+        try:
+            import uctypes  # noqa: F401
+        except ImportError:
+            return
+        ok(
+            inputs._slow_code is inputs._uctypes_code,
+            "the uctypes header read passed its import check and is in use",
+        )
 
 
 def test_typecode_of_arrays_memoryviews_and_bytes():
-    if IS_MICROPYTHON and not inputs._HEADER:
+    if not _exact():
         skip(NO_SIGNEDNESS)
     for c in _typecodes():
         a = array(c, _values(c))
@@ -286,7 +301,7 @@ def test_predict_int8_refuses_wider_types_and_non_buffers():
             for x, what in (
                 (
                     array(c, _values(c)),
-                    "array('%s')" % c if inputs._HEADER or not IS_MICROPYTHON else "array(",
+                    "array('%s')" % c if _exact() else "array(",
                 ),
                 (_padded_view(c, _values(c)), "memoryview"),
             ):

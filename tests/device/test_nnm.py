@@ -9,14 +9,12 @@ from array import array
 from check import (
     HEAP_MEASURED,
     IS_MICROPYTHON,
-    IS_WASM,
     CheckFailed,
     ChunkedStream,
     close,
     eq,
     ok,
     raises,
-    skip,
     unique_id,
 )
 from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
@@ -419,10 +417,6 @@ def test_int8_weights_used_in_place_from_bytes():
     q, X = _qnet()
     data = nnm.dumps(q)
     loaded = load(data)
-    if IS_WASM:  # a known gap, reported: quant._int8_bytes copies what typecode calls int8
-        skip(
-            "no native emitter: inputs' copy fallback types a memoryview of bytes as 'b', so the weights are copied"
-        )
     eq([type(layer.w) is memoryview for layer in loaded.layers], [True] * 4, "int8 weights are views")
     raises(ValueError, load, data, trainable=True, contains=("trainable: expected False for an int8 model",))
 
