@@ -5,6 +5,29 @@ import sys
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 
+def _heap_bytes():
+    import gc
+
+    return gc.mem_free() + gc.mem_alloc()  # pyright: ignore[reportAttributeAccessIssue]
+
+
+# A board-sized heap (the bare-metal firmware: 150-190 KB) rather than the 16 MB the
+# unix-port runs give: tests then use smaller networks and keep the large cases for x64.
+SMALL_HEAP = IS_MICROPYTHON and _heap_bytes() < 1 << 20
+
+
+def unique_suffix():
+    """A number unique enough per process to name temporary files (MicroPython has no
+    os.getpid; the bare-metal firmware has no os.urandom either, nor files to name)."""
+    import os
+
+    if hasattr(os, "urandom"):
+        return int.from_bytes(os.urandom(4), "little")
+    import time
+
+    return time.ticks_us()  # pyright: ignore[reportAttributeAccessIssue]
+
+
 class CheckFailed(Exception):
     pass
 
