@@ -80,12 +80,12 @@ class BareMetalError(Exception):
 
 
 def firmware(target: Target) -> Path:
-    """The firmware ELF of `target`: $NANONN_FIRMWARE_DIR/<BOARD>/firmware.elf, else
-    build/micropython/qemu-<BOARD>/firmware.elf (built by tools/build_interpreters.py)."""
+    """The firmware ELF of `target`: build/interpreters/<name>/firmware.elf (built by
+    `make interpreters`, tools/interpreters.py), or $NANONN_FIRMWARE_DIR/<BOARD>/firmware.elf."""
     base = os.environ.get("NANONN_FIRMWARE_DIR")
     if base:
         return Path(base) / target.board / "firmware.elf"
-    return ROOT / "build" / "micropython" / ("qemu-" + target.board) / "firmware.elf"
+    return ROOT / "build" / "interpreters" / target.name / "firmware.elf"
 
 
 def missing(target: Target) -> list[str]:
@@ -94,7 +94,9 @@ def missing(target: Target) -> list[str]:
     if shutil.which(target.qemu) is None:
         out.append("%s (Debian package %s)" % (target.qemu, target.debian[0]))
     if not firmware(target).is_file():
-        out.append("%s (make interpreters; needs Debian %s)" % (firmware(target), " ".join(target.debian[1:])))
+        out.append(
+            "%s (make interpreters; needs Debian %s)" % (firmware(target), " ".join(target.debian[1:]))
+        )
     return out
 
 
@@ -158,7 +160,11 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None) -> 
 
 def qemu_command(target: Target, romfs: Path | None = None, icount: bool = False) -> list[str]:
     """The qemu command line running `target`'s firmware with its UART on stdio."""
-    cmd = [target.qemu] + target.machine + ["-nographic", "-monitor", "null", "-semihosting", "-serial", "stdio"]
+    cmd = (
+        [target.qemu]
+        + target.machine
+        + ["-nographic", "-monitor", "null", "-semihosting", "-serial", "stdio"]
+    )
     if icount:
         # one virtual ns per instruction, no sleeping: the firmware's clock counts instructions
         cmd += ["-icount", "shift=0,align=off,sleep=off"]
@@ -193,7 +199,9 @@ class Session:
         while marker not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BareMetalError("timeout after %.0f s waiting for %r; got %r" % (timeout, marker, self.buf[-2000:]))
+                raise BareMetalError(
+                    "timeout after %.0f s waiting for %r; got %r" % (timeout, marker, self.buf[-2000:])
+                )
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 chunk = os.read(fd, 65536)
@@ -213,7 +221,9 @@ class Session:
         out = self._read_until(b"\x04", timeout)
         err = self._read_until(b"\x04", 30)
         self._read_until(b">", 30)
-        return out.decode(errors="replace").replace("\r\n", "\n"), err.decode(errors="replace").replace("\r\n", "\n")
+        return out.decode(errors="replace").replace("\r\n", "\n"), err.decode(errors="replace").replace(
+            "\r\n", "\n"
+        )
 
     def close(self) -> None:
         """Stop qemu (the firmware has no power switch)."""
@@ -242,7 +252,9 @@ def main(argv=None) -> int:
     p.add_argument("target", choices=sorted(TARGETS))
     p.add_argument("-c", dest="code", required=True, help="the code to run")
     p.add_argument("--rom", type=Path, help="stage the device package and tests into this folder's ROMFS")
-    p.add_argument("--icount", action="store_true", help="count instructions (ticks_us = instructions / 1000)")
+    p.add_argument(
+        "--icount", action="store_true", help="count instructions (ticks_us = instructions / 1000)"
+    )
     args = p.parse_args(argv)
     target = TARGETS[args.target]
     lack = missing(target)

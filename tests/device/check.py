@@ -16,6 +16,25 @@ def _heap_bytes():
 SMALL_HEAP = IS_MICROPYTHON and _heap_bytes() < 1 << 20
 
 
+def now_ms():
+    """A millisecond clock for durations: time.ticks_ms on MicroPython (time.time() is
+    whole seconds on float32 ports and absent on the bare-metal firmware); use since_ms."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_ms()  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0
+
+
+def since_ms(t0):
+    """Milliseconds elapsed since t0 = now_ms()."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_diff(time.ticks_ms(), t0)  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0 - t0
+
+
 def unique_suffix():
     """A number unique enough per process to name temporary files (MicroPython has no
     os.getpid; the bare-metal firmware has no os.urandom either, nor files to name)."""

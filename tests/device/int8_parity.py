@@ -14,6 +14,7 @@ import json
 from array import array
 
 import micropython
+
 from nanonn import Dense, Network, load, nnm
 from nanonn.activations import LeakyReLU
 from nanonn.quant import QDense, QNetwork

@@ -37,7 +37,10 @@ def run(module_name):
     passed = failed = skipped = 0
     for name in names:
         if name in needs_fs and sys.platform in PORTS_WITHOUT_FILESYSTEM:
-            print("SKIP %s::%s: needs a writable filesystem (port %s has none)" % (module_name, name, sys.platform))
+            print(
+                "SKIP %s::%s: needs a writable filesystem (port %s has none)"
+                % (module_name, name, sys.platform)
+            )
             skipped += 1
             continue
         fn = getattr(module, name)
