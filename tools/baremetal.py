@@ -130,29 +130,34 @@ def mpy_cross(src: Path, dst: Path, march: str) -> None:
         raise BareMetalError("mpy-cross %s: %s" % (src, proc.stderr.strip()))
 
 
-def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None) -> Path:
-    """A ROMFS tree in `dest` for `target`: lib/nanonn/*.mpy (compiled for its arch), the
-    device tests and their data (tests/device as lib/*.mpy, tests/data, examples/gesture),
-    plus `extra` files {relative path: bytes}; returns the image file dest/romfs.img."""
+def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, march: str = "") -> Path:
+    """A ROMFS tree in `dest` for `target`: lib/nanonn/*.mpy (compiled for its arch, or
+    `march`), the device tests and their data (tests/device as lib/*.mpy, tests/data,
+    examples/gesture), plus `extra` files {relative path: bytes}, a `.py` among them
+    compiled to `.mpy`; returns the image file dest/romfs.img."""
+    march = march or target.march
     tree = dest / "tree"
     if tree.exists():
         shutil.rmtree(tree)
     (tree / "lib" / "nanonn").mkdir(parents=True)
     for f in sorted((ROOT / "mpy" / "nanonn").glob("*.py")):
-        mpy_cross(f, tree / "lib" / "nanonn" / (f.stem + ".mpy"), target.march)
+        mpy_cross(f, tree / "lib" / "nanonn" / (f.stem + ".mpy"), march)
     for f in sorted((ROOT / "tests" / "device").glob("*.py")):
-        mpy_cross(f, tree / "lib" / (f.stem + ".mpy"), target.march)
+        mpy_cross(f, tree / "lib" / (f.stem + ".mpy"), march)
     shutil.copytree(ROOT / "tests" / "data", tree / "tests" / "data")
     gesture = tree / "examples" / "gesture"
     gesture.mkdir(parents=True)
     for name in GESTURE_MODULES:
-        mpy_cross(ROOT / "examples" / "gesture" / (name + ".py"), gesture / (name + ".mpy"), target.march)
+        mpy_cross(ROOT / "examples" / "gesture" / (name + ".py"), gesture / (name + ".mpy"), march)
     if (ROOT / "examples" / "gesture" / "data").is_dir():
         shutil.copytree(ROOT / "examples" / "gesture" / "data", gesture / "data")
     for rel, data in (extra or {}).items():
         p = tree / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
+        if p.suffix == ".py":
+            mpy_cross(p, p.with_suffix(".mpy"), march)
+            p.unlink()
     image = dest / "romfs.img"
     make_romfs(tree, image)
     return image
