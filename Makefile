@@ -53,6 +53,19 @@ firmware:
 bench: $(STAMP)
 	$(PY) tools/bench.py
 
+# Board-like interpreters (README "Boards", tools/interpreters.py): the Debian cross compilers and
+# emulators from tools/system-packages.txt (installed when run as root, else named), then the five
+# interpreters built from the pinned sdist + ../shared/micropython-src into build/interpreters/
+# (cached: a second run does nothing). Under CI=true a board that cannot be built fails the build.
+.PHONY: system-packages interpreters
+system-packages:
+	bash tools/install-system-packages.sh
+
+interpreters: $(STAMP) system-packages
+	$(PY) tools/interpreters.py build all --available
+
+test: interpreters
+
 # Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
 # of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).
 # `make bench-memory`: the smallest heap that loads and runs the 784-36-14-10 int8 model.
