@@ -47,10 +47,11 @@ from support import run_device  # noqa: E402
 
 OUT = ROOT / "boards" / "measured.json"
 C_DIR = ROOT / "tools" / "baremetal_c"
-# the board each interpreter stands for: its .mpy arch and clock (MHz, the usual setting)
+# the board each interpreter stands for (its .mpy arch: tools/interpreters.py) and its clock
+# (MHz, the usual setting)
 BOARDS = {
-    "cortex-m3": {"profile": "rp2040", "mpy_arch": "armv6m", "clock_mhz": 125},
-    "rv32imc": {"profile": "esp32c3", "mpy_arch": "rv32imc", "clock_mhz": 160},
+    "cortex-m3": {"profile": "rp2040", "clock_mhz": 125},
+    "rv32imc": {"profile": "esp32c3", "clock_mhz": 160},
 }
 C_BUILD = {
     "cortex-m3": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-T", str(C_DIR / "arm.ld")],
@@ -185,8 +186,7 @@ def c_speed(target, qspec, folder: Path) -> dict:
     src.write_text(c_program(qspec))
     cmd = C_BUILD[target.name] + ["-O2", "-ffreestanding", "-nostdlib", "-o", str(elf), str(src), "-lgcc"]
     subprocess.run(cmd, check=True)
-    qemu = [target.qemu] + target.machine + ["-nographic", "-monitor", "null", "-semihosting"]
-    qemu += ["-icount", "shift=0,align=off,sleep=off", "-kernel", str(elf)]
+    qemu = target.emulator + ["-icount", "shift=0,align=off,sleep=off", "-kernel", str(elf)]
     proc = subprocess.run(qemu, capture_output=True, text=True, timeout=600)
     lines = _json_lines(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0 or not lines:
@@ -204,7 +204,8 @@ def c_speed(target, qspec, folder: Path) -> dict:
 def measure(b: Bench, target) -> dict:
     """Every figure for one interpreter."""
     image = b.image(target)
-    out = dict(BOARDS[target.name], interpreter=target.name, firmware_heap=target.heap)
+    out = dict(BOARDS[target.name], interpreter=target.name, mpy_arch=target.interpreter.mpy_arch)
+    out["firmware_heap"] = target.heap
     mem = {}
     for source in ("file", "const"):
         r = memory(target, image, source)
