@@ -235,7 +235,7 @@ def run(target: Target, code: str, romfs: Path | None = None, icount: bool = Fal
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("target", choices=sorted(TARGETS))
     p.add_argument("-c", dest="code", required=True, help="the code to run")
     p.add_argument("--rom", type=Path, help="stage the device package and tests into this folder's ROMFS")

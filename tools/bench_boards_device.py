@@ -42,13 +42,19 @@ def xf_input(n):
 
 
 def _load(source):
+    """The int8 model from "file" (/rom/big.nnm) or "const" (big_int8.MODEL, in place)."""
     import nanonn
+    from nanonn.quant import QNetwork
 
     if source == "file":
-        return nanonn.load("/rom/big.nnm")
-    import big_int8
+        net = nanonn.load("/rom/big.nnm")
+    else:
+        import big_int8  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)
 
-    return nanonn.load(big_int8.MODEL)
+        net = nanonn.load(big_int8.MODEL)
+    if not isinstance(net, QNetwork):
+        raise TypeError("expected the int8 model, got %s" % type(net).__name__)
+    return net
 
 
 def memory(source, blocker=0):
@@ -120,7 +126,7 @@ def speed(n):
     net = None
     gc.collect()
     try:
-        import big_f32
+        import big_f32  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)
 
         fnet = nanonn.load(big_f32.MODEL)  # in place from ROMFS when aligned (as frozen)
         out["float_in_place"] = fnet.layers[0].in_place
