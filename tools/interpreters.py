@@ -413,7 +413,9 @@ def _status(name: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Board-like MicroPython interpreters built from pinned source.")
+    parser = argparse.ArgumentParser(
+        description="Board-like MicroPython interpreters built from pinned source."
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the interpreters, what each stands for, and their status")
     b = sub.add_parser("build", help="build (if needed) and print each binary's path")

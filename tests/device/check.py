@@ -66,3 +66,22 @@ class ChunkedStream:
 
     def read(self, n):
         return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
+
+
+def ticks_ms():
+    """A millisecond counter for durations (`time.time()` is whole seconds on the
+    single-precision boards): MicroPython's ticks_ms, CPython's monotonic clock."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_ms()  # pyright: ignore[reportAttributeAccessIssue]
+    return int(time.monotonic() * 1000)
+
+
+def elapsed_ms(t0):
+    """Milliseconds since `t0 = ticks_ms()` (wrap-safe on MicroPython)."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_diff(ticks_ms(), t0)  # pyright: ignore[reportAttributeAccessIssue]
+    return ticks_ms() - t0
