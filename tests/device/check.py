@@ -5,6 +5,48 @@ import sys
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 
+def _heap_bytes():
+    import gc
+
+    return gc.mem_free() + gc.mem_alloc()  # pyright: ignore[reportAttributeAccessIssue]
+
+
+# A board-sized heap (the bare-metal firmware: 150-190 KB) rather than the 16 MB the
+# unix-port runs give: tests then use smaller networks and keep the large cases for x64.
+SMALL_HEAP = IS_MICROPYTHON and _heap_bytes() < 1 << 20
+
+
+def now_ms():
+    """A millisecond clock for durations: time.ticks_ms on MicroPython (time.time() is
+    whole seconds on float32 ports and absent on the bare-metal firmware); use since_ms."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_ms()  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0
+
+
+def since_ms(t0):
+    """Milliseconds elapsed since t0 = now_ms()."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_diff(time.ticks_ms(), t0)  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0 - t0
+
+
+def unique_suffix():
+    """A number unique enough per process to name temporary files (MicroPython has no
+    os.getpid; the bare-metal firmware has no os.urandom either, nor files to name)."""
+    import os
+
+    if hasattr(os, "urandom"):
+        return int.from_bytes(os.urandom(4), "little")
+    import time
+
+    return time.ticks_us()  # pyright: ignore[reportAttributeAccessIssue]
+
+
 class CheckFailed(Exception):
     pass
 
@@ -67,21 +109,3 @@ class ChunkedStream:
     def read(self, n):
         return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
 
-
-def ticks_ms():
-    """A millisecond counter for durations (`time.time()` is whole seconds on the
-    single-precision boards): MicroPython's ticks_ms, CPython's monotonic clock."""
-    import time
-
-    if IS_MICROPYTHON:
-        return time.ticks_ms()  # pyright: ignore[reportAttributeAccessIssue]
-    return int(time.monotonic() * 1000)
-
-
-def elapsed_ms(t0):
-    """Milliseconds since `t0 = ticks_ms()` (wrap-safe on MicroPython)."""
-    import time
-
-    if IS_MICROPYTHON:
-        return time.ticks_diff(ticks_ms(), t0)  # pyright: ignore[reportAttributeAccessIssue]
-    return ticks_ms() - t0

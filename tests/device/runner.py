@@ -3,12 +3,22 @@
     micropython tests/device/runner.py test_core [test_other ...]
 
 Prints `PASS module::name` or `FAIL module::name: error` for each test (with
-the traceback before the FAIL line) and `N passed, N failed` at the end;
-exits with the number of failures (at most 100). MicroPython's unix port has
-no unittest: this is all the framework the device tests need.
+the traceback before the FAIL line), `SKIP module::name: reason` for a test
+the port cannot run, and `N passed, N failed, N skipped` at the end; exits
+with the number of failures (at most 100). MicroPython's unix port has no
+unittest: this is all the framework the device tests need.
+
+What a port lacks is the runner's own knowledge (PORTS_WITHOUT_FILESYSTEM,
+by `sys.platform`); a test module names its tests that need a writable
+filesystem in `NEEDS_FILESYSTEM`. Skips are reported, never counted as passes.
 """
 
+import gc
 import sys
+
+# ports with no writable filesystem: the bare-metal qemu firmware (Cortex-M3, rv32imc),
+# which reads its modules from a read-only ROMFS
+PORTS_WITHOUT_FILESYSTEM = ("qemu",)
 
 
 def _print_traceback(exc):
@@ -23,9 +33,18 @@ def _print_traceback(exc):
 def run(module_name):
     module = __import__(module_name)
     names = sorted(n for n in dir(module) if n.startswith("test_"))
-    passed = failed = 0
+    needs_fs = getattr(module, "NEEDS_FILESYSTEM", ())
+    passed = failed = skipped = 0
     for name in names:
+        if name in needs_fs and sys.platform in PORTS_WITHOUT_FILESYSTEM:
+            print(
+                "SKIP %s::%s: needs a writable filesystem (port %s has none)"
+                % (module_name, name, sys.platform)
+            )
+            skipped += 1
+            continue
         fn = getattr(module, name)
+        gc.collect()  # each test starts from a collected heap (a board's heap is small)
         try:
             fn()
         except Exception as exc:  # report every failure, keep going
@@ -35,19 +54,20 @@ def run(module_name):
         else:
             print("PASS %s::%s" % (module_name, name))
             passed += 1
-    return passed, failed
+    return passed, failed, skipped
 
 
 def main(argv):
-    passed = failed = 0
+    passed = failed = skipped = 0
     for arg in argv:
         name = arg.split("/")[-1]
         if name.endswith(".py"):
             name = name[:-3]
-        p, f = run(name)
+        p, f, s = run(name)
         passed += p
         failed += f
-    print("device: %d passed, %d failed" % (passed, failed))
+        skipped += s
+    print("device: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return failed
 
 
