@@ -108,4 +108,3 @@ class ChunkedStream:
 
     def read(self, n):
         return self.f.read(n)  # pyright: ignore[reportAttributeAccessIssue]
-
