@@ -45,7 +45,7 @@ class BoardRuntime:
 # The Linux-process board interpreters (the bare-metal ones: tools/baremetal.py).
 BOARD_RUNTIMES = {
     "x86-32": BoardRuntime("x86-32", True, "16M", "unix"),  # 32-bit semantics, every case
-    "x86-32-py": BoardRuntime("x86-32", False, "110000", "esp32"),  # .py; the smallest board heap
+    "x86-32-py": BoardRuntime("x86-32", False, "512K", "esp32s3"),  # .py: its bytecode in the heap too
     "armv6m": BoardRuntime("armv6m", True, "190000", "rp2040"),
     "armv7m": BoardRuntime("armv7m", True, "460000", "rp2350"),
 }
