@@ -21,10 +21,11 @@ import functools
 import json
 import math
 import struct
+import subprocess
 
 import pytest
 
-from support import BOARD_RUNTIMES, ROOT, board_unavailable, run_device
+from support import BOARD_RUNTIMES, ROOT, board_unavailable, device_env, interpreters, run_device
 
 PORTS = ("micropython",) + tuple(BOARD_RUNTIMES)
 FLOAT_ULPS = 4  # float predict vs CPython (double), in ulps of the vector's largest output (measured: 3)
@@ -145,3 +146,37 @@ def test_float_predict_within_a_few_ulps_of_cpython(runtime):
             ulp = _ulp32(max(abs(v) for v in ws))
             worst = max([worst] + [abs(a - b) / ulp for a, b in zip(ws, gs)])
     assert worst <= FLOAT_ULPS, "%s: float predict %.1f float32 ulps from CPython's" % (runtime, worst)
+
+
+# On-device quantization in a board's heap (tests/device/quant_fit.py: a script that builds
+# the seeded float network and 16 calibration rows, then quantizes; x86-32 with the package
+# as .mpy): a network one step below the largest measured to fit each board profile's heap
+# (the edge moves with where paths and objects land in the heap), and one about twice the
+# largest that must fail with a plain MemoryError (README "Boards" states the edges).
+QUANTIZE_FITS = (
+    ("esp32", 110000, "16-8-4", "48-24-10"),
+    ("esp32c3", 150000, "64-36-10", "64-96-10"),
+    ("rp2040", 190000, "64-48-10", "128-64-10"),
+)
+
+
+@pytest.mark.parametrize("board,heap,fits,fails", QUANTIZE_FITS, ids=[b[0] for b in QUANTIZE_FITS])
+def test_on_device_quantize_fits_the_board_heap(board, heap, fits, fails):
+    _require("x86-32")
+    interp = interpreters()
+    env = device_env("x86-32")
+    for sizes, want in ((fits, True), (fails, False)):
+        proc = subprocess.run(
+            interp.command("x86-32", str(heap)) + ["tests/device/quant_fit.py", sizes],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ok = json.loads(proc.stdout.strip().splitlines()[-1])["ok"]
+        if want:
+            assert ok is True, "%s (%d B heap): quantize of %s failed: %s" % (board, heap, sizes, ok)
+        else:
+            assert ok is not True and "memory allocation failed" in ok, (board, sizes, ok)
