@@ -17,7 +17,7 @@ from nanonn import Dense, Network
 from nanonn.rand import Random
 
 sizes = [int(v) for v in sys.argv[1].split("-")]
-out = {"sizes": sizes}
+out: dict[str, object] = {"sizes": sizes}
 try:
     layers = [Dense(sizes[1], inputs=sizes[0], activation="relu")]
     for units in sizes[2:-1]:
