@@ -66,6 +66,14 @@ interpreters: $(STAMP) system-packages
 
 test: interpreters
 
+# What a board would see (README "Boards: RAM and speed"): RAM, the smallest free heap and
+# instructions per inference of the 784-36-14-10 model on the bare-metal firmware (cortex-m3
+# for an RP2040, rv32imc for an ESP32-C3, under qemu-system -icount), beside the same int8
+# network in C on the same emulator; writes boards/measured.json (read by `nanonn info`).
+.PHONY: bench-boards
+bench-boards: $(STAMP) interpreters
+	$(PY) tools/bench_boards.py
+
 # Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
 # of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).
 # `make bench-memory`: the smallest heap that loads and runs the 784-36-14-10 int8 model.

@@ -28,75 +28,61 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import interpreters  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Target:
-    """One bare-metal interpreter: its qemu, machine, firmware and `.mpy` arch."""
+    """One bare-metal interpreter (tools/interpreters.py builds it): its emulator command,
+    heap, ROMFS address, and the `.mpy` arch the device suite is compiled for."""
 
     name: str  # cortex-m3, rv32imc
-    qemu: str  # qemu-system-arm, qemu-system-riscv32
-    machine: list[str]  # the qemu arguments naming the machine and CPU
-    board: str  # the qemu port's BOARD
-    heap: int  # MICROPY_HEAP_SIZE of the firmware
-    march: str  # mpy-cross -march for the firmware's viper code
-    romfs_addr: int  # MICROPY_HW_ROMFS_PART0_START of the board
-    debian: tuple[str, ...]  # the Debian packages that provide qemu and the toolchain
-    profile: str  # the board profile (boards/<name>/) whose RAM and speed this stands for
+    march: str  # mpy-cross -march of the device suite's .mpy files
+    profile: str  # the board profile (boards/<name>/) whose RAM and speed it stands for
+
+    @property
+    def interpreter(self):
+        return interpreters.get(self.name)
+
+    @property
+    def emulator(self) -> list[str]:
+        """The qemu command naming the machine and CPU, UART not yet routed."""
+        return list(self.interpreter.emulator)
+
+    @property
+    def heap(self) -> int:
+        return self.interpreter.heap_bytes
 
 
+# cortex-m3 runs the suite as armv7m (its own Thumb-2 viper code; the Linux-process armv6m
+# interpreter already runs an RP2040's), make bench-boards as an RP2040's armv6m.
 TARGETS = {
-    "cortex-m3": Target(
-        "cortex-m3",
-        "qemu-system-arm",
-        ["-machine", "mps2-an385"],
-        "MPS2_AN385",
-        190000,
-        "armv7m",
-        0x21000000,
-        ("qemu-system-arm", "gcc-arm-none-eabi", "libnewlib-arm-none-eabi"),
-        "rp2040",
-    ),
-    "rv32imc": Target(
-        "rv32imc",
-        "qemu-system-riscv32",
-        ["-machine", "virt", "-bios", "none", "-cpu", "rv32"],
-        "VIRT_RV32",
-        150000,
-        "rv32imc",
-        0x80610000,
-        ("qemu-system-misc", "gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf"),
-        "esp32c3",
-    ),
+    "cortex-m3": Target("cortex-m3", "armv7m", "rp2040"),
+    "rv32imc": Target("rv32imc", "rv32imc", "esp32c3"),
 }
-
-
 # the device-side modules of examples/gesture that tests/device/test_gesture.py imports
 GESTURE_MODULES = ("features", "imu", "replay")
 
 
 class BareMetalError(Exception):
-    """The firmware did not answer as the raw REPL should, or qemu is missing."""
+    """The firmware did not answer as the raw REPL should."""
 
 
 def firmware(target: Target) -> Path:
     """The firmware ELF of `target`: build/interpreters/<name>/firmware.elf (built by
-    `make interpreters`, tools/interpreters.py), or $NANONN_FIRMWARE_DIR/<BOARD>/firmware.elf."""
+    `make interpreters`), or $NANONN_FIRMWARE_DIR/<name>/firmware.elf."""
     base = os.environ.get("NANONN_FIRMWARE_DIR")
-    if base:
-        return Path(base) / target.board / "firmware.elf"
-    return ROOT / "build" / "interpreters" / target.name / "firmware.elf"
+    return Path(base) / target.name / "firmware.elf" if base else target.interpreter.binary
 
 
 def missing(target: Target) -> list[str]:
-    """What is missing to run `target` (the emulator command, the firmware), empty when ready."""
-    out = []
-    if shutil.which(target.qemu) is None:
-        out.append("%s (Debian package %s)" % (target.qemu, target.debian[0]))
+    """What is missing to run `target` (Debian packages, the firmware), empty when ready."""
+    packages = interpreters.missing_packages(target.name)
+    out = ["Debian packages %s" % " ".join(packages)] if packages else []
     if not firmware(target).is_file():
-        out.append(
-            "%s (make interpreters; needs Debian %s)" % (firmware(target), " ".join(target.debian[1:]))
-        )
+        out.append("%s (`make interpreters` builds it)" % firmware(target))
     return out
 
 
@@ -165,16 +151,12 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, mar
 
 def qemu_command(target: Target, romfs: Path | None = None, icount: bool = False) -> list[str]:
     """The qemu command line running `target`'s firmware with its UART on stdio."""
-    cmd = (
-        [target.qemu]
-        + target.machine
-        + ["-nographic", "-monitor", "null", "-semihosting", "-serial", "stdio"]
-    )
+    cmd = target.emulator + ["-serial", "stdio"]
     if icount:
         # one virtual ns per instruction, no sleeping: the firmware's clock counts instructions
         cmd += ["-icount", "shift=0,align=off,sleep=off"]
     if romfs is not None:
-        cmd += ["-device", "loader,file=%s,addr=0x%x,force-raw=on" % (romfs, target.romfs_addr)]
+        cmd += ["-device", "loader,file=%s,addr=0x%x,force-raw=on" % (romfs, target.interpreter.romfs_addr)]
     return cmd + ["-kernel", str(firmware(target))]
 
 

@@ -47,10 +47,21 @@ from support import run_device  # noqa: E402
 
 OUT = ROOT / "boards" / "measured.json"
 C_DIR = ROOT / "tools" / "baremetal_c"
-# the board each interpreter stands for: its .mpy arch and clock (MHz, the usual setting)
+# the board each interpreter stands for (its .mpy arch: tools/interpreters.py) and its clock
+# (MHz, the usual setting)
 BOARDS = {
-    "cortex-m3": {"profile": "rp2040", "mpy_arch": "armv6m", "clock_mhz": 125},
-    "rv32imc": {"profile": "esp32c3", "mpy_arch": "rv32imc", "clock_mhz": 160},
+    "cortex-m3": {"profile": "rp2040", "clock_mhz": 125},
+    "rv32imc": {"profile": "esp32c3", "clock_mhz": 160},
+}
+# which measured entry each board profile uses (`nanonn info`): its own, else the nearest
+# (rp2350: an RP2040's figures, armv6m code; esp32/esp32s3: the ESP32-C3's, rv32imc code;
+# xtensawin has no emulator here)
+APPLIES_TO = {
+    "rp2040": "rp2040",
+    "rp2350": "rp2040",
+    "esp32c3": "esp32c3",
+    "esp32": "esp32c3",
+    "esp32s3": "esp32c3",
 }
 C_BUILD = {
     "cortex-m3": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-T", str(C_DIR / "arm.ld")],
@@ -107,9 +118,7 @@ class Bench:
             "lib/big_int8.py": ("MODEL = %r\n" % self.big).encode(),
             "lib/bench_boards_device.py": (ROOT / "tools" / "bench_boards_device.py").read_bytes(),
         }
-        return baremetal.stage(
-            target, self.folder / target.name, extra, march=BOARDS[target.name]["mpy_arch"]
-        )
+        return baremetal.stage(target, self.folder / target.name, extra, march=target.interpreter.mpy_arch)
 
 
 def _run(target, image, code: str, icount: bool = False) -> list[dict]:
@@ -185,8 +194,7 @@ def c_speed(target, qspec, folder: Path) -> dict:
     src.write_text(c_program(qspec))
     cmd = C_BUILD[target.name] + ["-O2", "-ffreestanding", "-nostdlib", "-o", str(elf), str(src), "-lgcc"]
     subprocess.run(cmd, check=True)
-    qemu = [target.qemu] + target.machine + ["-nographic", "-monitor", "null", "-semihosting"]
-    qemu += ["-icount", "shift=0,align=off,sleep=off", "-kernel", str(elf)]
+    qemu = target.emulator + ["-icount", "shift=0,align=off,sleep=off", "-kernel", str(elf)]
     proc = subprocess.run(qemu, capture_output=True, text=True, timeout=600)
     lines = _json_lines(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0 or not lines:
@@ -204,7 +212,8 @@ def c_speed(target, qspec, folder: Path) -> dict:
 def measure(b: Bench, target) -> dict:
     """Every figure for one interpreter."""
     image = b.image(target)
-    out = dict(BOARDS[target.name], interpreter=target.name, firmware_heap=target.heap)
+    out = dict(BOARDS[target.name], interpreter=target.name, mpy_arch=target.interpreter.mpy_arch)
+    out["firmware_heap"] = target.heap
     mem = {}
     for source in ("file", "const"):
         r = memory(target, image, source)
@@ -254,12 +263,12 @@ def measure(b: Bench, target) -> dict:
 
 def table(results: dict) -> str:
     rows = [
-        "board (emulated)            "
+        "board (emulated)              "
         + "  ".join("%-22s" % ("%s (%s)" % (r["profile"], r["interpreter"])) for r in results.values())
     ]
 
     def row(label, fmt):
-        rows.append("%-28s" % label + "  ".join("%-22s" % fmt(r) for r in results.values()))
+        rows.append("%-30s" % label + "  ".join("%-22s" % fmt(r) for r in results.values()))
 
     row("free heap at start", lambda r: "%d B" % r["free_heap_at_start"])
     row("import nanonn", lambda r: "%d B" % r["import_nanonn"])
@@ -308,6 +317,7 @@ def main(argv=None) -> int:
         "(emulated boards); bytes of GC heap, instructions per call (qemu -icount shift=0); estimated_us "
         "assumes one instruction per cycle at clock_mhz.",
         "model": "784-36-14-10 int8 (leaky_relu, leaky_relu, softmax), tools/bench_memory.py",
+        "applies_to": APPLIES_TO,
         "boards": results,
     }
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
