@@ -32,6 +32,7 @@ def _collect():
                             script.stem,
                             node.name,
                             id="%s-%s::%s" % (runtime, script.stem, node.name),
+                            marks=[pytest.mark.boards] if runtime in BOARD_RUNTIMES else [],
                         )
                     )
     return items

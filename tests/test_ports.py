@@ -28,6 +28,7 @@ import pytest
 from support import BOARD_RUNTIMES, ROOT, board_unavailable, device_env, interpreters, run_device
 
 PORTS = ("micropython",) + tuple(BOARD_RUNTIMES)
+pytestmark = pytest.mark.boards  # `make test-fast` leaves the board interpreters out
 FLOAT_ULPS = 4  # float predict vs CPython (double), in ulps of the vector's largest output (measured: 3)
 MODELS = ROOT / "build" / "ports" / "parity-models"
 
