@@ -66,6 +66,11 @@ interpreters: $(STAMP) system-packages
 
 test: interpreters
 
+# The inner loop: everything but the board interpreters' items (CI runs `make test`: all).
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not boards" tests
+
 # What a board would see (README "Boards: RAM and speed"): RAM, the smallest free heap and
 # instructions per inference of the 784-36-14-10 model on the bare-metal firmware (cortex-m3
 # for an RP2040, rv32imc for an ESP32-C3, under qemu-system -icount), beside the same int8

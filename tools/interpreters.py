@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -296,8 +297,11 @@ def source_tree() -> Path:
     return tree
 
 
-def _compiler_version(interp: Interpreter) -> str:
-    proc = subprocess.run([interp.compiler, "--version"], capture_output=True, text=True)
+@functools.cache
+def _compiler_version(compiler: str) -> str:
+    if shutil.which(compiler) is None:
+        return "missing"
+    proc = subprocess.run([compiler, "--version"], capture_output=True, text=True)
     return proc.stdout.splitlines()[0] if proc.returncode == 0 and proc.stdout else "missing"
 
 
@@ -308,7 +312,7 @@ def build_key(interp: Interpreter) -> dict:
         "sdist_sha256": SDIST_SHA256,
         "extras_sha256": EXTRAS_SHA256,
         "patch_sha256": _sha256(PATCH),
-        "compiler": _compiler_version(interp),
+        "compiler": _compiler_version(interp.compiler),
         "spec": asdict(interp),
     }
     return json.loads(json.dumps(key))  # as stored: tuples become lists

@@ -97,7 +97,7 @@ def run(folder):
     for act in ACTIVATIONS:
         net = load("%s/%s.nnm" % (folder, act))
         if not isinstance(net, QNetwork):
-            raise TypeError("%s.nnm: expected an int8 model, got %r" % (act, type(net).__name__))
+            raise TypeError("%s.nnm: expected an int8 model (QNetwork), got %s" % (act, type(net).__name__))
         out8 = [bytes(net.predict_int8(x)).hex() for x in xs]
         outf = [bytes(net.predict(x)).hex() for x in xfs]
         free8 = all(_locked(net.predict_int8, x) for x in xs)
