@@ -302,9 +302,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     for target in baremetal.TARGETS.values():
-        lack = baremetal.missing(target)
-        if lack:
-            print("bench-boards: %s: missing %s" % (target.name, "; ".join(lack)), file=sys.stderr)
+        reason = baremetal.unavailable(target)
+        if reason:
+            print("bench-boards: %s" % reason, file=sys.stderr)
             return 1
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
