@@ -126,3 +126,16 @@ def test_int8_outputs_byte_identical_to_x64_and_allocation_free(board):
         assert g["float"] == w["float"], "%s: int8 predict (float32 bytes) differs on %s" % (w["act"], board)
         assert w["alloc_free"] == [True, True], "%s: allocates on x64" % w["act"]
         assert g["alloc_free"] == [True, True], "%s: allocates under heap_lock on %s" % (w["act"], board)
+
+
+def test_needs_filesystem_names_existing_tests():
+    """A stale name in a device module's NEEDS_FILESYSTEM would skip nothing (or hide a rename)."""
+    for script in sorted(DEVICE_TESTS.glob("test_*.py")):
+        tree = ast.parse(script.read_text())
+        tests = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "NEEDS_FILESYSTEM" for t in node.targets
+            ):
+                names = ast.literal_eval(node.value)
+                assert set(names) <= tests, (script.name, sorted(set(names) - tests))
