@@ -4,6 +4,7 @@ against the virtual board (the micropython unix port behind a pty)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -443,3 +444,70 @@ def test_deploy_progress_bar_on_request(make_board, tmp_path, capsys):
     assert err.startswith("\rcopy [") and err.endswith("] %d/%d\n" % (total, total))
     status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--progress")
     assert status == 0 and err == ""  # nothing to copy: no bar
+
+
+def test_deploy_refuses_a_copy_that_shadows_lib(make_board, tmp_path, capsys):
+    """`mpremote cp -r mpy/nanonn :` leaves /nanonn, which the board imports before /lib/nanonn."""
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    proc = subprocess.run(
+        [tool("mpremote"), "connect", vb.port, "cp", "-r", str(MPY / "nanonn"), ":"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 1
+    assert err == (
+        "nanonn: the board imports nanonn from /nanonn, not from /lib/nanonn (it comes first on "
+        "sys.path), so it would run that copy: remove it (mpremote rm -r :/nanonn) and deploy again\n"
+    )
+    assert not [name for name in board_files(vb.root) if not name.startswith("nanonn/")]  # nothing copied
+    shutil.rmtree(Path(vb.root) / "nanonn")  # what the message says to do
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+
+
+def test_deploy_checks_the_model_before_connecting(make_board, tmp_path, capsys):
+    vb = make_board()
+    bad = tmp_path / "notmodel.nnm"
+    bad.write_bytes(b"not a model, just some text of 40 bytes.")
+    status, out, err = run(capsys, "deploy", bad, "--port", vb.port)
+    assert status == 1 and out == ""  # no "board: ..." line: it did not connect
+    assert err == (
+        "nanonn: model %s: not a valid .nnm model (magic: expected b'NNM\\x1a', got b'not ')\n" % bad
+    )
+    assert board_files(vb.root) == {}  # the package was not synced
+
+
+def test_model_ram_is_the_network_and_the_reader_import_is_apart(make_board, tmp_path, capsys):
+    """deploy and bench report the loaded network's RAM (what `nanonn info` estimates) and,
+    labelled apart, the reader modules `nanonn.load` imports once per boot."""
+    import re
+
+    from nanonn_tools import info
+
+    vb = make_board(heap="512K")
+    model = write_model(tmp_path / "model.nnm", sizes=(64, 96, 10), seed=2)
+    estimate = info.stats(nnm.read(model), model.stat().st_size).ram_float_file  # 32-bit board bytes
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    m = re.search(
+        r"^model: /model.nnm, RAM ([\d.]+) KiB \(the loaded network, measured on the board\)", out, re.M
+    )
+    reader = re.search(
+        r"^model reader: RAM ([\d.]+) KiB \(the modules nanonn.load imports, once per boot", out, re.M
+    )
+    assert m and reader, out
+    network = float(m.group(1)) * 1024
+    # the x64 port's objects are a little bigger than a 32-bit board's; the reader is not in it
+    assert estimate <= network <= 1.2 * estimate, (network, estimate)
+    assert float(reader.group(1)) * 1024 > 10000, out  # the reader modules are tens of KiB
+    status, out, err = run(capsys, "bench", model, "--port", vb.port, "-n", "3")
+    assert status == 0, err
+    m = re.search(
+        r"model RAM: (\d+) B \(the loaded network\); model reader RAM: (\d+) B \(the modules nanonn.load", out
+    )
+    assert m, out
+    assert estimate <= int(m.group(1)) <= 1.2 * estimate and int(m.group(2)) > 10000, out

@@ -35,3 +35,61 @@ def test_console_script_installed():
     proc = subprocess.run([tool("nanonn"), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("nanonn "), proc.stderr
     assert sys.executable
+
+
+def _model(tmp_path):
+    import numpy as np
+
+    from nanonn_tools import nnm
+    from nanonn_tools.model import DenseSpec, ModelSpec
+
+    rng = np.random.default_rng(0)
+    spec = ModelSpec([DenseSpec(rng.normal(size=(3, 4)).astype(np.float32), np.zeros(3, np.float32), "relu")])
+    path = tmp_path / "m.nnm"
+    nnm.write(spec, path)
+    return path
+
+
+def test_output_into_a_missing_directory_is_one_line(tmp_path):
+    from support import tool
+
+    out = tmp_path / "nonexistent" / "dir" / "o.nnm"
+    proc = subprocess.run(
+        [tool("nanonn"), "convert", str(_model(tmp_path)), "-o", str(out)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == "nanonn: -o %s: expected an existing directory, %s does not exist\n" % (
+        out,
+        out.parent,
+    )
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, data):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    model = _model(tmp_path)
+    monkeypatch.setattr(Path, "write_bytes", refuse)  # as a read-only directory would (root ignores modes)
+    assert cli.main(["convert", str(model), "-o", str(tmp_path / "o.nnm")]) == 1
+    err = capsys.readouterr().err
+    assert err == "nanonn: [Errno 13] Permission denied: '%s'\n" % (tmp_path / "o.nnm.tmp")
+
+
+def test_closed_output_pipe_is_one_line(tmp_path):
+    """`nanonn info m.nnm | head` where head has gone: no traceback, exit 1."""
+    import os
+
+    from support import tool
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before nanonn writes
+    try:
+        proc = subprocess.run(
+            [tool("nanonn"), "info", str(_model(tmp_path))], stdout=write, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == "nanonn: output closed before the command finished (broken pipe)\n"

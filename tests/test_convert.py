@@ -237,12 +237,18 @@ def test_py_export_loads_on_micropython(tmp_path):
 
 @pytest.mark.parametrize("board", ["esp32", "esp32s3", "esp32c3", "rp2040", "rp2350", "unix"])
 def test_mpy_export_compiles_for_each_board(tmp_path, board):
+    """--target checks the fit only: a model module holds no native code, so the .mpy
+    is the same portable bytecode for every board (and without a target)."""
     src, _ = _json_model(tmp_path)
     out = tmp_path / "model.mpy"
     convert(src, out, target=board, activations="relu,softmax", inputs=5)
     data = out.read_bytes()
-    assert data[:2] == b"M\x06", data[:4]
+    assert data[:4] == b"M\x06\x00\x1f", data[:4]  # mpy v6, no native architecture
     assert boards.load_board(board).mpy_cross_arch in ARCHES
+    portable = tmp_path / "no_target" / "model.mpy"
+    portable.parent.mkdir()
+    convert(src, portable, activations="relu,softmax", inputs=5)
+    assert data == portable.read_bytes()
     if board == "unix":
         X = np.random.default_rng(7).normal(size=(3, 5))
         np.testing.assert_allclose(
@@ -396,3 +402,13 @@ def test_cli_passes_pytorch_options_to_the_torch_converter(tmp_path):
     torch.save(model, whole)
     assert cli.main(["convert", str(whole), "-o", str(out)]) == 1
     assert cli.main(["convert", str(whole), "-o", str(out), "--trust-code"]) == 0
+
+
+def test_convert_target_help_says_what_it_does(capsys):
+    """The help of `convert --target` says it checks the fit, not that it sets the .mpy arch."""
+    with pytest.raises(SystemExit):
+        cli.main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    target = text.split(" options: ")[1]
+    target = target[target.index("--target") :].split(" --quantize")[0]  # the option's help
+    assert "arch" not in target and "fit" in target and "same for every board" in target, target

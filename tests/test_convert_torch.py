@@ -186,10 +186,68 @@ def test_torch_missing_names_the_extra(monkeypatch, tmp_path):
         torch_converter.load(str(tmp_path / "m.pt"), arch="linear:2")
 
 
-def test_torch_refuses_unreadable_file(tmp_path):
-    path = tmp_path / "garbage.pt"
-    path.write_bytes(b"not a torch file")
-    with pytest.raises(NanonnError, match="not a plain state_dict"):
+def _corrupt_files(tmp_path, trained):
+    """Files that are not readable PyTorch files: garbage, a cut zip, a zip with a flipped
+    byte, a zip without data.pkl, a cut legacy (pre-zip) file."""
+    import zipfile
+
+    torch.save(trained[0].state_dict(), tmp_path / "ok.pt")
+    data = (tmp_path / "ok.pt").read_bytes()
+    torch.save(trained[0].state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    legacy = (tmp_path / "legacy.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "ok.pt") as z:
+        info = z.getinfo(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    flipped = bytearray(data)
+    local = info.header_offset  # the member's data follows its local header (name, extra: own lengths)
+    start = local + 30 + int.from_bytes(data[local + 26 : local + 28], "little")
+    start += int.from_bytes(data[local + 28 : local + 30], "little")
+    flipped[start + 5] ^= 0xFF  # a byte of data.pkl
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("archive/weights.bin", b"\0" * 64)
+    return {
+        "garbage.pt": (b"not a torch file", "expected a torch.save zip archive or legacy pickle"),
+        "cut.pt": (data[: len(data) // 2], "a damaged zip archive"),
+        "flipped.pt": (bytes(flipped), "fails its CRC"),
+        "nopickle.pt": (other.read_bytes(), "a zip archive without data.pkl"),
+        "cut_legacy.pt": (
+            legacy[: len(legacy) // 2],
+            "not a readable PyTorch file (",
+        ),  # IndexError, EOFError: where it is cut
+    }
+
+
+def test_torch_refuses_unreadable_file_before_mentioning_trust(tmp_path, trained):
+    for name, (data, detail) in _corrupt_files(tmp_path, trained).items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for trust in (False, True):
+            with pytest.raises(NanonnError) as info:
+                torch_converter.load(str(path), trust_code=trust)
+            message = str(info.value)
+            assert message.startswith("%s: not a readable PyTorch file (" % path), message
+            assert detail in message and "trust" not in message, message
+
+
+def test_torch_state_dict_needs_arch_or_activations(tmp_path, trained):
+    """Without them the ReLU, softmax, ... would silently become linear: refused, with the
+    --arch of the file's Linear layers to complete."""
+    path = tmp_path / "m.pt"
+    torch.save(trained[0].state_dict(), path)
+    with pytest.raises(NanonnError) as info:
         torch_converter.load(str(path))
-    with pytest.raises(NanonnError, match="not a readable PyTorch file"):
-        torch_converter.load(str(path), trust_code=True)
+    message = str(info.value)
+    assert message.startswith(
+        "%s: a state_dict holds the Linear layers' weights but not the activations" % path
+    )
+    assert (
+        "--arch linear:12,ACT,linear:10,ACT,linear:8,ACT,linear:6,ACT,linear:5,ACT,linear:4,ACT,linear:3,ACT "
+        in message
+    )
+    assert (
+        "e.g. --arch linear:12,relu,linear:10,relu,linear:8,relu,linear:6,relu,linear:5,relu,linear:4,relu,linear:3,softmax;"
+        in message
+    )
+    assert "--activations" in message
+    linear = torch_converter.load(str(path), activations=",".join(["linear"] * 7))  # all linear, on request
+    assert activations(linear) == ["linear"] * 7

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,15 +339,26 @@ def test_xor_on_a_virtual_board_survives_a_soft_reset(tmp_path):
     """The README's board commands: train and save on the board, soft reset, load and predict."""
     from nanonn_tools.virtualboard import VirtualBoard
 
-    def mpremote(board, *args):
+    def mpremote(board, *args):  # from the example's folder, as its README says
         cmd = [tool("mpremote"), "connect", board.port, *args]
-        return _ok(subprocess.run(cmd, capture_output=True, text=True, timeout=300))
+        return _ok(subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=XOR))
 
+    block = (XOR / "README.md").read_text().split("## On a board")[1].split("```sh\n")[1].split("```")[0]
+    commands = [shlex.split(line.split("#")[0])[1:] for line in block.splitlines()]
+    assert [c[:2] for c in commands] == [
+        ["mkdir", ":lib"],
+        ["cp", "-r"],
+        ["run", "train_xor.py"],
+        ["soft-reset", "run"],
+    ]
     with VirtualBoard(root=str(tmp_path / "fs")) as board:
-        mpremote(board, "cp", "-r", str(ROOT / "mpy" / "nanonn"), ":")
-        trained = mpremote(board, "run", str(XOR / "train_xor.py"))
+        for command in commands[:2]:  # the package, installed where `nanonn deploy` puts it
+            mpremote(board, *command)
+        assert (Path(board.root) / "lib" / "nanonn" / "__init__.py").is_file()
+        assert not (Path(board.root) / "nanonn").exists()  # no copy shadowing /lib/nanonn
+        trained = mpremote(board, *commands[2])
         resets = board.soft_resets
-        loaded = mpremote(board, "soft-reset", "run", str(XOR / "predict_xor.py"))
+        loaded = mpremote(board, *commands[3])
         assert board.soft_resets > resets
     assert "saved ./xor.nnm" in trained, trained
     before = re.findall(r"^(\d) xor (\d) -> ([\d.]+)\r?$", trained, re.M)
@@ -353,3 +366,21 @@ def test_xor_on_a_virtual_board_survives_a_soft_reset(tmp_path):
     assert len(before) == len(after) == 4, loaded
     for (a, b, y), (a2, b2, y2, bit) in zip(before, after):
         assert (a, b, y) == (a2, b2, y2) and int(bit) == int(a) ^ int(b)
+
+
+def test_example_outputs_go_to_ignored_paths():
+    """What the examples write where their READMEs run them is ignored by git, never left
+    untracked: xor's unix-port run saves xor.nnm (via xor.nnm.tmp) in its folder; the
+    others write into build/ (or record gesture.csv)."""
+    outputs = [
+        "examples/xor/xor.nnm",
+        "examples/xor/xor.nnm.tmp",
+        "examples/gesture/gesture.csv",
+        "build/digits/digits.nnm",
+        "build/iris/iris.nnm",
+        "build/gesture/gesture.nnm",
+    ]
+    proc = subprocess.run(
+        ["git", "check-ignore", "--no-index", *outputs], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.stdout.split() == outputs, proc.stderr

@@ -68,6 +68,19 @@ class HostModel:
         return "_nn_net.predict(_nn_x)"
 
 
+def measure_load_code(board_path: str) -> str:
+    """Board code: load `board_path` and measure the heap (`gc.mem_alloc()` after a
+    `gc.collect()`) apart: `_nn_model`, what the loaded network keeps (it is loaded, measured
+    and freed again), and `_nn_reader`, what stays after it is freed, i.e. the reader modules
+    `nanonn.load` imports on first use (paid once per boot, whatever the model; `nanonn info`
+    sizes the network only); `_nn_free`: the free heap before. Leaves `_nn_net` None."""
+    return (
+        "import gc, nanonn\ngc.collect()\n_nn_free = gc.mem_free()\n_nn_a = gc.mem_alloc()\n"
+        "_nn_net = nanonn.load(%r)\ngc.collect()\n_nn_b = gc.mem_alloc()\n_nn_net = None\ngc.collect()\n"
+        "_nn_reader = gc.mem_alloc() - _nn_a\n_nn_model = _nn_b - _nn_a - _nn_reader\n" % board_path
+    )
+
+
 def host_model(path: str) -> HostModel:
     """Read `path` (.nnm) for the host reference; raises NanonnError naming the problem."""
     if not os.path.isfile(path):

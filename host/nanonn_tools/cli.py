@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import NanonnError, __version__
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the `nanonn` command on `argv` (default: sys.argv[1:]); returns the exit status.
 
-    A `NanonnError` is printed as `nanonn: message` and gives 1; argparse exits
+    A `NanonnError` is printed as `nanonn: message` and gives 1, and so is an
+    `OSError` a command did not turn into one (a file it cannot read or write),
+    and a closed output pipe (`nanonn info m.nnm | head`); argparse exits
     (SystemExit 2) on bad arguments.
     """
     parser = build_parser()
@@ -50,6 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     except NanonnError as exc:
         print("nanonn: %s" % exc, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _drop_stdout()
+        print("nanonn: output closed before the command finished (broken pipe)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print("nanonn: %s" % exc, file=sys.stderr)
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point a closed stdout at /dev/null, so that the flush at exit does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # a captured stdout (tests): nothing to drop
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 if __name__ == "__main__":

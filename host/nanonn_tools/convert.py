@@ -4,11 +4,13 @@
 - `.py`: a module whose `MODEL` bytes constant holds the `.nnm` bytes, with a
   generated-file header; `nanonn.load(module.MODEL)`. Frozen into firmware
   (boards/<name>/manifest.py) the weights stay in flash and are used in place.
-- `.mpy`: that module compiled by mpy-cross (for `--target`'s architecture;
-  without a target, portable bytecode: the module holds no native code).
+- `.mpy`: that module compiled by mpy-cross to portable bytecode. The module
+  holds no native code, so one `.mpy` serves every board whose MicroPython
+  loads that `.mpy` version (v6: 1.19 and newer), whatever its architecture.
 
-`--target BOARD` refuses a model that will not fit the board's heap (see
-`nanonn info`), naming the largest layer and the alternatives. A `.py`/`.mpy`
+`--target BOARD` refuses a model that will not fit the board's heap or
+filesystem (see `nanonn info`), naming the largest layer and the
+alternatives; it does not change the output. A `.py`/`.mpy`
 model is code: load only those from trusted sources.
 """
 
@@ -42,6 +44,8 @@ def convert(
             "%s: the module name %r must be a Python identifier (letters, digits, _), e.g. %r"
             % (out, out.stem, "".join(c if c.isalnum() else "_" for c in out.stem))
         )
+    if not out.parent.is_dir():
+        raise NanonnError("-o %s: expected an existing directory, %s does not exist" % (out, out.parent))
     board = boards.load_board(target) if target else None
     spec = converters.load(src, **options)
     if quantize is not None:
@@ -56,7 +60,7 @@ def convert(
     elif ext == ".py":
         _write(out, module_source(data, Path(src).name, out.stem).encode())
     else:
-        compile_mpy(module_source(data, Path(src).name, out.stem), out, board)
+        compile_mpy(module_source(data, Path(src).name, out.stem), out)
     return {"layers": len(spec.layers), "bytes": len(data), "out": str(out)}
 
 
@@ -157,16 +161,14 @@ def mpy_cross() -> str:
     return found
 
 
-def compile_mpy(source: str, out: Path, board: boards.Board | None) -> None:
-    """Compile Python `source` to `out` (.mpy) with mpy-cross, for `board`'s architecture
-    (None: bytecode only); written to a temporary file, then renamed."""
+def compile_mpy(source: str, out: Path) -> None:
+    """Compile Python `source` to `out` (.mpy) with mpy-cross: bytecode, the same for every
+    board (a model module has no native code for `-march` to target); written to a
+    temporary file, then renamed."""
     with tempfile.TemporaryDirectory() as tmp:
         py = Path(tmp) / (out.stem + ".py")
         py.write_text(source)
-        cmd = [mpy_cross()]
-        if board is not None:
-            cmd.append("-march=" + board.mpy_cross_arch)
-        cmd += ["-s", py.name, "-o", str(out) + ".tmp", str(py)]
+        cmd = [mpy_cross(), "-s", py.name, "-o", str(out) + ".tmp", str(py)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise NanonnError(
@@ -207,7 +209,8 @@ def register(sub) -> None:
     p.add_argument(
         "--target",
         choices=boards.names() or None,
-        help="board profile (boards/<name>): checks the fit; .mpy arch",
+        help="board profile (boards/<name>): refuse a model that does not fit its heap or filesystem; "
+        "the output is the same for every board (a .mpy model is bytecode, no native code)",
     )
     p.add_argument("--quantize", choices=["int8"], help="quantize to int8 (needs --calibration)")
     p.add_argument("--calibration", help="calibration inputs for --quantize: a .npy array (samples, inputs)")

@@ -6,8 +6,9 @@ ABI/architecture, choose per module `.mpy` for the board's arch, bytecode
 differs (each file written as `NAME.tmp`, checked, then renamed over the old
 one), check that the package imports, load the new model on the board from
 its temp file (its CRC and fit in the heap are checked there) and only then
-make it the active model. Prints flash used/free and the model's RAM against
-the free heap.
+make it the active model. Prints flash used/free and the model's RAM (the
+loaded network) and the model reader's (the modules `nanonn.load` imports,
+once per boot) against the free heap.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError
+from . import NanonnError, nnm
 from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
+from .boardmodel import measure_load_code
 from .boards import load_board
 from .convert import mpy_cross
 
@@ -139,7 +142,8 @@ def _size(n: int) -> str:
 
 @dataclass
 class DeployResult:
-    """What `deploy` did: the board after it, files written and skipped, the model's RAM."""
+    """What `deploy` did: the board after it, files written and skipped, the RAM of the
+    loaded network (`model_ram`) and of the reader modules `nanonn.load` imports (`reader_ram`)."""
 
     info: BoardInfo
     written: list
@@ -148,6 +152,7 @@ class DeployResult:
     model_ram: int
     heap_free: int
     notes: list
+    reader_ram: int = 0
 
 
 def frozen_package(board: Board) -> str | None:
@@ -159,6 +164,42 @@ def frozen_package(board: Board) -> str | None:
         " for _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
         "  del sys.modules[_m]\nprint(repr(_v))",
         what="looking for a frozen nanonn",
+    )
+
+
+# Board code: the first `nanonn` (package folder or module) on sys.path before the entry
+# `stop` (where the package deploy uses lives), as an absolute path, else None.
+_SHADOW = """
+import os, sys
+_r = None
+for _d in sys.path:
+    if _d == %r:
+        break
+    _b = _d if _d.startswith('/') else os.getcwd().rstrip('/') + ('/' + _d if _d else '')
+    for _n in ('nanonn', 'nanonn.py', 'nanonn.mpy'):
+        try:
+            os.stat(_b + '/' + _n)
+        except OSError:
+            continue
+        _r = _b + '/' + _n
+        break
+    if _r:
+        break
+print(repr(_r))
+"""
+
+
+def shadowing_copy(board: Board, frozen: bool) -> str | None:
+    """The path of a nanonn the board imports instead of /lib/nanonn (or the frozen one),
+    e.g. the `/nanonn` folder `mpremote cp -r mpy/nanonn :` leaves; None when there is none."""
+    stop = ".frozen" if frozen else LIB.rpartition("/")[0]
+    return board.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
+
+
+def _shadowed(path: str, used: str) -> NanonnError:
+    return NanonnError(
+        "the board imports nanonn from %s, not from %s (it comes first on sys.path), so it would run "
+        "that copy: remove it (mpremote rm -r :%s) and deploy again" % (path, used, path)
     )
 
 
@@ -200,6 +241,9 @@ def deploy(
                 "the board's firmware has nanonn %s frozen in, which shadows /lib/nanonn: pass "
                 "--frozen-ok to use it (only the model is copied), or flash firmware without it" % frozen
             )
+        shadow = shadowing_copy(board, frozen is not None)
+        if shadow is not None:
+            raise _shadowed(shadow, "the firmware" if frozen is not None else LIB)
         if frozen is not None:
             notes.append("using the frozen nanonn %s in the firmware; package not copied" % frozen)
         else:
@@ -242,15 +286,17 @@ def deploy(
             if current[path] is not None:  # the other form of a module, left by an earlier deploy
                 board.remove(path)
         if files:
-            board.exec(
+            where = board.eval(
                 "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
-                " del sys.modules[_m]\nimport nanonn",
+                " del sys.modules[_m]\nimport nanonn\nprint(repr(nanonn.__file__))",
                 what="importing nanonn on the board (the package may need a newer MicroPython)",
             )
+            if not str(where).startswith(LIB + "/"):
+                raise _shadowed(str(where).rpartition("/__init__.")[0] or str(where), LIB)
         if model_same:
             skipped.append(dest)
         check = dest if model_same else dest + ".tmp"
-        ram, free = _check_model(board, check, dest)
+        ram, reader, free = _check_model(board, check, dest)
         if not model_same:
             board.activate(dest)
             written.append(dest)
@@ -263,10 +309,14 @@ def deploy(
         size, free_flash = flash
         out("flash: %s used of %s, %s free" % (_size(size - free_flash), _size(size), _size(free_flash)))
     out(
-        "model: %s, RAM %s (measured on the board) of %s free heap (%.1f%%)"
+        "model: %s, RAM %s (the loaded network, measured on the board) of %s free heap (%.1f%%)"
         % (dest, _size(ram), _size(free), 100.0 * ram / max(1, free))
     )
-    return DeployResult(after, written, skipped, dest, ram, free, notes)
+    out(
+        "model reader: RAM %s (the modules nanonn.load imports, once per boot, whatever the model)"
+        % _size(reader)
+    )
+    return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
 
 
 def _read_model(model: str) -> bytes:
@@ -275,21 +325,27 @@ def _read_model(model: str) -> bytes:
     if not model.endswith(".nnm"):
         raise NanonnError("model: expected a .nnm file (nanonn convert writes one), got %s" % model)
     with open(model, "rb") as f:
-        return f.read()
+        data = f.read()
+    try:  # checked here, before connecting: a bad file must not cost a package sync
+        nnm.loads(data, source=model)
+    except NanonnError as exc:
+        raise NanonnError("model %s: not a valid .nnm model (%s)" % (model, exc)) from None
+    return data
 
 
-def _check_model(board: Board, path: str, dest: str) -> tuple[int, int]:
-    """Load `path` on the board: (RAM the model takes, free heap before). Removes it if it fails."""
+def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
+    """Load `path` on the board: (RAM the network keeps, RAM of the reader modules
+    `nanonn.load` imported, free heap before). Removes it if it fails."""
     code = (
-        "import gc, nanonn\ngc.collect()\n_f = gc.mem_free()\n_a = gc.mem_alloc()\n"
-        "try:\n _n = nanonn.load(%r)\n gc.collect()\n print(repr(('ok', gc.mem_alloc() - _a, _f)))\n"
-        "except MemoryError as e:\n print(repr(('memory', str(e), _f)))\n"
-        "except ValueError as e:\n print(repr(('invalid', str(e), _f)))\n"
-        "_n = None\ngc.collect()" % path
+        "import gc\ngc.collect()\n_nn_free = gc.mem_free()\ntry:\n%s"
+        " print(repr(('ok', (_nn_model, _nn_reader), _nn_free)))\n"
+        "except MemoryError as e:\n print(repr(('memory', str(e), _nn_free)))\n"
+        "except ValueError as e:\n print(repr(('invalid', str(e), _nn_free)))\n"
+        "_nn_net = None\ngc.collect()" % textwrap.indent(measure_load_code(path), " ")
     )
     status, value, free = board.eval(code, timeout=60, what="loading %s on the board" % dest)
     if status == "ok":
-        return value, free
+        return value[0], value[1], free
     if path != dest:
         board.remove(path)
     if status == "memory":

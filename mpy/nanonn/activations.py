@@ -172,6 +172,34 @@ ACTIVATIONS = {
 }
 
 
+# The functions of the built-in element-wise activations, by name (`builtin_name`).
+_FUNCTIONS = {
+    "linear": (_linear, _d_linear),
+    "sigmoid": (_sigmoid, _d_sigmoid),
+    "tanh": (_tanh, _d_tanh),
+    "relu": (_relu, _d_relu),
+    "softplus": (_softplus, _d_softplus),
+}
+
+
+def builtin_name(activation):
+    """The name of the built-in activation `activation` is (the name a model file
+    stores), or None for a custom one: any other object, a subclass, or an
+    `Activation` whose functions are not the built-in ones of its name (e.g.
+    `Activation("relu", relu6, d_relu6)`). Allocates nothing."""
+    t = type(activation)
+    if t is Softmax:
+        return "softmax"
+    if t is LeakyReLU:
+        return "leaky_relu"
+    if t is Activation:
+        name = activation.name
+        fns = _FUNCTIONS.get(name) if type(name) is str else None
+        if fns is not None and activation.f is fns[0] and activation.df is fns[1]:
+            return name
+    return None
+
+
 def get(activation) -> "Activation":
     """Return an activation object for a name, None (linear) or an object.
 

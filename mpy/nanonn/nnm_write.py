@@ -14,6 +14,7 @@ import struct
 import sys
 
 from . import codes
+from .activations import ACTIVATIONS, builtin_name
 from .crc32 import update as _crc
 from .layers import Dense, Dropout
 from .nnm import _BIAS, _DENSE, _DROPOUT, _FLAG_INT8, _FLOAT32, _HEADER, _INT8, _RECORD, _align
@@ -72,12 +73,14 @@ def _plan(net, header_size=codes.HEADER_SIZE):
 
 def _dense_plan(where, layer, cursor):
     act = layer.activation
-    name = getattr(act, "name", None)
-    code = codes.ACTIVATIONS.get(name) if type(name) is str else None
-    if code is None:
+    name = builtin_name(act)
+    if name is None:
         raise ValueError(
-            "%s activation: expected one of %s, got %r" % (where, ", ".join(codes.ACTIVATIONS), act)
+            "%s activation: expected one of the built-in activations %s (a model file stores "
+            "the name, not the functions), got the custom activation %r named %r"
+            % (where, ", ".join(ACTIVATIONS), act, getattr(act, "name", None))
         )
+    code = codes.ACTIVATIONS[name]
     u, n = layer.units, layer.inputs
     bias = layer.use_bias
     size = 4 * u * n + (4 * u if bias else 0)

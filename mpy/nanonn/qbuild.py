@@ -8,6 +8,7 @@ the same integers. Allocation is fine here: this runs once, not per inference.
 
 from array import array
 
+from .activations import builtin_name
 from .quant import QDense, QNetwork, _requant, kernel_set
 
 # Exact float32 constants as integer * 2^-k (no decimal parsing involved).
@@ -312,10 +313,11 @@ def quantize(network, X, kernels=None):
     for li, layer in enumerate(dense):
         units, inputs = layer.units, layer.inputs
         act = layer.activation
-        name = getattr(act, "name", None)
-        if name not in ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax"):
+        name = builtin_name(act)
+        if name is None:
             raise ValueError(
-                "quantize layer %d activation: expected a built-in activation, got %r" % (li, name)
+                "quantize layer %d activation: expected a built-in activation, got the custom "
+                "activation %r named %r" % (li, act, getattr(act, "name", None))
             )
         if name == "softmax" and li != len(dense) - 1:
             raise ValueError("quantize layer %d: softmax is allowed on the last layer only" % li)

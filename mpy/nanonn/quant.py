@@ -394,6 +394,13 @@ class QNetwork:
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0
 
+    def save(self, path, backup=None):
+        """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
+        (see `nanonn.nnm.save`; `backup` for filesystems without atomic rename)."""
+        from .nnm_write import save
+
+        save(self, path, backup)
+
     def predict_int8(self, x):
         """Outputs (int8, the last layer's output domain) for `x`: `inputs` int8
         values in the first layer's input domain (array('b'), or bytes/bytearray

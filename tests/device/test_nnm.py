@@ -326,6 +326,62 @@ def test_unsupported_networks_refused_by_save():
     raises(ValueError, nnm.dumps, net, contains=("Dense first layer",))
 
 
+def _relu6(x):
+    return 0.0 if x < 0.0 else (6.0 if x > 6.0 else x)
+
+
+def _d_relu6(x, y):
+    return 1.0 if 0.0 < x < 6.0 else 0.0
+
+
+class _NamedSoftmax:
+    """A duck-typed activation calling itself softmax (forward/backward of its own)."""
+
+    name = "softmax"
+
+    def forward(self, z, a, n):
+        for i in range(n):
+            a[i] = z[i]
+
+    def backward(self, z, a, g, d, n):
+        for i in range(n):
+            d[i] = g[i]
+
+
+def test_custom_activation_under_a_builtin_name_refused_by_save():
+    from nanonn.activations import Activation, get
+
+    relu6 = Activation("relu", _relu6, _d_relu6)
+    net = Network(Dense(3, inputs=2, activation=relu6), seed=1)
+    # saved as relu it would predict differently after the reload: 10 -> 10, not 6
+    raises(
+        ValueError,
+        nnm.dumps,
+        net,
+        contains=("save layer 0 activation", "custom activation", "<activation relu>", "named 'relu'"),
+    )
+    raises(ValueError, net.save, TMP, contains=("custom activation", "named 'relu'"))
+    ok(not _exists(TMP) and not _exists(TMP + ".tmp"), "no file left by the refused save")
+    raises(ValueError, net.quantize, [[0.0, 1.0]], contains=("custom activation", "named 'relu'"))
+    duck = Network(Dense(2, inputs=2, activation=_NamedSoftmax()))
+    raises(ValueError, nnm.dumps, duck, contains=("custom activation", "named 'softmax'"))
+    # every built-in, by name or object, is still saved under its own name
+    from nanonn.activations import builtin_name
+
+    for name in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax"):
+        eq(builtin_name(get(name)), name, "builtin_name of " + name)
+    eq(builtin_name(LeakyReLU(0.2)), "leaky_relu", "builtin_name of LeakyReLU(0.2)")
+    eq(builtin_name(None), None, "builtin_name of None")
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def test_crc32_matches_binascii_vectors():
     # Known CRC-32 values (zlib): the check value of "123456789" and chaining.
     eq(crc_update(0, b"123456789", 9), 0xCBF43926, "crc32('123456789')")
@@ -359,6 +415,18 @@ def test_int8_round_trip_every_source():
             eq(list(loaded.predict(X[k])), expected[k], name + " int8 prediction %d" % k)
         eq(list(loaded.predict_int8(bytes(4))), expected8, name + " predict_int8")
         eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+
+
+def test_int8_network_saves_like_a_float_one():
+    q, X = _qnet()
+    q.save(TMP)
+    with open(TMP, "rb") as f:
+        eq(f.read(), nnm.dumps(q), "QNetwork.save bytes")
+    ok(not _exists(TMP + ".tmp"), "no temporary file left")
+    loaded = _int8(load(TMP), "saved int8 model")
+    for k in range(5):
+        eq(list(loaded.predict(X[k])), list(q.predict(X[k])), "int8 prediction %d after save" % k)
+    os.remove(TMP)
 
 
 def test_int8_weights_used_in_place_from_bytes():

@@ -8,7 +8,13 @@ Two sources:
   linear:UNITS, relu, leaky_relu[:SLOPE], sigmoid, tanh, softplus, softmax,
   identity, dropout[:RATE], flatten) or, without `arch`, from the
   state_dict's Linear weights in order plus `activations` (one activation
-  item per Linear, e.g. "relu,leaky_relu:0.1,softmax"; default all linear).
+  item per Linear, e.g. "relu,leaky_relu:0.1,softmax"). A state_dict holds
+  no activations, so one of the two is required: without them the error
+  shows the `arch` of the file's Linear layers to complete.
+- a file that is neither a zip archive with a `data.pkl` (torch.save's
+  format) nor a legacy torch pickle, or one whose reading fails other than
+  on a pickled module, is refused as not a readable PyTorch file (before any
+  mention of `trust_code`).
 - a whole pickled module (`torch.save(model, path)`). Unpickling a module
   runs code from the file, so it is done only with `trust_code=True`
   (`nanonn convert --trust-code`): use it only for files from a trusted
@@ -19,6 +25,9 @@ Softmax (last dim), Identity, Dropout, Flatten, and nested Sequential.
 """
 
 from __future__ import annotations
+
+import pickle
+import zipfile
 
 import numpy as np
 
@@ -39,9 +48,14 @@ def load(path: str, arch=None, activations=None, trust_code: bool = False, **opt
     check_options("torch", options, ("arch", "activations", "trust_code"))
     torch = require("torch", "torch", "reading PyTorch files")
     check_file(path)
+    _check_readable(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError or RuntimeError for a pickled module
+    except Exception as exc:  # UnpicklingError for a pickled module; others for a damaged file
+        if not isinstance(exc, pickle.UnpicklingError):
+            raise NanonnError(
+                "%s: not a readable PyTorch file (%s: %s)" % (path, type(exc).__name__, _first_line(exc))
+            ) from None
         if not trust_code:
             raise NanonnError(
                 "%s: not a plain state_dict (%s). A file saved with torch.save(model) holds a pickled "
@@ -64,6 +78,42 @@ def load(path: str, arch=None, activations=None, trust_code: bool = False, **opt
     if isinstance(obj, dict):
         return from_state_dict(_unwrap(obj, path), arch=arch, activations=activations, source=path)
     raise NanonnError("%s: expected a state_dict or an nn.Module, got %s" % (path, type(obj).__name__))
+
+
+# The start of a legacy (pre-zip) torch.save file: pickle protocol 2, then the magic number.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _check_readable(path: str) -> None:
+    """NanonnError unless `path` is a complete torch.save zip archive or starts like a legacy one."""
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if head == _LEGACY_MAGIC:
+        return
+    if head[:4] != b"PK\x03\x04":
+        raise NanonnError(
+            "%s: not a readable PyTorch file (expected a torch.save zip archive or legacy pickle, "
+            "got bytes %r)" % (path, head[:8])
+        )
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise NanonnError(
+            "%s: not a readable PyTorch file (a damaged zip archive: %s)" % (path, exc)
+        ) from None
+    if bad is not None:
+        raise NanonnError("%s: not a readable PyTorch file (zip member %s fails its CRC)" % (path, bad))
+    if not any(name.endswith("data.pkl") for name in names):
+        raise NanonnError("%s: not a readable PyTorch file (a zip archive without data.pkl)" % path)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return "the file ends early" if isinstance(exc, EOFError) else "no details"
 
 
 def _unwrap(obj: dict, path: str) -> dict:
@@ -167,8 +217,24 @@ def from_state_dict(state: dict, arch=None, activations=None, source: str = "sta
     groups = _linear_groups(state, source)
     if arch is not None and activations is not None:
         raise NanonnError("%s: give either arch or activations, not both" % source)
+    if arch is None and activations is None:
+        raise NanonnError(
+            "%s: a state_dict holds the Linear layers' weights but not the activations between them "
+            "(without them ReLU, softmax etc. would silently become linear); give --arch %s with ACT "
+            "the activation after each Linear (relu, leaky_relu[:SLOPE], sigmoid, tanh, softplus, "
+            "softmax or identity; dropout[:RATE] and flatten where the model has them), e.g. --arch %s; "
+            "or --activations with one name per Linear"
+            % (
+                source,
+                ",".join("linear:%d,ACT" % w.shape[0] for _, w, _ in groups),
+                ",".join(
+                    "linear:%d,%s" % (w.shape[0], "softmax" if i == len(groups) - 1 else "relu")
+                    for i, (_, w, _) in enumerate(groups)
+                ),
+            )
+        )
     if arch is None:
-        acts = ["linear"] * len(groups) if activations is None else _split(activations, "activations")
+        acts = _split(activations, "activations")
         if len(acts) != len(groups):
             raise NanonnError(
                 "activations: expected %d names (one per Linear layer in the state_dict), got %d: %s"
