@@ -77,13 +77,17 @@ def firmware(target: Target) -> Path:
     return Path(base) / target.name / "firmware.elf" if base else target.interpreter.binary
 
 
-def missing(target: Target) -> list[str]:
-    """What is missing to run `target` (Debian packages, the firmware), empty when ready."""
-    packages = interpreters.missing_packages(target.name)
-    out = ["Debian packages %s" % " ".join(packages)] if packages else []
-    if not firmware(target).is_file():
-        out.append("%s (`make interpreters` builds it)" % firmware(target))
-    return out
+def unavailable(target: Target) -> str | None:
+    """Why `target` cannot run here (the Debian packages its build and qemu need), or None;
+    builds its firmware with tools/interpreters.py when the cached one is missing or stale."""
+    if os.environ.get("NANONN_FIRMWARE_DIR"):
+        path = firmware(target)
+        return None if path.is_file() else "%s: no such firmware" % path
+    try:
+        interpreters.build(target.name)
+    except interpreters.InterpreterError as exc:
+        return str(exc)
+    return None
 
 
 def make_romfs(src: Path, out: Path) -> int:
@@ -235,7 +239,7 @@ def run(target: Target, code: str, romfs: Path | None = None, icount: bool = Fal
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("target", choices=sorted(TARGETS))
     p.add_argument("-c", dest="code", required=True, help="the code to run")
     p.add_argument("--rom", type=Path, help="stage the device package and tests into this folder's ROMFS")
@@ -244,9 +248,9 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     target = TARGETS[args.target]
-    lack = missing(target)
-    if lack:
-        print("nanonn: missing %s" % "; ".join(lack), file=sys.stderr)
+    reason = unavailable(target)
+    if reason:
+        print("nanonn: %s" % reason, file=sys.stderr)
         return 1
     romfs = None
     if args.rom:

@@ -2,7 +2,7 @@
 
 The 784-36-14-10 int8 model is /rom/big.nnm (a file) and `big_int8.MODEL` (a bytes
 constant of a .mpy on ROMFS: used in place, as when frozen); the float model is
-`big_f32.MODEL` (in place when aligned). Each function prints one JSON line.
+/rom/big_f32.nnm (read in place through a memoryview of the ROMFS file). Each function prints one JSON line.
 
     memory(source, blocker)   heap used by `import nanonn`, by loading the model from
                               `source` ("file" or "const"), kept after a first
@@ -42,13 +42,19 @@ def xf_input(n):
 
 
 def _load(source):
+    """The int8 model from "file" (/rom/big.nnm) or "const" (big_int8.MODEL, in place)."""
     import nanonn
+    from nanonn.quant import QNetwork
 
     if source == "file":
-        return nanonn.load("/rom/big.nnm")
-    import big_int8
+        net = nanonn.load("/rom/big.nnm")
+    else:
+        import big_int8  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)
 
-    return nanonn.load(big_int8.MODEL)
+        net = nanonn.load(big_int8.MODEL)
+    if not isinstance(net, QNetwork):
+        raise TypeError("expected the int8 model, got %s" % type(net).__name__)
+    return net
 
 
 def memory(source, blocker=0):
@@ -120,9 +126,8 @@ def speed(n):
     net = None
     gc.collect()
     try:
-        import big_f32
-
-        fnet = nanonn.load(big_f32.MODEL)  # in place from ROMFS when aligned (as frozen)
+        # in place from ROMFS (bench_boards.py aligns the file), as frozen weights would be
+        fnet = nanonn.load(memoryview(open("/rom/big_f32.nnm", "rb")))  # pyright: ignore[reportArgumentType] (VfsRom files are buffers)
         out["float_in_place"] = fnet.layers[0].in_place
         out["float_predict"] = _per_call(fnet.predict, xf, n, empty)
     except MemoryError as exc:
