@@ -26,8 +26,10 @@ from nanonn.rand import Random
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-nnm-%d" % unique_suffix()
 NEEDS_FILESYSTEM = (
+    "test_custom_activation_under_a_builtin_name_refused_by_save",
     "test_every_truncation_rejected",
     "test_in_place_model_costs_little_ram",
+    "test_int8_network_saves_like_a_float_one",
     "test_int8_round_trip_every_source",
     "test_later_minor_version_with_longer_header_and_records_loads",
     "test_round_trip_every_source_byte_identical",
