@@ -4,21 +4,30 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup test demo bench clean
+.PHONY: setup setup-demo test demo bench clean
 
+# Two environments in one .venv: `make demo` installs only what the demo runs
+# (requirements-demo.txt: the host tools' runtime and the MicroPython toolchain, 318 MB);
+# `make setup`/`make test` add the rest of requirements.txt on top (frameworks, lint, pyright).
 setup: $(STAMP)
+setup-demo: $(DEMO_STAMP)
 
-$(STAMP): requirements.txt host/pyproject.toml
+$(DEMO_STAMP): requirements-demo.txt host/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-demo.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e host
+	touch $@
+
+$(STAMP): requirements.txt $(DEMO_STAMP)
+	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) examples/digits/run.py
 
 clean:
@@ -34,7 +43,7 @@ board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(
 
 .PHONY: mpy firmware
 
-mpy: $(STAMP)
+mpy: $(DEMO_STAMP)
 	@for arch in $(MPY_ARCHES); do \
 		mkdir -p build/mpy/$$arch/nanonn; \
 		for f in mpy/nanonn/*.py; do \

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from convert_support import activations, check_parity
 
-from nanonn_tools import NanonnError
+from nanonn_tools import NanonnError, install_hint
 from nanonn_tools.converters import keras as keras_converter
 
 os.environ["KERAS_BACKEND"] = "torch"  # before keras is first imported
@@ -232,7 +232,7 @@ def test_keras_refuses_branching_model(tmp_path):
 
 def test_keras_missing_h5py_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
-    with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[keras]")):
+    with pytest.raises(NanonnError, match=re.escape(install_hint("keras"))):
         keras_converter.load(str(tmp_path / "m.keras"))
 
 

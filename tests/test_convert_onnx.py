@@ -14,7 +14,7 @@ import pytest
 from convert_support import activations, check_parity
 from onnx import TensorProto, helper, numpy_helper
 
-from nanonn_tools import NanonnError
+from nanonn_tools import NanonnError, install_hint
 from nanonn_tools.converters import onnx as onnx_converter
 
 
@@ -217,7 +217,7 @@ def test_onnx_refuses_branches():
 
 def test_onnx_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[onnx]")):
+    with pytest.raises(NanonnError, match=re.escape(install_hint("onnx"))):
         onnx_converter.load(str(tmp_path / "m.onnx"))
 
 

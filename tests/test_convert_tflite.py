@@ -13,7 +13,7 @@ import tflite_writer as tw
 from ai_edge_litert import interpreter as litert
 from convert_support import activations, check_parity
 
-from nanonn_tools import NanonnError
+from nanonn_tools import NanonnError, install_hint
 from nanonn_tools.converters import tflite as tflite_converter
 from nanonn_tools.model import ModelSpec
 
@@ -186,7 +186,7 @@ def test_tflite_refuses_non_tflite_file(tmp_path):
 
 def test_tflite_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tflite", None)
-    with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[tflite]")):
+    with pytest.raises(NanonnError, match=re.escape(install_hint("tflite"))):
         _load(tmp_path, tw.float_mlp(_layers([4, 3], [(0, None)]), 4))
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from convert_support import activations, check_parity
 
-from nanonn_tools import NanonnError
+from nanonn_tools import NanonnError, install_hint
 from nanonn_tools.converters import torch as torch_converter
 
 nn = torch.nn
@@ -182,7 +182,7 @@ def test_torch_refuses_bad_arch_item(tmp_path):
 
 def test_torch_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(NanonnError, match=re.escape("pip install nanonn-tools[torch]")):
+    with pytest.raises(NanonnError, match=re.escape(install_hint("torch"))):
         torch_converter.load(str(tmp_path / "m.pt"), arch="linear:2")
 
 

@@ -201,7 +201,8 @@ def test_unknown_source_type_is_a_type_error():
         "micropython", ["-c", "import nanonn\ntry:\n nanonn.load(42)\nexcept TypeError as e:\n print(e)"]
     )
     assert (
-        "source: expected a path, a binary file object or bytes/bytearray/memoryview, got int" in proc.stdout
+        "source: expected a path, a binary file object or bytes/bytearray/memoryview of bytes, got int"
+        in proc.stdout
     )
 
 

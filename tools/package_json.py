@@ -1,23 +1,33 @@
 """Write (or with --check, verify) package.json: the mip package of the device files.
 
 `mpremote mip install github:<owner>/<repo>` reads package.json at the repository
-root; its relative URLs name the device package files under mpy/nanonn/.
+root; its relative URLs name the device package files under mpy/nanonn/, its version
+is the device package's `nanonn.__version__`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = "0.1.0"
+
+
+def device_version() -> str:
+    """`__version__` of mpy/nanonn/__init__.py (read as text: the package is not imported)."""
+    path = ROOT / "mpy" / "nanonn" / "__init__.py"
+    m = re.search(r'^__version__ = "([^"]+)"$', path.read_text(), re.M)
+    if m is None:
+        raise SystemExit('%s: expected a line __version__ = "X.Y.Z"' % path)
+    return m.group(1)
 
 
 def expected() -> str:
     files = sorted((ROOT / "mpy" / "nanonn").glob("*.py"))
     urls = [["nanonn/" + f.name, f.relative_to(ROOT).as_posix()] for f in files]
-    return json.dumps({"urls": urls, "version": VERSION}, indent=2) + "\n"
+    return json.dumps({"urls": urls, "version": device_version()}, indent=2) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -218,6 +218,11 @@ class Int8Input:
             self.m[i], self.b[i], self.s[i], self.lo[i], self.hi[i] = m, b, s, lo, hi
 
     def apply(self, features):
+        """int8 inputs for `features`: len(FEATURES) ints (`Extractor.extract`'s
+        array('i'), or a list, tuple, other integer array or memoryview); anything
+        else raises TypeError (a float feature: standardise with `Scaler`) or
+        ValueError (another length)."""
+        _check_features(features, len(self.out))
         # one name per line: unpacking more than 3 values builds a tuple (allocates)
         m = self.m
         b = self.b
@@ -238,3 +243,23 @@ class Int8Input:
                 q = 127
             out[i] = q
         return out
+
+
+def _check_features(features, k):
+    """Raise unless `features` is a sequence of `k` ints (allocates nothing when it is)."""
+    t = type(features)
+    if t is not list and t is not tuple and t is not array and t is not memoryview:
+        raise TypeError(
+            "int8 input features: expected a list, tuple, array or memoryview of %d ints, got %s"
+            % (k, t.__name__)
+        )
+    if len(features) != k:
+        raise ValueError("int8 input features: expected %d values, got %d" % (k, len(features)))
+    i = 0
+    while i < k:
+        if type(features[i]) is not int:
+            raise TypeError(
+                "int8 input features[%d] (%s): expected an int, got %s"
+                % (i, FEATURES[i], type(features[i]).__name__)
+            )
+        i += 1

@@ -5,7 +5,8 @@ firmware`), `mpy_cross_arch` (for `.mpy` exports), `heap_bytes` (typical free
 heap after boot, the budget `nanonn info` and `nanonn convert --target` check),
 `flash_bytes`, `fs_bytes` (filesystem space), `i2c` ({bus, sda, scl}: the
 firmware's default I2C pins, for an IMU; null on the unix port). The profiles
-live in the repository's `boards/` (override with NANONN_BOARDS=<dir>).
+are the repository's `boards/`, shipped in the package as `package-data/boards`
+(override with NANONN_BOARDS=<dir>).
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ class Board:
 
 
 def boards_dir() -> Path:
-    """The folder of board profiles: $NANONN_BOARDS, else the repository's boards/."""
+    """The folder of board profiles: $NANONN_BOARDS, else the package's package-data/boards (= boards/)."""
     env = os.environ.get("NANONN_BOARDS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "boards"
+    return Path(env) if env else Path(__file__).resolve().parent / "package-data" / "boards"
 
 
 def names() -> list[str]:

@@ -35,9 +35,9 @@ NATIVE = re.compile(r"^\s*@micropython\.(viper|native|asm_\w+)", re.M)
 
 
 def device_package_dir() -> Path:
-    """The device package's sources (`mpy/nanonn` of this checkout)."""
+    """The device package's sources (the repository's `mpy/nanonn`, shipped in this package)."""
     env = os.environ.get("NANONN_DEVICE_PACKAGE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "mpy" / "nanonn"
+    path = Path(env) if env else Path(__file__).resolve().parent / "package-data" / "nanonn"
     if not (path / "__init__.py").is_file():
         raise NanonnError(
             "device package: expected nanonn's sources at %s, not found; set NANONN_DEVICE_PACKAGE "

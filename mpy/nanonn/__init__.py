@@ -15,7 +15,13 @@ def load(source, trainable=False):
 
     The reader is imported on first use, so a program that never loads a
     model does not pay its RAM (about 26 KB on the 64-bit unix port). Allocates
-    the network (see `nanonn.nnm.load` for what it costs)."""
+    the network (see `nanonn.nnm.load` for what it costs); collects garbage
+    first, so the reader and the model's buffers get the largest free blocks
+    (left to the allocator's next failure, the garbage of the caller's script
+    fragments a board-sized heap)."""
+    import gc
+
+    gc.collect()
     import nanonn.nnm  # absolute: a relative import allocates on every call
 
     return nanonn.nnm.load(source, trainable)

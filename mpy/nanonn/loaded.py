@@ -13,6 +13,7 @@ the layer's `in_place` says which happened.
 import struct
 import sys
 
+from .inputs import F32, describe, typecode
 from .layers import Dense, floats
 
 try:
@@ -64,11 +65,31 @@ def float_copy(mv, offset, count):
     return a
 
 
+def _check_float32s(name, buf, count):
+    """Raise unless `buf` holds exactly `count` float32 values that the float
+    kernel can read in place: an array('f'), a float32 memoryview (CPython's
+    `float_view`) or a `uctypes` float32 view (MicroPython's): TypeError for any
+    other object, ValueError for another length. Allocates nothing."""
+    if uctypes is not None and type(buf) is uctypes.struct:
+        n = uctypes.sizeof(buf) // 4  # float_view's views: one float32 array at offset 0
+    elif typecode(buf) == F32:
+        n = len(buf)
+    else:
+        raise TypeError(
+            "%s: expected an array('f') or a float32 view of the model of %d values, got %s"
+            % (name, count, describe(buf))
+        )
+    if n != count:
+        raise ValueError("%s: expected %d float32 values, got %d" % (name, count, n))
+
+
 class LoadedDense(Dense):
     """A float Dense layer over buffers supplied by the loader.
 
     `w`: (units, inputs) row-major float32, `b`: (units,) (zeros when the
-    model has no bias): `array('f')` or in-place views (`in_place` True).
+    model has no bias): `array('f')` or in-place views (`in_place` True), of
+    exactly those lengths (anything else raises TypeError/ValueError: the float
+    kernel reads them as raw float32).
     `raw` is the list of byte buffers `save` writes (memoryviews into the
     source for in-place weights, which also keep it alive; else the arrays);
     `source` is the bytes-like source itself (None for a file). With `trainable` the gradient
@@ -81,6 +102,8 @@ class LoadedDense(Dense):
         Dense.__init__(self, units, inputs=inputs, activation=activation, use_bias=use_bias)
         self.shape = (units, inputs)
         self.source = source  # the model's bytes-like source (None for a file)
+        _check_float32s("LoadedDense w", w, units * inputs)
+        _check_float32s("LoadedDense b", b, units)
         self.w = w
         self.b = b
         self.raw = raw

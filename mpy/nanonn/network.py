@@ -1,8 +1,7 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
-from array import array
-
 from . import losses
+from .inputs import describe, typecode
 from .layers import floats
 from .rand import Random
 
@@ -28,17 +27,29 @@ def _all_finite(v):
 def check_vector(name, v, n):
     """Validate a 1-D input of n numbers; raises TypeError/ValueError.
 
-    Allocates nothing for a valid vector (used on the predict hot path).
+    Accepted: a list or tuple of ints and floats, an array of any numeric
+    typecode ('bBhHiIlLqQfd'), bytes, bytearray, or a memoryview of one of these
+    (read by value: `v[i]`). Allocates nothing for a valid vector (used on the
+    predict hot path).
     """
     # This frame and _check_numbers' stay within 11 words (else each call allocates one).
     t = type(v)
-    if t is not list and t is not tuple and t is not array:
-        raise TypeError("%s: expected a list, tuple or array of %d numbers, got %s" % (name, n, t.__name__))
+    if t is list or t is tuple:
+        _check_length(name, v, n)
+        _check_numbers(name, v, n)
+    elif typecode(v):
+        _check_length(name, v, n)
+    else:
+        raise TypeError(
+            "%s: expected a list, tuple, array, bytes, bytearray or memoryview of %d numbers, got %s"
+            % (name, n, describe(v))
+        )
+    return v
+
+
+def _check_length(name, v, n):
     if len(v) != n:
         raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
-    if t is not array:
-        _check_numbers(name, v, n)
-    return v
 
 
 def _check_numbers(name, v, n):
@@ -107,8 +118,10 @@ class Network:
     def predict(self, x):
         """Outputs for one input vector.
 
-        x: list, tuple or array of `inputs` numbers. Returns the last layer's
-        output buffer (array('f')), which the next call reuses: copy it to keep it.
+        x: `inputs` numbers: a list or tuple, an array of any numeric typecode
+        (array('h') of raw sensor readings is read by value, as the same list
+        would be), bytes, bytearray or a memoryview of one of these. Returns the last
+        layer's output buffer (array('f')), which the next call reuses: copy it to keep it.
         Wrong types or lengths raise TypeError/ValueError naming the input; NaN or
         infinite inputs are computed as IEEE floats (non-finite outputs, no error).
         """
@@ -148,6 +161,9 @@ class Network:
 
     def train(self, x, target, rate=0.1):
         """One SGD step on one sample; returns that sample's loss (before the step).
+
+        `x` and `target` are taken as by `predict` (lists, tuples, numeric arrays,
+        bytes, bytearray, memoryviews; TypeError/ValueError otherwise).
 
         A non-finite input, target, output or loss skips the update (the weights
         stay as they were); the returned loss is then NaN or infinite.

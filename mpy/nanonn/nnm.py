@@ -62,6 +62,7 @@ from . import codes
 from .activations import LeakyReLU
 from .crc32 import update as _crc
 from .errors import ModelFormatError
+from .inputs import describe, is_bytes
 from .layers import Dropout, floats
 from .loaded import LoadedDense, bytes_view, float_copy, float_view
 from .network import Network
@@ -753,7 +754,8 @@ def load(source, trainable=False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
     `source`: a path, a binary file object (anything with `readinto`), or a
-    `bytes`/`bytearray`/`memoryview` (e.g. a frozen module's `MODEL` constant).
+    `bytes`/`bytearray`/`memoryview` of bytes (e.g. a frozen module's `MODEL`
+    constant; a memoryview of wider items, such as of an array('h'), raises TypeError).
     From a bytes-like source the float weights are used in place (no copy)
     unless `trainable`; from a file they are read with `readinto` into
     `array('f')` buffers sized from the checked header. With `trainable=True`
@@ -771,12 +773,13 @@ def load(source, trainable=False):
     if isinstance(source, str):
         return _load_path(source, trainable)
     t = type(source)
-    if t is bytes or t is bytearray or t is memoryview:
+    if (t is bytes or t is bytearray or t is memoryview) and is_bytes(source):
         return _load_buffer(source, trainable)
     if hasattr(source, "readinto"):
         return _load_stream(source, trainable)
     raise TypeError(
-        "source: expected a path, a binary file object or bytes/bytearray/memoryview, got %s" % t.__name__
+        "source: expected a path, a binary file object or bytes/bytearray/memoryview of bytes, got %s"
+        % describe(source)
     )
 
 

@@ -11,6 +11,7 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from . import qkernels as _py_kernels
+from .inputs import F32, INT8, UINT8, describe, is_bytes, typecode
 from .network import check_vector
 
 try:
@@ -46,15 +47,22 @@ def _scale(name, value):
 
 
 def _int8_bytes(name, values, count):
-    """int8 values (bytes/bytearray/memoryview: two's-complement bytes, kept
-    without a copy; array('b'): copied; list/tuple of ints: converted)."""
+    """int8 values as two's-complement bytes: bytes, bytearray and memoryviews of
+    them are kept without a copy; array('b')/array('B') and memoryviews of them
+    are copied byte for byte; any other sequence (list, tuple, array of another
+    typecode) is converted value by value, each an int in [-128, 127]."""
+    t = type(values)
+    if t is not list and t is not tuple and not typecode(values):
+        raise TypeError(
+            "%s: expected bytes, bytearray, array('b'), array('B') or a list of %d int8 values, got %s"
+            % (name, count, describe(values))
+        )
     if len(values) != count:
         raise ValueError("%s: expected %d int8 values, got %d" % (name, count, len(values)))
-    t = type(values)
-    if t is bytes or t is bytearray or t is memoryview:
-        return values
-    if t is array:
-        return bytearray(values)  # raw bytes of array('b')
+    if is_bytes(values):
+        if t is not array and typecode(values) == UINT8:
+            return values  # indexed as unsigned bytes, as the kernels read them
+        return bytearray(values)  # raw bytes of array('b')/array('B') or a signed view
     out = bytearray(count)
     for i in range(count):
         v = values[i]
@@ -373,7 +381,10 @@ class QNetwork:
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
-        self._xf = array("f", bytes(4 * n))  # float input staging for lists/tuples
+        self._xf = array("f", bytes(4 * n))  # float32 staging for inputs other than array('f')
+        # the last array('f') / int8 buffer accepted (start: own buffers of those types)
+        self._seen_f32 = self._xf
+        self._seen8 = self._xq
         self._fx = array("i", bytes(4 * n))  # fixed-point input
         self._out8 = array("b", bytes(self.outputs))  # int8 output
         self._out = array("f", bytes(4 * self.outputs))
@@ -403,40 +414,58 @@ class QNetwork:
 
     def predict_int8(self, x):
         """Outputs (int8, the last layer's output domain) for `x`: `inputs` int8
-        values in the first layer's input domain (array('b'), or bytes/bytearray
-        of two's-complement bytes). Returns the network's own array('b'),
+        values in the first layer's input domain, as exactly `inputs` bytes of
+        two's complement: bytes, bytearray, array('b'), array('B') or a memoryview
+        of one of these (e.g. a slice of a larger buffer). Anything else (lists,
+        arrays of wider types such as array('h')) raises TypeError: quantize
+        other inputs with `predict`. Returns the network's own array('b'),
         reused (overwritten) by the next call: copy it to keep it.
-        Allocates nothing with the viper kernels."""
-        t = type(x)
-        if t is not bytes and t is not bytearray and t is not array and t is not memoryview:
-            raise TypeError(
-                "predict_int8 input: expected array('b'), bytes or bytearray of %d int8 values, got %s"
-                % (self.inputs, t.__name__)
-            )
-        if len(x) != self.inputs:
+        Allocates nothing with the viper kernels. The network remembers the
+        last buffer it accepted (a reference: it stays alive) and skips the
+        type check when it is given the same object again."""
+        if x is not self._seen8:
+            self._check_int8(x)
+            self._seen8 = x
+        if len(x) != self.inputs:  # every call: an array can grow or shrink
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
         return self._k.predict_int8(self, x)
 
+    def _check_int8(self, x):
+        c = typecode(x)
+        if c != INT8 and c != UINT8:
+            raise TypeError(
+                "predict_int8 input: expected bytes, bytearray, array('b'), array('B') or a memoryview of "
+                "one of them, holding %d int8 values, got %s" % (self.inputs, describe(x))
+            )
+
     def predict(self, x):
-        """Float outputs for float inputs (array('f'), list or tuple of `inputs`
-        numbers). Returns the network's own array('f'), reused by the next call.
+        """Float outputs for `inputs` numbers: an array('f') (or a memoryview of
+        one), a list or tuple, an array of any other numeric typecode (array('h')
+        of raw sensor readings, array('d'), ...), bytes or bytearray (values
+        0..255) or a memoryview of one of these. Returns the network's own
+        array('f'), reused by the next call.
         Softmax outputs are e/s of the integer softmax (float32, exactly rounded);
         other outputs (softmax_tflite too) are the dequantized int8 outputs. With the viper kernels
-        and an array('f') input this allocates nothing; a list or tuple is first
-        copied into a float32 buffer (a fixed-size call frame, see docs/quantization.md).
+        and an array('f') input this allocates nothing; any other input is first
+        copied value by value into the network's float32 buffer (allocating only
+        the floats read from an array('d') or a list; see docs/quantization.md),
+        so it gives the same outputs as the list of the same values. The network
+        remembers the last array('f') it was given (a reference) and skips its
+        type check when it gets the same object again.
         Non-finite inputs have a defined result: NaN quantizes like 0.0, +-inf
         saturate like the largest finite values (the int8 input is clamped to
         [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
         the input (an element: `input[i]`)."""
-        if type(x) is not array:
-            x = self._stage(x)
-        elif len(x) != self.inputs:
-            raise ValueError("input: expected %d values, got %d" % (self.inputs, len(x)))
+        if x is not self._seen_f32 or len(x) != self.inputs:
+            if typecode(x) != F32 or len(x) != self.inputs:
+                x = self._stage(x)  # checks the type and the length
+            else:
+                self._seen_f32 = x  # an object's typecode never changes: skip it next time
         return self._k.predict_float(self, x)
 
     def _stage(self, x):
         n = self.inputs
-        check_vector("input", x, n)  # a list or tuple of n numbers (allocates nothing)
+        check_vector("input", x, n)  # n numbers: list, tuple, array, bytes... (allocates nothing)
         xf = self._xf
         for i in range(n):
             xf[i] = x[i]

@@ -253,3 +253,27 @@ def test_int8_input_is_within_one_step_of_the_float_quantizer():
                 total += 1
     check.ok(exact >= 0.98 * total, "exact %d of %d" % (exact, total))
     check.raises(ValueError, features.Int8Input, [0.0] * k, [1.0] * k, 0.1, 300, contains=("in_zp", "300"))
+
+
+def test_int8_input_takes_integer_sequences_and_refuses_the_rest():
+    """Int8Input.apply: the same int8 values for the features as an array('i'), a
+    list, an array('h')/array('q') or a memoryview slice; float features (standardise
+    those with Scaler), other lengths and non-sequences raise (issue 12)."""
+    k = len(features.FEATURES)
+    q = features.Int8Input([10.0 * i for i in range(k)], [50.0 + i for i in range(k)], 0.05, -3)
+    values = [(i * 37) % 200 - 100 for i in range(k)]
+    want = list(q.apply(array("i", values)))
+    check.ok(len(set(want)) > 3, "the features map to different int8 values: %r" % want)
+    forms = [values, tuple(values), array("h", values), memoryview(array("i", [0] + values + [0]))[1 : 1 + k]]
+    for f in forms:
+        check.eq(list(q.apply(f)), want, "apply(%s)" % type(f).__name__)
+    for bad in (array("f", values), [float(v) for v in values], values[:-1] + [None]):
+        check.raises(TypeError, q.apply, bad, contains=("features[", "expected an int"))
+    for n in (0, k - 1, k + 1):
+        check.raises(
+            ValueError, q.apply, array("i", bytes(4 * n)), contains=("expected %d" % k, "got %d" % n)
+        )
+    for bad in (None, 3, "abc", {0: 1}):
+        check.raises(
+            TypeError, q.apply, bad, contains=("list, tuple, array or memoryview", type(bad).__name__)
+        )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .. import NanonnError
+from .. import NanonnError, install_hint
 
 # extension -> converter module (in this package)
 FORMATS = {
@@ -93,8 +93,8 @@ def _missing(name: str, exc: ImportError, path) -> NanonnError:
             "%s: the %s converter needs the Python package %r (%s)" % (path, name, package, exc)
         )
     return NanonnError(
-        "%s: reading this file needs the %r extra (missing Python package %r); install it with: "
-        "pip install 'nanonn-tools[%s]'" % (path, extra, package, extra)
+        "%s: reading this file needs the %r extra (missing Python package %r); install it with: %s"
+        % (path, extra, package, install_hint(extra))
     )
 
 

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .. import NanonnError
+from .. import NanonnError, install_hint
 from ..model import DenseSpec, DropoutSpec, ModelSpec
 
 # Activations that commute with inverted dropout (f(c x) = c f(x) for c >= 0),
@@ -30,7 +30,7 @@ def require(module: str, extra: str, what: str):
     except ImportError as exc:
         raise NanonnError(
             "%s needs the Python package %r, which is not installed (%s); "
-            "install it with: pip install nanonn-tools[%s]" % (what, module.split(".")[0], exc, extra)
+            "install it with: %s" % (what, module.split(".")[0], exc, install_hint(extra))
         ) from None
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import NanonnError
+from .. import NanonnError, install_hint
 from ..model import DenseSpec, ModelSpec
 
 SUPPORTED = "MLPClassifier, MLPRegressor"
@@ -37,7 +37,7 @@ def _require():
     except ImportError as exc:
         raise NanonnError(
             "reading scikit-learn models needs the 'sklearn' extra (missing Python package %r); "
-            "install it with: pip install 'nanonn-tools[sklearn]'" % (exc.name or "?")
+            "install it with: %s" % (exc.name or "?", install_hint("sklearn"))
         ) from None
     return joblib
 
