@@ -98,9 +98,15 @@ fuzz: $(STAMP)
 	echo "fuzz: N=$(N) SEED=$$seed (reproduce: make fuzz N=$(N) SEED=$$seed)"; \
 	MICROPYPATH=mpy:.frozen $(BIN)/micropython -X heapsize=16M tests/device/fuzz_nnm.py $(N) $$seed
 
-bench: bench-memory
+bench: bench-memory bench-float
 bench-memory: $(STAMP)
 	$(PY) tools/bench_memory.py
+
+# `make bench-float`: float predict and SGD steps against the seed (instructions where
+# valgrind is installed), each ratio against its target (tools/bench_float.py).
+.PHONY: bench-float
+bench-float: $(STAMP)
+	$(PY) tools/bench_float.py
 
 # Quality gates (`make check`, also run first by `make test`): ruff lint and format over the
 # whole repo; pyright over the device package and examples once per supported board, against

@@ -17,7 +17,15 @@ from support import ARCHES, ROOT, run_device, tool
 
 GESTURE = ROOT / "examples" / "gesture"
 SAMPLE = GESTURE / "data" / "gesture_sample.csv"
-GESTURE_DEVICE = ("imu.py", "replay.py", "sensor.py", "features.py", "record.py", "classify.py")
+GESTURE_DEVICE = (
+    "imu.py",
+    "replay.py",
+    "sensor.py",
+    "features.py",
+    "record.py",
+    "classify.py",
+    "finetune.py",
+)
 
 sys.path.insert(0, str(GESTURE))
 
@@ -214,6 +222,53 @@ def test_gesture_pipeline_end_to_end_on_the_unix_port(tmp_path):
         assert m and 0.0 <= float(m.group(2)) <= 1.0, line
     tally = re.search(r"replay: (\d+)/96 windows classified as recorded", out)
     assert tally and int(tally.group(1)) >= 86, out  # >= 90 %
+
+
+def _gesture_host(script: str, *args: str) -> str:
+    return _host(GESTURE / script, *args)
+
+
+def _finetune(build, adapt, test, count: int, layers: int = 1) -> tuple[float, float, float]:
+    args = ["--adapt", str(adapt), "--test", str(test), "--test-windows", str(count), "--dir", str(build)]
+    args += ["--layers", str(layers)]
+    out = _ok(run_device("micropython", [str(GESTURE / "finetune.py")] + args, extra_path=[GESTURE]))
+    before = re.search(r"before: ([\d.]+) on %d held-out windows" % count, out)
+    after = re.search(r"after: ([\d.]+) \(int8 ([\d.]+)\) on %d held-out windows" % count, out)
+    assert before and after, out
+    assert (build / "gesture_tuned_f32.nnm").exists() and (build / "gesture_tuned_int8.nnm").exists()
+    return float(before.group(1)), float(after.group(1)), float(after.group(2))
+
+
+def test_gesture_finetuning_to_a_new_sensor_on_the_unix_port(tmp_path):
+    """The sample model meets a rotated, re-gained sensor: 4 windows per gesture fine-tune its
+    last layer on the device, and held-out accuracy goes up (README's numbers)."""
+    build = tmp_path / "build"
+    _gesture_host("train.py", "--csv", str(SAMPLE), "--out", str(build))
+    new = tmp_path / "new.csv"
+    _gesture_host("make_dataset.py", "--per-class", "20", "--seed", "7", "--out", str(new))
+    adapt, test = tmp_path / "adapt.csv", tmp_path / "test.csv"
+    _gesture_host("shift.py", str(new), "--adapt", str(adapt), "--test", str(test))
+    before, after, after8 = _finetune(build, adapt, test, 64)
+    assert before <= 0.85 and after >= 0.95 and after8 >= 0.95, (before, after, after8)
+
+
+def test_gesture_on_real_recordings_from_basicmotions(tmp_path):
+    """BasicMotions (smartwatch accelerometer, read out of the pinned aeon wheel) through the
+    gesture pipeline: trained on the host, the 40 test series replayed through the drivers."""
+    build = tmp_path / "build"
+    _gesture_host("basicmotions.py", "--out", str(build))
+    _gesture_host("train.py", "--csv", str(build / "basicmotions_train.csv"), "--out", str(build))
+    args = ["--replay", str(build / "basicmotions_test.csv"), "--windows", "40", "--dir", str(build)]
+    out = _ok(run_device("micropython", [str(GESTURE / "classify.py")] + args, extra_path=[GESTURE]))
+    tally = re.search(r"replay: (\d+)/40 windows classified as recorded", out)
+    assert tally and int(tally.group(1)) >= 36, out  # >= 90 % (README: 39/40)
+    adapt, test = tmp_path / "adapt.csv", tmp_path / "test.csv"
+    shift = ["--roll", "120", "--yaw", "60", "--gain", "0.7", "--offset=-200"]
+    _gesture_host(
+        "shift.py", str(build / "basicmotions_test.csv"), "--adapt", str(adapt), "--test", str(test), *shift
+    )
+    before, after, _ = _finetune(build, adapt, test, 24, layers=2)
+    assert after >= before + 0.3, (before, after)
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -23,8 +23,9 @@ PREDICT_PATH = {
         "Dropout.forward",
         "_dot",
         "_stage",
-        "_unit",
-        "_assemble",
+        "_copy_floats",
+        "Dense._limbs",
+        "Dense._cached",
     },
     "activations.py": {
         "Activation.forward",
@@ -36,6 +37,7 @@ PREDICT_PATH = {
         "_sigmoid",
         "_relu",
         "_softplus",
+        "_leaky_kernel.kernel",
     },
 }
 

@@ -153,9 +153,11 @@ def _edge_cases():
     ratios = [[0, 65536], [65536, 65536], [1, 3], [2, 3], [65536, 65536 * 3], [1, 65537]]
     ratios += [[int(e), int(e + d)] for e, d in zip(rng.integers(1, 65537, 40), rng.integers(0, 1 << 29, 40))]
     ratios += [[(1 << 24) + 1, 1 << 25], [(1 << 24) + 3, 1 << 25], [3, 1 << 26]]  # ties to even
+    rescale = rescale_cases(rng)
     return {
         "mbqm": triples,
-        "rescale": rescale_cases(rng),
+        "rescale": rescale,
+        "dense": dense_cases(rescale),
         "F": [-10, 0, 8, 21, 40, 150],
         "floats": floats,
         "ratios": ratios,
@@ -195,6 +197,25 @@ def rescale_cases(rng) -> list:
         for acc in accs:
             out.append([int(acc), q >> 22, q & 0x3FFFFF, min(k, 255)])
     return out
+
+
+def dense_cases(rescale) -> list:
+    """[acc, qh, ql, k, zp] for `dense`'s requantization (its 31-bit bracket and the exact
+    path): the rescale cases within acc0 - 128 * 128 of int32, and accumulators next to
+    every 7th rounding boundary (h + 1/2) / R in [-140, 140]; zp puts the expected value
+    near 0, so that a value off by one is not hidden by the clamp."""
+    top = (1 << 31) - 1 - (1 << 14)
+    out = []
+    for acc, qh, ql, k in rescale:
+        real = np.ldexp(float((qh << 22) + ql), -k)
+        accs = [acc] if abs(acc) <= top else []
+        for h in range(-140, 141, 7):
+            mid = int(np.floor((h + 0.5) / real)) if real > 0 else 0
+            accs += [a for a in range(mid - 2, mid + 3) if abs(a) <= top]
+        for a in accs:
+            v = rescale_oracle([[a, qh, ql, k]])[0]
+            out.append([a, qh, ql, k, int(np.clip(-v, -128, 127))])
+    return sorted(set(map(tuple, out)))
 
 
 def rescale_oracle(cases) -> list:
@@ -271,6 +292,8 @@ def test_kernel_edge_cases(runtime):
     want_mbqm = qreference.mbqm(t[:, 0], t[:, 1], t[:, 2]).tolist()
     want_dr = qreference.mbqm_dr(t[:, 0], t[:, 1], t[:, 2]).tolist()
     want_rescale = rescale_oracle(edge["rescale"])
+    d = np.array(edge["dense"], dtype=np.int64)
+    want_dense = np.clip(np.array(rescale_oracle(d[:, :4].tolist())) + d[:, 4], -128, 127).tolist()
     floats = np.array(edge["floats"], dtype=F32)
     want_ratio = [qreference.f32_ratio(e, s) for e, s in edge["ratios"]]
     c = np.array(edge["rescale"], dtype=np.int64)
@@ -284,6 +307,8 @@ def test_kernel_edge_cases(runtime):
             bad = [(tuple(x), w, g) for x, w, g in zip(edge["mbqm"], want, got[name]) if w != g]
             assert not bad, "%s %s: %d wrong, first %s" % (kernels, name, len(bad), bad[:3])
         assert got["rescale"] == want_rescale, kernels
+        bad = [(c, w, g) for c, w, g in zip(edge["dense"], want_dense, got["dense"]) if w != g]
+        assert not bad, "%s dense: %d of %d wrong, first %s" % (kernels, len(bad), len(bad), bad[:3])
         for F in edge["F"]:
             assert got["fixed"][str(F)] == qreference.input_fixed(floats, F).tolist(), "%s F=%d" % (
                 kernels,

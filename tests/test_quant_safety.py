@@ -238,3 +238,54 @@ def test_f32_to_fixed_matches_the_oracle(F):
         acc[bad[0]],
         want[bad[0]],
     )
+
+
+def _dense_block(n, units, acc0s, zp, q, k, mag=HI):
+    """A `dense` parameter block (header and unit records) as a list of checked ints."""
+    from nanonn.quant import _HEAD, _REC, _unit_record
+
+    p = [0] * (_HEAD + _REC * units)
+    p[:_HEAD] = [n, units, zp, -128, 127, 0]
+    for j, a0 in enumerate(acc0s):
+        _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
+    return _c(p)
+
+
+@pytest.mark.parametrize("n", [1, 17, 784, 4096])
+def test_dense_worst_case_within_int32(n):
+    """The fused layer kernel (offset-binary multiply-accumulate from acc0 - 128 * sum(x),
+    then the requantization bracket or the exact path) on checked ints, at both ends of
+    the bound QDense checks: the lowest start (acc0 = 32640 n - 2^31 + 1, every input 255,
+    weights -128) and the highest accumulator (weights 127)."""
+    from nanonn.qbuild import fc_real
+
+    q, k = fc_real(0.02, 0.01, 0.1)[:2]
+    low = 32640 * n - HI
+    high = HI - 255 * 127 * n
+    cases = [(low, -128), (high, 127), (0, -128), (0, 127)]
+    for a0, wv in cases:
+        w = _c([wv & 0xFF] * n)
+        y = _c([0])
+        qkernels.dense(w, _c([255] * n), y, _dense_block(n, 1, [a0], 0, q, k), y)
+        want = qreference.fc_requant(np.array([a0 + wv * 255 * n]), _Scales(0.02, [0.01], 0.1))
+        assert int(y[0]) - 128 == int(np.clip(want[0], -128, 127))
+
+
+class _Scales:
+    def __init__(self, in_scale, w_scale, pre_scale):
+        self.in_scale, self.w_scale, self.pre_scale = (
+            np.float32(in_scale),
+            np.float32(w_scale),
+            np.float32(pre_scale),
+        )
+
+
+def test_dense_requantization_within_int32():
+    """`dense`'s requantization on checked ints for the edge cases of tests/test_quant.py
+    (near every rounding boundary, extremes, saturation), against the oracle."""
+    from test_quant import _edge_cases, rescale_oracle
+
+    for a, qh, ql, k, zp in _edge_cases()["dense"]:
+        y = _c([0])
+        qkernels.dense(_c([0]), _c([128]), y, _dense_block(1, 1, [a], zp, (qh << 22) | ql, k), y)
+        assert int(y[0]) - 128 == int(np.clip(rescale_oracle([[a, qh, ql, k]])[0] + zp, -128, 127))

@@ -1,7 +1,8 @@
 """Device float networks against the numpy reference (float64), on both runtimes.
 
 Seeded random networks of every activation with both losses: `predict` and
-one `train` step match `nanonn_tools.reference` within 1e-5 relative.
+one `train` step match `nanonn_tools.reference` within 1e-5 relative; so do two
+mini-batch steps of `fit`, with and without momentum.
 """
 
 from __future__ import annotations
@@ -114,3 +115,70 @@ def test_reference_reproduces_seed_vectors():
     assert value == pytest.approx(case["loss_before_update"], abs=1e-12)
     for layer, expected in zip(updated, case["weights_after_one_step"]):
         np.testing.assert_allclose(reference.flat_weights(layer), expected, atol=1e-12)
+
+
+FIT_CODE = """
+import json, sys
+from nanonn import Dense, Network
+spec = json.loads(sys.stdin.read())
+out = []
+for case in spec:
+    layers = [Dense(l["units"], inputs=l["inputs"], activation=l["activation"], weights=l["flat"])
+              for l in case["layers"]]
+    net = Network(*layers, loss=case["loss"])
+    net.fit(case["xs"], case["targets"], epochs=2, rate=0.2, batch_size=case["batch"],
+            momentum=case["momentum"], shuffle=False)
+    out.append(net.get_weights())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_fit_batches_and_momentum_match_reference(runtime):
+    rng = np.random.default_rng(77)
+    cases, payload = [], []
+    for loss, acts in (("mse", ["tanh", "sigmoid"]), ("cross_entropy", ["relu", "softmax"])):
+        for momentum, batch in ((0.0, 3), (0.9, 3), (0.9, 1)):
+            sizes = [9, 12, 4]
+            layers = reference.random_network(sizes, acts, seed=len(cases) + 7)
+            xs = _f32(rng.normal(0, 1, (3, sizes[0])))
+            if loss == "mse":
+                targets = rng.uniform(0, 1, (3, sizes[-1]))
+            else:
+                targets = np.eye(sizes[-1])[rng.integers(0, sizes[-1], 3)]
+            cases.append((loss, momentum, batch, layers, xs, targets))
+            payload.append(
+                {
+                    "loss": loss,
+                    "momentum": momentum,
+                    "batch": batch,
+                    "xs": xs.tolist(),
+                    "targets": targets.tolist(),
+                    "layers": [
+                        {
+                            "units": l["w"].shape[0],
+                            "inputs": l["w"].shape[1],
+                            "activation": l["activation"],
+                            "flat": reference.flat_weights(l),
+                        }
+                        for l in layers
+                    ],
+                }
+            )
+    results = run_device_json(runtime, FIT_CODE, payload)
+    for (loss, momentum, batch, layers, xs, targets), got in zip(cases, results):
+        ref = [dict(l, w=_f32(l["w"]), b=_f32(l["b"])) for l in layers]
+        velocity = None
+        for _ in range(2):  # two epochs, samples in order
+            for k in range(0, len(xs), batch):
+                ref, velocity = reference.batch_step(
+                    ref, xs[k : k + batch], targets[k : k + batch], loss, 0.2, momentum, velocity
+                )
+        for i, layer in enumerate(ref):
+            np.testing.assert_allclose(
+                got[i],
+                reference.flat_weights(layer),
+                rtol=TOL,
+                atol=TOL,
+                err_msg="%s momentum %g batch %d layer %d" % (loss, momentum, batch, i),
+            )

@@ -9,6 +9,13 @@ reference; x86-64 GCC vectorizes at -O2) and, for information, with
 `-O2 -fno-tree-vectorize` (scalar, like the boards' cores). Every int8 output is
 checked against the numpy oracle. Prints a table and writes out/bench.json.
 
+Where valgrind is installed it also counts instructions per inference (the
+figures that hold on a shared, noisy machine): `valgrind --tool=callgrind` on
+the interpreter running 2N inferences minus the same run with N, divided by N
+(tools/bench_device.py's CALLS argument; the C program's argument likewise),
+and prints each int8 ratio to scalar C (-O2 -fno-tree-vectorize) against its
+target. The commands are printed as they run.
+
     python tools/bench.py [--out out/bench.json]
 """
 
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,12 +43,17 @@ NETS = [
     ("4-10-10-3", [4, 10, 10, 3], ["tanh", "tanh", "softmax"]),
 ]
 PATHS = ["naive", "float", "int8_python", "int8_viper", "int8_viper_float"]
+ICOUNT_PATHS = ["int8_viper", "int8_viper_float"]  # instructions counted under valgrind
+ICOUNT_CALLS = 100  # inferences per counted run (the C program: 1000)
+# int8 predict_int8 instructions per inference at most this many times scalar C -O2 (issue 15)
+ICOUNT_TARGETS = {"784-36-14-10": 2.0, "64-32-16-4": 3.0}
 ALPHA = 0.01
 ACT_CODES = {"linear": 0, "relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 2, "softplus": 2, "softmax": 3}
 
 C_RUNTIME = r"""
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 typedef struct {
@@ -97,7 +111,12 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* N inferences and nothing else: instruction counts (tools/bench.py) */
+        long n = atol(argv[1]); volatile int sink = 0;
+        for (long r = 0; r < n; r++) sink += infer(INPUT)[0];
+        return 0;
+    }
     const int8_t *out = infer(INPUT);
     printf("{\"out\": [");
     for (int u = 0; u < OUTPUTS; u++) printf("%s%d", u ? ", " : "", out[u]);
@@ -204,18 +223,34 @@ def prepare(folder: Path, name, sizes, acts, seed):
     return qspec, x, x8, spec.predict(x[None, :])[0]
 
 
-def run_device(folder: Path, name: str, path: str) -> dict:
+def _device_cmd(folder: Path, name: str, path: str) -> list[str]:
     micropython = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which(
         "micropython"
     )
     if micropython is None:
         raise SystemExit("bench: micropython not found: run it through `make bench`")
-    env = {"MICROPYPATH": "%s:.frozen" % (ROOT / "mpy"), "PATH": "/usr/bin:/bin"}
+    return [
+        micropython,
+        "-X",
+        "heapsize=8M",
+        str(ROOT / "tools" / "bench_device.py"),
+        str(folder),
+        name,
+        path,
+    ]
+
+
+# PYTHONHASHSEED: the interpreter is a CPython extension here, and CPython's start-up
+# (hash-randomised dicts) varies by about 1e5 instructions from run to run without it
+_DEVICE_ENV = {"MICROPYPATH": "%s:.frozen" % (ROOT / "mpy"), "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"}
+
+
+def run_device(folder: Path, name: str, path: str) -> dict:
     proc = subprocess.run(
-        [micropython, "-X", "heapsize=8M", str(ROOT / "tools" / "bench_device.py"), str(folder), name, path],
+        _device_cmd(folder, name, path),
         capture_output=True,
         text=True,
-        env=env,
+        env=_DEVICE_ENV,
         timeout=600,
     )
     if proc.returncode != 0:
@@ -223,14 +258,33 @@ def run_device(folder: Path, name: str, path: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_c(folder: Path, name: str, source: str, flags=("-O2",)) -> dict:
+def run_c(folder: Path, name: str, source: str, flags=("-O2",)) -> tuple[dict, Path]:
+    """(the C program's result, its executable)."""
     stem = name.replace("-", "_") + "_".join([""] + [f.strip("-").replace("-", "_") for f in flags])
     src = folder / (stem + ".c")
     exe = folder / stem
     src.write_text(source)
     subprocess.run(["gcc", *flags, "-o", str(exe), str(src)], check=True)
     proc = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=600)
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout), exe
+
+
+def _callgrind(cmd: list[str], env=None) -> int:
+    """Instructions valgrind's callgrind counts for one run of `cmd` (printed first)."""
+    full = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
+    print("  $ " + " ".join(shlex.quote(c) for c in full), flush=True)
+    proc = subprocess.run(full, capture_output=True, text=True, env=env, timeout=1800)
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit("bench: callgrind failed:\n%s%s" % (proc.stdout, proc.stderr[-2000:]))
+    return int(m.group(1))
+
+
+def icount(cmd: list[str], calls: int, env=None) -> float:
+    """Instructions per call: (run with 2 * `calls` calls - run with `calls`) / calls; `cmd`
+    takes the number of calls as its last argument. Not against a run of 0 calls: the
+    interpreter spends about 1e6 instructions once when the loop runs at all."""
+    return (_callgrind(cmd + [str(2 * calls)], env) - _callgrind(cmd + [str(calls)], env)) / calls
 
 
 def main(argv=None) -> int:
@@ -238,6 +292,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "out" / "bench.json"))
     args = parser.parse_args(argv)
     out_path = Path(args.out)
+    use_valgrind = shutil.which("valgrind") is not None
+    if not use_valgrind:
+        print("bench: valgrind not found: no instruction counts (Debian: apt-get install valgrind)")
     folder = out_path.parent / "bench"
     folder.mkdir(parents=True, exist_ok=True)
     results = []
@@ -259,10 +316,17 @@ def main(argv=None) -> int:
             rows[path] = r
         source = c_source(qspec, x8)
         for path, flags in (("c_O2", ("-O2",)), ("c_O2_novec", ("-O2", "-fno-tree-vectorize"))):
-            c = run_c(folder, name, source, flags)
+            c, exe = run_c(folder, name, source, flags)
             if c["out"] != want8:
                 problems.append("%s %s: int8 output %s != oracle %s" % (name, path, c["out"], want8))
             rows[path] = {"net": name, "path": path, "inf_per_s": c["inf_per_s"], "iters": c["iters"]}
+            if use_valgrind:
+                rows[path]["instructions"] = icount([str(exe)], 10 * ICOUNT_CALLS)
+        if use_valgrind:
+            for path in ICOUNT_PATHS:
+                rows[path]["instructions"] = icount(
+                    _device_cmd(folder, name, path), ICOUNT_CALLS, _DEVICE_ENV
+                )
         for r in rows.values():
             r["mmac_per_s"] = r["inf_per_s"] * macs / 1e6
             r["macs"] = macs
@@ -298,11 +362,24 @@ def _summary(results) -> dict:
     small = NETS[-1][0]  # per-call overhead dominates the smallest network
     s["float_vs_naive_" + small] = by[(small, "float")]["inf_per_s"] / by[(small, "naive")]["inf_per_s"]
     s["targets"]["float >= naive on %s" % small] = s["float_vs_naive_" + small] >= 1
+    # instructions per inference against scalar C (valgrind): the ratios that hold
+    ratios = {}
+    for name, _, _ in NETS:
+        c = by[(name, "c_O2_novec")].get("instructions")
+        if not c:
+            continue
+        for path in ICOUNT_PATHS:
+            ratios["%s %s" % (name, path)] = by[(name, path)]["instructions"] / c
+        limit = ICOUNT_TARGETS.get(name)
+        if limit is not None:
+            met = ratios["%s int8_viper" % name] <= limit
+            s["targets"]["%s predict_int8 <= %.1fx C instructions" % (name, limit)] = met
+    s["instruction_ratios_vs_scalar_c"] = ratios
     return s
 
 
 def _print_table(results, summary):
-    head = "%-14s %-17s %12s %9s %12s %11s %10s" % (
+    head = "%-14s %-17s %12s %9s %12s %11s %10s %12s" % (
         "network",
         "path",
         "inferences/s",
@@ -310,12 +387,13 @@ def _print_table(results, summary):
         "heap B/inf",
         "model heap",
         "peak heap",
+        "instr/inf",
     )
     print(head)
     print("-" * len(head))
     for r in results:
         print(
-            "%-14s %-17s %12.1f %9.2f %12s %11s %10s"
+            "%-14s %-17s %12.1f %9.2f %12s %11s %10s %12s"
             % (
                 r["net"],
                 r["path"],
@@ -324,6 +402,7 @@ def _print_table(results, summary):
                 "%.0f" % r["heap_per_inference"] if "heap_per_inference" in r else "-",
                 r.get("model_heap", "-"),
                 r.get("peak_heap", "-"),
+                "%.0f" % r["instructions"] if "instructions" in r else "-",
             )
         )
     print()
@@ -339,8 +418,10 @@ def _print_table(results, summary):
             "%.0f" % summary["int8_viper_heap_per_inference"],
         )
     )
+    for key, ratio in summary["instruction_ratios_vs_scalar_c"].items():
+        print("  %-32s %.2fx the instructions of scalar C -O2" % (key, ratio))
     for target, met in summary["targets"].items():
-        print("  %-28s %s" % (target, "met" if met else "MISSED"))
+        print("  %-46s %s" % (target, "met" if met else "MISSED"))
 
 
 if __name__ == "__main__":

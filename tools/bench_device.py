@@ -1,7 +1,7 @@
 """One benchmark measurement on the device (run by tools/bench.py, one process per
 network and path so that the peak heap belongs to that path):
 
-    micropython tools/bench_device.py DIR NET PATH
+    micropython tools/bench_device.py DIR NET PATH [CALLS]
 
 DIR holds NET.json (sizes, activations, int8 parameters without weights, inputs),
 NET.f32 (float32 weights then biases, layer by layer) and NET.w8 (int8 weights,
@@ -9,6 +9,9 @@ layer by layer). PATH: float | int8_viper | int8_viper_float | int8_python | nai
 Prints one JSON line: inferences/s, heap bytes per inference (micropython.mem_total
 delta), model heap and peak heap (gc.mem_alloc above the heap in use before the
 model was built; peak = after one inference with the collector disabled), output.
+With CALLS: builds the model, runs one inference, then CALLS more and prints
+nothing else (tools/bench.py counts instructions with valgrind as the
+difference of CALLS = 2N and CALLS = N).
 """
 
 import gc
@@ -139,6 +142,10 @@ def main():
     gc.collect()
     model_heap = gc.mem_alloc() - base
     out = list(run(x))
+    if len(sys.argv) > 4:
+        for _ in range(int(sys.argv[4])):
+            run(x)
+        return
     # peak: heap in use after one inference with the collector off (model,
     # buffers and everything that inference allocated), above the baseline
     gc.collect()

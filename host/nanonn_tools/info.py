@@ -109,10 +109,13 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         out_bufs = 8 * u + 2 * PER_BUFFER  # z, y
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
-        # int8 (nanonn.quant.QDense): w_scale, bias, mult, acc0 (4 bytes each), shift and
-        # output (1 byte), the accumulators (4 x max(units, inputs)), the activation's table,
-        # the requantization's rq_hi, rq_lo (4 bytes each) and rq_k (1 byte)
-        small = 27 * u + 4 * max(u, n) + 13 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        # int8 (nanonn.quant.QDense): w_scale, bias, mult (4 bytes each), shift and output
+        # (1 byte), the accumulators (4 x max(units, inputs)), the activation's table, the
+        # kernels' parameter block (24 bytes per unit and 24: acc0 and the requantization);
+        # leaky_relu runs as a 256-byte table built at load
+        small = 38 * u + 24 + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        if layer.activation == "leaky_relu":
+            small += 256 + PER_BUFFER
         s.ram_int8_frozen += PER_LAYER + small
         s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
     return s

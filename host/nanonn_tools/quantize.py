@@ -71,13 +71,16 @@ class QuantDenseSpec:
     def accumulator_bound(self) -> int:
         """Worst-case |partial sum| the device kernel can reach, times 2^max(shift, 0).
 
-        The kernel adds w[u, i] * (x[i] + 128) (x + 128 in [0, 255]) to
-        acc0 = bias - (in_zp + 128) * rowsum(w), so every partial sum is bounded
-        by |acc0| + 255 * sum |w|."""
+        The accumulator is acc0 + sum_i w[u, i] * (x[i] + 128) (x + 128 in [0, 255]),
+        acc0 = bias - (in_zp + 128) * rowsum(w), so |acc| <= |acc0| + 255 * sum |w|.
+        The kernel (`qkernels.dense`) adds (w + 128) * (x + 128) >= 0 to
+        acc0 - 128 * sum_i (x[i] + 128), whose partial sums rise from at least
+        acc0 - 32640 * inputs: that bounds them from below."""
         w = self.w.astype(np.int64)
         acc0 = self.bias.astype(np.int64) - (self.in_zp + 128) * w.sum(axis=1)
         bound = (np.abs(acc0) + 255 * np.abs(w).sum(axis=1)) << np.maximum(self.shift.astype(np.int64), 0)
-        return int(bound.max())
+        low = 32640 * w.shape[1] - acc0
+        return int(np.maximum(bound, low).max())
 
     def validate(self, where: str = "layer") -> QuantDenseSpec:
         """Check every field; raise NanonnError naming the field, expected and actual value."""

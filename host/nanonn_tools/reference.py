@@ -127,6 +127,38 @@ def train_step(
     return value, new
 
 
+def batch_step(
+    layers: list[dict],
+    xs,
+    targets,
+    loss: str = "mse",
+    rate: float = 0.1,
+    momentum: float = 0.0,
+    velocity=None,
+) -> tuple[list[dict], list]:
+    """One mini-batch SGD step, as `Network.fit` takes it: the mean gradient of the samples
+    `xs`, `targets`, then with momentum v = momentum * v - rate * g, w += v (else
+    w -= rate * g). `velocity` is the previous step's list of (vw, vb), None at first.
+    Returns (updated layers, new velocity)."""
+    if not len(xs):
+        raise ValueError("batch_step: expected at least one sample, got 0")
+    grads = [(np.zeros_like(np.asarray(l["w"])), np.zeros_like(np.asarray(l["b"]))) for l in layers]
+    for x, t in zip(xs, targets):
+        _, stepped = train_step(layers, x, t, loss, 1.0)  # w - g for one sample
+        g = [(np.asarray(l["w"]) - s["w"], np.asarray(l["b"]) - s["b"]) for l, s in zip(layers, stepped)]
+        grads = [(a + c, b + d) for (a, b), (c, d) in zip(grads, g)]
+    scale = rate / len(xs)
+    if velocity is None:
+        velocity = [(np.zeros_like(gw), np.zeros_like(gb)) for gw, gb in grads]
+    new, new_velocity = [], []
+    for layer, (gw, gb), (vw, vb) in zip(layers, grads, velocity):
+        vw = momentum * vw - scale * gw
+        vb = momentum * vb - scale * gb
+        new.append(dict(layer, w=np.asarray(layer["w"]) + vw, b=np.asarray(layer["b"]) + vb))
+        new_velocity.append((vw, vb))
+    return new, new_velocity
+
+
 def flat_weights(layer: dict) -> list[float]:
     """The original nanonn layout: per unit, its input weights then its bias."""
     w = np.asarray(layer["w"], dtype=np.float64)

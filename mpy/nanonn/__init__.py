@@ -10,7 +10,7 @@ __all__ = ["Activation", "Dense", "Dropout", "Layer", "NN", "Network", "argmax",
 from .errors import ModelFormatError  # noqa: E402
 
 
-def load(source, trainable=False):
+def load(source, trainable: "bool | int" = False):
     """Load a .nnm model (a path, a file object or bytes-like): see `nanonn.nnm.load`.
 
     The reader is imported on first use, so a program that never loads a

@@ -12,7 +12,12 @@ Every function is safe for all finite inputs: MicroPython's `math.exp` raises
 """
 
 import math
+from array import array
 
+try:  # float32 kernels on bit patterns (allocation free); not on CPython
+    from . import f32_viper as _f32k
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _f32k = None
 _exp = math.exp
 _log = math.log
 _tanh = math.tanh  # saturates to +-1, never overflows (MicroPython and CPython)
@@ -24,13 +29,18 @@ class Activation:
     forward/backward write into the caller's buffers and allocate only what
     `f`/`df` allocate (the built-in ones: float results)."""
 
-    def __init__(self, name, f, df):
+    def __init__(self, name, f, df, kernel=None):
         self.name = name
         self.f = f
         self.df = df
+        self.kernel = kernel  # kernel(z, a, n) on float32 arrays (viper), or None
 
     def forward(self, z, a, n):
-        """a[i] = f(z[i]) for i < n. Allocates only float results."""
+        """a[i] = f(z[i]) for i < n. Allocates only float results (nothing where
+        a viper kernel does it: relu and leaky_relu on array('f') buffers)."""
+        if self.kernel is not None and type(a) is array and type(z) is array:
+            self.kernel(z, a, n)
+            return
         f = self.f
         for i in range(n):
             a[i] = f(z[i])
@@ -107,7 +117,17 @@ class LeakyReLU(Activation):
         def df(x, y):
             return 1.0 if x > 0.0 else alpha
 
-        Activation.__init__(self, "leaky_relu", f, df)
+        Activation.__init__(self, "leaky_relu", f, df, _leaky_kernel(alpha) if _f32k is not None else None)
+
+
+def _leaky_kernel(alpha):
+    """kernel(z, a, n): a = alpha * z, then z where z >= 0, on float32 bits (allocation free)."""
+    scale = array("f", (alpha,))
+
+    def kernel(z, a, n):
+        _f32k.leaky_relu(z, a, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
+
+    return kernel
 
 
 class Softmax(Activation):
@@ -165,7 +185,7 @@ ACTIVATIONS = {
     "linear": lambda: Activation("linear", _linear, _d_linear),
     "sigmoid": lambda: Activation("sigmoid", _sigmoid, _d_sigmoid),
     "tanh": lambda: Activation("tanh", _tanh, _d_tanh),
-    "relu": lambda: Activation("relu", _relu, _d_relu),
+    "relu": lambda: Activation("relu", _relu, _d_relu, _f32k.relu if _f32k is not None else None),
     "leaky_relu": LeakyReLU,
     "softplus": lambda: Activation("softplus", _softplus, _d_softplus),
     "softmax": Softmax,

@@ -7,10 +7,13 @@ one block exponent (their largest) and each weight row to its own, as signed
 25-bit integers split in 12-bit halves; the products are summed in four int32
 limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
 normalised every 32 terms, so every intermediate fits a 32-bit viper int.
-Result: dot = value * 2^(exponent - 300), computed by `nanonn.layers` in float.
+Result: dot = value * 2^(exponent - 300), rounded to float32 by `to_float32`.
 Rounding each input and weight to 24 bits below its block maximum gives an
 absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
 own summation error. Infinities and NaN are left to the plain float loop.
+
+A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.fdense_cache_viper,
+imported only then) for the same limbs at about half the work.
 """
 
 import micropython
@@ -108,3 +111,77 @@ def dot_rows(x: ptr32, w: ptr32, n: int, units: int, xh: ptr32, xl: ptr32, acc: 
         j += 5
         p += n
     return 0
+
+
+@micropython.viper
+def to_float32(acc: ptr32, z: ptr32, units: int):
+    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), as float32 bits."""
+    # acc: (units, 5) int32: a3 (signed), a2, a1, a0 in [0, 4096), exponent E; the value is
+    # (a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0) * 2^(E - 300). Rounded half away from zero
+    # (ties are rarer than the kernel's own rounding of the products); z: (units,) float32.
+    b31 = 31
+    m31 = 1 << b31
+    b22 = 22  # for 0x7F800000 without a literal (one >= 2^30 is an object on 32-bit ports)
+    j = 0
+    for u in range(units):
+        a3 = (acc[j] ^ m31) - m31  # ptr32 loads zero-extend on 64-bit ports
+        a2 = acc[j + 1]
+        a1 = acc[j + 2]
+        a0 = acc[j + 3]
+        ex = acc[j + 4] - 300
+        j += 5
+        s = 0
+        if a3 < 0:  # negate the limbs, then carry: a3 >= 0
+            s = m31
+            a0 = 0 - a0
+            a1 = (0 - a1) + (a0 >> 12)
+            a0 = a0 & 0xFFF
+            a2 = (0 - a2) + (a1 >> 12)
+            a1 = a1 & 0xFFF
+            a3 = (0 - a3) + (a2 >> 12)
+            a2 = a2 & 0xFFF
+        # m * 2^e (+ the lower limbs) with m >= 2^18 where the value allows
+        m = a3
+        e = 36
+        if m < 0x40000:
+            m = (m << 12) + a2
+            a2 = a1
+            a1 = a0
+            a0 = 0
+            e = 24
+            if m < 0x40000:
+                m = (m << 12) + a2
+                a2 = a1
+                a1 = 0
+                e = 12
+                if m < 0x40000:
+                    m = (m << 12) + a2
+                    a2 = 0
+                    e = 0
+        if m == 0:
+            z[u] = 0
+            continue
+        if m < 0x2000000 and e > 0:  # 6 more bits for 25 significant ones
+            m = (m << 6) + (a2 >> 6)
+            e -= 6
+        k = 0
+        while (m >> k) >= 0x1000000:
+            k += 1
+        if k:
+            m = ((m >> (k - 1)) + 1) >> 1
+            if m >= 0x1000000:
+                m = m >> 1
+                k += 1
+        else:
+            while m < 0x800000:
+                m = m << 1
+                k -= 1
+        e = e + k + ex + 150  # the biased exponent of m * 2^(e + k + ex), m in [2^23, 2^24)
+        if e >= 255:
+            z[u] = s | (0x1FE << b22)
+        elif e > 0:
+            z[u] = s | (e << 23) | (m & 0x7FFFFF)
+        elif e > 0 - 24:
+            z[u] = s | ((m + (1 << (0 - e))) >> (1 - e))
+        else:
+            z[u] = s

@@ -12,13 +12,14 @@ A layer is any object with:
 - `update(rate, momentum, scale)`: applies the accumulated gradients times
   `scale` (1 / batch size) and clears them.
 - `get_weights() -> list` and `set_weights(values)`: the flat parameters.
+- `frozen` (attribute): `Network.train`/`fit` do not update a frozen layer, and run
+  no backward pass below the lowest layer that is not frozen.
 
 `Layer` gives no-op defaults for a layer without parameters. Hot paths
 (`forward`, `backward`, `update`) allocate nothing but float results.
 """
 
 from array import array
-from math import ldexp
 
 from . import activations
 from .rand import glorot_limit
@@ -27,6 +28,10 @@ try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import fdense_viper as _fast
 except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
     _fast = None
+try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
+    from . import f32_viper as _f32k
+except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueError, TypeError):
+    _f32k = None
 
 
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
@@ -35,6 +40,12 @@ except (ImportError, SyntaxError, AttributeError, NotImplementedError, ValueErro
 _XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
+_cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
+_dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
+_axpy = _f32k.axpy_rows if _f32k is not None else None
+# Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
+_ONE = array("f", (1.0,))
+_S = array("f", (0.0,))
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
@@ -74,23 +85,32 @@ def _dot(s, w, o, x, n):
 
 
 def _stage(xs, x, n):
-    """xs[:n] = x[:n]: any list, tuple or array as float32 for the viper kernel."""
-    for i in range(n):
+    """xs[:n] = x[:n]: any list, tuple or array as float32 for the viper kernel (a
+    float32 array is copied as bytes: allocates only the slice object)."""
+    if type(x) is array and n and type(x[0]) is float and _copy_floats(xs, x):
+        return
+    i = 0
+    while i < n:
         xs[i] = x[i]
+        i += 1
 
 
-def _unit(acc, j, bias):
-    """bias + the dot product held in acc[j:j + 5] (fdense_viper's limbs and exponent)."""
-    s = ((acc[j] * 4096.0 + acc[j + 1]) * 4096.0 + acc[j + 2]) * 4096.0 + acc[j + 3]
-    return bias + ldexp(s, acc[j + 4] - 300)
+def _copy_floats(xs, x):
+    """xs[:len(x)] = x, an array of floats: False (nothing copied) unless x is an array('f')."""
+    try:
+        xs[0 : len(x)] = x  # float32 bits as they are; array('d') has 8-byte items: ValueError
+    except ValueError:
+        return False
+    return True
 
 
-def _assemble(acc, b, z, units):
-    """z[u] = b[u] + dot u from the viper kernel's limbs, for u < units."""
-    u = 0
-    while u < units:
-        z[u] = _unit(acc, 5 * u, b[u])
-        u += 1
+def _import_cache():
+    global _cache, _dot_cached
+    if _cache is None:
+        from . import fdense_cache_viper
+
+        _cache = fdense_cache_viper
+        _dot_cached = fdense_cache_viper.dot_cached
 
 
 def floats(n):
@@ -110,6 +130,7 @@ class Layer:
 
     inputs = None
     units = None
+    frozen = False  # True: train/fit leave its weights as they are (fine-tuning the layers above)
 
     def build(self, inputs, rng):
         self.inputs = self.units = inputs
@@ -141,9 +162,15 @@ class Dense(Layer):
     its input weights followed by its bias (no bias when `use_bias=False`).
     Buffers: w (units, inputs) row-major, b (units,), z and y (units,),
     gradients and the input gradient, all array('f') allocated in build().
+    `cache=True` (where viper exists) keeps the weights also decoded for the viper
+    kernel, 4 more bytes per weight, for about twice the forward speed
+    (fdense_cache_viper.dot_cached: the same results to the bit); a checksum of w notices
+    any change to the weights, which are then decoded again at the next predict.
     """
 
-    def __init__(self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None):
+    def __init__(
+        self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None, cache=False
+    ):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
             # Unstated, `inputs` stays Layer's None until build() sets the previous layer's units.
@@ -154,6 +181,8 @@ class Dense(Layer):
             _check_weight_count(len(weights), units, inputs, self.use_bias)
         self._initial = weights
         self.velocity = None
+        self.cache = bool(cache)
+        self.wq = None
 
     def build(self, inputs, rng):
         if self.inputs is not None and self.inputs != inputs:
@@ -166,10 +195,7 @@ class Dense(Layer):
         self.b = floats(u)
         self.z = floats(u)
         self.y = floats(u)
-        self.d = floats(u)
-        self.gx = floats(n)
-        self.gw = floats(u * n)
-        self.gb = floats(u)
+        self.alloc_train()
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
@@ -183,6 +209,32 @@ class Dense(Layer):
         return u
 
     _fast_ready = False  # set by alloc_fast where the viper kernel exists
+    float_output = True  # forward returns an array('f') (read by the next layer's chain)
+    _input_grad = True  # whether backward computes dL/dx (chain: not for the first layer)
+    _f32_in = False  # whether the input is a float32 array (chain: a Dense before it)
+    _pending = False  # backward's d and x not yet added into gw, gb (f32_viper kernels)
+    _dirty = False  # gw, gb hold gradients (f32_viper kernels)
+    _wq_ok = False  # wq holds the decoded weights (cache=True)
+
+    def alloc_train(self):
+        """Allocate the training buffers (`build` calls it): d and c (units,), the input
+        gradient gx and a float32 copy of the input xf (inputs,), the gradients gw
+        (units, inputs) and gb (units,): as many bytes as the weights and biases, plus
+        8 per unit and 8 per input."""
+        u, n = self.units, self.inputs
+        self.d = floats(u)
+        self.c = floats(u)
+        self.gx = floats(n)
+        self.xf = floats(n)
+        self.gw = floats(u * n)
+        self.gb = floats(u)
+
+    def chain(self, previous):
+        """Called by `Network` once built, with the layer before this one (None for
+        the first): the first layer skips computing the input gradient, and a layer
+        after a Dense reads its input as float32 without boxing."""
+        self._input_grad = previous is not None
+        self._f32_in = bool(getattr(previous, "float_output", False))
 
     def alloc_fast(self):
         """Make sure the scratch of the allocation-free viper forward (where viper
@@ -191,13 +243,18 @@ class Dense(Layer):
         12 bytes per input and 20 per unit of the largest layer, once. Layers with
         fewer than 8 inputs keep the plain loop (faster there). A subclass
         with its own `build` calls it too, or keeps the plain float loop."""
-        if _fast is not None and self.inputs >= _FAST_MIN_INPUTS:
+        if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
+            if self.cache:
+                _import_cache()
+                u = self.units
+                self.wq = array("i", bytes(4 * (u * self.inputs + 3 * u + 1)))
+                self._wq_ok = False
 
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if not (self._fast_ready and self._forward_fast(x)):
+        if not (self._fast_ready and self._forward_fast(x, training)):
             self._affine(x)
         self.activation.forward(self.z, self.y, self.units)
         return self.y
@@ -211,19 +268,77 @@ class Dense(Layer):
             self.z[u] = _dot(self.b[u], w, u * n, x, n)
             u += 1
 
-    def _forward_fast(self, x):
-        """z = W x + b with the viper kernel (fdense_viper); False if x or W is
-        not finite (the plain loop then handles infinities and NaN)."""
-        if _dot_rows is None:  # _fast_ready is set only where the viper kernel imported
+    def _forward_fast(self, x, training):
+        """z = W x + b with the viper kernels (fdense_viper, then f32_viper for the
+        bias); False if x or W is not finite (the plain loop then handles
+        infinities and NaN)."""
+        if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
             return False
-        _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
-        if _dot_rows(_XS, self.w, self.inputs, self.units, _XH, _XL, _ACC):
+        if not self._f32_in:  # else x is the previous Dense's array('f')
+            _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
+            x = _XS
+        if self._limbs(x, training):
             return False
-        _assemble(_ACC, self.b, self.z, self.units)
+        _fast.to_float32(_ACC, self.z, self.units)
+        if self.use_bias:
+            _axpy(self.z, 0, self.b, 0, _ONE, 1, self.units)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
         return True
 
+    def _limbs(self, x, training):
+        """The dot products' limbs into _ACC (dot_cached where the decoded weights are
+        current, else dot_rows); 1 if x or W is not finite."""
+        if self.wq is not None and not training and self._cached():
+            return _dot_cached(x, self.wq, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
+        return _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+
+    def _cached(self):
+        """Whether wq holds the current weights, decoding them again if they changed
+        (training's forward passes use dot_rows: the weights change at every step)."""
+        wq, f = self.wq, _cache
+        if wq is None or f is None:
+            return False
+        if f.matches(self.w, len(self.w), wq, len(wq) - 1):
+            return self._wq_ok
+        self._wq_ok = not f.decode(self.w, self.inputs, self.units, wq)
+        return self._wq_ok
+
     def backward(self, x, grad, fused):
-        # grad, d: (units,)  gx: (inputs,)  gw: (units, inputs)
+        # grad, d: (units,)  gx, xf: (inputs,)  gw: (units, inputs)
+        if _f32k is None:
+            return self._backward_float(x, grad, fused)
+        if self._pending:
+            self._flush()
+        units, n, d = self.units, self.inputs, self.d
+        if fused:
+            for u in range(units):
+                d[u] = grad[u]
+        else:
+            self.activation.backward(self.z, self.y, grad, d, units)
+        if not self.frozen:
+            if self._f32_in:
+                _f32k.copy(self.xf, x, n)
+            else:
+                _stage(self.xf, x, n)
+            # The parameter gradient d x^T is added into gw lazily (update, or the next
+            # backward): a single sample's step then touches each weight once.
+            self._pending = True
+        gx = self.gx
+        if self._input_grad:
+            _f32k.fill(gx, n, 0)
+            _f32k.axpy_rows(gx, 0, self.w, n, d, units, n)  # gx = W^T d
+        return gx
+
+    def _flush(self):
+        """gw += d xf^T, gb += d (the pending sample's gradients)."""
+        units, n, k = self.units, self.inputs, _f32k
+        if k is None:  # only reached where the kernels exist
+            return
+        k.axpy_rows(self.gw, n, self.xf, 0, self.d, units, n)
+        k.axpy_rows(self.gb, 0, self.d, 0, _ONE, 1, units)
+        self._pending = False
+        self._dirty = True
+
+    def _backward_float(self, x, grad, fused):
         units, n = self.units, self.inputs
         d, w, gw, gb, gx = self.d, self.w, self.gw, self.gb, self.gx
         if fused:
@@ -233,22 +348,28 @@ class Dense(Layer):
             self.activation.backward(self.z, self.y, grad, d, units)
         for i in range(n):
             gx[i] = 0.0
+        if self.frozen:  # the input gradient only
+            gw = gb = None
         o = 0
         for u in range(units):
             du = d[u]
-            gb[u] += du
+            if gb is not None and gw is not None:
+                gb[u] += du
+                for i in range(n):
+                    gw[o + i] += du * x[i]
             for i in range(n):
                 gx[i] += du * w[o + i]
-                gw[o + i] += du * x[i]
             o += n
         return gx
 
     def update(self, rate, momentum, scale):
-        step = rate * scale
-        if momentum:
-            if self.velocity is None:
-                raise ValueError("Dense: momentum needs prepare(momentum) first")
-            vw, vb = self.velocity
+        step, velocity = rate * scale, self.velocity
+        if momentum and velocity is None:
+            raise ValueError("Dense: momentum needs prepare(momentum) first")
+        if _f32k is not None:
+            self._update_fast(_f32k, step, momentum, velocity)
+        elif momentum and velocity is not None:
+            vw, vb = velocity
             _step_momentum(self.w, self.gw, vw, step, momentum)
             if self.use_bias:
                 _step_momentum(self.b, self.gb, vb, step, momentum)
@@ -260,6 +381,45 @@ class Dense(Layer):
                 _step(self.b, self.gb, step)
             else:
                 _clear(self.gb)
+
+    def _update_fast(self, k, step, momentum, velocity):
+        """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
+        (or w -= step * g), then clear the gradients."""
+        if momentum and velocity is not None:
+            vw, vb = velocity
+            _S[0] = momentum - 1.0
+            k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+            k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+            self._descend(k, vw, vb, step)
+            k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+            if self.use_bias:
+                k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+        else:
+            self._descend(k, self.w, self.b, step)
+        if self._dirty:
+            k.fill(self.gw, len(self.gw), 0)
+            k.fill(self.gb, self.units, 0)
+        self._pending = self._dirty = False
+
+    def _descend(self, k, pw, pb, step):
+        """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
+        units, n = self.units, self.inputs
+        if self._pending and not self._dirty:
+            # one sample: pw += c xf^T with c = -step * d, each weight touched once
+            c = self.c
+            _S[0] = 0.0 - step
+            k.fill(c, units, 0)
+            k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
+            k.axpy_rows(pw, n, self.xf, 0, c, units, n)
+            if self.use_bias:
+                k.axpy_rows(pb, 0, c, 0, _ONE, 1, units)
+            return
+        if self._pending:
+            self._flush()
+        _S[0] = 0.0 - step
+        k.axpy_rows(pw, 0, self.gw, 0, _S, 1, units * n)
+        if self.use_bias:
+            k.axpy_rows(pb, 0, self.gb, 0, _S, 1, units)
 
     def prepare(self, momentum):
         """Allocate momentum buffers before training (not in the hot path)."""

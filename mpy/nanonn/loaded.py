@@ -120,10 +120,7 @@ class LoadedDense(Dense):
         self.y = floats(u)
         self.alloc_fast()  # the same float kernel as Dense: same results to the bit
         if self.trainable:
-            self.d = floats(u)
-            self.gx = floats(inputs)
-            self.gw = floats(u * inputs)
-            self.gb = floats(u)
+            self.alloc_train()
         return u
 
     def _writable(self, what):

@@ -88,8 +88,13 @@ class Network:
         self.layers = list(layers)
         self.inputs = n
         rng = Random(seed)
+        previous = None
         for layer in self.layers:
             n = layer.build(n, rng)
+            chain = getattr(layer, "chain", None)
+            if chain is not None:
+                chain(previous)  # Dense: skip the first layer's input gradient
+            previous = layer
         self.outputs = n
         self._ins = [None] * len(self.layers)
         self._grad = floats(n)
@@ -150,14 +155,24 @@ class Network:
         else:
             self.loss.gradient(out, target, g)
         ins = self._ins
-        for i in range(last, -1, -1):
+        low = self._lowest_trainable()
+        for i in range(last, low - 1, -1):
             g = layers[i].backward(ins[i], g, self._fused and i == last)
         return value
+
+    def _lowest_trainable(self):
+        """The index of the lowest layer that is not frozen (no backward below it)."""
+        layers = self.layers
+        for i in range(len(layers)):
+            if not getattr(layers[i], "frozen", False):
+                return i
+        return len(layers)
 
     def _update(self, rate, momentum, scale):
         layers = self.layers
         for i in range(len(layers)):
-            layers[i].update(rate, momentum, scale)
+            if not getattr(layers[i], "frozen", False):
+                layers[i].update(rate, momentum, scale)
 
     def train(self, x, target, rate=0.1):
         """One SGD step on one sample; returns that sample's loss (before the step).
@@ -213,7 +228,7 @@ class Network:
             check_vector("X[%d]" % i, X[i], self.inputs)
             check_vector("Y[%d]" % i, Y[i], self.outputs)
         for layer in self.layers:
-            if momentum and hasattr(layer, "prepare"):
+            if momentum and hasattr(layer, "prepare") and not getattr(layer, "frozen", False):
                 layer.prepare(momentum)
         order = list(range(len(X)))
         rng = Random(seed)

@@ -431,8 +431,8 @@ def _ram_needed(layers, copies, trainable):
                 sizes.append(u)
             elif not lflags & _BIAS:
                 sizes.append(u)  # a zero bias
-            if trainable:
-                sizes.extend((u, n, u * n, u))  # d, gx, gw, gb
+            if _tunes(layers, i, trainable):
+                sizes.extend((u, u, n, n, u * n, u))  # d, c, gx, xf, gw, gb (Dense.alloc_train)
             total += _PER_LAYER
             for s in sizes:
                 total += 4 * s + _PER_BUFFER
@@ -589,11 +589,12 @@ def _checked_buffer(buf):
 def _buffer_network(src, mv, layers, trainable):
     views = []
     copies = []
-    for layer in layers:
+    for i in range(len(layers)):
+        layer = layers[i]
         view = None
         if layer[1] == _INT8:
             view = (mv, layer[7])  # int8 weights and tables are used in place
-        elif layer[0] == _DENSE and not trainable:
+        elif layer[0] == _DENSE and not _tunes(layers, i, trainable):
             u, n, off = layer[5], layer[4], layer[7]
             w = float_view(mv, off, u * n)
             b = float_view(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
@@ -653,6 +654,24 @@ def _check_trainable(h, trainable):
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
+def _trainable_count(trainable):
+    """How many of the last layers train: True all, False none, or an int k >= 0."""
+    if trainable is True:
+        return 1 << 30
+    if trainable is False or trainable is None:
+        return 0
+    if type(trainable) is not int or trainable < 0:
+        raise ValueError(
+            "trainable: expected True, False or an int >= 0 (the last layers to train), got %r" % (trainable,)
+        )
+    return trainable
+
+
+def _tunes(layers, i, trainable):
+    """Whether layer i is among the last `trainable` layers (those that train)."""
+    return i >= len(layers) - trainable
+
+
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
@@ -691,7 +710,10 @@ def _network(layers, blocks, trainable, source):
         else:
             raw, in_place = ([w, b] if bias else [w]), False
         activation = LeakyReLU(param) if act == _LEAKY else codes.name_of(codes.ACTIVATIONS, act)
-        objs.append(LoadedDense(u, n, activation, bias, w, b, raw, in_place, trainable, source))
+        tunes = _tunes(layers, i, trainable)
+        layer = LoadedDense(u, n, activation, bias, w, b, raw, in_place, tunes, source)
+        layer.frozen = bool(trainable) and not tunes
+        objs.append(layer)
     return Network(*objs)
 
 
@@ -750,7 +772,7 @@ def _load_file(path, trainable):
         return _load_stream(f, trainable)
 
 
-def load(source, trainable=False):
+def load(source, trainable: "bool | int" = False):
     """Load a `.nnm` model; returns a new `Network` (any network loaded before is untouched).
 
     `source`: a path, a binary file object (anything with `readinto`), or a
@@ -760,7 +782,9 @@ def load(source, trainable=False):
     unless `trainable`; from a file they are read with `readinto` into
     `array('f')` buffers sized from the checked header. With `trainable=True`
     the layers get gradient buffers and train like `Dense` (costs about the
-    weights' size again); otherwise the network predicts only.
+    weights' size again); with an int k, only the last k layers do (fine-tuning: the
+    others are `frozen`, cost no gradient buffers and, from a bytes-like source, keep
+    their weights in place); otherwise the network predicts only.
 
     Raises `ModelFormatError` (a ValueError naming the field, the expected and
     the actual value) for anything that is not a valid model, and MemoryError
@@ -770,6 +794,7 @@ def load(source, trainable=False):
     """
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)
+    trainable = _trainable_count(trainable)
     if isinstance(source, str):
         return _load_path(source, trainable)
     t = type(source)

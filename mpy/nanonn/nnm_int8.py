@@ -51,8 +51,9 @@ def block_size(units, inputs, act):
 def ram_needed(units, inputs, act, in_place, per_buffer):
     """Heap a loaded QDense keeps: its parameter copies, accumulators, output (and the
     weights unless in place). Allocates nothing (small ints)."""
-    total = 4 * units * 4 + units + 4 * (units if units > inputs else inputs) + units + 10 * per_buffer
-    total += 9 * units + 3 * per_buffer  # the requantization: rq_hi, rq_lo (int32), rq_k (bytes)
+    total = 4 * units * 3 + units + 4 * (units if units > inputs else inputs) + units + 9 * per_buffer
+    total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
+    total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
     if not in_place:
         total += block_size(units, inputs, act)

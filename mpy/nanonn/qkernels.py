@@ -37,6 +37,73 @@ def dot(x, w, acc0, acc, n, units):
         o += n
 
 
+def dense(w, x, y, p, t):
+    """One dense layer, fused: y = act(clamp(pre_zp + round(double(acc) * R), lo, hi)).
+
+    w: (units, n) int8 row-major; x: (n,) offset-binary; y: (units,) offset-binary
+    out; t: 256 int8, the activation table applied when p[5] (else unused: any
+    bytes). p: array('i'), the parameter block `QDense` builds: n, units, pre_zp,
+    lo, hi, p[5], then per unit acc0, A, M, qh, ql, r | F << 8 | k << 16.
+
+    acc = acc0 - 128 * sum(x) + sum((w + 128) * x): the weights read as w ^ 0x80,
+    an unsigned multiply-accumulate (partial sums grow from acc0 - 128 * sum(x),
+    whose bound QDense checks). The requantization (`rescale`'s integers) first
+    tries a 31-bit bracket of |acc| * R (see `quant._unit_record`); a unit whose
+    bracket holds a rounding boundary takes the exact path.
+    """
+    n = p[0]
+    units = p[1]
+    zp = p[2]
+    lo = p[3]
+    hi = p[4]
+    use = p[5]
+    sx = 0
+    for i in range(n):
+        sx += x[i]
+    c = sx << 7
+    o = 0
+    r0 = 6
+    for u in range(units):
+        a = p[r0] - c
+        for i in range(n):
+            a += (w[o + i] ^ 0x80) * x[i]
+        o += n
+        neg = a < 0
+        if neg:
+            a = 0 - a
+        if a > p[r0 + 1]:
+            v = 256  # |acc| * R >= 256: saturates after any zero point
+        else:
+            rfk = p[r0 + 5]
+            r = rfk & 0xFF
+            f = (rfk >> 8) & 0xFF
+            a1 = a >> r
+            m = p[r0 + 2]
+            tt = a1 * m  # |acc| * R * 2^F in [tt, tt + a1 + m + 1)
+            half = 1 << (f - 1)
+            h = tt >> f
+            e = (tt & ((half << 1) - 1)) + a1 + m + 1
+            v = -1
+            if e < half:  # the bracket ends below h + 1/2
+                v = h
+            elif (tt & ((half << 1) - 1)) >= half and e < (half << 1) + half:  # within [h + 1/2, h + 3/2)
+                v = h + 1
+            if v < 0:
+                v = _rescale1(a, p[r0 + 3], p[r0 + 4], rfk >> 16)
+        if neg:
+            v = 0 - v
+        v += zp
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        if use:
+            y[u] = t[v + 128] ^ 0x80
+        else:
+            y[u] = v + 128
+        r0 += 6
+
+
 def _bitlen31(v):
     """Bit length of 0 <= v < 2^31."""
     b = 0
@@ -67,85 +134,90 @@ def rescale(acc, qh, ql, kk, n):
     ql (n,) int32 < 2^22; kk (n,) bytes). In integers: P = |acc| * significand
     (84 bits, three 31-bit words), rounded to 53 bits (nearest even: the
     float64 product), then to an integer at bit kk (half up on |acc|).
+    Not on the predict path (`dense` decides most units without it), so the
+    per-element helper's call frame is acceptable here.
     """
     for i in range(n):
         a = acc[i]
-        neg = a < 0
-        if neg:
-            a = 0 - a
-        # The products below are inlined, as in the viper kernel: a helper this size
-        # has a heap-allocated call frame (over 11 words), and it would return a
-        # tuple, both allocated per element. Each is a schoolbook product of 11-bit
-        # limbs (partial products < 2^22, column sums c < 2^24), carried column by
-        # column and repacked into 31-bit words (hi, lo).
-        a0 = a & 0x7FF
-        a1 = (a >> 11) & 0x7FF
-        a2 = a >> 22
-        m = qh[i]  # A = a * qh (62 bits) as (ah, al)
-        m0 = m & 0x7FF
-        m1 = (m >> 11) & 0x7FF
-        m2 = m >> 22
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-        c4 = a2 * m2 + (c3 >> 11)
-        al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-        m = ql[i]  # B = a * ql (53 bits; ql < 2^22: two limbs) as (bh, bl)
-        m0 = m & 0x7FF
-        m1 = m >> 11
-        c0 = a0 * m0
-        c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-        c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
-        c3 = a2 * m1 + (c2 >> 11)
-        bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-        bh = ((c2 >> 9) & 3) | (c3 << 2)
-        # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
-        t = (al & 0x1FF) + (bl >> 22)
-        w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
-        t = (al >> 9) + bh + (t >> 9)
-        w1 = t & 0x3FFFFF
-        t = (ah & 0x1FF) + (t >> 22)
-        w1 = w1 | ((t & 0x1FF) << 22)
-        w2 = (ah >> 9) + (t >> 9)
-        if w2:
-            d = 9 + _bitlen31(w2)  # bit length - 53
-        elif w1:
-            d = _bitlen31(w1) - 22
+        if a < 0:
+            acc[i] = 0 - _rescale1(0 - a, qh[i], ql[i], kk[i])
         else:
-            d = 0
-        if d < 0:
-            d = 0
-        # T = P >> d (at most 54 bits) as (th, tl), rounded to nearest even
-        if d == 0:
-            th = w1
-            tl = w0
+            acc[i] = _rescale1(a, qh[i], ql[i], kk[i])
+
+
+def _rescale1(a, qh, ql, k):
+    """round(a * (qh * 2^22 + ql) * 2^-k) for 0 <= a < 2^31 with the float64 product's
+    rounding (see `rescale`): the exact path of `rescale` and `dense`."""
+    # Schoolbook products of 11-bit limbs (partial products < 2^22, column sums
+    # c < 2^24), carried column by column and repacked into 31-bit words (hi, lo).
+    a0 = a & 0x7FF
+    a1 = (a >> 11) & 0x7FF
+    a2 = a >> 22
+    m = qh  # A = a * qh (62 bits) as (ah, al)
+    m0 = m & 0x7FF
+    m1 = (m >> 11) & 0x7FF
+    m2 = m >> 22
+    c0 = a0 * m0
+    c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+    c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+    c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+    c4 = a2 * m2 + (c3 >> 11)
+    al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+    ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+    m = ql  # B = a * ql (53 bits; ql < 2^22: two limbs) as (bh, bl)
+    m0 = m & 0x7FF
+    m1 = m >> 11
+    c0 = a0 * m0
+    c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+    c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+    c3 = a2 * m1 + (c2 >> 11)
+    bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+    bh = ((c2 >> 9) & 3) | (c3 << 2)
+    # P = A * 2^22 + B = w2 * 2^62 + w1 * 2^31 + w0
+    t = (al & 0x1FF) + (bl >> 22)
+    w0 = ((t & 0x1FF) << 22) | (bl & 0x3FFFFF)
+    t = (al >> 9) + bh + (t >> 9)
+    w1 = t & 0x3FFFFF
+    t = (ah & 0x1FF) + (t >> 22)
+    w1 = w1 | ((t & 0x1FF) << 22)
+    w2 = (ah >> 9) + (t >> 9)
+    if w2:
+        d = 9 + _bitlen31(w2)  # bit length - 53
+    elif w1:
+        d = _bitlen31(w1) - 22
+    else:
+        d = 0
+    if d < 0:
+        d = 0
+    # T = P >> d (at most 54 bits) as (th, tl), rounded to nearest even
+    if d == 0:
+        th = w1
+        tl = w0
+    else:
+        if d == 31:
+            th = w2
+            tl = w1
+            g = w0 >> 30
+            st = w0 & 0x3FFFFFFF
         else:
-            if d == 31:
-                th = w2
-                tl = w1
-                g = w0 >> 30
-                st = w0 & 0x3FFFFFFF
+            th = (w1 >> d) | (w2 << (31 - d))
+            tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+            g = (w0 >> (d - 1)) & 1
+            st = w0 & ((1 << (d - 1)) - 1)
+        if g and (st or tl & 1):
+            if tl == 0x7FFFFFFF:
+                tl = 0
+                th += 1
             else:
-                th = (w1 >> d) | (w2 << (31 - d))
-                tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
-                g = (w0 >> (d - 1)) & 1
-                st = w0 & ((1 << (d - 1)) - 1)
-            if g and (st or tl & 1):
-                if tl == 0x7FFFFFFF:
-                    tl = 0
-                    th += 1
-                else:
-                    tl += 1
-        s = kk[i] - d  # >= 20 for a layer within its bound
-        if s <= 31:
-            v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
-        elif s <= 55:
-            v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
-        else:
-            v = 0
-        acc[i] = 0 - v if neg else v
+                tl += 1
+    s = k - d  # >= 20 for a layer within its bound
+    if s <= 31:
+        v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+    elif s <= 55:
+        v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
+    else:
+        v = 0
+    return v
 
 
 def mbqm(acc, mp, sp, mn, sn, step, n):
@@ -485,24 +557,17 @@ def dequant(y, table, out, n):
 
 def forward(net):
     """Every layer of a QNetwork on net._xq (offset-binary); returns the last layer's y."""
+    plan = net._plan  # (w, p, table, y) per layer
     x = net._xq
-    for L in net._layers:
-        u = L.units
-        acc, y = L.acc, L.y
-        dot(x, L.w, L.acc0, acc, L.inputs, u)
-        rescale(acc, L.rq_hi, L.rq_lo, L.rq_k, u)
-        clamp8(acc, y, u, L.pre_zp, L.lo, L.hi)
-        if L.code == 1:  # leaky_relu
-            offset(y, acc, u, L.pre_zp)
-            mbqm_dr(acc, L.mp, L.sp, L.mn, L.sn, 0, u)
-            clamp8(acc, y, u, L.out_zp, -128, 127)
-        elif L.code == 2:  # lookup table
-            lut(y, L.lut, u)
-        elif L.code == 3:  # softmax
-            L.sum = softmax(y, acc, L.exp_table, u)
-        elif L.code == 4:  # TFLite's softmax
-            softmax_tfl(y, L.exp_table, u)
+    for i in range(0, 4 * net._nl, 4):
+        y = plan[i + 3]
+        dense(plan[i], x, y, plan[i + 1], plan[i + 2])
         x = y
+    L = net._last
+    if L.code == 3:  # softmax (last layer only)
+        L.sum = softmax(x, L.acc, L.exp_table, L.units)
+    elif L.code == 4:  # TFLite's softmax
+        softmax_tfl(x, L.exp_table, L.units)
     return x
 
 

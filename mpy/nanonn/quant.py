@@ -30,6 +30,8 @@ _F32_ONE = 0x3F800000  # float32 bits of 1.0
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
 _SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
+_HEAD = 6  # int32 words of a layer's parameter block before its unit records
+_REC = 6  # int32 words per unit: acc0, A, M, q >> 22, q & (2^22 - 1), r | F << 8 | K << 16
 
 
 def _int(name, value, lo, hi):
@@ -295,9 +297,12 @@ class QDense:
         from .qbuild import fc_real
 
         n, u, w = self.inputs, self.units, self.w
-        self.rq_hi = array("i", bytes(4 * u))  # significand >> 22
-        self.rq_lo = array("i", bytes(4 * u))  # significand & (2^22 - 1)
-        self.rq_k = bytearray(u)  # R = significand * 2^-rq_k
+        # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
+        self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
+        p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
+        worst = 0
+        o = 0
+        zp = self.in_zp + 128
         for j in range(u):
             q, k, m, s = fc_real(self.in_scale, self.w_scale[j], self.pre_scale)
             if m != self.mult[j] or s != _sext8(self.shift[j]):
@@ -305,14 +310,6 @@ class QDense:
                     "QDense mult[%d]/shift[%d]: expected %d/%d (QuantizeMultiplier of in_scale * w_scale / "
                     "pre_scale), got %d/%d" % (j, j, m, s, self.mult[j], _sext8(self.shift[j]))
                 )
-            self.rq_hi[j] = q >> 22
-            self.rq_lo[j] = q & 0x3FFFFF
-            self.rq_k[j] = k if k < 255 else 255  # k > 21: the shift is at most 30
-        self.acc0 = array("i", bytes(4 * u))
-        worst = 0
-        o = 0
-        zp = self.in_zp + 128
-        for j in range(u):
             rowsum = 0
             absum = 0
             for i in range(n):
@@ -321,18 +318,77 @@ class QDense:
                 absum += v if v >= 0 else 0 - v
             o += n
             a0 = self.bias[j] - zp * rowsum
-            s = _sext8(self.shift[j])
-            bound = ((a0 if a0 >= 0 else 0 - a0) + 255 * absum) << (s if s > 0 else 0)
+            mag = (a0 if a0 >= 0 else 0 - a0) + 255 * absum  # |accumulator| at most
+            # the kernels add (w + 128) * x >= 0 to acc0 - 128 * sum(x) >= acc0 - 32640 * n:
+            # partial sums rise from there to the accumulator (docs/quantization.md)
+            bound = mag << (s if s > 0 else 0)
+            if bound < 32640 * n - a0:
+                bound = 32640 * n - a0
             if bound > _INT32_MAX:
                 raise ValueError(
                     "QDense unit %d worst-case accumulator: expected at most 2^31 - 1 (int32; "
                     "smaller bias, weights or shift), got %d, which exceeds int32" % (j, bound)
                 )
             worst = max(worst, bound)
-            self.acc0[j] = a0
+            _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u))  # accumulators, then requantized values
+        self.acc = array("i", bytes(4 * u))  # softmax: the exp values
         self.y = bytearray(u)  # offset-binary output (q + 128)
+        # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
+        self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
+        p[5] = 1 if self.code == 1 or self.code == 2 else 0
+
+
+def _unit_record(p, o, a0, mag, q, k):
+    """Write one unit's record of the parameter block at p[o:]: acc0, then the
+    requantization round(double(acc) * R), R = q * 2^-k (q the 53-bit significand).
+
+    Fast path (docs/quantization.md): |acc| > A saturates (|acc| * R >= 256: past
+    any int8 after the zero point); below, with a1 = |acc| >> r < 2^16 and
+    M = q >> (k - r - F) < 2^15, t = a1 * M < 2^31 brackets |acc| * R * 2^F in
+    [t, t + a1 + M + 1), which settles the rounding unless a half-integer lies
+    in that bracket; then the kernels take the exact path on (q >> 22, q & (2^22 - 1), k)."""
+    from .qbuild import _bitlen
+
+    if k >= 0:
+        t = ((256 << k) + q - 1) // q  # ceil(256 / R)
+    else:
+        d = q << (0 - k)
+        t = (256 + d - 1) // d
+    big = t - 1 if t - 1 < mag else mag  # A: the largest |acc| that needs rounding
+    r = _bitlen(big) - 16
+    if r < 0:
+        r = 0
+    f = k - r - 38  # M = q >> 38 < 2^15 ...
+    if f > 29:  # ... unless 2^F would pass 2^29 (M smaller then, the bracket still holds)
+        f = 29
+    if f < 1:  # R * 2^r >= 2^14: A is 0, the exact path decides |acc| = 0
+        f = 1
+        m = 0
+    else:
+        m = q >> (k - r - f)
+    p[o] = a0
+    p[o + 1] = big
+    p[o + 2] = m
+    p[o + 3] = q >> 22
+    p[o + 4] = q & 0x3FFFFF
+    p[o + 5] = r | (f << 8) | ((k if k < 255 else 255) << 16)  # k > 21: the shift is at most 30
+
+
+def _leaky_table(layer):
+    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128: out_zp +
+    mbqm_dr(q - pre_zp) with (mult_pos, shift_pos) or (mult_neg, shift_neg), clamped;
+    computed once with the plain-Python kernels (the same integers as the viper ones)."""
+    acc = array("i", bytes(1024))
+    y = bytearray(256)
+    for i in range(256):
+        y[i] = i
+    _py_kernels.offset(y, acc, 256, layer.pre_zp)
+    _py_kernels.mbqm_dr(acc, layer.mp, layer.sp, layer.mn, layer.sn, 0, 256)
+    _py_kernels.clamp8(acc, y, 256, layer.out_zp, -128, 127)
+    for i in range(256):
+        y[i] = y[i] ^ 0x80  # offset-binary -> int8 bytes (the LUT convention)
+    return y
 
 
 def _checked_shifts(name, values, count):
@@ -401,6 +457,12 @@ class QNetwork:
             self._deq[q + 128] = (q - last.out_zp) * last.out_scale
         self._layers = self.layers
         self._nl = len(layers)
+        # the kernels' arguments of every layer, flat (w, p, table, y): tuple items are
+        # cheaper to reach from viper than instance attributes (a dict lookup each)
+        plan = []
+        for L in layers:
+            plan.extend((L.w, L.p, L.table, L.y))
+        self._plan = tuple(plan)
         self._in_zp = first.in_zp
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0

@@ -15,7 +15,7 @@ from array import array
 
 from nanonn import Dense, Network
 from nanonn.activations import LeakyReLU
-from nanonn.quant import KERNELS, QDense, QNetwork
+from nanonn.quant import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record
 
 
 def _sext(b):
@@ -70,15 +70,17 @@ def _float_net(layers):
 
 
 def _edge(k, edge):
-    """Kernel outputs for edge cases: mbqm and mbqm_dr triples, rescale cases, float inputs to fixed point, e/s ratios."""
+    """Kernel outputs for edge cases: mbqm and mbqm_dr triples, rescale cases, float inputs to fixed point,
+    e/s ratios, dense requantizations (mbqm_dr and rescale: the plain-Python kernels, build-time only)."""
     triples = edge["mbqm"]
     n = len(triples)
     acc = array("i", [t[0] for t in triples])
     mult = array("i", [t[1] for t in triples])
     shift = bytearray([t[2] & 0xFF for t in triples])
     k.mbqm(acc, mult, shift, mult, shift, 1, n)
+    reference = KERNELS["python"]  # rescale and mbqm_dr are not in the viper set (build time only)
     acc_dr = array("i", [t[0] for t in triples])
-    k.mbqm_dr(acc_dr, mult, shift, mult, shift, 1, n)
+    reference.mbqm_dr(acc_dr, mult, shift, mult, shift, 1, n)
     fixed = {}
     for F in edge["F"]:
         xf = array("f", edge["floats"])
@@ -92,17 +94,26 @@ def _edge(k, edge):
         ratios.append(out[0])
     rs = edge["rescale"]  # [acc, qh, ql, k]
     racc = array("i", [r[0] for r in rs])
-    k.rescale(
+    reference.rescale(
         racc,
         array("i", [r[1] for r in rs]),
         array("i", [r[2] for r in rs]),
         bytearray([r[3] for r in rs]),
         len(rs),
     )
+    dense = []  # one 1-input unit per case: w = 0 and x = 0 (offset-binary 128) leave acc = acc0
+    p = array("i", bytes(4 * (_HEAD + _REC)))
+    y = bytearray(1)
+    for a, qh, ql, kk, zp in edge["dense"]:
+        p[0], p[1], p[2], p[3], p[4], p[5] = 1, 1, zp, -128, 127, 0
+        _unit_record(p, _HEAD, a, (1 << 31) - 1, (qh << 22) | ql, kk)
+        k.dense(bytearray(1), bytearray([128]), y, p, y)
+        dense.append(y[0] - 128)
     return {
         "mbqm": list(acc),
         "mbqm_dr": list(acc_dr),
         "rescale": list(racc),
+        "dense": dense,
         "fixed": fixed,
         "ratios": ratios,
     }

@@ -78,3 +78,28 @@ def test_non_finite_inputs_use_the_float_loop():
     z = d.forward([1.0, 1.0, 1.0, 1.0], False)
     eq(z[0], float("inf"), "infinite weight")
     ok(z[1] == z[1] and z[1] != float("inf"), "other rows stay finite")
+
+
+def test_cached_weights_give_the_same_bits_and_notice_changes():
+    from nanonn import Network
+
+    rng = Random(11)
+    plain = Network(Dense(7, inputs=40, activation="leaky_relu"), Dense(3, activation="softmax"))
+    cached = Network(
+        Dense(7, inputs=40, activation="leaky_relu", cache=True), Dense(3, activation="softmax", cache=True)
+    )
+    cached.set_weights(plain.get_weights())
+    x = array("f", bytes(4 * 40))
+    if IS_MICROPYTHON:
+        ok(cached.layers[0].wq is not None, "cache=True keeps decoded weights where viper exists")
+    for _ in range(3):
+        x = array("f", [rng.uniform(-3.0, 3.0) for _ in range(40)])
+        eq(list(cached.predict(x)), list(plain.predict(x)), "cached output bits")
+    ok(cached.layers[0]._wq_ok == IS_MICROPYTHON, "predict ran dot_cached (MicroPython)")
+    # a weight written directly, then training steps: the cache follows both
+    for net in (plain, cached):
+        net.layers[0].w[5] = 2.5
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after a direct write")
+    for net in (plain, cached):
+        net.train(x, [0.0, 1.0, 0.0], 0.5)
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after a training step")

@@ -123,10 +123,10 @@ def test_python_fallback_allocation_is_bounded():
     """The plain-Python fallback (kernels="python") on the 784-36-14-10 network, under
     MicroPython: the same outputs as the default kernels, and a bounded heap per call.
     Its kernels allocate their call frames (over 11 words) once per call, not per
-    element: at most 4096 B per predict_int8 (3352 B measured), and per float predict
-    32 B per input (the element read and its scaled value: two 16 B floats) plus
-    8192 B (29696 B measured). Before the per-element helpers were inlined: 28984 B
-    and 274688 B.
+    element: at most 4096 B per predict_int8 (1344 B measured; 3352 B before the fused
+    layer kernel), and per float predict 32 B per input (the element read and its
+    scaled value: two 16 B floats) plus 8192 B (29696 B measured). Before the
+    per-element helpers were inlined: 28984 B and 274688 B.
     The bytes are held to on 64-bit ports, where every intermediate (below 2^62) is a
     small int; on 32-bit ports ints of 2^30 and more are heap objects as well and the
     bound does not apply. On CPython the fallback is the default and runs unmeasured."""

@@ -1,6 +1,6 @@
 """On-device training: XOR and iris converge; fit options behave."""
 
-from check import close, eq, load_json, ok
+from check import CheckFailed, close, eq, load_json, ok, raises
 from nanonn import Dense, Network
 
 XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
@@ -69,3 +69,41 @@ def test_mse_regression_train_step_matches_formula():
     loss = net.train([3.0], [5.0], rate=0.1)
     close(loss, 4.0, 1e-6, "loss")
     close(net.get_weights()[0], [2.0 - 0.1 * 2.0 * 3.0, 1.0 - 0.1 * 2.0], 1e-6, "weights")
+
+
+def test_frozen_layers_keep_their_weights():
+    from nanonn import nnm
+
+    def make():
+        return Network(
+            Dense(6, inputs=3, activation="tanh"),
+            Dense(5, activation="relu"),
+            Dense(2, activation="softmax"),
+            loss="cross_entropy",
+            seed=5,
+        )
+
+    full, tuned = make(), make()
+    tuned.layers[0].frozen = tuned.layers[1].frozen = True
+    x, t = [0.3, -0.8, 0.5], [0.0, 1.0]
+    before = tuned.get_weights()
+    full.train(x, t, 0.5)
+    tuned.train(x, t, 0.5)
+    after = tuned.get_weights()
+    eq(after[:2], before[:2], "frozen layers' weights")
+    # the top layer's step does not depend on the layers below being frozen
+    close(after[2], full.get_weights()[2], 1e-6, "the tuned layer's step")
+    tuned.fit([x, [0.1, 0.2, -0.3]], [t, [1.0, 0.0]], epochs=3, rate=0.1, momentum=0.9, batch_size=2)
+    eq(tuned.get_weights()[:2], before[:2], "frozen through fit with momentum")
+    ok(tuned.layers[0].velocity is None, "no momentum buffers for a frozen layer")
+    # loading with trainable=1: the last layer trains, the others are frozen without gradients
+    loaded = nnm.load(nnm.dumps(full), trainable=1)
+    if not isinstance(loaded, Network):
+        raise CheckFailed("a float model loads as a Network, got %s" % type(loaded).__name__)
+    eq([layer.frozen for layer in loaded.layers], [True, True, False], "frozen by trainable=1")
+    ok(not hasattr(loaded.layers[0], "gw") and hasattr(loaded.layers[2], "gw"), "gradients only where tuned")
+    w0 = loaded.get_weights()
+    loaded.train(x, t, 0.5)
+    eq(loaded.get_weights()[:2], w0[:2], "loaded frozen layers unchanged")
+    ok(loaded.get_weights()[2] != w0[2], "the last layer trained")
+    raises(ValueError, nnm.load, nnm.dumps(full), trainable=-1, contains=("trainable", "-1"))

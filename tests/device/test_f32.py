@@ -1,0 +1,174 @@
+"""The training kernels (nanonn.f32_viper) against y + a * x in double rounded once
+to float32 (the unix port's floats are doubles): within one float32 ulp of the result
+plus 2^-26 of the larger operand (where the two nearly cancel); subnormals,
+cancellation, overflow and non-finite operands as the module docstring states."""
+
+import struct
+from array import array
+
+from check import IS_MICROPYTHON, eq, ok
+from nanonn import layers
+from nanonn.rand import Random
+
+
+class _Ptr32:
+    """CPython: a viper ptr32 over an array's 32-bit words (loads zero-extended, like x64)."""
+
+    def __init__(self, buf):
+        self.words = memoryview(buf).cast("B").cast("I")
+
+    def __getitem__(self, i):
+        return self.words[i]
+
+    def __setitem__(self, i, v):
+        self.words[i] = v & 0xFFFFFFFF
+
+
+class _Source:
+    """CPython: nanonn/f32_viper.py's functions run as plain Python over `_Ptr32` views (its
+    integer arithmetic op for op), so the checks below test the same algorithm on both."""
+
+    def __init__(self):
+        import sys
+        import types
+
+        fake = types.ModuleType("micropython")
+        fake.viper = lambda f: f  # pyright: ignore[reportAttributeAccessIssue]
+        saved = sys.modules.get("micropython")
+        sys.modules["micropython"] = fake
+        path = layers.__file__.replace("layers.py", "f32_viper.py")
+        self.ns = {"ptr32": _Ptr32}
+        try:
+            with open(path) as f:
+                exec(compile(f.read(), path, "exec"), self.ns)
+        finally:
+            if saved is None:
+                del sys.modules["micropython"]
+            else:
+                sys.modules["micropython"] = saved
+
+    def _call(self, name, *args):
+        wrapped = [_Ptr32(a) if isinstance(a, array) else a for a in args]
+        return self.ns[name](*wrapped)
+
+    def axpy_rows(self, *args):
+        return self._call("axpy_rows", *args)
+
+    def fill(self, *args):
+        return self._call("fill", *args)
+
+    def copy(self, *args):
+        return self._call("copy", *args)
+
+
+def _kernels():
+    """The viper kernels (MicroPython), or their source run as Python (CPython)."""
+    return layers._f32k if IS_MICROPYTHON else _Source()
+
+
+_SINGLE = 1.0 + 2.0**-30 == 1.0  # a single-precision port (floats are float32)
+
+
+def _bits(v):
+    return struct.unpack("<I", struct.pack("<f", v))[0]
+
+
+def _f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def _ulp(v):
+    """The float32 spacing at |v| (subnormal spacing below the normal range)."""
+    e = (_bits(v) >> 23) & 0xFF
+    return 2.0 ** (max(e, 1) - 150)
+
+
+def _random(rng, n, lo_exp, hi_exp):
+    out = array("f", bytes(4 * n))
+    for i in range(n):
+        m = rng.uniform(-2.0, 2.0)
+        e = int(rng.uniform(lo_exp, hi_exp))
+        out[i] = m * 2.0**e
+    return out
+
+
+def test_kernels_selected_where_viper_exists():
+    if IS_MICROPYTHON:
+        ok(layers._f32k is not None, "f32_viper compiled on the unix port")
+    else:
+        ok(layers._f32k is None, "no viper on CPython: Dense trains with the float loop")
+
+
+def test_outer_product_within_one_ulp():
+    k = _kernels()
+    rng = Random(7)
+    for lo, hi in ((-3, 3), (-30, 30), (-140, -120), (100, 120)):
+        n, rows = 37, 5
+        y = _random(rng, n * rows, lo, hi)
+        x = _random(rng, n, lo // 2, hi // 2)
+        a = _random(rng, rows, lo // 2, hi // 2)
+        want = [y[r * n + i] + a[r] * x[i] for r in range(rows) for i in range(n)]
+        big = [max(abs(y[r * n + i]), abs(a[r] * x[i])) for r in range(rows) for i in range(n)]
+        k.axpy_rows(y, n, x, 0, a, rows, n)
+        for j in range(n * rows):
+            w = _f32(want[j])
+            # one ulp of the result, plus the bits dropped below the larger operand's
+            # 28 (visible when the two nearly cancel)
+            tol = _ulp(w) + big[j] * 2.0**-26
+            if _SINGLE:  # the reference itself is rounded twice in float32 there
+                tol = 2 * _ulp(w) + big[j] * 2.0**-23
+            ok(abs(y[j] - w) <= tol, "exponents %d..%d: y[%d] = %r, want %r" % (lo, hi, j, y[j], w))
+
+
+def test_cancellation_zero_and_subnormal_results():
+    k = _kernels()
+    y = array("f", [1.0, 3.0, 1e-38, -1e-38, 0.0, 5.0])
+    x = array("f", [1.0, 1.0, 0.5, 0.25, 0.0, 1.0])
+    a = array("f", [-1.0])
+    k.axpy_rows(y, 0, x, 0, a, 1, 6)
+    want = [0.0, 2.0, _f32(1e-38) - 0.5, _f32(-1e-38) - 0.25, 0.0, 4.0]
+    eq(list(y), want, "exact sums")
+    y = array("f", [2.0**-126, 2.0**-126])
+    x = array("f", [1.0, 0.25])
+    a = array("f", [-(2.0**-127)])
+    k.axpy_rows(y, 0, x, 0, a, 1, 2)
+    eq(list(y), [2.0**-127, 2.0**-126 - 2.0**-129], "subnormal results")
+
+
+def test_transposed_product_and_scaled_sum():
+    k = _kernels()
+    rng = Random(3)
+    units, n = 6, 9
+    w = _random(rng, units * n, -2, 2)
+    d = _random(rng, units, -2, 2)
+    g = array("f", bytes(4 * n))
+    k.axpy_rows(g, 0, w, n, d, units, n)  # g = W^T d
+    for i in range(n):
+        s = 0.0
+        bound = 0.0
+        for u in range(units):
+            s += w[u * n + i] * d[u]
+            bound += abs(w[u * n + i] * d[u])
+        ok(abs(g[i] - s) <= units * 1.2e-7 * bound, "g[%d] = %r, want %r" % (i, g[i], s))
+
+
+def test_overflow_and_non_finite_operands():
+    k = _kernels()
+    inf = float("inf")
+    y = array("f", [3e38, -3e38, inf, 1.0, 1.0])
+    x = array("f", [3e38, 3e38, 1.0, inf, float("nan")])
+    a = array("f", [1.0])
+    k.axpy_rows(y, 0, x, 0, a, 1, 5)
+    eq(y[0], inf, "overflow")
+    eq(y[1], 0.0, "exact cancellation")
+    eq(y[2], inf, "an infinite y stays")
+    ok(y[3] != y[3] and y[4] != y[4], "a non-finite x gives NaN")
+
+
+def test_fill_and_copy():
+    k = _kernels()
+    y = array("f", [1.0, 2.0, 3.0])
+    k.copy(y, array("f", [-0.5, 7.25, 0.0]), 2)
+    eq(list(y), [-0.5, 7.25, 3.0], "copy")
+    k.fill(y, 3, 0)
+    eq(list(y), [0.0, 0.0, 0.0], "fill")
