@@ -199,7 +199,12 @@ def c_program(qspec) -> str:
     """tools/bench.py's C network with the bare-metal harness instead of its host main()."""
     x8 = [(i * 37) % 256 - 128 for i in range(qspec.layers[0].inputs)]
     source = bench.c_source(qspec, x8)
-    source = source.replace("#include <stdio.h>\n", "").replace("#include <time.h>\n", "")
+    # the host runtime's libc headers (stdio, stdlib, time) serve its main() only
+    source = "".join(
+        line
+        for line in source.splitlines(keepends=True)
+        if not line.startswith("#include <") or "stdint" in line
+    )
     source = source[: source.index("static double now(void)")]
     return source + (C_DIR / "harness.c").read_text()
 
