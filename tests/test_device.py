@@ -1,7 +1,11 @@
 """Drive the device test scripts (tests/device/test_*.py) under the MicroPython
 unix port, MicroPython's WebAssembly port in Node (32-bit, no native emitter: nanonn's
-plain-Python fallbacks) and CPython: one pytest item per device test function and runtime.
-A test that reports SKIP (a check its port cannot make, see check.skip) is skipped here."""
+plain-Python fallbacks), CPython and the Linux-process board interpreters
+(support.BOARD_RUNTIMES: x86-32, armv6m and armv7m with the package as .mpy for their
+architecture, x86-32 with it as .py): one pytest item per device test function and
+runtime. A test that reports SKIP (a check its port cannot make, see check.skip) is
+skipped here. A board interpreter that cannot be built here skips its items naming the
+Debian packages to install; under CI (CI=true) that is a failure."""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ import re
 
 import pytest
 
-from support import DEVICE_TESTS, run_device
+from support import BOARD_RUNTIMES, DEVICE_TESTS, board_unavailable, run_device
 
-RUNTIMES = ("micropython", "wasm", "cpython")
+RUNTIMES = ("micropython", "wasm", "cpython") + tuple(BOARD_RUNTIMES)
 LINE = re.compile(r"^(PASS|SKIP|FAIL) (\w+)::(\w+)(?:: (.*))?$")
 
 
@@ -30,14 +34,20 @@ def _collect():
                             script.stem,
                             node.name,
                             id="%s-%s::%s" % (runtime, script.stem, node.name),
+                            marks=[pytest.mark.boards] if runtime in BOARD_RUNTIMES else [],
                         )
                     )
     return items
 
 
 @functools.cache
+def _unavailable(runtime: str):
+    return board_unavailable(runtime) if runtime in BOARD_RUNTIMES else None
+
+
+@functools.cache
 def _run(runtime: str, module: str):
-    proc = run_device(runtime, ["tests/device/runner.py", module])
+    proc = run_device(runtime, ["tests/device/runner.py", module], timeout=1200)
     results = {}
     for line in proc.stdout.splitlines():
         m = LINE.match(line)
@@ -49,6 +59,9 @@ def _run(runtime: str, module: str):
 
 @pytest.mark.parametrize("runtime,module,name", _collect())
 def test_device(runtime, module, name):
+    reason = _unavailable(runtime)
+    if reason:
+        pytest.skip(reason)
     proc, results, failures = _run(runtime, module)
     output = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert name in results, "%s::%s did not report (exit %d):\n%s" % (module, name, proc.returncode, output)

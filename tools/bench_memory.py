@@ -33,8 +33,8 @@ SIZES = (8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 100, 104, 112, 120, 128,
 DRIVER = ROOT / "tests" / "device" / "lowmem_driver.py"
 
 
-def big_model():
-    """The 784-36-14-10 int8 model (leaky_relu, leaky_relu, softmax), seeded."""
+def big_float_and_int8():
+    """The 784-36-14-10 model (leaky_relu, leaky_relu, softmax), seeded: (float spec, int8 spec)."""
     rng = np.random.default_rng(784)
     sizes = (784, 36, 14, 10)
     acts = ("leaky_relu", "leaky_relu", "softmax")
@@ -44,7 +44,12 @@ def big_model():
             for n, u, act in zip(sizes[:-1], sizes[1:], acts)
         ]
     ).validate()
-    return quantize_model(spec, rng.uniform(-1, 1, (64, 784)))
+    return spec, quantize_model(spec, rng.uniform(-1, 1, (64, 784)))
+
+
+def big_model():
+    """The 784-36-14-10 int8 model (leaky_relu, leaky_relu, softmax), seeded."""
+    return big_float_and_int8()[1]
 
 
 def small_model():

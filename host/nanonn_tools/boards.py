@@ -70,6 +70,24 @@ def load_board(name: str) -> Board:
     return Board(**{f: data[f] for f in FIELDS})
 
 
+def measured(name: str) -> dict | None:
+    """The figures `make bench-boards` measured for board `name` on an emulated stand-in
+    (boards/measured.json, "boards" entry named by its "applies_to" map: a board without
+    its own emulator takes the nearest measured one), or None when there are none."""
+    path = boards_dir() / "measured.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    key = doc.get("applies_to", {}).get(name)
+    if key is None:
+        return None
+    if key not in doc.get("boards", {}):
+        raise NanonnError(
+            "%s: applies_to names %r for %s, expected one of %s" % (path, key, name, sorted(doc["boards"]))
+        )
+    return dict(doc["boards"][key], measured_on=key)
+
+
 def all_boards() -> list[Board]:
     """Every board profile, sorted by name."""
     return [load_board(n) for n in names()]

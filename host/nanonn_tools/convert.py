@@ -95,7 +95,8 @@ def quantize_spec(spec, mode: str, calibration):
 def check_fits(spec, board: boards.Board, nbytes: int) -> None:
     """NanonnError naming the largest layer when the model will not fit `board`'s heap."""
     s = info.stats(spec, nbytes)
-    need = s.ram_float_file if s.dtype == "float32" else s.ram_int8_file
+    needs = info.need(s, board)
+    need = needs[("float" if s.dtype == "float32" else "int8", "file")]
     if need <= board.heap_bytes:
         if board.fs_bytes is not None and nbytes > board.fs_bytes:
             raise NanonnError(
@@ -106,8 +107,8 @@ def check_fits(spec, board: boards.Board, nbytes: int) -> None:
     index, layer = info.largest_layer(spec)
     alternatives = []
     if s.dtype == "float32":
-        alternatives.append("--quantize int8 (needs about %d bytes)" % s.ram_int8_file)
-    frozen = s.ram_float_frozen if s.dtype == "float32" else s.ram_int8_frozen
+        alternatives.append("--quantize int8 (needs about %d bytes)" % needs[("int8", "file")])
+    frozen = needs[("float" if s.dtype == "float32" else "int8", "frozen")]
     if frozen <= board.heap_bytes:
         alternatives.append(
             "freezing it into the firmware (make firmware BOARD=%s; needs about %d bytes)"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import NanonnError, nnm
+from . import info as model_info
 from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
 from .boardmodel import measure_load_code
 from .boards import load_board
@@ -216,6 +217,8 @@ def deploy(
     name = os.path.basename(model)
     dest = "/" + name
     target_arch = load_board(target).mpy_cross_arch if target else None
+    if target:
+        out(_expected_fit(data, model, load_board(target)))
     with open_board(port) as board:
         info = board.info()
         out(
@@ -317,6 +320,26 @@ def deploy(
         % _size(reader)
     )
     return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
+
+
+def _expected_fit(data: bytes, model: str, board) -> str:
+    """What `nanonn info --board` expects for the model on `board` (with the figures
+    measured on its emulated stand-in when there are some), said before the board measures."""
+    s = model_info.stats(nnm.loads(data, source=model), len(data))
+    needs = model_info.need(s, board)
+    dtype = "float" if s.dtype == "float32" else "int8"
+    file_need, frozen_need = needs[(dtype, "file")], needs[(dtype, "frozen")]
+    if file_need <= board.heap_bytes:
+        verdict = "fits"
+    else:
+        verdict = "fits only frozen" if frozen_need <= board.heap_bytes else "does not fit"
+    return "expected on %s: about %s of its typical %s free heap from a file (%s frozen): %s" % (
+        board.name,
+        _size(file_need),
+        _size(board.heap_bytes),
+        _size(frozen_need),
+        verdict,
+    )
 
 
 def _read_model(model: str) -> bytes:

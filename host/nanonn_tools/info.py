@@ -8,6 +8,12 @@ means loaded from a `.nnm` file or a `.mpy` on the filesystem (weights in
 RAM); "frozen" means a bytes constant frozen into firmware or on ROMFS
 (weights used in place). int8 figures are for the model quantized with
 `nanonn convert --quantize int8`.
+
+Fit on a board compares its typical free heap with what the model needs there
+(`need`): with figures measured by `make bench-boards` on the board's emulated
+stand-in (boards/measured.json: nanonn's import per load path on the board's arch,
+the load transient per path), else the model's RAM alone. `--board NAME` shows
+the breakdown and an estimated time per inference.
 """
 
 from __future__ import annotations
@@ -122,17 +128,42 @@ def largest_layer(spec) -> tuple[int, LayerStats]:
     return index, layers[index]
 
 
+# MACs of the model the measured figures were taken on (784-36-14-10, boards/measured.json)
+BENCH_MACS = 784 * 36 + 36 * 14 + 14 * 10
+
+
+def need(s: ModelStats, board: boards.Board) -> dict:
+    """Free heap (bytes) the model needs on `board`, per (dtype, path): dtype "float" or
+    "int8", path "file" or "frozen". With figures measured for the board
+    (boards/measured.json, `make bench-boards`): the heap nanonn's import keeps for that
+    dtype's load path on the board's arch, plus the model's RAM estimate, plus the load
+    transient measured on that path for the 784-36-14-10 model (the smallest free heap that
+    ran it less what it kept: buffers while loading and importing, fragmentation).
+    Without: the model's RAM estimate alone."""
+    ram = {
+        ("float", "file"): s.ram_float_file,
+        ("float", "frozen"): s.ram_float_frozen,
+        ("int8", "file"): s.ram_int8_file,
+        ("int8", "frozen"): s.ram_int8_frozen,
+    }
+    m = boards.measured(board.name)
+    if m is None:
+        return ram
+    return {
+        (dtype, path): m["import_" + dtype] + r + m["smallest_free_heap_" + path] - m["kept_" + path]
+        for (dtype, path), r in ram.items()
+    }
+
+
 def fit(s: ModelStats, board: boards.Board) -> dict:
     """Whether the model fits `board`: {"float": ..., "int8": ...}, each "yes",
-    "frozen only" or "no" (RAM), and whether the file fits the filesystem."""
+    "frozen only" or "no" (RAM, by `need`), and whether the file fits the filesystem."""
     result = {}
-    for dtype, file_ram, frozen_ram in (
-        ("float", s.ram_float_file, s.ram_float_frozen),
-        ("int8", s.ram_int8_file, s.ram_int8_frozen),
-    ):
-        if file_ram <= board.heap_bytes:
+    needs = need(s, board)
+    for dtype in ("float", "int8"):
+        if needs[(dtype, "file")] <= board.heap_bytes:
             result[dtype] = "yes"
-        elif frozen_ram <= board.heap_bytes:
+        elif needs[(dtype, "frozen")] <= board.heap_bytes:
             result[dtype] = "frozen only"
         else:
             result[dtype] = "no"
@@ -141,12 +172,56 @@ def fit(s: ModelStats, board: boards.Board) -> dict:
     return result
 
 
+def board_report(s: ModelStats, board: boards.Board) -> list[str]:
+    """The lines `nanonn info --board NAME` adds: the heap needed per dtype and path and,
+    from the measured figures, an estimate of the time per inference."""
+    m = boards.measured(board.name)
+    needs = need(s, board)
+    lines = ["%s: %s free heap (typical after boot)" % (board.name, _kb(board.heap_bytes))]
+    if m is None:
+        lines.append(
+            "  no figures measured for %s: the model's RAM estimate alone (nanonn itself not counted)"
+            % board.name
+        )
+    else:
+        lines.append(
+            "  measured on %s (emulated: %s, .mpy %s; make bench-boards): import nanonn keeps %s "
+            "(int8 path %s, float path %s)"
+            % (
+                m["measured_on"],
+                m["interpreter"],
+                m["mpy_arch"],
+                _kb(m["import_nanonn"]),
+                _kb(m["import_int8"]),
+                _kb(m["import_float"]),
+            )
+        )
+    for dtype in ("float", "int8"):
+        for path in ("file", "frozen"):
+            n = needs[(dtype, path)]
+            lines.append(
+                "  %-5s %-6s needs about %s: %s"
+                % (dtype, path, _kb(n), "fits" if n <= board.heap_bytes else "does not fit")
+            )
+    if m is not None and s.macs:
+        for name, key in (("predict_int8", "predict_int8"), ("float predict", "float_predict")):
+            per_mac = m["instructions"][key] / BENCH_MACS
+            ins = per_mac * s.macs
+            lines.append(
+                "  %s: about %d instructions (%.1f per MAC measured on %s), estimated %.0f us at %d MHz "
+                "(one instruction per cycle assumed)"
+                % (name, ins, per_mac, m["interpreter"], ins / m["clock_mhz"], m["clock_mhz"])
+            )
+    return lines
+
+
 def _kb(n: int) -> str:
     return "%.1f KB" % (n / 1024.0)
 
 
-def report(spec, file_bytes: int = 0, source: str = "") -> str:
-    """The `nanonn info` text: layers, parameters, MACs, flash and RAM needs, fit on each board."""
+def report(spec, file_bytes: int = 0, source: str = "", board: str = "") -> str:
+    """The `nanonn info` text: layers, parameters, MACs, flash and RAM needs, fit on each
+    board (or, with `board`, on that board with the heap needed per path)."""
     s = stats(spec, file_bytes)
     lines = [
         "%s: %s model, %d layers, %d inputs -> %d outputs"
@@ -169,13 +244,16 @@ def report(spec, file_bytes: int = 0, source: str = "") -> str:
         "RAM at inference: float32 %s from a file, %s frozen; int8 %s from a file, %s frozen"
         % (_kb(s.ram_float_file), _kb(s.ram_float_frozen), _kb(s.ram_int8_file), _kb(s.ram_int8_frozen))
     )
+    chosen = [boards.load_board(board)] if board else boards.all_boards()
     lines.append("board      heap       float        int8         filesystem")
-    for board in boards.all_boards():
-        f = fit(s, board)
+    for b in chosen:
+        f = fit(s, b)
         lines.append(
             "%-9s %9s  %-11s  %-11s  %s"
-            % (board.name, _kb(board.heap_bytes), f["float"], f["int8"], "fits" if f["fs"] else "too big")
+            % (b.name, _kb(b.heap_bytes), f["float"], f["int8"], "fits" if f["fs"] else "too big")
         )
+    if board:
+        lines.extend(board_report(s, chosen[0]))
     return "\n".join(lines)
 
 
@@ -186,7 +264,7 @@ def run(args) -> int:
         raise NanonnError("%s: no such file" % path)
     spec = converters.load(path, **converters.options_from(args))
     size = Path(path).stat().st_size if path.endswith(".nnm") else 0
-    print(report(spec, size, path))
+    print(report(spec, size, path, board=args.board or ""))
     return 0
 
 
@@ -194,5 +272,6 @@ def register(sub) -> None:
     """Add the `info` subcommand to the CLI's subparsers."""
     p = sub.add_parser("info", help="layers, parameters, MACs, flash and RAM needs, fit on each board")
     p.add_argument("file", help="a .nnm model (or any file `nanonn convert` reads)")
+    p.add_argument("--board", help="one board profile (boards/<name>): the heap needed per path, and speed")
     converters.add_options(p)
     p.set_defaults(handler=run)

@@ -23,6 +23,7 @@ from array import array
 
 from . import activations
 from .errors import NO_NATIVE_CODE
+from .rand import glorot_limit
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import fdense_viper as _fast
@@ -201,11 +202,11 @@ class Dense(Layer):
             self.set_weights(self._initial)
             self._initial = None
         else:
-            # Glorot uniform, biases zero.
-            limit = (6.0 / (n + u)) ** 0.5
+            # Glorot uniform, biases zero; bit-identical on every port (rand.py).
+            limit = glorot_limit(n, u)
             w = self.w
             for i in range(u * n):
-                w[i] = rng.uniform(0.0 - limit, limit)
+                w[i] = rng.symmetric(limit)
         return u
 
     _fast_ready = False  # set by alloc_fast where the viper kernel exists
@@ -496,6 +497,9 @@ class Dropout(Layer):
         self.y = floats(inputs)
         self.gx = floats(inputs)
         self.scale = 1.0 / (1.0 - self.rate)
+        # drop where 24 random bits / 2^24 < rate as float32: integers, the same mask on every port
+        r24 = array("f", [self.rate])[0] * 16777216.0  # exact: a float32 times 2^24
+        self.cut = int(r24) + (1 if int(r24) < r24 else 0)
         return inputs
 
     def forward(self, x, training):
@@ -504,9 +508,9 @@ class Dropout(Layer):
         return self._drop(x)
 
     def _drop(self, x):
-        keep, y, rng, rate, scale = self.keep, self.y, self.rng, self.rate, self.scale
+        keep, y, rng, cut, scale = self.keep, self.y, self.rng, self.cut, self.scale
         for i in range(self.inputs):
-            k = rng.random() >= rate
+            k = rng.bits24() >= cut
             keep[i] = k
             y[i] = x[i] * scale if k else 0.0
         return self.y

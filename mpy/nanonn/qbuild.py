@@ -205,18 +205,21 @@ class Math32:
         raise ValueError("activation: expected sigmoid, tanh or softplus, got %r" % name)
 
     def lut(self, name, pre_scale, pre_zp, out_scale, out_zp):
-        """256 int8: lut[q + 128] = quantized f(dequantized q)."""
+        """256 int8 as a bytearray: lut[q + 128] = quantized f(dequantized q)."""
         r = self.r
-        out = []
+        out = bytearray(256)  # two's-complement int8 (QDense keeps it without a copy)
         for q in range(-128, 128):
             f = self.activation(name, r((q - pre_zp) * pre_scale))
-            out.append(_clamp(out_zp + round_away(r(f / out_scale)), -128, 127))
+            out[q + 128] = _clamp(out_zp + round_away(r(f / out_scale)), -128, 127) & 0xFF
         return out
 
     def exp_table(self, pre_scale):
         """256 ints: T[d] = round(65536 * exp(-d * pre_scale))."""
         r = self.r
-        return [round_away(r(self.exp(r(-d * pre_scale)) * 65536.0)) for d in range(256)]
+        out = [0] * 256  # one block, not a list grown between float temporaries
+        for d in range(256):
+            out[d] = round_away(r(self.exp(r(-d * pre_scale)) * 65536.0))
+        return out
 
     def domain(self, lo, hi):
         """(scale, zp) of the int8 domain covering [lo, hi] (lo <= 0 <= hi)."""
@@ -231,11 +234,18 @@ FIXED_DOMAINS = {"sigmoid": (1.0 / 256.0, -128), "softmax": (1.0 / 256.0, -128),
 
 
 def quantize_weights(r, w, b, units, inputs, in_scale):
-    """(w_q list, w_scale list, bias_q list) for float32 weights w (units*inputs
-    row-major) and biases b (units), per-unit symmetric scales."""
-    wq = [0] * (units * inputs)
-    ws = []
-    bq = []
+    """(w_q, w_scale array('f'), bias_q list, row sums) for float32 weights w (units*inputs
+    row-major) and biases b (units), per-unit symmetric scales. w_q is the int8
+    weights as a bytearray of units*inputs two's-complement bytes (the QDense keeps
+    it without a copy), row sums an array('i') of each unit's int8 weight sum.
+    Allocates: units*inputs bytes plus O(units), nothing per weight (a list of
+    them would cost 4-8 bytes each, in one block: 9 KB for 64x36 on a 32-bit board)."""
+    # Every result is allocated once, before the loop: a list grown between the float
+    # temporaries of the loop would leave holes that fragment a board's heap.
+    wb = bytearray(units * inputs)
+    sums = array("i", bytes(4 * units))
+    ws = array("f", bytes(4 * units))
+    bq = [0] * units
     for u in range(units):
         o = u * inputs
         top = 0.0
@@ -245,11 +255,15 @@ def quantize_weights(r, w, b, units, inputs, in_scale):
             if a > top:
                 top = a
         s = r(top / 127.0) if top > 0.0 else r(1.0 / 127.0)
-        ws.append(s)
+        ws[u] = s
+        total = 0
         for i in range(inputs):
-            wq[o + i] = _clamp(round_away(r(r(w[o + i]) / s)), -127, 127)
-        bq.append(round_away(r(r(b[u]) / r(in_scale * s))))
-    return wq, ws, bq
+            q = _clamp(round_away(r(r(w[o + i]) / s)), -127, 127)
+            wb[o + i] = q & 0xFF
+            total += q
+        sums[u] = total
+        bq[u] = round_away(r(r(b[u]) / r(in_scale * s)))
+    return wb, ws, bq, sums
 
 
 def quantize(network, X, kernels=None):
@@ -307,28 +321,22 @@ def quantize(network, X, kernels=None):
             )
         if name == "softmax" and li != len(dense) - 1:
             raise ValueError("quantize layer %d: softmax is allowed on the last layer only" % li)
-        wq, ws, bq = quantize_weights(r, layer.w, layer.b, units, inputs, in_scale)
-        # 3. integer calibration: accumulator range per unit
-        wb = bytearray(units * inputs)
-        for i in range(units * inputs):
-            wb[i] = wq[i] & 0xFF
-        acc0 = array("i", bytes(4 * units))
+        wb, ws, bq, acc0 = quantize_weights(r, layer.w, layer.b, units, inputs, in_scale)
+        # 3. integer calibration: accumulator range per unit (acc0: row sums, then the
+        # accumulator's start, bias - (in_zp + 128) * rowsum)
         zp = in_zp + 128
         for u in range(units):
-            s = 0
-            for i in range(inputs):
-                s += wq[u * inputs + i]
-            acc0[u] = bq[u] - zp * s
+            acc0[u] = bq[u] - zp * acc0[u]
         acc = array("i", bytes(4 * units))
-        amin = [None] * units
-        amax = [None] * units
-        for q in acts:
-            k.dot(q, wb, acc0, acc, inputs, units)
+        amin = array("i", bytes(4 * units))
+        amax = array("i", bytes(4 * units))
+        for j in range(len(acts)):
+            k.dot(acts[j], wb, acc0, acc, inputs, units)
             for u in range(units):
                 a = acc[u]
-                if amin[u] is None or a < amin[u]:
+                if j == 0 or a < amin[u]:
                     amin[u] = a
-                if amax[u] is None or a > amax[u]:
+                if j == 0 or a > amax[u]:
                     amax[u] = a
         plo = phi = 0.0
         for u in range(units):
@@ -352,12 +360,10 @@ def quantize(network, X, kernels=None):
             out_scale, out_zp = m32.domain(0.0, r(phi + _LN2))
         else:
             out_scale, out_zp = FIXED_DOMAINS[name]
-        mult = []
-        shift = []
+        mult = [0] * units
+        shift = [0] * units
         for u in range(units):
-            m, s = scales_multiplier(in_scale, ws[u], pre_scale)
-            mult.append(m)
-            shift.append(s)
+            mult[u], shift[u] = scales_multiplier(in_scale, ws[u], pre_scale)
         extra = {}
         if name == "leaky_relu":
             mp, sp = float_multiplier(r(pre_scale / out_scale))

@@ -17,6 +17,36 @@ NATIVE = IS_MICROPYTHON and not IS_WASM
 HEAP_MEASURED = IS_MICROPYTHON and not IS_WASM
 
 
+def _heap_bytes():
+    import gc
+
+    return gc.mem_free() + gc.mem_alloc()  # pyright: ignore[reportAttributeAccessIssue]
+
+
+# A board-sized heap (the bare-metal firmware: 150-190 KB) rather than the 16 MB the
+# unix-port runs give: tests then use smaller networks and keep the large cases for x64.
+SMALL_HEAP = IS_MICROPYTHON and _heap_bytes() < 1 << 20
+
+
+def now_ms():
+    """A millisecond clock for durations: time.ticks_ms on MicroPython (time.time() is
+    whole seconds on float32 ports and absent on the bare-metal firmware); use since_ms."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_ms()  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0
+
+
+def since_ms(t0):
+    """Milliseconds elapsed since t0 = now_ms()."""
+    import time
+
+    if IS_MICROPYTHON:
+        return time.ticks_diff(time.ticks_ms(), t0)  # pyright: ignore[reportAttributeAccessIssue]
+    return time.time() * 1000.0 - t0
+
+
 class CheckFailed(Exception):
     pass
 
@@ -32,13 +62,18 @@ def skip(reason):
 def unique_id():
     """A random 32-bit number for names of temporary files shared by concurrent runs
     (MicroPython has no os.getpid; the WebAssembly port has no os.urandom either, and
-    its filesystem is the process's own)."""
+    its filesystem is the process's own; the bare-metal firmware has neither, nor files
+    to name: its ticks do)."""
     import os
 
     if hasattr(os, "urandom"):
         return int.from_bytes(os.urandom(4), "little")
-    import random
+    try:
+        import random
+    except ImportError:
+        import time
 
+        return time.ticks_us()  # pyright: ignore[reportAttributeAccessIssue]
     return random.getrandbits(30)
 
 

@@ -1,6 +1,7 @@
 """Device float core: seed vectors, API behaviour, errors and allocations."""
 
 import gc
+import sys
 from array import array
 
 from check import HEAP_MEASURED, IS_MICROPYTHON, close, eq, load_json, ok, raises, skip
@@ -149,6 +150,16 @@ def _mem_delta(fn):
     return gc.mem_alloc() - before
 
 
+def _kept(n, fn, *args):
+    """Heap bytes still allocated after n calls of fn(*args) and a collection."""
+
+    def calls():
+        for _ in range(n):
+            fn(*args)
+
+    return _mem_delta(calls)
+
+
 def test_predict_and_train_keep_no_allocations():
     if IS_MICROPYTHON and not HEAP_MEASURED:
         skip("this port's gc.collect() frees nothing inside a program: heap kept is not measurable")
@@ -163,8 +174,16 @@ def test_predict_and_train_keep_no_allocations():
     net.predict(x)
     net.train(x, t)
     if IS_MICROPYTHON:
-        eq(_mem_delta(lambda: net.predict(x)), 0, "heap bytes kept by predict")
-        eq(_mem_delta(lambda: net.train(x, t)), 0, "heap bytes kept by train")
+        # At most one GC block, however many calls: on the 32-bit ports (x86-32, ARM) a
+        # predict can leave one 16-byte boxed float (the last temporary of Dense's plain
+        # float loop, `_dot`) marked after gc.collect(), depending only on where paths and
+        # heap put things (a stale pointer seen by the conservative collector, not a
+        # reference nanonn keeps: 1, 5 and 10 calls keep the same 16 bytes, and it moves
+        # with the length of the module search path). A leak grows with the calls.
+        block = 32 if sys.maxsize > 1 << 32 else 16
+        for n in (1, 10):
+            ok(_kept(n, net.predict, x) <= block, "heap bytes kept by %d predicts" % n)
+            ok(_kept(n, net.train, x, t) <= block, "heap bytes kept by %d trains" % n)
     else:
         # CPython: nothing accumulates over many calls (tracemalloc has some noise).
         import tracemalloc  # started above

@@ -4,7 +4,7 @@ bound; infinities and NaN through the plain loop."""
 
 from array import array
 
-from check import NATIVE, eq, ok
+from check import NATIVE, SMALL_HEAP, eq, ok
 from nanonn import Dense, layers
 from nanonn.rand import Random
 
@@ -44,7 +44,8 @@ def test_kernel_selected_where_viper_exists():
 
 
 def test_matches_double_sum_within_float32_error():
-    for n, u, seed in ((1, 1, 1), (3, 2, 2), (31, 5, 3), (33, 4, 4), (784, 6, 5)):
+    cases = ((1, 1, 1), (3, 2, 2), (31, 5, 3), (33, 4, 4), (784, 6, 5))
+    for n, u, seed in cases[:-1] if SMALL_HEAP else cases:  # 784 inputs: x64 only
         d, rng = _layer(n, u, seed)
         for scale in (1.0, 1e-20, 3e15):
             x = array("f", [rng.uniform(-2.0, 2.0) * scale for _ in range(n)])

@@ -17,6 +17,11 @@ import check  # noqa: E402
 
 SAMPLE = "examples/gesture/data/gesture_sample.csv"
 TMP = "tests_gesture_tmp.csv"
+NEEDS_FILESYSTEM = (
+    "test_i2c_pins_come_from_the_board_profile",
+    "test_replay_filters_by_label_and_wraps_around",
+    "test_replay_serves_exact_mg_through_both_drivers_and_every_range",
+)
 
 
 def _write_csv(rows):

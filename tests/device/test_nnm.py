@@ -3,18 +3,20 @@
 import gc
 import os
 import struct
-import time
 from array import array
 
 from check import (
     HEAP_MEASURED,
     IS_MICROPYTHON,
+    SMALL_HEAP,
     CheckFailed,
     ChunkedStream,
     close,
     eq,
+    now_ms,
     ok,
     raises,
+    since_ms,
     unique_id,
 )
 from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
@@ -24,6 +26,17 @@ from nanonn.rand import Random
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-nnm-%d" % unique_id()
+NEEDS_FILESYSTEM = (
+    "test_custom_activation_under_a_builtin_name_refused_by_save",
+    "test_every_truncation_rejected",
+    "test_in_place_model_costs_little_ram",
+    "test_int8_network_saves_like_a_float_one",
+    "test_int8_round_trip_every_source",
+    "test_later_minor_version_with_longer_header_and_records_loads",
+    "test_round_trip_every_source_byte_identical",
+    "test_save_replaces_atomically_and_leaves_no_temp",
+    "test_trailing_bytes_rejected",
+)
 X = [0.25, -1.5, 0.75, 2.0]
 
 
@@ -109,14 +122,20 @@ def test_bytes_source_is_used_in_place():
 
 
 def test_in_place_model_costs_little_ram():
-    # 64 KiB of float32 weights: from bytes only the activations are allocated.
-    big = Network(Dense(128, inputs=128, activation="relu"), seed=5)
+    # 64 KiB of float32 weights (9 KiB on a board-sized heap: the float network it is
+    # saved from, its bytes and two loaded copies must fit together, in blocks that a heap
+    # holding this module's many tests still has): from bytes only the activations are
+    # allocated.
+    n = 48 if SMALL_HEAP else 128
+    weights = 4 * n * n
+    big = Network(Dense(n, inputs=n, activation="relu"), seed=5)
     data = nnm.dumps(big)
-    eq(len(data) > 65536, True, "model size")
+    big = None
+    eq(len(data) > weights, True, "model size")
     with open(TMP, "wb") as f:
         f.write(data)
     if not HEAP_MEASURED:  # CPython, the WebAssembly port: both sources load and agree
-        close(load(data).predict([0.5] * 128), list(load(TMP).predict([0.5] * 128)), 1e-6, "same predictions")
+        close(load(data).predict([0.5] * n), list(load(TMP).predict([0.5] * n)), 1e-6, "same predictions")
         return
     gc.collect()
     before = gc.mem_alloc()
@@ -128,9 +147,12 @@ def test_in_place_model_costs_little_ram():
     net2 = load(TMP)
     gc.collect()
     used2 = gc.mem_alloc() - before
-    ok(65536 < used2 < 65536 + 4096, "file load keeps %d bytes (expected the weights + < 4096)" % used2)
+    ok(
+        weights < used2 < weights + 4096,
+        "file load keeps %d bytes (expected the weights + < 4096)" % used2,
+    )
     print("RAM kept: bytes source %d B, file source %d B, model %d B" % (used, used2, len(data)))
-    close(net.predict([0.5] * 128), list(net2.predict([0.5] * 128)), 1e-6, "same predictions")
+    close(net.predict([0.5] * n), list(net2.predict([0.5] * n)), 1e-6, "same predictions")
 
 
 def test_trainable_load_trains_like_the_original():
@@ -281,7 +303,7 @@ def test_random_mutations_rejected_or_loaded_quickly():
             b[rng.below(96)] = rng.below(256)  # header and first records
         if trial % 2:
             _fix_crc(b)
-        t0 = time.time()
+        t0 = now_ms()
         try:
             net = load(b)
         except ModelFormatError as exc:
@@ -291,8 +313,8 @@ def test_random_mutations_rejected_or_loaded_quickly():
             y = net.predict([0.0] * net.inputs)
             eq(len(y), net.outputs, "outputs of a loaded mutant")
             outcomes["loaded"] += 1
-        slowest = max(slowest, time.time() - t0)
-    ok(slowest < 1.0, "slowest load took %.3f s" % slowest)
+        slowest = max(slowest, since_ms(t0))
+    ok(slowest < 1000, "slowest load took %d ms" % slowest)
     ok(outcomes["rejected"] > 200, "outcomes %r" % outcomes)
 
 
@@ -519,7 +541,7 @@ def test_in_place_network_keeps_its_source_alive():
         expected = list(net.predict(X))
         loaded = load(bytes(bytearray(nnm.dumps(net))))
         gc.collect()
-        junk = [bytearray(b"\xff" * 64) for _ in range(2000)]
+        junk = [bytearray(b"\xff" * 64) for _ in range(200 if SMALL_HEAP else 2000)]
         eq(list(loaded.predict(X)), expected, "prediction after gc")
         del junk
 

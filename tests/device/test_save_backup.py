@@ -8,6 +8,13 @@ from nanonn import Dense, ModelFormatError, Network, backup, load, nnm
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-backup-%d" % unique_id()
+NEEDS_FILESYSTEM = (
+    "test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup",
+    "test_backup_keeps_the_previous_model_and_counts_generations",
+    "test_both_damaged_raises_the_primary_error",
+    "test_load_falls_back_to_the_backup",
+    "test_plain_save_has_the_canonical_32_byte_header",
+)
 
 
 def _nets():

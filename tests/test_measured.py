@@ -1,0 +1,84 @@
+"""boards/measured.json (written by `make bench-boards`) is consistent with the code that
+reads it (`nanonn info`, host/nanonn_tools/info.py), the board profiles, the interpreters
+that measured it, and itself; and info's RAM estimate of the benchmark model agrees with
+what was measured on the emulated boards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nanonn_tools import boards, info
+from support import MPY, ROOT, load_tool
+
+MEASURED = json.loads((ROOT / "boards" / "measured.json").read_text())
+BYTES = (
+    "free_heap_at_start",
+    "import_nanonn",
+    "import_int8",
+    "import_float",
+    "load_file",
+    "kept_file",
+    "load_frozen",
+    "kept_frozen",
+    "smallest_free_heap_file",
+    "smallest_free_heap_frozen",
+)
+INSTRUCTIONS = ("predict_int8", "int8_predict_float_io", "float_predict", "c_int8")
+
+
+def test_applies_to_names_profiles_and_measured_entries():
+    names = set(boards.names())
+    assert set(MEASURED["applies_to"]) <= names
+    assert set(MEASURED["applies_to"].values()) == set(MEASURED["boards"])
+    # every board profile but the host's has figures (its own or the nearest measured)
+    assert set(MEASURED["applies_to"]) == {b.name for b in boards.all_boards() if b.mpy_cross_arch != "x64"}
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED["boards"]))
+def test_entry_matches_its_interpreter_and_profile(name):
+    baremetal = load_tool("baremetal")
+    m = MEASURED["boards"][name]
+    target = baremetal.TARGETS[m["interpreter"]]
+    assert target.profile == name
+    assert m["mpy_arch"] == target.interpreter.mpy_arch == boards.load_board(name).mpy_cross_arch
+    assert m["firmware_heap"] == target.heap
+    for key in BYTES:
+        assert isinstance(m[key], int) and 0 < m[key] <= m["firmware_heap"], key
+    for key in INSTRUCTIONS:
+        assert isinstance(m["instructions"][key], int) and m["instructions"][key] > 0, key
+    modules = {p.stem for p in (MPY / "nanonn").glob("*.py")}
+    for mod in m["modules_int8"] + m["modules_float"]:
+        assert mod == "nanonn" or mod.removeprefix("nanonn.") in modules, mod
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED["boards"]))
+def test_entry_is_self_consistent(name):
+    m = MEASURED["boards"][name]
+    assert m["import_nanonn"] < m["import_float"] < m["import_int8"]
+    assert m["kept_frozen"] < m["kept_file"]
+    assert m["kept_file"] <= m["smallest_free_heap_file"] <= m["free_heap_at_start"]
+    assert m["kept_frozen"] <= m["smallest_free_heap_frozen"] <= m["free_heap_at_start"]
+    assert m["predict_int8_allocates"] is False
+    ins = m["instructions"]
+    assert m["ratio_to_c"] == round(ins["predict_int8"] / ins["c_int8"], 1)
+    assert m["estimated_us"] == {k: round(v / m["clock_mhz"]) for k, v in ins.items()}
+    check = m["instructions_check"]  # one ticks_us = 1000 instructions, one C timer count as stated
+    assert abs(check["firmware_ticks_us_x1000"] - check["spin_loop"]) <= 0.01 * check["spin_loop"]
+    assert abs(check["c_timer"] - check["spin_loop"]) <= 0.01 * check["spin_loop"]
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED["boards"]))
+def test_info_need_of_the_benchmark_model_matches_the_measurement(name):
+    """info.need = measured import + info's RAM estimate + measured transient: it equals
+    the measured smallest free heap when the estimate equals the RAM the model kept."""
+    bench_memory = load_tool("bench_memory")
+    _, qspec = bench_memory.big_float_and_int8()
+    m = MEASURED["boards"][name]
+    s = info.stats(qspec)
+    needs = info.need(s, boards.load_board(name))
+    for path in ("file", "frozen"):
+        measured = m["smallest_free_heap_" + path]
+        assert abs(needs[("int8", path)] - measured) <= 0.1 * measured, (path, needs, measured)
+    assert info.fit(s, boards.load_board(name))["int8"] == "yes"

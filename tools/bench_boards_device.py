@@ -1,0 +1,135 @@
+"""Device side of tools/bench_boards.py (MicroPython, on the bare-metal firmware; from its ROMFS).
+
+The 784-36-14-10 int8 model is /rom/big.nnm (a file) and `big_int8.MODEL` (a bytes
+constant of a .mpy on ROMFS: used in place, as when frozen); the float model is
+/rom/big_f32.nnm (read in place through a memoryview of the ROMFS file). Each function prints one JSON line.
+
+    memory(source, blocker)   heap used by `import nanonn`, by loading the model from
+                              `source` ("file" or "const"), kept after a first
+                              predict_int8, and whether predict_int8 then runs under
+                              heap_lock; `blocker` bytes are allocated first (to bisect
+                              the smallest free heap that runs it).
+    speed(n)                  ticks_us per call of predict_int8, int8 predict (float in
+                              and out) and float predict (the float model), n calls each,
+                              less an empty loop; under qemu -icount shift=0 one ticks_us
+                              is 1000 instructions.
+"""
+
+import gc
+import json
+import time
+from array import array
+
+import micropython
+
+
+def _used():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def x8_input(n):
+    """The int8 input of every measurement (and of the C version): (i * 37) % 256 - 128."""
+    return array("b", [(i * 37) % 256 - 128 for i in range(n)])
+
+
+def xf_input(n):
+    """The float input: ((i * 37) % 101) / 50 - 1 (tools/bench_memory.py's)."""
+    x = array("f", bytes(4 * n))
+    for i in range(n):
+        x[i] = ((i * 37) % 101) / 50.0 - 1.0
+    return x
+
+
+def _load(source):
+    """The int8 model from "file" (/rom/big.nnm) or "const" (big_int8.MODEL, in place)."""
+    import nanonn
+    from nanonn.quant import QNetwork
+
+    if source == "file":
+        net = nanonn.load("/rom/big.nnm")
+    else:
+        import big_int8  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)
+
+        net = nanonn.load(big_int8.MODEL)
+    if not isinstance(net, QNetwork):
+        raise TypeError("expected the int8 model, got %s" % type(net).__name__)
+    return net
+
+
+def memory(source, blocker=0):
+    block = bytearray(blocker) if blocker else None
+    gc.collect()
+    out = {
+        "source": source,
+        "blocker": blocker,
+        "free_start": gc.mem_free(),
+        "heap": gc.mem_free() + gc.mem_alloc(),
+    }
+    a0 = _used()
+    try:
+        import nanonn  # noqa: F401 (measured: the heap its import keeps)
+
+        a1 = _used()
+        net = _load(source)
+        a2 = _used()
+        x8 = x8_input(net.inputs)
+        net.predict_int8(x8)
+        a3 = _used()
+        micropython.heap_lock()
+        try:
+            y = net.predict_int8(x8)
+            locked = True
+        except MemoryError:
+            y, locked = None, False
+        finally:
+            micropython.heap_unlock()
+        out.update(
+            {
+                "import": a1 - a0,
+                "load": a2 - a1,
+                "kept": a3 - a0,
+                "locked": locked,
+                "out": list(y) if y else None,
+            }
+        )
+    except MemoryError as exc:
+        out["error"] = str(exc)
+    out["blocker_held"] = len(block) if block else 0  # held to the end of the run
+    print(json.dumps(out))
+
+
+def _per_call(fn, x, n, empty):
+    fn(x)
+    t0 = time.ticks_us()
+    for _ in range(n):
+        fn(x)
+    return (time.ticks_diff(time.ticks_us(), t0) - empty) / n
+
+
+def speed(n):
+    import nanonn
+
+    def nothing(x):
+        return x
+
+    t0 = time.ticks_us()
+    for _ in range(n):
+        nothing(n)
+    empty = time.ticks_diff(time.ticks_us(), t0)
+    out = {"n": n, "empty_loop_ticks": empty}
+    net = _load("const")
+    x8, xf = x8_input(net.inputs), xf_input(net.inputs)
+    out["out"] = list(net.predict_int8(x8))
+    out["predict_int8"] = _per_call(net.predict_int8, x8, n, empty)
+    out["int8_predict_float_io"] = _per_call(net.predict, xf, n, empty)
+    net = None
+    gc.collect()
+    try:
+        # in place from ROMFS (bench_boards.py aligns the file), as frozen weights would be
+        fnet = nanonn.load(memoryview(open("/rom/big_f32.nnm", "rb")))  # pyright: ignore[reportArgumentType] (VfsRom files are buffers)
+        out["float_in_place"] = fnet.layers[0].in_place
+        out["float_predict"] = _per_call(fnet.predict, xf, n, empty)
+    except MemoryError as exc:
+        out["float_predict_error"] = str(exc)
+    print(json.dumps(out))
