@@ -6,7 +6,9 @@ reported by the device runner as SKIP and skipped here, never passed.
 
 Also: one int8 `.nnm` per activation, made on the x64 unix port, gives byte-identical
 `predict_int8` (and int8 `predict`) outputs on x64 and on each board, and neither
-call allocates under `micropython.heap_lock()` there.
+call allocates under `micropython.heap_lock()` there; seeded initialisation, dropout,
+shuffling and on-device quantization are bit-identical to CPython's, and float predict
+stays within a few float32 ulps of it (the checks of tests/test_ports.py).
 
 The firmware is built by tools/interpreters.py when missing (`make interpreters`); when it
 cannot be (Debian packages missing), the tests fail under CI (CI=true) and skip elsewhere,
@@ -22,6 +24,8 @@ import os
 import re
 
 import pytest
+from test_ports import FLOAT_ULPS, SEEDED, check_seeded, worst_ulps
+from test_ports import _seeded as _seeded_port
 
 from support import DEVICE_TESTS, ROOT, load_tool, run_device
 
@@ -126,6 +130,26 @@ def test_int8_outputs_byte_identical_to_x64_and_allocation_free(board):
         assert g["float"] == w["float"], "%s: int8 predict (float32 bytes) differs on %s" % (w["act"], board)
         assert w["alloc_free"] == [True, True], "%s: allocates on x64" % w["act"]
         assert g["alloc_free"] == [True, True], "%s: allocates under heap_lock on %s" % (w["act"], board)
+
+
+@functools.cache
+def _seeded(board: str) -> list[dict]:
+    out, err = baremetal.run(baremetal.TARGETS[board], SEEDED, _image(board), timeout=900)
+    assert not err, err
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("board", sorted(baremetal.TARGETS))
+def test_seeded_init_dropout_shuffle_and_device_quantization_identical_to_cpython(board):
+    _require(board)
+    check_seeded(_seeded_port("cpython"), _seeded(board), board)
+
+
+@pytest.mark.parametrize("board", sorted(baremetal.TARGETS))
+def test_float_predict_within_a_few_ulps_of_cpython(board):
+    _require(board)
+    worst = worst_ulps(_seeded_port("cpython"), _seeded(board))
+    assert worst <= FLOAT_ULPS, "%s: float predict %.1f float32 ulps from CPython's" % (board, worst)
 
 
 def test_needs_filesystem_names_existing_tests():

@@ -109,20 +109,24 @@ def _seeded(runtime: str) -> list[dict]:
     return _run(runtime, SEEDED)
 
 
+def check_seeded(want: list[dict], got: list[dict], where: str):
+    """The SEEDED results of port `where` equal CPython's (`want`), bit for bit."""
+    assert len(want) == 4 and len(got) == 4
+    for w, g in zip(want, got):
+        assert g["w"] == w["w"], "seed %d: initial float32 weights differ on %s" % (w["seed"], where)
+        assert g["mask"] == w["mask"], "seed %d: dropout mask differs on %s" % (w["seed"], where)
+        assert g["order"] == w["order"], "seed %d: shuffle differs on %s" % (w["seed"], where)
+        assert g["nnm"] == w["nnm"], "seed %d: the .nnm quantized on the device differs on %s" % (
+            w["seed"],
+            where,
+        )
+        assert g["q8"] == w["q8"], "seed %d: predict_int8 differs on %s" % (w["seed"], where)
+
+
 @pytest.mark.parametrize("runtime", PORTS)
 def test_seeded_init_dropout_shuffle_and_device_quantization_identical_to_cpython(runtime):
     _require(runtime)
-    want, got = _seeded("cpython"), _seeded(runtime)
-    assert len(want) == 4 and len(got) == 4
-    for w, g in zip(want, got):
-        assert g["w"] == w["w"], "seed %d: initial float32 weights differ on %s" % (w["seed"], runtime)
-        assert g["mask"] == w["mask"], "seed %d: dropout mask differs on %s" % (w["seed"], runtime)
-        assert g["order"] == w["order"], "seed %d: shuffle differs on %s" % (w["seed"], runtime)
-        assert g["nnm"] == w["nnm"], "seed %d: the .nnm quantized on the device differs on %s" % (
-            w["seed"],
-            runtime,
-        )
-        assert g["q8"] == w["q8"], "seed %d: predict_int8 differs on %s" % (w["seed"], runtime)
+    check_seeded(_seeded("cpython"), _seeded(runtime), runtime)
 
 
 def _floats(text: str) -> list[float]:
@@ -140,13 +144,20 @@ def test_float_predict_within_a_few_ulps_of_cpython(runtime):
     output near zero is compared on the vector's scale: a sum that cancels keeps the
     absolute error of its terms, not a relative one)."""
     _require(runtime)
+    worst = worst_ulps(_seeded("cpython"), _seeded(runtime))
+    assert worst <= FLOAT_ULPS, "%s: float predict %.1f float32 ulps from CPython's" % (runtime, worst)
+
+
+def worst_ulps(want: list[dict], got: list[dict]) -> float:
+    """The largest distance of a SEEDED float predict output from CPython's, in float32 ulps
+    of its vector's largest output."""
     worst = 0.0
-    for w, g in zip(_seeded("cpython"), _seeded(runtime)):
+    for w, g in zip(want, got):
         for hw, hg in zip(w["out"], g["out"]):
             ws, gs = _floats(hw), _floats(hg)
             ulp = _ulp32(max(abs(v) for v in ws))
             worst = max([worst] + [abs(a - b) / ulp for a, b in zip(ws, gs)])
-    assert worst <= FLOAT_ULPS, "%s: float predict %.1f float32 ulps from CPython's" % (runtime, worst)
+    return worst
 
 
 # On-device quantization in a board's heap (tests/device/quant_fit.py: a script that builds
