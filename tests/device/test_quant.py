@@ -60,49 +60,60 @@ def test_no_allocation_in_predict_int8_and_predict():
     kernels (heap_lock and micropython.mem_total), for every activation (softmax_tflite too). On CPython
     and the WebAssembly port (the plain-Python kernels, which allocate): the same calls run and return
     the same buffers."""
-    # one float network at a time: a board-sized heap does not hold them all
+    # one network at a time (built, quantized, checked, dropped): a board-sized heap does
+    # not hold them all
     net, X = _bench_net()
-    quantized = [(net.quantize(X), X)]
+    q = net.quantize(X)
+    net = None
+    _check_no_allocation(q, X)
+    _check_no_allocation(_tflite_softmax_variant(q), X)
+    q = None
     for act in ("linear", "relu", "sigmoid", "tanh", "softplus"):
         net, X = _net_and_data([6, 5, 4], [act, act], 7)
-        quantized.append((net.quantize(X), X))
-    net = None
-    quantized.append((_tflite_softmax_variant(quantized[0][0]), quantized[0][1]))
-    for q, X in quantized:
-        x8 = array("b", [(i * 37) % 256 - 128 for i in range(q.inputs)])
-        xf = array("f", X[0])
-        xl = list(X[1])
-        a = q.predict_int8(x8)
-        b = q.predict(xf)
-        q.predict(xl)
-        a2 = b2 = b3 = None  # the outputs of the calls below
-        if NATIVE:
-            import micropython
+        q = net.quantize(X)
+        net = None
+        _check_no_allocation(q, X)
+        q = None
 
-            micropython.heap_lock()
-            try:
-                for _ in range(3):
-                    a2 = q.predict_int8(x8)
-                    b2 = q.predict(xf)
-                    b3 = q.predict(xl)
-            finally:
-                micropython.heap_unlock()
-            # heap_lock alone is not proof: MicroPython puts large call frames on the
-            # heap when it can and on the C stack when the heap is locked.
-            for fn, arg, what in ((q.predict_int8, x8, "predict_int8"), (q.predict, xf, "predict(array)")):
-                used = None  # bytes allocated in the last window below
-                for _ in range(2):  # the first window may include one-time allocations
-                    gc.collect()
-                    before = micropython.mem_total()
-                    for _ in range(5):
-                        fn(arg)
-                    used = micropython.mem_total() - before
-                eq(used, 0, "bytes allocated by 5 calls of %s" % what)
-        else:
-            a2 = q.predict_int8(x8)
-            b2 = q.predict(xf)
-            b3 = q.predict(xl)
-        ok(a2 is a and b2 is b and b3 is b, "outputs are the network's reused buffers")
+
+def _check_no_allocation(q, X):
+    """predict_int8 and predict of `q` return its reused buffers and, with viper, allocate
+    nothing (heap_lock and mem_total)."""
+    gc.collect()
+    x8 = array("b", [(i * 37) % 256 - 128 for i in range(q.inputs)])
+    xf = array("f", X[0])
+    xl = list(X[1])
+    a = q.predict_int8(x8)
+    b = q.predict(xf)
+    q.predict(xl)
+    a2 = b2 = b3 = None  # the outputs of the calls below
+    if NATIVE:
+        import micropython
+
+        micropython.heap_lock()
+        try:
+            for _ in range(3):
+                a2 = q.predict_int8(x8)
+                b2 = q.predict(xf)
+                b3 = q.predict(xl)
+        finally:
+            micropython.heap_unlock()
+        # heap_lock alone is not proof: MicroPython puts large call frames on the
+        # heap when it can and on the C stack when the heap is locked.
+        for fn, arg, what in ((q.predict_int8, x8, "predict_int8"), (q.predict, xf, "predict(array)")):
+            used = None  # bytes allocated in the last window below
+            for _ in range(2):  # the first window may include one-time allocations
+                gc.collect()
+                before = micropython.mem_total()
+                for _ in range(5):
+                    fn(arg)
+                used = micropython.mem_total() - before
+            eq(used, 0, "bytes allocated by 5 calls of %s" % what)
+    else:
+        a2 = q.predict_int8(x8)
+        b2 = q.predict(xf)
+        b3 = q.predict(xl)
+    ok(a2 is a and b2 is b and b3 is b, "outputs are the network's reused buffers")
 
 
 def _bytes_per_call(fn, arg, calls=5):
