@@ -74,14 +74,22 @@ def test_int8_outputs_byte_identical_to_x64_and_allocation_free(runtime):
 # dropout mask, a shuffle, the int8 .nnm quantized on the device from exact calibration inputs,
 # and float predict outputs as float32 bits.
 SEEDED = """
+import gc
 import json
 from array import array
 from nanonn import Dense, Dropout, Network, nnm
 from nanonn.activations import LeakyReLU
 from nanonn.rand import Random
 
-def hexw(net):
-    return "".join(bytes(l.w).hex() + bytes(l.b).hex() for l in net.layers if hasattr(l, "w"))
+def put_hex(key, bufs):
+    # "key": "<hex of bufs>", written in 128-byte pieces: no string of the whole (a board's
+    # heap, fragmented by the networks, may not hold one contiguous block of several KB)
+    print(', "%s": "' % key, end="")
+    for b in bufs:
+        b = bytes(b)
+        for i in range(0, len(b), 128):
+            print(b[i : i + 128].hex(), end="")
+    print('"', end="")
 
 def exact_rows(seed, n, count, limit):
     rng = Random(seed)
@@ -89,6 +97,7 @@ def exact_rows(seed, n, count, limit):
 
 for seed, acts in ((3, ("relu", "softmax")), (11, ("tanh", "sigmoid")), (29, (LeakyReLU(0.125), "softplus")),
                    (7, ("linear", "softmax"))):
+    gc.collect()
     net = Network(Dense(10, inputs=12, activation=acts[0]), Dropout(0.25, seed=seed), Dense(4, activation=acts[1]),
                   seed=seed)
     drop = net.layers[1]
@@ -97,10 +106,16 @@ for seed, acts in ((3, ("relu", "softmax")), (11, ("tanh", "sigmoid")), (29, (Le
     Random(seed).shuffle(order)
     X = exact_rows(seed + 1, 12, 8, 2.0)
     q = net.quantize(X)
-    outs = [bytes(net.predict(x)).hex() for x in X]
-    print(json.dumps({"seed": seed, "w": hexw(net), "mask": bytes(drop.keep).hex(), "order": order,
-                      "nnm": bytes(nnm.dumps(q)).hex(), "q8": [bytes(q.predict_int8(array("b", [(i * 37 + seed) % 256 - 128
-                      for i in range(12)]))).hex()], "out": outs}))
+    print('{"seed": %d, "order": %s' % (seed, json.dumps(order)), end="")
+    put_hex("w", [b for l in net.layers if hasattr(l, "w") for b in (l.w, l.b)])
+    put_hex("mask", [drop.keep])
+    print(', "out": %s' % json.dumps([bytes(net.predict(x)).hex() for x in X]), end="")
+    net = drop = X = None
+    gc.collect()
+    put_hex("nnm", [nnm.dumps(q)])
+    x8 = array("b", [(i * 37 + seed) % 256 - 128 for i in range(12)])
+    print(', "q8": ["%s"]}' % bytes(q.predict_int8(x8)).hex())
+    q = None
 """
 
 

@@ -17,7 +17,7 @@ from support import MPY
 
 sys.path.insert(0, str(MPY))
 from nanonn import qkernels  # noqa: E402  (the device package, on CPython)
-from nanonn.qbuild import scales_multiplier  # noqa: E402
+from nanonn.qmultiplier import scales_multiplier  # noqa: E402
 from nanonn.quant import QDense  # noqa: E402
 
 LO, HI = -(1 << 31), (1 << 31) - 1
@@ -257,7 +257,7 @@ def test_dense_worst_case_within_int32(n):
     then the requantization bracket or the exact path) on checked ints, at both ends of
     the bound QDense checks: the lowest start (acc0 = 32640 n - 2^31 + 1, every input 255,
     weights -128) and the highest accumulator (weights 127)."""
-    from nanonn.qbuild import fc_real
+    from nanonn.qmultiplier import fc_real
 
     q, k = fc_real(0.02, 0.01, 0.1)[:2]
     low = 32640 * n - HI

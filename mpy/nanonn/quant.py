@@ -14,6 +14,7 @@ from . import qkernels as _py_kernels
 from .errors import NO_NATIVE_CODE
 from .inputs import F32, INT8, UINT8, describe, is_bytes, typecode
 from .network import check_vector
+from .qmultiplier import bitlen, fc_real, input_quantizer
 
 try:
     from . import qkernels_viper as _viper_kernels
@@ -295,8 +296,6 @@ class QDense:
         requantization (the double in_scale * w_scale / pre_scale as a 53-bit
         significand and a shift; mult/shift must be its QuantizeMultiplier) and the
         32-bit bound; buffers for the accumulators and the int8 output."""
-        from .qbuild import fc_real
-
         n, u, w = self.inputs, self.units, self.w
         # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
         self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
@@ -349,15 +348,13 @@ def _unit_record(p, o, a0, mag, q, k):
     M = q >> (k - r - F) < 2^15, t = a1 * M < 2^31 brackets |acc| * R * 2^F in
     [t, t + a1 + M + 1), which settles the rounding unless a half-integer lies
     in that bracket; then the kernels take the exact path on (q >> 22, q & (2^22 - 1), k)."""
-    from .qbuild import _bitlen
-
     if k >= 0:
         t = ((256 << k) + q - 1) // q  # ceil(256 / R)
     else:
         d = q << (0 - k)
         t = (256 + d - 1) // d
     big = t - 1 if t - 1 < mag else mag  # A: the largest |acc| that needs rounding
-    r = _bitlen(big) - 16
+    r = bitlen(big) - 16
     if r < 0:
         r = 0
     f = k - r - 38  # M = q >> 38 < 2^15 ...
@@ -446,8 +443,6 @@ class QNetwork:
         self._out8 = array("b", bytes(self.outputs))  # int8 output
         self._out = array("f", bytes(4 * self.outputs))
         # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
-        from .qbuild import input_quantizer
-
         F, m, s = input_quantizer(first.in_scale)
         self._in_F = F
         self._in_m = _scalar_i32(m)

@@ -7,7 +7,7 @@ from array import array
 from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
-from nanonn.qbuild import scales_multiplier
+from nanonn.qmultiplier import scales_multiplier
 from nanonn.quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
 from nanonn.rand import Random
 
