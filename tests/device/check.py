@@ -77,6 +77,23 @@ def unique_id():
     return random.getrandbits(30)
 
 
+def bytes_per_call(fn, arg, calls=5):
+    """Heap bytes (micropython.mem_total) per call of fn(arg), from the second of two
+    windows (the first may include one-time allocations). MicroPython only."""
+    import gc
+
+    import micropython
+
+    used = 0  # set by each window below (range(2): the loop always runs)
+    for _ in range(2):
+        gc.collect()
+        before = micropython.mem_total()
+        for _ in range(calls):
+            fn(arg)
+        used = micropython.mem_total() - before
+    return used // calls
+
+
 def ok(cond, message="check failed"):
     if not cond:
         raise CheckFailed(message)

@@ -13,7 +13,7 @@ import gc
 import sys
 from array import array
 
-from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, eq, ok, raises, skip
+from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, bytes_per_call, eq, ok, raises, skip
 from nanonn import Dense, Network, inputs, load
 from nanonn.loaded import LoadedDense
 from nanonn.nnm import dumps
@@ -160,27 +160,12 @@ def test_copy_fallback_tells_the_kinds_apart():
         )
 
 
-def _bytes_per_call(fn, arg, calls=5):
-    """Heap bytes (micropython.mem_total) per call of fn(arg), from the second of two
-    windows (the first may include one-time allocations)."""
-    import micropython
-
-    used = 0
-    for _ in range(2):
-        gc.collect()
-        before = micropython.mem_total()
-        for _ in range(calls):
-            fn(arg)
-        used = micropython.mem_total() - before
-    return used // calls
-
-
 def _id_bytes():
     """Heap bytes of one id() of an array: 0 where addresses are small ints (64-bit
     ports, boards with the heap below 2^31), a long int where they are not (the
     32-bit unix port maps its heap above 2^31)."""
     a = array("f", [0.0])
-    return _bytes_per_call(id, a)
+    return bytes_per_call(id, a)
 
 
 def test_entry_points_with_the_copy_fallback():
@@ -216,9 +201,9 @@ def test_typecode_allocates_nothing():
     xs = [array(c, _values(c)) for c in _typecodes()] + [bytearray(4), b"abcd"]
     xs = xs[:-2] + [memoryview(x) for x in xs]  # arrays and memoryviews: probed by id()
     for x in xs:
-        eq(_bytes_per_call(inputs.typecode, x), per_id, "bytes per typecode(%s)" % inputs.describe(x))
+        eq(bytes_per_call(inputs.typecode, x), per_id, "bytes per typecode(%s)" % inputs.describe(x))
     for x in (bytearray(4), b"abcd", [1.0, 2.0], None):
-        eq(_bytes_per_call(inputs.typecode, x), 0, "bytes per typecode(%s)" % type(x).__name__)
+        eq(bytes_per_call(inputs.typecode, x), 0, "bytes per typecode(%s)" % type(x).__name__)
 
 
 def test_qnetwork_predict_takes_every_typecode_as_the_list():
@@ -401,22 +386,22 @@ def test_inputs_allocate_nothing_but_float_boxing():
     fast += [memoryview(bytearray(6))[1:5], memoryview(array("f", [0.0] + FLOAT32S))[1:5]]
     for x in fast:
         fn = q.predict_int8 if inputs.is_bytes(x) else q.predict
-        eq(_bytes_per_call(fn, x), 0, "bytes per call for the same %s" % inputs.describe(x))
+        eq(bytes_per_call(fn, x), 0, "bytes per call for the same %s" % inputs.describe(x))
 
         def in_turn(pair, fn=fn):
             fn(pair[0])
             fn(pair[1])
 
         twin = array("b", bytes(4)) if inputs.is_bytes(x) else array("f", FLOAT32S)
-        used = _bytes_per_call(in_turn, (x, twin))
+        used = bytes_per_call(in_turn, (x, twin))
         eq(used, 2 * per_id, "bytes per 2 calls for %s and another buffer in turn" % inputs.describe(x))
-    eq(_bytes_per_call(q.predict_int8, bytes(4)), 0, "bytes per predict_int8(bytes)")
-    eq(_bytes_per_call(q.predict_int8, bytearray(4)), 0, "bytes per predict_int8(bytearray)")
-    eq(_bytes_per_call(q.predict, bytes(UNSIGNED)), 0, "bytes per predict(bytes)")
+    eq(bytes_per_call(q.predict_int8, bytes(4)), 0, "bytes per predict_int8(bytes)")
+    eq(bytes_per_call(q.predict_int8, bytearray(4)), 0, "bytes per predict_int8(bytearray)")
+    eq(bytes_per_call(q.predict, bytes(UNSIGNED)), 0, "bytes per predict(bytes)")
     for c in _typecodes():
         if c in "fd":
             continue
-        used = _bytes_per_call(q.predict, array(c, _values(c)))
+        used = bytes_per_call(q.predict, array(c, _values(c)))
         if c in "qQ":  # MicroPython reads each int64 element as a long int (a heap object)
             ok(
                 used <= 2 * per_id + N * 64,
@@ -424,7 +409,7 @@ def test_inputs_allocate_nothing_but_float_boxing():
             )
         else:
             eq(used, 2 * per_id, "bytes per predict(array(%r))" % c)
-    used = _bytes_per_call(q.predict, array("d", DOUBLES))
+    used = bytes_per_call(q.predict, array("d", DOUBLES))
     ok(used <= 2 * per_id + N * box, "predict(array('d')): %d B, expected at most one float per input" % used)
 
 

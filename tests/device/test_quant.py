@@ -4,7 +4,7 @@ the numpy oracle is in tests/test_quant.py)."""
 import gc
 from array import array
 
-from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, close, eq, ok, raises
+from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, bytes_per_call, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
 from nanonn.activations import Activation, LeakyReLU
 from nanonn.qmultiplier import scales_multiplier
@@ -116,21 +116,6 @@ def _check_no_allocation(q, X):
     ok(a2 is a and b2 is b and b3 is b, "outputs are the network's reused buffers")
 
 
-def _bytes_per_call(fn, arg, calls=5):
-    """Heap bytes (micropython.mem_total) per call of fn(arg), from the second of
-    two windows (the first may include one-time allocations)."""
-    import micropython
-
-    used = 0  # set by each window below (range(2): the loop always runs)
-    for _ in range(2):
-        gc.collect()
-        before = micropython.mem_total()
-        for _ in range(calls):
-            fn(arg)
-        used = micropython.mem_total() - before
-    return used // calls
-
-
 def test_python_fallback_allocation_is_bounded():
     """The plain-Python fallback (kernels="python") on the 784-36-14-10 network, under
     MicroPython: the same outputs as the default kernels, and a bounded heap per call.
@@ -156,9 +141,9 @@ def test_python_fallback_allocation_is_bounded():
 
         ok(q.kernels == "viper", "the reference network runs the viper kernels")
         if sys.maxsize > (1 << 31):
-            per8 = _bytes_per_call(fb.predict_int8, x8)
+            per8 = bytes_per_call(fb.predict_int8, x8)
             ok(per8 <= 4096, "fallback predict_int8: expected at most 4096 B per call, got %d B" % per8)
-            perf = _bytes_per_call(fb.predict, xf)
+            perf = bytes_per_call(fb.predict, xf)
             bound = 8192 + 32 * fb.inputs
             ok(perf <= bound, "fallback predict: expected at most %d B per call, got %d B" % (bound, perf))
 
