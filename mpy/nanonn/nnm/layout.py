@@ -2,6 +2,14 @@
 
 from . import codes
 
+try:
+    from micropython import const  # the compiler inlines `_NAME = const(n)`: no RAM
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
 HEADER = "<4sBBHIHHHHIII"  # struct format of the 32-byte header
 RECORD = "<BBBBIIfIIII"  # struct format of a 32-byte layer record
 DENSE = codes.LAYERS["dense"]
