@@ -64,7 +64,7 @@ BOMBS = r"""
 import gc, io, json, struct, sys, time, micropython
 PATH = json.loads(sys.stdin.read())["path"]
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.crc32 import update as crc_update
 
 def fix(b):
@@ -96,8 +96,8 @@ def measure(make):
         with_str = micropython.mem_total() - before
     return used, with_str, dt, msg
 
-data = nnm.dumps(Network(Dense(6, inputs=4, activation="tanh"), Dropout(0.25), Dense(3)))
-qdata = nnm.dumps(Network(Dense(6, inputs=4, activation="relu"), Dense(3)).quantize([[0.5, -1.0, 2.0, 0.0]]))
+data = dumps(Network(Dense(6, inputs=4, activation="tanh"), Dropout(0.25), Dense(3)))
+qdata = dumps(Network(Dense(6, inputs=4, activation="relu"), Dense(3)).quantize([[0.5, -1.0, 2.0, 0.0]]))
 tiny = bytearray(64)
 struct.pack_into("<4sBBHIHHHHIII", tiny, 0, b"NNM\x1a", 1, 0, 0, 64, 32, 32, 255, 0, 1 << 30, 1, 8192)
 fix(tiny)

@@ -62,6 +62,7 @@ _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _INF = float("inf")
 _CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
+_NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
 # objects, the network's own objects.
 _PER_BUFFER = 48
@@ -748,11 +749,29 @@ def _has_generation(f):
 
 
 def _load_backup(path, f, trainable):
+    """The valid newest of `path` and `path + ".bak"` by generation number; the other
+    when that one is missing or damaged; the first one's error when neither loads."""
     if f is not None:
         f.close()
-    from .backup import load_newest
+    from .backup import generation  # on use: only a path saved with a backup needs it
 
-    return load_newest(path, trainable)
+    first, second = path, path + ".bak"
+    if generation(second) > generation(first):
+        first, second = second, first
+    net = _load_or_none(first, trainable)
+    if net is None:
+        net = _load_or_none(second, trainable)
+    if net is None:
+        net = _load_file(first, trainable)  # neither loads: raise the first one's error
+    return net
+
+
+def _load_or_none(path, trainable):
+    """The network at `path`, or None when it is missing or not a valid model."""
+    try:
+        return _load_file(path, trainable)
+    except _NOT_LOADED:
+        return None
 
 
 def _load_file(path, trainable):
@@ -794,31 +813,3 @@ def load(source, trainable: "bool | int" = False):
         "source: expected a path, a binary file object or bytes/bytearray/memoryview of bytes, got %s"
         % describe(source)
     )
-
-
-# ---------------------------------------------------------------- writing
-# The writer is `nanonn.nnm.write`, imported on first use: loading does not keep it in RAM.
-
-
-def write(net, f, generation=None):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes
-    written (`nanonn.nnm_write.write`)."""
-    from .write import write as _write
-
-    return _write(net, f, generation)
-
-
-def save(net, path, backup=None):
-    """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`;
-    with `backup` (default: on a FAT mount) a generation number and `path + ".bak"`
-    (`nanonn.nnm.write.save`, docs/reliability.md)."""
-    from .write import save as _save
-
-    _save(net, path, backup)
-
-
-def dumps(net):
-    """The .nnm bytes of `net` (`nanonn.nnm.write.dumps`)."""
-    from .write import dumps as _dumps
-
-    return _dumps(net)
