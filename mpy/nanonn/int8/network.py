@@ -11,8 +11,7 @@ compile it, else from `qkernels` (plain Python, same integers).
 from array import array
 
 from ..errors import NO_NATIVE_CODE
-from ..float32.network import check_vector
-from ..inputs import F32, INT8, UINT8, describe, is_bytes, typecode
+from ..inputs import F32, INT8, UINT8, check_vector, describe, is_bytes, typecode
 from . import kernels_py as _py_kernels
 from .multiplier import bitlen, fc_real, input_quantizer
 

@@ -363,7 +363,7 @@ def _int8_record(i, rec):
 
 
 def _int8_block_size(rec):
-    from .int8 import block_size
+    from .int8 import block_size  # on use: only an int8 model needs nnm.int8
 
     return block_size(rec[_R_UNITS], rec[_R_INPUTS], rec[_R_ACTIVATION])
 

@@ -50,7 +50,7 @@ def _plan(net, header_size=codes.HEADER_SIZE):
                 % (where, "an int8" if int8 else "a float", type(layer).__name__)
             )
         if int8:
-            from .int8 import plan_layer
+            from .int8 import plan_layer  # on use: only an int8 model needs it
 
             act, alpha, size, parts = plan_layer(layer, where)
             rec = (_DENSE, _INT8, act, _BIAS, layer.inputs, layer.units, alpha, cursor, size, 0, 0)
