@@ -1,6 +1,7 @@
 """The int8 dense blocks of the `.nnm` format (read by `nanonn.nnm.read`, written by `nanonn.nnm.write`).
 
-The block layout: docs/format.md, section "int8 dense block". The weights `w` and the `lut` are used in place (memoryview into the source);
+The block layout: docs/format.md, section "int8 dense block". The weights `w` and the `lut`
+are used in place (memoryview into the source);
 the small per-unit arrays are copied by `QDense.from_params`, which checks
 every value (ranges, 32-bit safety) and whose errors become format errors.
 Imported only when an int8 model is read or written.

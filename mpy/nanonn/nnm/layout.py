@@ -1,4 +1,6 @@
-"""The byte layout of a `.nnm` header and layer record (docs/format.md), shared by the reader and the writer."""
+"""The byte layout of a `.nnm` header and layer record, shared by the reader and the writer.
+
+The fields: docs/format.md, section "Layout"."""
 
 from . import codes
 

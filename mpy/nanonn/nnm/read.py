@@ -1,4 +1,6 @@
-"""Read `.nnm` model files: `load(source)` (the format: docs/format.md).
+"""Read `.nnm` model files: `load(source)`.
+
+The format: docs/format.md, section "Layout".
 
 A reader checks every field, count, offset and size product before it uses or
 allocates anything; every violation raises `ModelFormatError` (a ValueError)

@@ -1,7 +1,7 @@
 """Write `.nnm` models: `write`, `save` (safe on littlefs and FAT) and `dumps`.
 
 Imported on first use by `Network.save` and `QNetwork.save`, so a program that only
-loads models does not keep the writer in RAM. The format: docs/format.md.
+loads models does not keep the writer in RAM. The format: docs/format.md, section "Layout".
 
 Writing allocates the header and layer records (one bytearray), a few small tuples
 per layer and the padding bytes; the weights are written straight from their
