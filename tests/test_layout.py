@@ -55,12 +55,16 @@ class _Imports(ast.NodeVisitor):
     def visit_FunctionDef(self, node):
         self._scoped(node, 1)
 
-    def visit_Import(self, node):
+    def _add(self, node):
         where = ".".join(self.scope) if self.function else ""
         for target in nanonn_imports(node, self.name)[1]:
             self.found.setdefault(target, []).append(where)
 
-    visit_ImportFrom = visit_Import
+    def visit_Import(self, node):
+        self._add(node)
+
+    def visit_ImportFrom(self, node):
+        self._add(node)
 
 
 def _edges():
