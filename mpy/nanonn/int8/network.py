@@ -4,26 +4,24 @@
 (the `.nnm` reader and converters use it); `QNetwork(layers)` chains them;
 `Network.quantize(X)` (see `qbuild`) makes one from a float network.
 
-The kernels come from `qkernels_viper` (@micropython.viper) when the port can
-compile it, else from `qkernels` (plain Python, same integers).
+The kernels come from `kernels_viper` (@micropython.viper) when the port can
+compile it, else from `kernels_py` (plain Python, same integers), which is
+imported only then or when asked for (`kernels="python"`): a board with viper
+never keeps it in RAM.
 """
 
 from array import array
 
 from ..errors import NO_NATIVE_CODE
-from ..float32.network import check_vector
-from ..inputs import F32, INT8, UINT8, describe, is_bytes, typecode
-from . import kernels_py as _py_kernels
-from .multiplier import bitlen, fc_real, input_quantizer
+from ..inputs import F32, INT8, UINT8, check_vector, describe, is_bytes, typecode
+from .multiplier import bitlen, fc_real, input_quantizer, leaky_table
 
 try:
     from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
 
-KERNELS = {"python": _py_kernels}
-if _viper_kernels is not None:
-    KERNELS["viper"] = _viper_kernels
+KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
@@ -100,10 +98,13 @@ def kernel_set(name=None):
     """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
     if name is None:
         name = DEFAULT_KERNELS
-    k = KERNELS.get(name)
-    if k is None:
-        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), name))
-    return k
+    if name == "viper" and _viper_kernels is not None:
+        return _viper_kernels
+    if name != "python":
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
+    from . import kernels_py  # the fallback, imported only where it runs (RAM on a board)
+
+    return kernels_py
 
 
 def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
@@ -374,19 +375,11 @@ def _unit_record(p, o, a0, mag, q, k):
 
 
 def _leaky_table(layer):
-    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128: out_zp +
-    mbqm_dr(q - pre_zp) with (mult_pos, shift_pos) or (mult_neg, shift_neg), clamped;
-    computed once with the plain-Python kernels (the same integers as the viper ones)."""
-    acc = array("i", bytes(1024))
-    y = bytearray(256)
-    for i in range(256):
-        y[i] = i
-    _py_kernels.offset(y, acc, 256, layer.pre_zp)
-    _py_kernels.mbqm_dr(acc, layer.mp, layer.sp, layer.mn, layer.sn, 0, 256)
-    _py_kernels.clamp8(acc, y, 256, layer.out_zp, -128, 127)
-    for i in range(256):
-        y[i] = y[i] ^ 0x80  # offset-binary -> int8 bytes (the LUT convention)
-    return y
+    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128
+    (`multiplier.leaky_table`: the integers of the kernels' mbqm_dr)."""
+    return leaky_table(
+        layer.pre_zp, layer.out_zp, layer.mp[0], _sext8(layer.sp[0]), layer.mn[0], _sext8(layer.sn[0])
+    )
 
 
 def _checked_shifts(name, values, count):

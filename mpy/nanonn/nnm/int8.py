@@ -20,7 +20,7 @@ Imported only when an int8 model is read or written.
 import struct
 
 from . import codes
-from .layers import bytes_view
+from .views import bytes_view
 
 HEAD = "<fffbbbbbBBBiiI"  # 32 bytes
 HEAD_SIZE = 32

@@ -57,15 +57,12 @@ Loading never imports or executes anything from the model: it is data.
 import gc
 import struct
 import sys
+from array import array
 
 from ..crc32 import update as _crc
 from ..errors import ModelFormatError
-from ..float32.activations import LeakyReLU
-from ..float32.layers import Dropout, floats
-from ..float32.network import Network
 from ..inputs import describe, is_bytes
 from . import codes
-from .layers import LoadedDense, bytes_view, float_copy, float_view
 from .layout import BIAS as _BIAS
 from .layout import DENSE as _DENSE
 from .layout import DROPOUT as _DROPOUT
@@ -74,6 +71,11 @@ from .layout import FLOAT32 as _FLOAT32
 from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
+from .views import bytes_view, float_copy, float_view
+
+# Only what every load runs is imported here: the int8 network and its builder are imported
+# when an int8 model is read (`_int8_modules`), the float network and its loaded layers when a
+# float model is built (`_float_modules`), so neither kind of model keeps the other's code in RAM.
 
 # The reader's view of the header: the magic as a u32 (no bytes object), so
 # h = (magic, major, minor, flags, file_size, header_size, record_size,
@@ -510,7 +512,7 @@ def _stream_network(f, h, read, trainable):
                 blocks.append((bytearray(layer[8]), 0))
             elif layer[0] == _DENSE:
                 u, n = layer[5], layer[4]
-                blocks.append((floats(u * n), floats(u)))
+                blocks.append((_floats(u * n), _floats(u)))
             else:
                 blocks.append(None)
     except MemoryError:
@@ -593,7 +595,7 @@ def _buffer_network(src, mv, layers, trainable):
         elif layer[0] == _DENSE and not _tunes(layers, i, trainable):
             u, n, off = layer[5], layer[4], layer[7]
             w = float_view(mv, off, u * n)
-            b = float_view(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
+            b = float_view(mv, off + 4 * u * n, u) if layer[3] & _BIAS else _floats(u)
             if w is not None and b is not None:
                 raw = [mv[off : off + layer[8]]]
                 view = (w, b, raw, True)
@@ -610,7 +612,7 @@ def _buffer_network(src, mv, layers, trainable):
                 continue
             u, n, off = layer[5], layer[4], layer[7]
             w = float_copy(mv, off, u * n)
-            b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
+            b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else _floats(u)
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need, free)
@@ -625,9 +627,14 @@ def _import_int8(h):
 
 def _int8_modules():
     try:
-        pass
+        from ..int8 import network  # noqa: F401  (QNetwork and its kernels)
     except MemoryError as exc:
         _no_import_memory(exc)
+
+
+def _floats(n):
+    """A zero-filled array('f') of n floats (allocates 4 * n bytes)."""
+    return array("f", bytearray(4 * n))
 
 
 def _no_import_memory(exc):
@@ -691,6 +698,12 @@ def _int8_network(layers, blocks):
 def _network(layers, blocks, trainable, source):
     if layers[0][1] == _INT8:
         return _int8_network(layers, blocks)
+    # the float network and its loaded layers, on the first float model (see the imports)
+    from ..float32.activations import LeakyReLU
+    from ..float32.layers import Dropout
+    from ..float32.network import Network
+    from .layers import LoadedDense
+
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
