@@ -428,22 +428,17 @@ class QNetwork:
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
-        self._xf = array("f", bytes(4 * n))  # float32 staging for inputs other than array('f')
-        # the last array('f') / int8 buffer accepted (start: own buffers of those types)
-        self._seen_f32 = self._xf
+        # the last int8 buffer accepted (start: its own)
         self._seen8 = self._xq
-        self._fx = array("i", bytes(4 * n))  # fixed-point input
         self._out8 = array("b", bytes(self.outputs))  # int8 output
-        self._out = array("f", bytes(4 * self.outputs))
+        # float in and out (`predict`): buffers made by its first call (`_float_io`), so a
+        # program that runs predict_int8 only does not keep 8 bytes per input for them
+        self._xf = self._fx = self._out = self._deq = self._seen_f32 = None
         # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
         F, m, s = input_quantizer(first.in_scale)
         self._in_F = F
         self._in_m = _scalar_i32(m)
         self._in_s = bytearray([s & 0xFF])
-        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
-        self._deq = array("f", bytes(1024))
-        for q in range(-128, 128):
-            self._deq[q + 128] = (q - last.out_zp) * last.out_scale
         self._layers = self.layers
         self._nl = len(layers)
         # the kernels' arguments of every layer, flat (w, p, table, y): tuple items are
@@ -507,12 +502,28 @@ class QNetwork:
         saturate like the largest finite values (the int8 input is clamped to
         [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
         the input (an element: `input[i]`)."""
+        if self._deq is None:
+            self._float_io()
         if x is not self._seen_f32 or len(x) != self.inputs:
             if typecode(x) != F32 or len(x) != self.inputs:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
         return self._k.predict_float(self, x)
+
+    def _float_io(self):
+        """The buffers and tables of float in and out (once, at the first `predict`)."""
+        n = self.inputs
+        self._xf = array("f", bytearray(4 * n))  # float32 staging for inputs other than array('f')
+        self._seen_f32 = self._xf  # the last array('f') accepted (start: its own)
+        self._fx = array("i", bytearray(4 * n))  # fixed-point input
+        self._out = array("f", bytearray(4 * self.outputs))
+        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
+        last = self._last
+        deq = array("f", bytearray(1024))
+        for q in range(-128, 128):
+            deq[q + 128] = (q - last.out_zp) * last.out_scale
+        self._deq = deq
 
     def _stage(self, x):
         n = self.inputs

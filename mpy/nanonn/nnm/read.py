@@ -414,8 +414,8 @@ def _choices(table):
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
     total = _PER_NETWORK + 4 * layers[-1][5] + _PER_BUFFER
-    if layers[0][1] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
-        total += 9 * layers[0][4] + 1024 + layers[-1][5] + 5 * _PER_BUFFER
+    if layers[0][1] == _INT8:  # QNetwork: int8 input staging and output (float I/O: at first predict)
+        total += layers[0][4] + layers[-1][5] + 2 * _PER_BUFFER
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
@@ -750,7 +750,21 @@ def _load_path(path, trainable):
     if f is None or _has_generation(f):
         return _load_backup(path, f, trainable)
     with f:
+        mapped = _mapped(f)
+        if mapped is not None:
+            return _load_buffer(mapped, trainable)
         return _load_stream(f, trainable)
+
+
+def _mapped(f):
+    """The bytes of the open file `f` in place, or None: a file on a ROMFS mount
+    (MicroPython 1.25+, e.g. /rom) is a buffer in flash, so its model is used as a
+    frozen bytes constant is, without a copy in RAM (the view stays valid after the
+    file is closed: ROMFS is read-only memory). Any other file is read into RAM."""
+    try:
+        return memoryview(f)  # pyright: ignore[reportArgumentType]  (a VfsRom file is a buffer)
+    except TypeError:
+        return None
 
 
 def _open_or_none(path):
@@ -787,6 +801,8 @@ def load(source, trainable: "bool | int" = False):
     `source`: a path, a binary file object (anything with `readinto`), or a
     `bytes`/`bytearray`/`memoryview` of bytes (e.g. a frozen module's `MODEL`
     constant; a memoryview of wider items, such as of an array('h'), raises TypeError).
+    A path on a ROMFS mount (e.g. "/rom/model.nnm") is used in place like a bytes
+    constant; a file on any other filesystem is read into RAM.
     From a bytes-like source the float weights are used in place (no copy)
     unless `trainable`; from a file they are read with `readinto` into
     `array('f')` buffers sized from the checked header. With `trainable=True`
