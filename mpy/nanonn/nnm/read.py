@@ -439,6 +439,23 @@ def _ram_needed(layers, copies, trainable):
     return total
 
 
+def ram_needed(buf, from_file=False, trainable: "bool | int" = False):
+    """Bytes of heap `load` keeps for the model in the bytes-like `buf` (checked as `load`
+    checks it; ModelFormatError if invalid): its network and buffers, not the code it
+    imports. `from_file`: as when read from a file (weights copied into RAM), else as
+    from a bytes-like source (int8 weights and tables, untrained float weights in place).
+    The figure `load` checks against the free heap, and that `nanonn info` reports.
+    Allocates the checked records."""
+    trainable = _trainable_count(trainable)
+    if sys.implementation.name != "micropython":
+        buf = memoryview(buf).cast("B")
+    layers = _buffer_records(_checked_buffer(buf), buf)
+    copies = [
+        from_file or (layers[i][0] == _DENSE and _tunes(layers, i, trainable)) for i in range(len(layers))
+    ]
+    return _ram_needed(layers, copies, trainable)
+
+
 def _check_memory(need):
     """MemoryError when `need` bytes exceed the free heap; returns the free heap
     (-1 on ports without gc.mem_free, e.g. CPython)."""
