@@ -1,5 +1,8 @@
-"""What an input buffer holds: the element typecode of arrays and memoryviews,
-found without allocating on MicroPython and CPython.
+"""Input buffers: what they hold (the typecode, found without allocating) and `check_vector`.
+
+The element typecode of arrays and memoryviews is found without allocating on
+MicroPython and CPython; `check_vector` is the input check of both networks'
+predict and train.
 
 The public entry points (`Network.predict`/`train`, `QNetwork.predict`/
 `predict_int8`, `QDense`, `LoadedDense`) hand buffers to viper kernels that read

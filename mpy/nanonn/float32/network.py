@@ -257,7 +257,7 @@ class Network:
             layer.set_weights(w)
 
     def save(self, path, backup=None):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.read.save`; `backup`
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.write.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
         from ..nnm.write import save
 

@@ -1,5 +1,6 @@
-"""TFLite's requantization multipliers, computed exactly in integers (docs/quantization.md):
-what the int8 layers derive at load (`quant`) and the quantizer uses (`qbuild`), apart so that
+"""TFLite's requantization multipliers, computed exactly in integers (docs/quantization.md).
+
+What the int8 layers derive at load (`network`) and the quantizer uses (`quantize`), apart so that
 loading an int8 model does not import the quantizer. Every function here allocates (big
 ints, small tuples): they run when a layer is built, never per inference."""
 

@@ -453,7 +453,7 @@ class QNetwork:
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
-        (see `nanonn.nnm.read.save`; `backup` for filesystems without atomic rename)."""
+        (see `nanonn.nnm.write.save`; `backup` for filesystems without atomic rename)."""
         from ..nnm.write import save
 
         save(self, path, backup)
