@@ -94,15 +94,23 @@ def _scalar_i32(v):
     return array("i", [v])
 
 
-def kernel_set(name=None):
-    """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
+def kernel_set(name=None, full=True):
+    """The kernel module for "viper" or "python" (None: the default). `full`: every
+    kernel (float I/O, the quantizer's, softmax_tflite); else at least what
+    `predict_int8` runs (viper: `kernels_viper` alone, without `kernels_extra_viper`).
+    The plain-Python kernels and the extra viper ones are imported on first use: a board
+    keeps imported code in RAM. Allocates nothing once imported."""
     if name is None:
         name = DEFAULT_KERNELS
     if name == "viper" and _viper_kernels is not None:
-        return _viper_kernels
+        if not full:
+            return _viper_kernels
+        from . import kernels_extra_viper  # on use (see above)
+
+        return kernels_extra_viper
     if name != "python":
         raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
-    from . import kernels_py  # the fallback, imported only where it runs (RAM on a board)
+    from . import kernels_py  # the fallback, imported only where it runs (see above)
 
     return kernels_py
 
@@ -424,7 +432,8 @@ class QNetwork:
         self.inputs = layers[0].inputs
         self.outputs = layers[-1].units
         self.kernels = kernels or DEFAULT_KERNELS
-        self._k = kernel_set(kernels)
+        self._k = kernel_set(kernels, False)  # predict_int8's kernels (`_float_io` adds the rest)
+        self._kf = None
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
@@ -450,6 +459,8 @@ class QNetwork:
         self._in_zp = first.in_zp
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0
+        # TFLite's softmax for the viper layer loop (the plain-Python one calls its own)
+        self._tfl = kernel_set(kernels).softmax_tfl if last.activation == "softmax_tflite" else None
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
@@ -509,10 +520,11 @@ class QNetwork:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
-        return self._k.predict_float(self, x)
+        return self._kf.predict_float(self, x)  # pyright: ignore[reportOptionalMemberAccess]  (set by _float_io)
 
     def _float_io(self):
-        """The buffers and tables of float in and out (once, at the first `predict`)."""
+        """The kernels, buffers and tables of float in and out (once, at the first `predict`)."""
+        self._kf = kernel_set(self.kernels)
         n = self.inputs
         self._xf = array("f", bytearray(4 * n))  # float32 staging for inputs other than array('f')
         self._seen_f32 = self._xf  # the last array('f') accepted (start: its own)
