@@ -319,6 +319,8 @@ def test_low_memory_sweep_784_36_14_10_int8():
 # network): they may take a heap frame. No other function of nanonn/nnm/read.py may.
 BUILDERS = {
     "_ram_needed",
+    "ram_needed",
+    "_copies",
     "_stream_network",
     "_buffer_network",
     "_int8_modules",

@@ -31,6 +31,9 @@ without the native emitter (the WebAssembly port) reads the same byte through
 where neither is available or passes the check, `typecode` falls back to
 `_copy_code`: the element size from a copy of the bytes (allocates) and float
 or int from the first element (signedness not told apart).
+
+`check_vector(name, v, n)` validates an input of n numbers for both networks'
+`predict` (here, not in a network's module, so each imports only its own).
 """
 
 import sys

@@ -10,9 +10,9 @@ Imported only when an int8 model is read or written.
 import struct
 
 from . import codes
-from .layers import bytes_view
 from .layout import align as _align
 from .layout import const
+from .views import bytes_view
 
 # The fields used from a layer record `rec` (nanonn.nnm.read) and from the unpacked block
 # head `h`, in the order of docs/format.md's tables (tests/test_layout.py checks them).
@@ -55,9 +55,12 @@ def block_size(units, inputs, act):
 
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
-    """Heap a loaded QDense keeps: its parameter copies, accumulators, output (and the
-    weights unless in place). Allocates nothing (small ints)."""
-    total = 4 * units * 3 + units + 4 * (units if units > inputs else inputs) + units + 9 * per_buffer
+    """Heap a loaded QDense keeps: its parameter copies (w_scale, bias, mult: 4 bytes a
+    unit each; shift), accumulators (4 a unit), output (and the weights unless in
+    place). Allocates nothing (small ints). `nanonn.nnm.read._ram_needed` adds the
+    layer's and the network's objects; tests/test_load_ram.py holds the sum to what the
+    32-bit build measures."""
+    total = 4 * units * 3 + units + 4 * units + units + 9 * per_buffer
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
     total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0

@@ -12,15 +12,12 @@ or executes anything from the model: it is data.
 import gc
 import struct
 import sys
+from array import array
 
 from ..crc32 import update as _crc
 from ..errors import ModelFormatError
-from ..float32.activations import LeakyReLU
-from ..float32.layers import Dropout, floats
-from ..float32.network import Network
 from ..inputs import describe, is_bytes
 from . import codes
-from .layers import LoadedDense, bytes_view, float_copy, float_view
 from .layout import BIAS as _BIAS
 from .layout import DENSE as _DENSE
 from .layout import DROPOUT as _DROPOUT
@@ -30,6 +27,11 @@ from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
 from .layout import const
+from .views import bytes_view, float_copy, float_view
+
+# Only what every load runs is imported here: the int8 network and its kernels are imported
+# when an int8 model is read (`_int8_modules`), the float network and its loaded layers when a
+# float model is built (`_network`), so neither kind of model keeps the other's code in RAM.
 
 # The fields of an unpacked header `h` and layer record `rec`, in the order of the
 # tables of docs/format.md, section "Layout" (tests/test_layout.py checks them against
@@ -400,8 +402,8 @@ def _choices(table):
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
     total = _PER_NETWORK + 4 * layers[-1][_R_UNITS] + _PER_BUFFER
-    if layers[0][_R_DTYPE] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
-        total += 9 * layers[0][_R_INPUTS] + 1024 + layers[-1][_R_UNITS] + 5 * _PER_BUFFER
+    if layers[0][_R_DTYPE] == _INT8:  # QNetwork: int8 input staging and output (float I/O: at first predict)
+        total += layers[0][_R_INPUTS] + layers[-1][_R_UNITS] + 2 * _PER_BUFFER
     for i in range(len(layers)):
         kind, dtype, act, lflags, n, u = layers[i][: _R_UNITS + 1]  # type .. units
         sizes = [u, u]  # z, y
@@ -423,6 +425,28 @@ def _ram_needed(layers, copies, trainable):
         else:
             total += _PER_LAYER + 9 * n + 3 * _PER_BUFFER  # keep, y, gx
     return total
+
+
+def ram_needed(buf, from_file=False, trainable: "bool | int" = False):
+    """Bytes of heap `load` keeps for the model in the bytes-like `buf` (checked as `load`
+    checks it; ModelFormatError if invalid): its network and buffers, not the code it
+    imports. `from_file`: as when read from a file (weights copied into RAM), else as
+    from a bytes-like source (int8 weights and tables, untrained float weights in place).
+    The figure `load` checks against the free heap. Allocates the checked records."""
+    trainable = _trainable_count(trainable)
+    if sys.implementation.name != "micropython":
+        buf = memoryview(buf).cast("B")
+    layers = _buffer_records(_checked_buffer(buf), buf)
+    return _ram_needed(layers, _copies(layers, from_file, trainable), trainable)
+
+
+def _copies(layers, from_file, trainable):
+    """Which layers' weights `load` copies into RAM: all from a file; from bytes, the
+    dense layers that train."""
+    out = []
+    for i in range(len(layers)):
+        out.append(from_file or (layers[i][_R_TYPE] == _DENSE and _tunes(layers, i, trainable)))
+    return out
 
 
 def _check_memory(need):
@@ -466,13 +490,28 @@ def _truncated(file_size, pos):
 
 
 def _load_stream(f, trainable):
+    return _stream_network(f, _checked_stream(f, trainable), trainable)
+
+
+def _load_opened(f, trainable):
+    """From the file `load` opened by path: on ROMFS its bytes are used in place
+    (`_mapped`, asked once the header and records have passed), else read as a stream."""
+    read = _checked_stream(f, trainable)
+    mapped = _mapped(f)
+    if mapped is not None:
+        return _load_buffer(mapped, trainable)
+    return _stream_network(f, read, trainable)
+
+
+def _checked_stream(f, trainable):
+    """Read and check the header and records from `f`: [h, layers, crc so far]."""
     size = _stream_size(f)  # the bytes left in the stream (None: unknown)
     head = _read_head(f)
     h = _header(head, size)
     read = _stream_records(h, f, head)
     _import_int8(h)
     _check_trainable(h, trainable)
-    return _stream_network(f, h, read, trainable)
+    return [h, read[0], read[1]]
 
 
 def _read_head(f):
@@ -483,10 +522,10 @@ def _read_head(f):
     return head
 
 
-def _stream_network(f, h, read, trainable):
-    """The network of the checked header `h` and records: read[0] the records,
-    read[1] the CRC so far; reads the data blocks and the CRC from `f`."""
-    layers, crc = read
+def _stream_network(f, read, trainable):
+    """The network of the checked header and records `read` (`_checked_stream`: [h,
+    layers, the CRC so far]); reads the data blocks and the CRC from `f`."""
+    h, layers, crc = read
     file_size = h[_H_FILE_SIZE]
     need = _ram_needed(layers, [True] * len(layers), trainable)
     free = _check_memory(need)
@@ -498,7 +537,7 @@ def _stream_network(f, h, read, trainable):
                 blocks.append((bytearray(layer[_R_DATA_SIZE]), 0))
             elif layer[_R_TYPE] == _DENSE:
                 u, n = layer[_R_UNITS], layer[_R_INPUTS]
-                blocks.append((floats(u * n), floats(u)))
+                blocks.append((_floats(u * n), _floats(u)))
             else:
                 blocks.append(None)
     except MemoryError:
@@ -581,7 +620,7 @@ def _buffer_network(src, mv, layers, trainable):
         elif layer[_R_TYPE] == _DENSE and not _tunes(layers, i, trainable):
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
             w = float_view(mv, off, u * n)
-            b = float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else floats(u)
+            b = float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             if w is not None and b is not None:
                 raw = [mv[off : off + layer[_R_DATA_SIZE]]]
                 view = (w, b, raw, True)
@@ -598,7 +637,7 @@ def _buffer_network(src, mv, layers, trainable):
                 continue
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
             w = float_copy(mv, off, u * n)
-            b = float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else floats(u)
+            b = float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need, free)
@@ -613,9 +652,14 @@ def _import_int8(h):
 
 def _int8_modules():
     try:
-        pass
+        from ..int8 import network  # noqa: F401  (QNetwork and its kernels)
     except MemoryError as exc:
         _no_import_memory(exc)
+
+
+def _floats(n):
+    """A zero-filled array('f') of n floats (allocates 4 * n bytes)."""
+    return array("f", bytearray(4 * n))
 
 
 def _no_import_memory(exc):
@@ -679,6 +723,12 @@ def _int8_network(layers, blocks):
 def _network(layers, blocks, trainable, source):
     if layers[0][_R_DTYPE] == _INT8:
         return _int8_network(layers, blocks)
+    # the float network and its loaded layers, on the first float model (see the imports)
+    from ..float32.activations import LeakyReLU
+    from ..float32.layers import Dropout
+    from ..float32.network import Network
+    from .layers import LoadedDense
+
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
@@ -732,7 +782,19 @@ def _load_path(path, trainable):
     if f is None or _has_generation(f):
         return _load_backup(path, f, trainable)
     with f:
-        return _load_stream(f, trainable)
+        return _load_opened(f, trainable)
+
+
+def _mapped(f):
+    """The bytes of the open file `f` in place, or None: a file on a ROMFS mount
+    (MicroPython 1.25+, e.g. /rom) is a buffer in flash, so its model is used as a
+    frozen bytes constant is, without a copy in RAM (the view stays valid after the
+    file is closed: ROMFS is read-only memory). Any other file is read into RAM (asked
+    after the header and records pass: the TypeError allocates, a rejected file need not)."""
+    try:
+        return memoryview(f)  # pyright: ignore[reportArgumentType]  (a VfsRom file is a buffer)
+    except TypeError:
+        return None
 
 
 def _open_or_none(path):
@@ -787,6 +849,8 @@ def load(source, trainable: "bool | int" = False):
     `source`: a path, a binary file object (anything with `readinto`), or a
     `bytes`/`bytearray`/`memoryview` of bytes (e.g. a frozen module's `MODEL`
     constant; a memoryview of wider items, such as of an array('h'), raises TypeError).
+    A path on a ROMFS mount (e.g. "/rom/model.nnm") is used in place like a bytes
+    constant; a file on any other filesystem is read into RAM.
     From a bytes-like source the float weights are used in place (no copy)
     unless `trainable`; from a file they are read with `readinto` into
     `array('f')` buffers sized from the checked header. With `trainable=True`
