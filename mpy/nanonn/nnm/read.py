@@ -61,10 +61,10 @@ _R_DATA_SIZE = const(8)
 _R_SEED = const(9)
 _R_RESERVED = const(10)
 _MAGIC = struct.unpack("<I", codes.MAGIC)[0]
-_MAX_META = 256  # largest header_size and record_size accepted
+_MAX_META = const(256)  # largest header_size and record_size accepted
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _INF = float("inf")
-_CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
+_CRC_RESIDUE = const(0x2144DF1C)  # crc32(data + crc32(data) as <I), for any data (a small int)
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
 _NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
