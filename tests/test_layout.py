@@ -122,6 +122,38 @@ def test_the_import_graph_has_no_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(_show(n) for n in cycle)
 
 
+def _uncommented_lazy_imports(name):
+    """The lazy imports of nanonn modules in module `name` with no comment saying why: on the
+    import's line, or the line before its group of import lines."""
+    lines = MODULES[name].read_text().splitlines()
+    found = []
+    for fn in ast.walk(TREES[name]):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and nanonn_imports(node, name)[1]:
+                first = node.lineno - 1
+                while first > 0 and lines[first - 1].strip().startswith(("from ", "import ")):
+                    first -= 1
+                if (
+                    "#" not in lines[node.lineno - 1]
+                    and "#" not in lines[first]
+                    and "#" not in lines[first - 1]
+                ):
+                    found.append(
+                        "%s:%d %s"
+                        % (MODULES[name].relative_to(ROOT), node.lineno, lines[node.lineno - 1].strip())
+                    )
+    return found
+
+
+def test_every_lazy_import_says_why():
+    """An import inside a function keeps code a program may never run out of RAM, and a
+    comment beside it says so (docs/developers.md, "Module map")."""
+    found = [line for name in MODULES for line in _uncommented_lazy_imports(name)]
+    assert not found, found
+
+
 def test_the_cycle_finder_finds_one():
     assert _cycle({("a", "b"): [""], ("b", "c"): ["f"], ("c", "a"): [""]}) == ["a", "b", "c", "a"]
     assert _cycle({("a", "b"): [""], ("a", "c"): [""], ("b", "c"): [""]}) is None

@@ -408,7 +408,7 @@ def _ram_needed(layers, copies, trainable):
         kind, dtype, act, lflags, n, u = layers[i][: _R_UNITS + 1]  # type .. units
         sizes = [u, u]  # z, y
         if dtype == _INT8:
-            from .int8 import ram_needed
+            from .int8 import ram_needed  # on use: only an int8 model needs nnm.int8
 
             total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
         elif kind == _DENSE:
@@ -703,7 +703,7 @@ def _tunes(layers, i, trainable):
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
-    from ..int8.network import QDense, QNetwork
+    from ..int8.network import QDense, QNetwork  # on use: an int8 model only (see the imports)
     from .int8 import build_layer
 
     objs = []
