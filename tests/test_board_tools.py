@@ -358,15 +358,15 @@ def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch
 def test_deploy_to_a_target_states_the_fit_from_the_measured_figures(make_board, tmp_path, capsys):
     """--target: before the board measures, deploy says what `nanonn info --board` expects,
     with nanonn's import and load transient measured on the emulated board (boards/measured.json)."""
-    from nanonn_tools import boards, deploy, info
+    from nanonn_tools import deploy, info, profiles
 
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
     status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--target", "esp32c3")
     assert status == 0, err
     data = model.read_bytes()
-    need = info.need(info.stats(nnm.loads(data), len(data)), boards.load_board("esp32c3"))
-    measured = boards.measured("esp32c3")
+    need = info.need(info.stats(nnm.loads(data), len(data)), profiles.load_profile("esp32c3"))
+    measured = profiles.measured("esp32c3")
     assert measured is not None and need[("float", "file")] > measured["import_float"]
     assert "expected on esp32c3: about %s of its typical" % deploy._size(need[("float", "file")]) in out
     assert ": fits" in out
@@ -440,12 +440,12 @@ def test_unknown_arch_installs_bytecode_mpy_and_native_modules_as_py(make_board,
 
 def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
     from nanonn_tools.board import BoardInfo
-    from nanonn_tools.boards import load_board
     from nanonn_tools.deploy import plan_package
+    from nanonn_tools.profiles import load_profile
 
     info = BoardInfo("micropython", (1, 24, 1), 6 | 3 << 8, "", "rp2", 0, 0, None, "sha256")
     assert info.arch is None
-    arch = load_board("rp2040").mpy_cross_arch
+    arch = load_profile("rp2040").mpy_cross_arch
     plan = plan_package(info, arch)
     assert plan.form == ".mpy (%s)" % arch
     header = plan.files["/lib/nanonn/qkernels_viper.mpy"][:3]

@@ -26,8 +26,8 @@ from . import NanonnError, nnm
 from . import info as model_info
 from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
 from .boardmodel import measure_load_code
-from .boards import load_board
 from .convert import mpy_cross
+from .profiles import BoardProfile, load_profile
 
 MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
 LIB = "/lib/nanonn"
@@ -216,9 +216,10 @@ def deploy(
     data = _read_model(model)
     name = os.path.basename(model)
     dest = "/" + name
-    target_arch = load_board(target).mpy_cross_arch if target else None
-    if target:
-        out(_expected_fit(data, model, load_board(target)))
+    profile = load_profile(target) if target else None
+    target_arch = profile.mpy_cross_arch if profile else None
+    if profile:
+        out(_expected_fit(data, model, profile))
     with open_board(port) as board:
         info = board.info()
         out(
@@ -322,21 +323,21 @@ def deploy(
     return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
 
 
-def _expected_fit(data: bytes, model: str, board) -> str:
-    """What `nanonn info --board` expects for the model on `board` (with the figures
-    measured on its emulated stand-in when there are some), said before the board measures."""
+def _expected_fit(data: bytes, model: str, profile: BoardProfile) -> str:
+    """What `nanonn info --board` expects for the model on a board of `profile` (with the
+    figures measured on its emulated stand-in when there are some), said before the board measures."""
     s = model_info.stats(nnm.loads(data, source=model), len(data))
-    needs = model_info.need(s, board)
+    needs = model_info.need(s, profile)
     dtype = "float" if s.dtype == "float32" else "int8"
     file_need, frozen_need = needs[(dtype, "file")], needs[(dtype, "frozen")]
-    if file_need <= board.heap_bytes:
+    if file_need <= profile.heap_bytes:
         verdict = "fits"
     else:
-        verdict = "fits only frozen" if frozen_need <= board.heap_bytes else "does not fit"
+        verdict = "fits only frozen" if frozen_need <= profile.heap_bytes else "does not fit"
     return "expected on %s: about %s of its typical %s free heap from a file (%s frozen): %s" % (
-        board.name,
+        profile.name,
         _size(file_need),
-        _size(board.heap_bytes),
+        _size(profile.heap_bytes),
         _size(frozen_need),
         verdict,
     )
