@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanonn_tools import board as board_mod
-from nanonn_tools import cli, nnm, reference
+from nanonn_tools import cli, connection, nnm, reference
 from nanonn_tools.model import DenseSpec, ModelSpec
 from nanonn_tools.virtualboard import VirtualBoard
 from support import MPY, tool
@@ -269,7 +268,7 @@ def test_bench_reports_time_and_heap(make_board, tmp_path, capsys):
 
 
 def test_port_unix_runs_the_local_unix_port(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(board_mod.UNIX_BOARD_ENV, str(tmp_path / "unixboard"))
+    monkeypatch.setenv(connection.UNIX_BOARD_ENV, str(tmp_path / "unixboard"))
     model = write_model(tmp_path / "model.nnm")
     status, out, err = run(capsys, "deploy", model, "--port", "unix")
     assert status == 0, err
@@ -282,13 +281,13 @@ def test_port_unix_runs_the_local_unix_port(tmp_path, capsys, monkeypatch):
 
 def test_no_board_and_several_boards(monkeypatch, tmp_path, capsys):
     model = write_model(tmp_path / "model.nnm")
-    monkeypatch.setattr(board_mod, "serial_ports", lambda: [])
+    monkeypatch.setattr(connection, "serial_ports", lambda: [])
     status, out, err = run(capsys, "deploy", model)
     assert status == 1
     assert (
         err.startswith("nanonn: no board found: connect a MicroPython board by USB") and err.count("\n") == 1
     )
-    monkeypatch.setattr(board_mod, "serial_ports", lambda: ["/dev/ttyACM0", "/dev/ttyUSB0"])
+    monkeypatch.setattr(connection, "serial_ports", lambda: ["/dev/ttyACM0", "/dev/ttyUSB0"])
     status, out, err = run(capsys, "bench", model, "--port", "auto")
     assert status == 1
     assert err == "nanonn: several boards found (/dev/ttyACM0, /dev/ttyUSB0): pass --port with one of them\n"
@@ -328,10 +327,10 @@ def test_board_hash_matches_host_hash_for_every_algorithm(make_board):
     vb = make_board()
     data = bytes(range(256)) * 5 + b"tail"
     (Path(vb.root) / "f.bin").write_bytes(data)
-    with board_mod.open_board(vb.port) as b:
+    with connection.open_connection(vb.port) as b:
         for algo in ("sha256", "crc32", "crc32-py"):
-            assert b.hashes(["/f.bin", "/missing"], algo) == [board_mod.host_hash(data, algo), None]
-    assert board_mod.host_hash(data, "sha256") == hashlib.sha256(data).hexdigest()
+            assert b.hashes(["/f.bin", "/missing"], algo) == [connection.host_hash(data, algo), None]
+    assert connection.host_hash(data, "sha256") == hashlib.sha256(data).hexdigest()
 
 
 def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch):
@@ -439,7 +438,7 @@ def test_unknown_arch_installs_bytecode_mpy_and_native_modules_as_py(make_board,
 
 
 def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
-    from nanonn_tools.board import BoardInfo
+    from nanonn_tools.connection import BoardInfo
     from nanonn_tools.deploy import plan_package
     from nanonn_tools.profiles import load_profile
 

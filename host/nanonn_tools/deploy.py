@@ -24,9 +24,10 @@ from pathlib import Path
 
 from . import NanonnError, nnm
 from . import info as model_info
-from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
-from .boardmodel import measure_load_code
+from .board_commands import Progress, add_board_options
+from .connection import BoardInfo, Connection, host_hash, open_connection
 from .convert import mpy_cross
+from .deployed_model import measure_load_code
 from .profiles import BoardProfile, load_profile
 
 MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
@@ -156,9 +157,9 @@ class DeployResult:
     reader_ram: int = 0
 
 
-def frozen_package(board: Board) -> str | None:
+def frozen_package(conn: Connection) -> str | None:
     """The version of a nanonn frozen into the board's firmware, or None."""
-    return board.eval(
+    return conn.eval(
         "import sys\n_p = sys.path[:]\nsys.path[:] = ['.frozen']\n"
         "try:\n import nanonn as _n\n _v = getattr(_n, '__version__', '?')\n"
         "except ImportError:\n _v = None\nfinally:\n sys.path[:] = _p\n"
@@ -190,11 +191,11 @@ print(repr(_r))
 """
 
 
-def shadowing_copy(board: Board, frozen: bool) -> str | None:
+def shadowing_copy(conn: Connection, frozen: bool) -> str | None:
     """The path of a nanonn the board imports instead of /lib/nanonn (or the frozen one),
     e.g. the `/nanonn` folder `mpremote cp -r mpy/nanonn :` leaves; None when there is none."""
     stop = ".frozen" if frozen else LIB.rpartition("/")[0]
-    return board.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
+    return conn.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
 
 
 def _shadowed(path: str, used: str) -> NanonnError:
@@ -220,11 +221,11 @@ def deploy(
     target_arch = profile.mpy_cross_arch if profile else None
     if profile:
         out(_expected_fit(data, model, profile))
-    with open_board(port) as board:
-        info = board.info()
+    with open_connection(port) as conn:
+        info = conn.info()
         out(
             "board: %s, %s, .mpy %s, arch %s"
-            % (board.port, info.version_text, _mpy_text(info), info.arch or "unknown")
+            % (conn.port, info.version_text, _mpy_text(info), info.arch or "unknown")
         )
         if tuple(info.version) < MIN_VERSION:
             raise NanonnError(
@@ -237,7 +238,7 @@ def deploy(
                 % (target, target_arch, info.arch)
             )
         notes: list = []
-        frozen = frozen_package(board)
+        frozen = frozen_package(conn)
         files: dict = {}
         stale: list = []
         if frozen is not None and not frozen_ok:
@@ -245,7 +246,7 @@ def deploy(
                 "the board's firmware has nanonn %s frozen in, which shadows /lib/nanonn: pass "
                 "--frozen-ok to use it (only the model is copied), or flash firmware without it" % frozen
             )
-        shadow = shadowing_copy(board, frozen is not None)
+        shadow = shadowing_copy(conn, frozen is not None)
         if shadow is not None:
             raise _shadowed(shadow, "the firmware" if frozen is not None else LIB)
         if frozen is not None:
@@ -259,16 +260,16 @@ def deploy(
             out("note: " + note)
         # Leftovers of an interrupted deploy take space: remove them first.
         paths = list(files) + [dest]
-        board.exec(
+        conn.exec(
             "import os\nfor _p in %r:\n try:\n  os.remove(_p + '.tmp')\n except OSError:\n  pass" % paths,
             what="removing leftovers",
         )
-        current = dict(zip(paths + stale, board.hashes(paths + stale, info.hash)))
+        current = dict(zip(paths + stale, conn.hashes(paths + stale, info.hash)))
         written, skipped = [], []
         todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
         skipped.extend(p for p in files if p not in todo)
         if todo:
-            board.mkdirs(LIB)
+            conn.mkdirs(LIB)
         model_same = current[dest] == host_hash(data, info.hash)
         total = sum(len(files[p]) for p in todo) + (0 if model_same else len(data))
         bar = Progress(total, "copy", sys.stderr.isatty() if progress is None else progress)
@@ -279,18 +280,18 @@ def deploy(
 
         try:
             for path in todo:
-                board.write_file(path, files[path], info.hash, progress=advance)
+                conn.write_file(path, files[path], info.hash, progress=advance)
                 written.append(path)
                 done += len(files[path])
             if not model_same:
-                board.write_file(dest, data, info.hash, activate=False, progress=advance)
+                conn.write_file(dest, data, info.hash, activate=False, progress=advance)
         finally:
             bar.close()
         for path in stale:
             if current[path] is not None:  # the other form of a module, left by an earlier deploy
-                board.remove(path)
+                conn.remove(path)
         if files:
-            where = board.eval(
+            where = conn.eval(
                 "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
                 " del sys.modules[_m]\nimport nanonn\nprint(repr(nanonn.__file__))",
                 what="importing nanonn on the board (the package may need a newer MicroPython)",
@@ -300,11 +301,11 @@ def deploy(
         if model_same:
             skipped.append(dest)
         check = dest if model_same else dest + ".tmp"
-        ram, reader, free = _check_model(board, check, dest)
+        ram, reader, free = _check_model(conn, check, dest)
         if not model_same:
-            board.activate(dest)
+            conn.activate(dest)
             written.append(dest)
-        after = board.info()
+        after = conn.info()
     for path in written:
         out("copied  %s" % path)
     out("%d file(s) copied, %d identical file(s) skipped" % (len(written), len(skipped)))
@@ -357,7 +358,7 @@ def _read_model(model: str) -> bytes:
     return data
 
 
-def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
+def _check_model(conn: Connection, path: str, dest: str) -> tuple[int, int, int]:
     """Load `path` on the board: (RAM the network keeps, RAM of the reader modules
     `nanonn.load` imported, free heap before). Removes it if it fails."""
     code = (
@@ -367,11 +368,11 @@ def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
         "except ValueError as e:\n print(repr(('invalid', str(e), _nn_free)))\n"
         "_nn_net = None\ngc.collect()" % textwrap.indent(measure_load_code(path), " ")
     )
-    status, value, free = board.eval(code, timeout=60, what="loading %s on the board" % dest)
+    status, value, free = conn.eval(code, timeout=60, what="loading %s on the board" % dest)
     if status == "ok":
         return value[0], value[1], free
     if path != dest:
-        board.remove(path)
+        conn.remove(path)
     if status == "memory":
         raise NanonnError(
             "the model cannot fit the board's heap (%s; %s free after a soft reset): use a smaller or "

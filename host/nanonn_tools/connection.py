@@ -1,8 +1,8 @@
-"""A MicroPython board on a serial port, driven through mpremote's SerialTransport.
+"""The serial connection to a MicroPython board: `Connection`, over mpremote's SerialTransport.
 
-`open_board(port)` finds and connects the board (`auto`, a device path, or
+`open_connection(port)` finds and connects the board (`auto`, a device path, or
 `unix` for the local `micropython` unix port run as a virtual board) and
-returns a `Board` in the raw REPL after a soft reset. Every failure becomes a
+returns a `Connection` in the raw REPL after a soft reset. Every failure becomes a
 `NanonnError` whose message names the problem and what to do: no board, several
 boards, a busy port, a board that does not answer, a board that disconnects,
 an error raised by code on the board.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +116,7 @@ def host_hash(data: bytes, algo: str) -> str:
 
 @dataclass
 class BoardInfo:
-    """What a board says about itself (`Board.info()`): version, .mpy ABI, heap, filesystem."""
+    """What a board says about itself (`Connection.info()`): version, .mpy ABI, heap, filesystem."""
 
     name: str
     version: tuple
@@ -153,49 +152,6 @@ class BoardInfo:
         return frsize * blocks, frsize * bfree
 
 
-class Progress:
-    """`label [#####-----] i/n` on stderr, redrawn in place; silent when disabled."""
-
-    def __init__(self, total: int, label: str, enabled: bool, stream=None):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.stream = stream or sys.stderr
-        self.drawn = False
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        fill = width * done // max(1, self.total)
-        self.stream.write(
-            "\r%s [%s%s] %d/%d" % (self.label, "#" * fill, "-" * (width - fill), done, self.total)
-        )
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        """End the bar's line (if it was drawn)."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
-
-
-def add_board_options(parser, progress: str | None = None, board_path: bool = False) -> None:
-    """The CLI options the board commands share: --port, optionally --board-path and
-    --progress/--no-progress (`progress`: what the bar shows)."""
-    parser.add_argument("--port", default="auto", help="serial port, 'auto' (default) or 'unix'")
-    if board_path:
-        parser.add_argument("--board-path", help="the model's path on the board (default /<name of MODEL>)")
-    if progress:
-        parser.add_argument(
-            "--progress",
-            action="store_true",
-            default=None,
-            help="show %s (default: on a terminal)" % progress,
-        )
-        parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide it")
-
-
 def unix_board_root() -> str:
     """The directory standing in for the filesystem of `--port unix`."""
     root = os.environ.get(UNIX_BOARD_ENV) or os.path.join(Path.home(), ".cache", "nanonn", "unix-board")
@@ -229,8 +185,8 @@ def resolve_port(port: str | None) -> str:
     return ports[0]
 
 
-class Board:
-    """A connected board in the raw REPL. Use `open_board()`; close with `close()` or `with`."""
+class Connection:
+    """A connected board in the raw REPL. Use `open_connection()`; close with `close()` or `with`."""
 
     def __init__(self, port: str, transport: Any, virtual=None):
         self.port = port
@@ -260,7 +216,7 @@ class Board:
             self._virtual.stop()
             self._virtual = None
 
-    def __enter__(self) -> Board:
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -422,7 +378,7 @@ def _is_serial_error(exc: Exception) -> bool:
     return isinstance(exc, serial.SerialException)
 
 
-def open_board(port: str | None = "auto") -> Board:
+def open_connection(port: str | None = "auto") -> Connection:
     """Connect the board on `port` (`auto`, a device path, or `unix`), soft-reset it, enter the raw REPL."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -458,20 +414,20 @@ def open_board(port: str | None = "auto") -> Board:
         ) from None
     port_io: Any = transport.serial
     port_io.timeout = READ_TIMEOUT
-    board = Board(label, transport, virtual)
+    conn = Connection(label, transport, virtual)
     try:
         transport.enter_raw_repl(soft_reset=True, timeout_overall=15)
     except (TransportError, OSError) as exc:
-        board.close()
+        conn.close()
         raise NanonnError(
             "board on %s does not answer as MicroPython (%s): press its reset button, check it runs "
             "MicroPython firmware, and retry" % (label, str(exc) or type(exc).__name__)
         ) from None
     except Exception as exc:
-        board.close()
+        conn.close()
         if _is_serial_error(exc):
             raise NanonnError(
                 "board on %s disconnected (%s): plug it in again and retry" % (label, exc)
             ) from None
         raise
-    return board
+    return conn
