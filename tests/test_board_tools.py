@@ -102,7 +102,8 @@ def test_disconnect_mid_copy_then_next_deploy_repairs(make_board, tmp_path, caps
     old = write_model(tmp_path / "a" / "model.nnm")
     assert run(capsys, "deploy", old, "--port", vb.port)[0] == 0
     new = write_model(tmp_path / "b" / "model.nnm", sizes=(32, 64, 10), seed=3)  # ~11 KiB
-    vb.arm_disconnect(4000, b"model.nnm.tmp', 'wb')")  # unplugged part way into the model's copy
+    # unplugged part way into the model's copy (opened by mpremote's fs_writefile)
+    vb.arm_disconnect(4000, b"model.nnm.tmp','wb')")
     status, out, err = run(capsys, "deploy", new, "--port", vb.port)
     assert status == 1
     assert err.startswith("nanonn: board on %s stopped answering while writing /model.nnm" % vb.port), err
@@ -331,6 +332,37 @@ def test_board_hash_matches_host_hash_for_every_algorithm(make_board):
         for algo in ("sha256", "crc32", "crc32-py"):
             assert b.hashes(["/f.bin", "/missing"], algo) == [connection.host_hash(data, algo), None]
     assert connection.host_hash(data, "sha256") == hashlib.sha256(data).hexdigest()
+
+
+def test_file_operations_over_mpremotes_transport(make_board):
+    """Connection's file operations (mpremote's fs_* plus nanonn's temp file, hash check and
+    rename): existing folders and missing files are no error, the board's other errors are
+    BoardError with its errno, the old file stays until the checked copy is renamed over it."""
+    vb = make_board()
+    root = Path(vb.root)
+    (root / "old.bin").write_bytes(b"old")
+    with connection.open_connection(vb.port) as b:
+        b.mkdirs("/a/b")
+        b.mkdirs("/a/b")  # exists: no error
+        assert (root / "a" / "b").is_dir()
+        assert b.listdir({"/", "/a", "/missing"}) == {"/old.bin"}  # files only; a missing folder has none
+        b.remove("/a/missing.bin")  # no error
+        data = bytes(range(256)) * 9
+        seen = []
+        b.write_file("/old.bin", data, "sha256", chunk=1000, progress=seen.append, activate=False)
+        assert seen == [1000, 2000, 2304]
+        assert (root / "old.bin").read_bytes() == b"old" and (root / "old.bin.tmp").read_bytes() == data
+        b.activate("/old.bin")
+        assert (root / "old.bin").read_bytes() == data and not (root / "old.bin.tmp").exists()
+        b.remove("/old.bin")
+        assert not (root / "old.bin").exists()
+        with pytest.raises(connection.BoardError) as raised:
+            b.mkdirs("/a/b/c/d/e/f/g/" + "x" * 300)  # a name too long for the filesystem
+        assert raised.value.errno is not None and str(raised.value).startswith("board error while creating ")
+        with pytest.raises(connection.BoardError) as raised:
+            b.exec("1/0", what="dividing")
+        assert str(raised.value) == "board error while dividing: ZeroDivisionError: divide by zero"
+        assert raised.value.errno is None
 
 
 def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch):

@@ -260,10 +260,9 @@ def deploy(
             out("note: " + note)
         # Leftovers of an interrupted deploy take space: remove them first.
         paths = list(files) + [dest]
-        conn.exec(
-            "import os\nfor _p in %r:\n try:\n  os.remove(_p + '.tmp')\n except OSError:\n  pass" % paths,
-            what="removing leftovers",
-        )
+        found = conn.listdir({p.rpartition("/")[0] or "/" for p in paths})
+        for leftover in [p + ".tmp" for p in paths if p + ".tmp" in found]:
+            conn.remove(leftover)
         current = dict(zip(paths + stale, conn.hashes(paths + stale, info.hash)))
         written, skipped = [], []
         todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
