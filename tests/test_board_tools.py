@@ -17,7 +17,8 @@ from nanonn_tools.model import DenseSpec, ModelSpec
 from nanonn_tools.virtualboard import VirtualBoard
 from support import MPY, tool
 
-PACKAGE = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py"))
+# The device modules by path without .py ("errors", "int8/network"): what deploy installs.
+PACKAGE = sorted(p.relative_to(MPY / "nanonn").as_posix()[:-3] for p in (MPY / "nanonn").rglob("*.py"))
 
 
 def write_model(path: Path, sizes=(8, 16, 4), acts=("relu", "softmax"), seed=1) -> Path:
@@ -127,7 +128,7 @@ def test_disconnect_mid_copy_then_next_deploy_repairs(make_board, tmp_path, caps
 def native_modules() -> list[str]:
     from nanonn_tools.deploy import NATIVE
 
-    found = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py") if NATIVE.search(p.read_text()))
+    found = [m for m in PACKAGE if NATIVE.search((MPY / "nanonn" / (m + ".py")).read_text())]
     assert found  # the package has viper kernels (with plain-Python fallbacks)
     return found
 
@@ -140,7 +141,7 @@ def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     status, out, err = run(capsys, "deploy", model, "--port", vb.port)
     assert status == 0, err
     assert ".mpy v6.1" in out and "is older than ours (v6.3)" in out
-    assert "%s installed as .py" % ", ".join(native) in out
+    assert "%s installed as .py" % ", ".join(m.replace("/", ".") for m in native) in out  # module names
     files = board_files(vb.root)
     for m in PACKAGE:
         name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")

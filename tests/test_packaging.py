@@ -149,7 +149,7 @@ def test_make_mpy_builds_every_arch():
 # constraints: make setup has just fetched them), and run from there with nothing of the
 # checkout on any path.
 BOARD_NAMES = sorted(p.parent.name for p in (ROOT / "boards").glob("*/board.json"))
-DEVICE_MODULES = sorted(p.name for p in (MPY / "nanonn").glob("*.py"))
+DEVICE_MODULES = sorted(p.relative_to(MPY / "nanonn").as_posix() for p in (MPY / "nanonn").rglob("*.py"))
 
 
 @pytest.fixture(scope="module")
