@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanonn_tools import cli, connection, nnm, reference
+from nanonn_tools import NanonnError, cli, connection, nnm, reference
 from nanonn_tools.model import DenseSpec, ModelSpec
 from nanonn_tools.virtualboard import VirtualBoard
 from support import MPY, tool
@@ -309,6 +309,16 @@ def test_missing_and_busy_port(make_board, tmp_path, capsys):
         holder.close()
     assert status == 1
     assert err.startswith("nanonn: port %s is busy" % vb.port) and err.count("\n") == 1
+
+
+def test_unplugged_while_connecting_says_disconnected(make_board):
+    vb = make_board()
+    vb.arm_disconnect(3)  # gone before the raw REPL answers
+    with pytest.raises(NanonnError) as raised:
+        connection.open_connection(vb.port)
+    message = str(raised.value)
+    assert message.startswith("board on %s disconnected (" % vb.port), message
+    assert message.endswith("): plug it in again and retry")
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):

@@ -205,18 +205,12 @@ class Connection:
             try:
                 if transport.in_raw_repl:
                     transport.exit_raw_repl()
-            except OSError:
+            except OSError:  # a vanished port (pyserial's SerialException is an OSError)
                 pass
-            except Exception as exc:  # pyserial's SerialException on a vanished port
-                if not _is_serial_error(exc):
-                    raise
             try:
                 transport.close()
             except OSError:
                 pass
-            except Exception as exc:
-                if not _is_serial_error(exc):
-                    raise
         if self._virtual is not None:
             self._virtual.stop()
             self._virtual = None
@@ -454,15 +448,12 @@ def open_connection(port: str | None = "auto") -> Connection:
         transport.enter_raw_repl(soft_reset=True, timeout_overall=15)
     except (TransportError, OSError) as exc:
         conn.close()
+        if _is_serial_error(exc):  # pyserial's SerialException (an OSError): the port went away
+            raise NanonnError(
+                "board on %s disconnected (%s): plug it in again and retry" % (label, exc)
+            ) from None
         raise NanonnError(
             "board on %s does not answer as MicroPython (%s): press its reset button, check it runs "
             "MicroPython firmware, and retry" % (label, str(exc) or type(exc).__name__)
         ) from None
-    except Exception as exc:
-        conn.close()
-        if _is_serial_error(exc):
-            raise NanonnError(
-                "board on %s disconnected (%s): plug it in again and retry" % (label, exc)
-            ) from None
-        raise
     return conn
