@@ -133,6 +133,26 @@ def native_modules() -> list[str]:
     return found
 
 
+def test_deploy_removes_modules_the_package_does_not_have(make_board, tmp_path, capsys):
+    """Another version's modules in /lib/nanonn (e.g. the flat layout before the subpackages)
+    are removed and named; other files there are kept."""
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
+    lib = Path(vb.root) / "lib" / "nanonn"
+    (lib / "qbuild_old.mpy").write_bytes(b"M\x06")
+    (lib / "gone.py").write_text("x = 1\n")
+    (lib / "notes.txt").write_text("mine\n")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "removed /lib/nanonn/gone.py (not a module of this nanonn)" in out
+    assert "removed /lib/nanonn/qbuild_old.mpy (not a module of this nanonn)" in out
+    assert "0 file(s) copied, %d identical file(s) skipped" % (len(PACKAGE) + 1) in out
+    assert set(board_files(vb.root)) == {"model.nnm", "lib/nanonn/notes.txt"} | {
+        "lib/nanonn/%s.mpy" % m for m in PACKAGE
+    }
+
+
 def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     """mpy v6.1 firmware: our native code (v6.3) cannot load; bytecode .mpy can."""
     native = native_modules()

@@ -155,6 +155,7 @@ class DeployResult:
     heap_free: int
     notes: list
     reader_ram: int = 0
+    removed: list = field(default_factory=list)  # board modules that are not this package's
 
 
 def frozen_package(conn: Connection) -> str | None:
@@ -263,6 +264,12 @@ def deploy(
         found = conn.listdir({p.rpartition("/")[0] or "/" for p in paths})
         for leftover in [p + ".tmp" for p in paths if p + ".tmp" in found]:
             conn.remove(leftover)
+        # Modules in the package's folders that this package does not have (another version's,
+        # e.g. the flat layout before the subpackages): removed after the copy.
+        ours = set(files) | set(stale)
+        orphans = sorted(
+            p for p in found if p.startswith(LIB + "/") and p.endswith((".py", ".mpy")) and p not in ours
+        )
         current = dict(zip(paths + stale, conn.hashes(paths + stale, info.hash)))
         written, skipped = [], []
         todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
@@ -289,6 +296,8 @@ def deploy(
         for path in stale:
             if current[path] is not None:  # the other form of a module, left by an earlier deploy
                 conn.remove(path)
+        for path in orphans:
+            conn.remove(path)
         if files:
             where = conn.eval(
                 "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
@@ -307,6 +316,8 @@ def deploy(
         after = conn.info()
     for path in written:
         out("copied  %s" % path)
+    for path in orphans:
+        out("removed %s (not a module of this nanonn)" % path)
     out("%d file(s) copied, %d identical file(s) skipped" % (len(written), len(skipped)))
     flash = after.flash
     if flash:
@@ -320,7 +331,7 @@ def deploy(
         "model reader: RAM %s (the modules nanonn.load imports, once per boot, whatever the model)"
         % _size(reader)
     )
-    return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
+    return DeployResult(after, written, skipped, dest, ram, free, notes, reader, orphans)
 
 
 def _expected_fit(data: bytes, model: str, profile: BoardProfile) -> str:
