@@ -312,7 +312,9 @@ class QDense:
         32-bit bound; buffers for the accumulators and the int8 output."""
         n, u, w = self.inputs, self.units, self.w
         # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
-        self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
+        # every word is written below: array('i', range(k)) is one allocation of its size
+        # (no zero-filled temporary, whose hole would fragment a board's heap)
+        self.p = p = array("i", range(_HEAD + _REC * u))
         p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
         worst = 0
         o = 0
@@ -346,7 +348,7 @@ class QDense:
             worst = max(worst, bound)
             _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u))  # softmax: the exp values
+        self.acc = array("i", bytes(4 * u)) if self.code == 3 else None  # softmax: the exp values
         self.y = bytearray(u)  # offset-binary output (q + 128)
         # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
         self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y

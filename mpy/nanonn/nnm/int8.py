@@ -57,11 +57,12 @@ def block_size(units, inputs, act):
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
     """Heap a loaded QDense keeps: its parameter copies (w_scale, bias, mult: 4 bytes a
-    unit each; shift), accumulators (4 a unit), output (and the weights unless in
+    unit each; shift), softmax's exp values (4 a unit), output (and the weights unless in
     place). Allocates nothing (small ints). `nanonn.nnm.read._ram_needed` adds the
     layer's and the network's objects; tests/test_load_ram.py holds the sum to what the
     32-bit build measures."""
-    total = 4 * units * 3 + units + 4 * units + units + 9 * per_buffer
+    total = 4 * units * 3 + units + units + 8 * per_buffer
+    total += 4 * units + per_buffer if act == _SOFTMAX else 0  # softmax's exp values
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
     total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
