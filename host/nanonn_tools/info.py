@@ -96,9 +96,9 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
     )
     base = PER_NETWORK + 4 * dense[-1].units + PER_BUFFER
     s.ram_float_file = s.ram_float_frozen = base
-    # int8 network: input staging (9 bytes per input), int8 output, the float output table
+    # int8 network: int8 input staging and output (float I/O buffers: at the first predict)
     first, last = dense[0], dense[-1]
-    s.ram_int8_file = s.ram_int8_frozen = base + 9 * first.inputs + 1024 + last.units + 5 * PER_BUFFER
+    s.ram_int8_file = s.ram_int8_frozen = base + first.inputs + last.units + 2 * PER_BUFFER
     for layer in layers:
         u, n = layer.units, layer.inputs
         if layer.kind == "dropout":
@@ -110,10 +110,12 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
         # int8 (nanonn.int8.network.QDense): w_scale, bias, mult (4 bytes each), shift and output
-        # (1 byte), the accumulators (4 x max(units, inputs)), the activation's table, the
-        # kernels' parameter block (24 bytes per unit and 24: acc0 and the requantization);
+        # (1 byte), softmax's exp values (4 x units), the activation's table, the kernels'
+        # parameter block (24 bytes per unit and 24: acc0 and the requantization);
         # leaky_relu runs as a 256-byte table built at load
-        small = 38 * u + 24 + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        small = 38 * u + 24 + 9 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        if layer.activation == "softmax":
+            small += 4 * u + PER_BUFFER
         if layer.activation == "leaky_relu":
             small += 256 + PER_BUFFER
         s.ram_int8_frozen += PER_LAYER + small
