@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, boards, codes, converters
+from . import NanonnError, codes, converters, profiles
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
 # The device loader's overheads (mpy/nanonn/nnm/read.py): per buffer, per layer, per network.
@@ -96,9 +96,9 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
     )
     base = PER_NETWORK + 4 * dense[-1].units + PER_BUFFER
     s.ram_float_file = s.ram_float_frozen = base
-    # int8 network: input staging (9 bytes per input), int8 output, the float output table
+    # int8 network: int8 input staging and output (float I/O buffers: at the first predict)
     first, last = dense[0], dense[-1]
-    s.ram_int8_file = s.ram_int8_frozen = base + 9 * first.inputs + 1024 + last.units + 5 * PER_BUFFER
+    s.ram_int8_file = s.ram_int8_frozen = base + first.inputs + last.units + 2 * PER_BUFFER
     for layer in layers:
         u, n = layer.units, layer.inputs
         if layer.kind == "dropout":
@@ -110,10 +110,12 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
         # int8 (nanonn.int8.network.QDense): w_scale, bias, mult (4 bytes each), shift and output
-        # (1 byte), the accumulators (4 x max(units, inputs)), the activation's table, the
-        # kernels' parameter block (24 bytes per unit and 24: acc0 and the requantization);
+        # (1 byte), softmax's exp values (4 x units), the activation's table, the kernels'
+        # parameter block (24 bytes per unit and 24: acc0 and the requantization);
         # leaky_relu runs as a 256-byte table built at load
-        small = 38 * u + 24 + 4 * max(u, n) + 10 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        small = 38 * u + 24 + 9 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
+        if layer.activation == "softmax":
+            small += 4 * u + PER_BUFFER
         if layer.activation == "leaky_relu":
             small += 256 + PER_BUFFER
         s.ram_int8_frozen += PER_LAYER + small
@@ -132,7 +134,7 @@ def largest_layer(spec) -> tuple[int, LayerStats]:
 BENCH_MACS = 784 * 36 + 36 * 14 + 14 * 10
 
 
-def need(s: ModelStats, board: boards.Board) -> dict:
+def need(s: ModelStats, board: profiles.BoardProfile) -> dict:
     """Free heap (bytes) the model needs on `board`, per (dtype, path): dtype "float" or
     "int8", path "file" or "frozen". With figures measured for the board
     (boards/measured.json, `make bench-boards`): the heap nanonn's import keeps for that
@@ -146,7 +148,7 @@ def need(s: ModelStats, board: boards.Board) -> dict:
         ("int8", "file"): s.ram_int8_file,
         ("int8", "frozen"): s.ram_int8_frozen,
     }
-    m = boards.measured(board.name)
+    m = profiles.measured(board.name)
     if m is None:
         return ram
     return {
@@ -155,7 +157,7 @@ def need(s: ModelStats, board: boards.Board) -> dict:
     }
 
 
-def fit(s: ModelStats, board: boards.Board) -> dict:
+def fit(s: ModelStats, board: profiles.BoardProfile) -> dict:
     """Whether the model fits `board`: {"float": ..., "int8": ...}, each "yes",
     "frozen only" or "no" (RAM, by `need`), and whether the file fits the filesystem."""
     result = {}
@@ -172,10 +174,10 @@ def fit(s: ModelStats, board: boards.Board) -> dict:
     return result
 
 
-def board_report(s: ModelStats, board: boards.Board) -> list[str]:
+def board_report(s: ModelStats, board: profiles.BoardProfile) -> list[str]:
     """The lines `nanonn info --board NAME` adds: the heap needed per dtype and path and,
     from the measured figures, an estimate of the time per inference."""
-    m = boards.measured(board.name)
+    m = profiles.measured(board.name)
     needs = need(s, board)
     lines = ["%s: %s free heap (typical after boot)" % (board.name, _kb(board.heap_bytes))]
     if m is None:
@@ -244,7 +246,7 @@ def report(spec, file_bytes: int = 0, source: str = "", board: str = "") -> str:
         "RAM at inference: float32 %s from a file, %s frozen; int8 %s from a file, %s frozen"
         % (_kb(s.ram_float_file), _kb(s.ram_float_frozen), _kb(s.ram_int8_file), _kb(s.ram_int8_frozen))
     )
-    chosen = [boards.load_board(board)] if board else boards.all_boards()
+    chosen = [profiles.load_profile(board)] if board else profiles.all_profiles()
     lines.append("board      heap       float        int8         filesystem")
     for b in chosen:
         f = fit(s, b)

@@ -1,7 +1,7 @@
 """int8 kernels in @micropython.viper that `predict_int8` does not run.
 
-Float in and out (`predict_float`: `f32_to_fixed`, `mbqm`, `clamp8`, `div_f32`, `dequant`), the
-quantizer's (`dot`) and TFLite's softmax (`softmax_tfl`). Imported by
+Float in and out (`predict_float`: `f32_to_fixed`, `mbqm`, `clamp8`, `div_f32`,
+`dequant`), the quantizer's (`dot`) and TFLite's softmax (`softmax_tfl`). Imported by
 nanonn.int8.network at the first float `predict`, by the quantizer, or when the last
 layer is softmax_tflite; with the core kernels re-exported it is a full kernel set (the
 same names and integers as `kernels_py`). Conventions as in `kernels_viper`. Nothing

@@ -27,6 +27,7 @@ DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
 _SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
 _F32_ONE = 0x3F800000  # float32 bits of 1.0
+_I32 = ord("i")  # typecode() of array('i')
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
 _SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
@@ -75,9 +76,12 @@ def _int8_bytes(name, values, count):
 
 
 def _int32s(name, values, count, lo, hi):
+    """The values as an array('i'), each checked: an array('i') is kept (checked, not
+    copied: the model reader's arrays are the layer's own), anything else copied."""
     if len(values) != count:
         raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
-    out = array("i", bytes(4 * count))
+    own = type(values) is array and typecode(values) == _I32
+    out = values if own else array("i", bytes(4 * count))
     for i in range(count):
         v = values[i]
         if type(v) is not int or not lo <= v <= hi:
@@ -157,7 +161,8 @@ class QDense:
         """A layer from the stored parameters of docs/quantization.md.
 
         w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
-        without a copy); w_scale: units floats; bias, mult: units ints;
+        without a copy); w_scale: units floats; bias, mult: units ints (an
+        array('i') is kept, not copied, as exp_table's);
         shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
         exp_table: 256 ints (softmax: Q16 values; softmax_tflite: float32
         bits). pre_scale/pre_zp default to the output
@@ -307,7 +312,9 @@ class QDense:
         32-bit bound; buffers for the accumulators and the int8 output."""
         n, u, w = self.inputs, self.units, self.w
         # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
-        self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
+        # every word is written below: array('i', range(k)) is one allocation of its size
+        # (no zero-filled temporary, whose hole would fragment a board's heap)
+        self.p = p = array("i", range(_HEAD + _REC * u))
         p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
         worst = 0
         o = 0
@@ -341,7 +348,7 @@ class QDense:
             worst = max(worst, bound)
             _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u))  # softmax: the exp values
+        self.acc = array("i", bytes(4 * u)) if self.code == 3 else None  # softmax: the exp values
         self.y = bytearray(u)  # offset-binary output (q + 128)
         # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
         self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
