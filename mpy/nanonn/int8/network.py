@@ -472,7 +472,7 @@ class QNetwork:
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
         (see `nanonn.nnm.write.save`; `backup` for filesystems without atomic rename)."""
-        from ..nnm.write import save
+        from ..nnm.write import save  # on first use: keeps the writer out of RAM
 
         save(self, path, backup)
 

@@ -61,10 +61,10 @@ _R_DATA_SIZE = const(8)
 _R_SEED = const(9)
 _R_RESERVED = const(10)
 _MAGIC = struct.unpack("<I", codes.MAGIC)[0]
-_MAX_META = 256  # largest header_size and record_size accepted
+_MAX_META = const(256)  # largest header_size and record_size accepted
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _INF = float("inf")
-_CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
+_CRC_RESIDUE = const(0x2144DF1C)  # crc32(data + crc32(data) as <I), for any data (a small int)
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
 _NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
@@ -408,7 +408,7 @@ def _ram_needed(layers, copies, trainable):
         kind, dtype, act, lflags, n, u = layers[i][: _R_UNITS + 1]  # type .. units
         sizes = [u, u]  # z, y
         if dtype == _INT8:
-            from .int8 import ram_needed
+            from .int8 import ram_needed  # on use: only an int8 model needs nnm.int8
 
             total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
         elif kind == _DENSE:
@@ -703,7 +703,7 @@ def _tunes(layers, i, trainable):
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
-    from ..int8.network import QDense, QNetwork
+    from ..int8.network import QDense, QNetwork  # on use: an int8 model only (see the imports)
     from .int8 import build_layer
 
     objs = []
