@@ -97,7 +97,9 @@ class Tuner:
 
     def __init__(self, network, k=1, loss=None, kernels=None):
         if not isinstance(network, QNetwork):
-            raise TypeError("Tuner network: expected a QNetwork (an int8 model), got %s" % type(network).__name__)
+            raise TypeError(
+                "Tuner network: expected a QNetwork (an int8 model), got %s" % type(network).__name__
+            )
         layers = network.layers
         n = len(layers)
         if type(k) is not int or not 1 <= k <= n:
@@ -142,7 +144,9 @@ class Tuner:
         Allocates 4 bytes per feature per vector."""
         _check_rows("Tuner X", X, self.inputs)
         m = self.head.inputs
-        rows = [array("f")] * len(X)  # one block first: a list grown between float temporaries fragments a heap
+        rows = [array("f")] * len(
+            X
+        )  # one block first: a list grown between float temporaries fragments a heap
         for j in range(len(X)):
             row = floats(m)
             v = self.features(X[j])
@@ -184,7 +188,6 @@ class Tuner:
         q = self.quantize(calibration_X)
         q.save(path, backup)
         return q
-
 
 
 def _check_rows(name, X, n):
