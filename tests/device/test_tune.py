@@ -190,7 +190,8 @@ def test_training_on_a_shifted_task_raises_accuracy_and_the_requantized_network_
     before = _accuracy(q.predict, XT, YT)
     ok(before <= 0.5, "the base on the shifted task: %r" % before)
     for k in (1, 2):
-        t = Tuner(q, k)
+        t = Tuner(q, k, loss="cross_entropy")
+        eq(t.head.loss.fuses_softmax, True, "the head trains with cross-entropy")
         ok(_accuracy(t.predict, XT, YT) <= 0.5, "the untrained float copy on the shifted task")
         losses = t.fit(XA, YA, epochs=40, rate=0.05, momentum=0.9)
         ok(losses[-1] < losses[0], "k=%d loss %r -> %r" % (k, losses[0], losses[-1]))

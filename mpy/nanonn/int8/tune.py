@@ -40,7 +40,6 @@ FLOAT_ACTIVATIONS = {
     "softmax": "softmax",
     "softmax_tflite": "softmax",
 }
-_SOFTMAXES = ("softmax", "softmax_tflite")
 
 
 def float_activation(layer, index=0):
@@ -89,13 +88,13 @@ class Tuner:
 
     `base`: a QNetwork of the first n - k layers (the network's own QDense objects, shared,
     not copied; None when k = n); `head`: the float32 `Network` of the k tuned layers,
-    initialised by `dequantize_into`. `loss` defaults to cross-entropy when the last layer
-    is a softmax, else mse. Building allocates the head (its weights, gradients and
+    initialised by `dequantize_into`. `loss`: as `Network`'s (mse by default, as a float32
+    model loads). Building allocates the head (its weights, gradients and
     training buffers: about 12 bytes per tuned weight) and the base's staging buffers
     (1 KB table and 10 bytes per input); `features` allocates nothing with the viper kernels.
     """
 
-    def __init__(self, network, k=1, loss=None, kernels=None):
+    def __init__(self, network, k=1, loss="mse", kernels=None):
         if not isinstance(network, QNetwork):
             raise TypeError(
                 "Tuner network: expected a QNetwork (an int8 model), got %s" % type(network).__name__
@@ -117,8 +116,6 @@ class Tuner:
         first = tuned[0]
         # the tuned layers' input domain, kept when they are re-quantized
         self.in_scale, self.in_zp = first.in_scale, first.in_zp
-        if loss is None:
-            loss = "cross_entropy" if tuned[-1].activation in _SOFTMAXES else "mse"
         dense = [Dense(L.units, inputs=L.inputs, activation=a) for L, a in zip(tuned, acts)]
         self.head = Network(dense, loss=loss)
         for d, L in zip(dense, tuned):
