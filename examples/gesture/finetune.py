@@ -9,8 +9,14 @@ after. The tuned model is saved power-safely (a temporary file, closed, renamed
 over the target: `Network.save`) as float32 and, re-quantized on the board with the
 new windows as calibration data (`Network.quantize`), as int8.
 
+With `--int8` (`run(int8=True)`) it starts from the int8 model (`gesture_int8.nnm`, the one
+a small board holds) instead: its first layer(s) stay int8 and frozen, float32 copies of the
+last layer(s) train (`nanonn.int8.tune.Tuner`), and only those are re-quantized and saved
+(gesture_tuned_int8.nnm).
+
     import finetune; finetune.run(adapt_per_class=4)        # on a board: records live
     micropython finetune.py --adapt adapt.csv --test test.csv --dir build   # unix port
+    micropython finetune.py --int8 --adapt adapt.csv --test test.csv --dir build
 
 Live recording prompts for each gesture in turn. Allocates: the model, the windows'
 features (21 floats each) and the float work of training.
