@@ -269,13 +269,15 @@ def shifted_gesture(tmp_path_factory):
 def test_gesture_finetuning_to_a_new_sensor_on_the_unix_port(shifted_gesture):
     """The sample model meets a rotated, re-gained sensor: 4 windows per gesture fine-tune its
     last layer on the device, and held-out accuracy goes up (README's numbers)."""
-    before, after, after8 = _finetune(*shifted_gesture, 64)
+    build, adapt, test = shifted_gesture
+    before, after, after8 = _finetune(build, adapt, test, 64)
     assert before <= 0.85 and after >= 0.95 and after8 >= 0.95, (before, after, after8)
 
 
 def test_gesture_int8_finetuning_to_a_new_sensor_on_the_unix_port(shifted_gesture):
     """The same from the int8 model, its first layer frozen in int8 (README: 0.828 -> 0.984)."""
-    before, after, after8 = _finetune(*shifted_gesture, 64, int8=True)
+    build, adapt, test = shifted_gesture
+    before, after, after8 = _finetune(build, adapt, test, 64, int8=True)
     assert before <= 0.85 and after >= 0.95 and after8 >= 0.95, (before, after, after8)
 
 
@@ -300,7 +302,8 @@ def test_gesture_int8_finetuning_fits_an_rp2040_heap(shifted_gesture, tmp_path):
             text=True,
         )
         assert proc.returncode == 0, name + ": " + proc.stderr
-    before, after, after8 = _finetune(*shifted_gesture, 64, int8=True, runtime="armv6m", path=tmp_path)
+    build, adapt, test = shifted_gesture
+    before, after, after8 = _finetune(build, adapt, test, 64, int8=True, runtime="armv6m", path=tmp_path)
     assert before <= 0.85 and after >= 0.95 and after8 >= 0.95, (before, after, after8)
 
 

@@ -6,7 +6,7 @@ Sized for a board's heap (networks of at most 10 units, 12-30 samples)."""
 import math
 from array import array
 
-from check import HEAP_MEASURED, NATIVE, bytes_per_call, eq, ok, raises, skip, unique_id
+from check import HEAP_MEASURED, NATIVE, CheckFailed, bytes_per_call, eq, ok, raises, skip, unique_id
 from nanonn import Dense, Network, argmax, load
 from nanonn.int8.network import QNetwork
 from nanonn.int8.quantize import quantize_inputs
@@ -197,8 +197,7 @@ def test_training_on_a_shifted_task_raises_accuracy_and_the_requantized_network_
         ok(losses[-1] < losses[0], "k=%d loss %r -> %r" % (k, losses[0], losses[-1]))
         after = _accuracy(t.predict, XT, YT)
         ok(after >= 0.9 and after >= before + 0.4, "k=%d accuracy %r -> %r" % (k, before, after))
-        tuned = load(dumps(t.quantize(XA)))
-        ok(isinstance(tuned, QNetwork), "the tuned model loads as an int8 network")
+        tuned = _load_int8(dumps(t.quantize(XA)))
         eq([L.units for L in tuned.layers], [L.units for L in q.layers], "the tuned network's shape")
         for i in range(2 - k):
             _same_params(tuned.layers[i], q.layers[i], "frozen layer %d" % i)
@@ -217,6 +216,14 @@ def test_training_on_a_shifted_task_raises_accuracy_and_the_requantized_network_
         ok(_accuracy(tuned.predict, XT, YT) >= 0.9, "k=%d int8 accuracy after tuning" % k)
 
 
+def _load_int8(source):
+    """nanonn.load(source), which must give an int8 network."""
+    net = load(source)
+    if not isinstance(net, QNetwork):
+        raise CheckFailed("expected the tuned model to load as a QNetwork, got %s" % type(net).__name__)
+    return net
+
+
 def _same_params(a, b, what):
     pa, pb = a.params(), b.params()
     eq(sorted(pa), sorted(pb), what + " fields")
@@ -233,7 +240,7 @@ def test_save_writes_a_model_that_loads_back():
     t.fit(XA, YA, epochs=5, rate=0.05)
     saved = t.save(TMP, XA)
     try:
-        loaded = load(TMP)
+        loaded = _load_int8(TMP)
     finally:
         import os
 
