@@ -1,22 +1,4 @@
-"""Fine-tune the last k layers of an int8 network on the device, the layers below frozen in int8.
-
-    from nanonn.int8.tune import Tuner
-    t = Tuner(nanonn.load("model_int8.nnm"), k=1)   # float32 copies of the last layer
-    t.fit(X, Y, epochs=100, rate=0.05, momentum=0.9)  # X: new labelled windows (float inputs)
-    q = t.save("model_int8.nnm", X)                   # re-quantized, written power-safely
-
-The frozen layers run as int8 (the int8 network's own QDense objects and kernels, no
-copy); their output is dequantized exactly as the int8 network dequantizes its output,
-`f32((q - out_zp) * out_scale)`, into a preallocated array('f'). The tuned layers are
-float32 `Dense` copies of the int8 layers (docs/quantization.md, "Fine-tuning"):
-
-    w[u, i] = f32(w_scale[u] * w_q[u, i])
-    b[u]    = f32(f32(bias_q[u]) * f32(in_scale * w_scale[u]))
-
-trained with `Network.fit` (float SGD), then re-quantized by the device quantizer with their
-input domain fixed to the frozen layers' output domain (the network's input domain when
-every layer is tuned) and their output domains calibrated on the new windows.
-"""
+"""Fine-tune the last k layers of an int8 network on the device, the layers below frozen in int8."""
 
 from array import array
 
@@ -60,9 +42,9 @@ def float_activation(layer, index=0):
 
 def dequantize_into(dense, layer):
     """Write the dequantized parameters of the QDense `layer` into the built float32 Dense
-    `dense` of the same shape (formulas in the module docstring: every value one float32
-    operation on float32 operands, so every port gets the same bits). Allocates float
-    results only."""
+    `dense` of the same shape: w[u, i] = f32(w_scale[u] * w_q[u, i]), b[u] =
+    f32(f32(bias_q[u]) * f32(in_scale * w_scale[u])), every value one float32 operation on
+    float32 operands (the same bits on every port). Allocates float results only."""
     n, u = layer.inputs, layer.units
     if dense.inputs != n or dense.units != u:
         raise ValueError(
@@ -85,6 +67,17 @@ def dequantize_into(dense, layer):
 
 class Tuner:
     """Fine-tune the last `k` layers of the int8 QNetwork `network` as float32 (docs/quantization.md).
+
+        t = Tuner(nanonn.load("model_int8.nnm"), k=1)
+        t.fit(X, Y, epochs=100, rate=0.05, momentum=0.9)  # X: new labelled windows
+        q = t.save("model_int8.nnm", X)  # re-quantized, written power-safely
+
+    The frozen layers run as int8; their output is dequantized as the int8 network
+    dequantizes its output, f32((q - out_zp) * out_scale), into a preallocated array('f').
+    The tuned layers are float32 `Dense` copies (`dequantize_into`) trained with
+    `Network.fit`, then re-quantized with their input domain fixed to the frozen layers'
+    output domain (the network's input domain when k = n), their output domains
+    calibrated on the new windows.
 
     `base`: a QNetwork of the first n - k layers (the network's own QDense objects, shared,
     not copied; None when k = n); `head`: the float32 `Network` of the k tuned layers,
