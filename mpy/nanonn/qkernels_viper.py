@@ -117,8 +117,8 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     for u in range(units):
         x = ptr8(((q[0] ^ m31) - m31) - c)  # x's slot: this unit's sum
         y = ptr8(xa)
-        wb = int(w) + nb  # counted by address equality (addresses may pass 2^31)
-        while int(w) != wb:
+        wb = int(w) + nb  # counted by address difference (addresses may pass 2^31)
+        while int(w) - wb:  # the loop test costs fewer instructions than `!=`
             x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
             x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
             x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
