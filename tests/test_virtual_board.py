@@ -78,10 +78,13 @@ def test_ctrl_c_interrupts_running_code_and_crlf_line_endings(vboard):
     t.serial.timeout = 1
     try:
         t.enter_raw_repl()
-        t.exec_raw_no_follow("try:\n while True:\n  pass\nexcept KeyboardInterrupt:\n print('stopped')")
-        deadline = time.monotonic() + 10
-        while not vboard._running() and time.monotonic() < deadline:
-            time.sleep(0.02)  # the code runs once the port has its SIGINT handler
+        code = "try:\n print('in the loop')\n while True:\n  pass\nexcept KeyboardInterrupt:\n print('stopped')"
+        t.exec_raw_no_follow(code)
+        # Ctrl-C only once the code is inside its `try` (it says so): sent earlier, while the
+        # port still compiles or before it has its SIGINT handler, it would not reach `except`.
+        seen = t.read_until(1, b"in the loop\r\n", timeout=None, timeout_overall=60)
+        assert seen.endswith(b"in the loop\r\n"), seen
+        assert vboard._running()  # the port's SIGINT handler is installed while code runs
         t.serial.write(b"\x03")
         out, err = t.follow(10)
         assert (out, err) == (b"stopped\r\n", b"")
