@@ -75,10 +75,11 @@ interpreters: $(STAMP) system-packages
 
 test: interpreters
 
-# The inner loop: everything but the board interpreters' items (CI runs `make test`: all).
+# The inner loop (under a minute): everything but the board interpreters' items and the slow
+# end-to-end tests (pytest.ini's markers; CI runs `make test`: all).
 .PHONY: test-fast
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not boards" tests
+	$(PY) -m pytest -q -m "not boards and not slow" tests
 
 # What a board would see (README "Boards: RAM and speed"): RAM, the smallest free heap and
 # instructions per inference of the 784-36-14-10 model on the bare-metal firmware (cortex-m3

@@ -80,6 +80,7 @@ def test_deploy_installs_package_and_model_then_copies_nothing(make_board, tmp_p
     assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow
 def test_full_filesystem_is_a_clear_error_and_keeps_the_active_model(make_board, tmp_path, capsys):
     root = str(tmp_path / "fs")
     small = write_model(tmp_path / "a" / "model.nnm")
@@ -98,6 +99,7 @@ def test_full_filesystem_is_a_clear_error_and_keeps_the_active_model(make_board,
     assert not [name for name in files if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_disconnect_mid_copy_then_next_deploy_repairs(make_board, tmp_path, capsys):
     vb = make_board()
     old = write_model(tmp_path / "a" / "model.nnm")
@@ -132,6 +134,7 @@ def native_modules() -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     """mpy v6.1 firmware: our native code (v6.3) cannot load; bytecode .mpy can."""
     native = native_modules()
@@ -161,6 +164,7 @@ def test_other_mpy_major_version_installs_py(make_board, tmp_path, capsys):
     assert files["lib/nanonn/network.py"] == (MPY / "nanonn" / "network.py").read_bytes()
 
 
+@pytest.mark.slow
 def test_switching_back_to_mpy_removes_stale_py(make_board, tmp_path, capsys):
     root = str(tmp_path / "fs")
     model = write_model(tmp_path / "model.nnm")
@@ -186,6 +190,7 @@ def test_too_old_micropython_is_refused(make_board, tmp_path, capsys):
     assert board_files(vb.root) == {}
 
 
+@pytest.mark.slow
 def test_model_too_big_for_the_heap_is_refused(make_board, tmp_path, capsys):
     vb = make_board(heap="160K", flash_size=4 * 1024 * 1024)
     model = write_model(tmp_path / "model.nnm", sizes=(128, 256, 10), seed=4)  # ~140 KiB of weights
@@ -229,6 +234,7 @@ def test_verify_passes_with_accuracy_and_fails_for_a_wrong_model(make_board, tmp
     assert float(out.split("max difference: ")[1].split()[0]) > 1e-2
 
 
+@pytest.mark.slow
 def test_verify_progress_bar_on_request(make_board, tmp_path, capsys):
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
@@ -252,6 +258,7 @@ def test_verify_refuses_a_model_not_on_the_board(make_board, tmp_path, capsys):
     assert err == "nanonn: /model.nnm is not on the board: run `nanonn deploy %s` first\n" % model
 
 
+@pytest.mark.slow
 def test_bench_reports_time_and_heap(make_board, tmp_path, capsys):
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
@@ -268,6 +275,7 @@ def test_bench_reports_time_and_heap(make_board, tmp_path, capsys):
     assert "peak heap in use:" in out and "model RAM:" in out
 
 
+@pytest.mark.slow
 def test_port_unix_runs_the_local_unix_port(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(board_mod.UNIX_BOARD_ENV, str(tmp_path / "unixboard"))
     model = write_model(tmp_path / "model.nnm")
@@ -334,6 +342,7 @@ def test_board_hash_matches_host_hash_for_every_algorithm(make_board):
     assert board_mod.host_hash(data, "sha256") == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.slow
 def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch):
     """Host logic only: the unix port has no nanonn frozen in, so the probe is replaced."""
     from nanonn_tools import deploy as deploy_mod
@@ -355,6 +364,7 @@ def test_frozen_nanonn_needs_frozen_ok(make_board, tmp_path, capsys, monkeypatch
     assert board_files(vb.root)["model.nnm"] == second.read_bytes()
 
 
+@pytest.mark.slow
 def test_deploy_to_a_target_states_the_fit_from_the_measured_figures(make_board, tmp_path, capsys):
     """--target: before the board measures, deploy says what `nanonn info --board` expects,
     with nanonn's import and load transient measured on the emulated board (boards/measured.json)."""
@@ -405,6 +415,7 @@ def test_int8_model_verifies_exactly_and_benches_predict_int8(make_board, tmp_pa
     assert "(int8), predict_int8, 20 inferences" in out
 
 
+@pytest.mark.slow
 def test_int8_verify_fails_on_one_step(make_board, tmp_path, capsys):
     """An int8 model whose board copy has other biases in its last layer fails (tolerance 0)."""
     vb = make_board()
@@ -422,6 +433,7 @@ def test_int8_verify_fails_on_one_step(make_board, tmp_path, capsys):
     assert float(out.split("max difference: ")[1].split()[0]) >= 1
 
 
+@pytest.mark.slow
 def test_unknown_arch_installs_bytecode_mpy_and_native_modules_as_py(make_board, tmp_path, capsys):
     native = native_modules()
     vb = make_board(arch=0)
@@ -438,6 +450,7 @@ def test_unknown_arch_installs_bytecode_mpy_and_native_modules_as_py(make_board,
             assert files[name][:4] == b"M\x06\x00\x1f"  # bytecode only: no arch in the header
 
 
+@pytest.mark.slow
 def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
     from nanonn_tools.board import BoardInfo
     from nanonn_tools.boards import load_board
@@ -452,6 +465,7 @@ def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
     assert header[:2] == b"M\x06" and header[2] >> 2 == 4  # armv6m native code, mpy v6.3
 
 
+@pytest.mark.slow
 def test_deploy_progress_bar_on_request(make_board, tmp_path, capsys):
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
@@ -463,6 +477,7 @@ def test_deploy_progress_bar_on_request(make_board, tmp_path, capsys):
     assert status == 0 and err == ""  # nothing to copy: no bar
 
 
+@pytest.mark.slow
 def test_deploy_refuses_a_copy_that_shadows_lib(make_board, tmp_path, capsys):
     """`mpremote cp -r mpy/nanonn :` leaves /nanonn, which the board imports before /lib/nanonn."""
     vb = make_board()
@@ -498,6 +513,7 @@ def test_deploy_checks_the_model_before_connecting(make_board, tmp_path, capsys)
     assert board_files(vb.root) == {}  # the package was not synced
 
 
+@pytest.mark.slow
 def test_model_ram_is_the_network_and_the_reader_import_is_apart(make_board, tmp_path, capsys):
     """deploy and bench report the loaded network's RAM (what `nanonn info` estimates) and,
     labelled apart, the reader modules `nanonn.load` imports once per boot."""

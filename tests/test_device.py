@@ -18,6 +18,10 @@ import pytest
 from support import BOARD_RUNTIMES, DEVICE_TESTS, board_unavailable, run_device
 
 RUNTIMES = ("micropython", "wasm", "cpython") + tuple(BOARD_RUNTIMES)
+# `make test-fast` leaves out the board interpreters and the WebAssembly port (Node plus the
+# plain-Python kernels: the slowest of the three others); the unix port and CPython stay in.
+_MARKS = {runtime: [pytest.mark.boards] for runtime in BOARD_RUNTIMES}
+_MARKS["wasm"] = [pytest.mark.slow]
 LINE = re.compile(r"^(PASS|SKIP|FAIL) (\w+)::(\w+)(?:: (.*))?$")
 
 
@@ -34,7 +38,7 @@ def _collect():
                             script.stem,
                             node.name,
                             id="%s-%s::%s" % (runtime, script.stem, node.name),
-                            marks=[pytest.mark.boards] if runtime in BOARD_RUNTIMES else [],
+                            marks=_MARKS.get(runtime, []),
                         )
                     )
     return items

@@ -122,6 +122,7 @@ def test_firmware_manifest_freezes_nanonn_and_the_model(board, tmp_path, monkeyp
     assert [kind for kind, _ in m.calls] == ["include", "package"]
 
 
+@pytest.mark.slow
 def test_make_mpy_builds_every_arch():
     proc = subprocess.run(["make", "-s", "mpy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -194,6 +195,7 @@ def _run_installed(venv, work, *args) -> str:
     return _check([str(venv / "bin" / args[0]), *args[1:]], cwd=work, env=env).stdout
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
     wheel, _, _ = wheel_venv
     with zipfile.ZipFile(wheel) as z:
@@ -205,6 +207,7 @@ def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
         assert content == source.read_bytes(), name
 
 
+@pytest.mark.slow
 def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     _, venv, work = wheel_venv
     where = "import nanonn_tools, nanonn_tools.boards as b, nanonn_tools.deploy as d\n"
@@ -246,6 +249,7 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     assert "verify: PASS" in out, out
 
 
+@pytest.mark.slow
 def test_one_version_everywhere(wheel_venv, capsys):
     """nanonn.__version__ (device) = nanonn_tools.__version__ = package.json = the wheel's = `nanonn --version`."""
     wheel, venv, work = wheel_venv

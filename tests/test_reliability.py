@@ -18,6 +18,7 @@ FUZZ_CASES = 30000
 FUZZ_SEED = 20261128
 
 
+@pytest.mark.slow  # 30,000 loads (tests/device/test_nnm.py mutates 300 in the fast tier)
 def test_fuzz_loader_only_documented_errors_and_no_hang():
     proc = run_device(
         "micropython",

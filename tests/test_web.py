@@ -17,6 +17,8 @@ import pytest
 
 from support import ROOT, WEB, node, run_device_json, wasm_runtime
 
+pytestmark = pytest.mark.slow  # a browser: `make test` runs it, `make test-fast` not
+
 SCREENSHOT = ROOT / "build" / "web" / "screenshot.png"
 MODELS = ROOT / "build" / "web"
 
