@@ -3,6 +3,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import support  # noqa: E402
+
 # Device scripts are run by tests/test_device.py under MicroPython and CPython,
 # not imported by pytest.
 collect_ignore = ["device"]
+
+
+def pytest_collection_finish(session):
+    """Start the shared subprocess runs that the selected items need in the background: each
+    test module with a `prefetch_items(items)` gets its own selected items (support.prefetch)."""
+    if session.config.option.collectonly:
+        return
+    by_module: dict = {}
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None and hasattr(module, "prefetch_items"):
+            by_module.setdefault(module, []).append(item)
+    for module, items in by_module.items():
+        module.prefetch_items(items)
+
+
+def pytest_sessionfinish(session):
+    support.stop_prefetch()

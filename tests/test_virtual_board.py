@@ -78,7 +78,9 @@ def test_ctrl_c_interrupts_running_code_and_crlf_line_endings(vboard):
     t.serial.timeout = 1
     try:
         t.enter_raw_repl()
-        code = "try:\n print('in the loop')\n while True:\n  pass\nexcept KeyboardInterrupt:\n print('stopped')"
+        code = (
+            "try:\n print('in the loop')\n while True:\n  pass\nexcept KeyboardInterrupt:\n print('stopped')"
+        )
         t.exec_raw_no_follow(code)
         # Ctrl-C only once the code is inside its `try` (it says so): sent earlier, while the
         # port still compiles or before it has its SIGINT handler, it would not reach `except`.
