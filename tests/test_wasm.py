@@ -17,8 +17,9 @@ pytestmark = pytest.mark.slow  # Node and the WebAssembly port: `make test` runs
 # print each one's .nnm bytes (base64).
 MAKE = r"""
 import json, sys, binascii
-from nanonn import Dense, Network, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Network
+from nanonn.nnm import read as nnm
+from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 p = json.loads(sys.stdin.read())
 rng = Random(p["seed"])

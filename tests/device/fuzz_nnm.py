@@ -30,9 +30,10 @@ import struct
 import sys
 
 from check import LINES_COUNTED, WORK_BASE, WORK_PER_BYTE, ChunkedStream, LineCounter, now_ms, since_ms
-from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
+from nanonn.float32.activations import LeakyReLU
+from nanonn.nnm import read as nnm
 from nanonn.rand import Random
 
 TMP = "/tmp/nanonn-fuzz-%d-%%d.nnm" % int.from_bytes(os.urandom(4), "little")  # unique per run

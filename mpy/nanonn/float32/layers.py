@@ -21,12 +21,12 @@ A layer is any object with:
 
 from array import array
 
+from ..errors import NO_NATIVE_CODE
+from ..rand import glorot_limit
 from . import activations
-from .errors import NO_NATIVE_CODE
-from .rand import glorot_limit
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
-    from . import fdense_viper as _fast
+    from . import dense_viper as _fast
 except NO_NATIVE_CODE:
     _fast = None
 try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
@@ -41,7 +41,7 @@ except NO_NATIVE_CODE:
 _XS = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
-_cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
+_cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
 _dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
 _axpy = _f32k.axpy_rows if _f32k is not None else None
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
@@ -108,7 +108,7 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_cached
     if _cache is None:
-        from . import fdense_cache_viper
+        from . import dense_cache_viper as fdense_cache_viper
 
         _cache = fdense_cache_viper
         _dot_cached = fdense_cache_viper.dot_cached
@@ -489,7 +489,7 @@ class Dropout(Layer):
         self.seed = seed
 
     def build(self, inputs, rng):
-        from .rand import Random
+        from ..rand import Random
 
         self.inputs = self.units = inputs
         self.rng = Random(self.seed)

@@ -1,9 +1,9 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
+from ..inputs import describe, typecode
+from ..rand import Random
 from . import losses
-from .inputs import describe, typecode
 from .layers import floats
-from .rand import Random
 
 _INF = float("inf")
 
@@ -276,10 +276,10 @@ class Network:
         return total / len(X), hits / len(X)
 
     def quantize(self, calibration_X, kernels=None):
-        """An int8 `nanonn.quant.QNetwork` of this network, calibrated on the
+        """An int8 `nanonn.int8.network.QNetwork` of this network, calibrated on the
         input vectors `calibration_X` (docs/quantization.md; same integers as
         `nanonn_tools.quantize.quantize_model` on the host)."""
-        from .qbuild import quantize
+        from ..int8.quantize import quantize
 
         return quantize(self, calibration_X, kernels)
 
@@ -294,9 +294,9 @@ class Network:
             layer.set_weights(w)
 
     def save(self, path, backup=None):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`; `backup`
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.read.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
-        from .nnm_write import save
+        from ..nnm.write import save
 
         save(self, path, backup)
 
