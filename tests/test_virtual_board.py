@@ -84,11 +84,11 @@ def test_ctrl_c_interrupts_running_code_and_crlf_line_endings(vboard):
         t.exec_raw_no_follow(code)
         # Ctrl-C only once the code is inside its `try` (it says so): sent earlier, while the
         # port still compiles or before it has its SIGINT handler, it would not reach `except`.
-        seen = t.read_until(1, b"in the loop\r\n", timeout=None, timeout_overall=60)
+        seen = t.read_until(1, b"in the loop\r\n", timeout=60)
         assert seen.endswith(b"in the loop\r\n"), seen
         assert vboard._running()  # the port's SIGINT handler is installed while code runs
         t.serial.write(b"\x03")
-        out, err = t.follow(10)
+        out, err = t.follow(30)  # a hang guard (seconds between characters)
         assert (out, err) == (b"stopped\r\n", b"")
         assert t.exec("print('a\\nb')") == b"a\r\nb\r\n"
     finally:
