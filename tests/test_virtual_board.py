@@ -77,13 +77,14 @@ def test_ctrl_c_interrupts_running_code_and_crlf_line_endings(vboard):
     assert not isinstance(t.serial, SerialIntercept)  # the port itself (nothing mounted)
     t.serial.timeout = 1
     try:
-        t.enter_raw_repl()
+        t.enter_raw_repl(timeout_overall=60)  # a hang guard: the soft reset restarts the port
         code = (
             "try:\n print('in the loop')\n while True:\n  pass\nexcept KeyboardInterrupt:\n print('stopped')"
         )
         t.exec_raw_no_follow(code)
-        # Ctrl-C only once the code is inside its `try` (it says so): sent earlier, while the
-        # port still compiles or before it has its SIGINT handler, it would not reach `except`.
+        # Ctrl-C only once the code says it is inside its `try`: tied to the loop itself, not
+        # to the port having a SIGINT handler (polled for at most 10 s, then sent anyway: under
+        # load the byte could reach the port before its code ran, and the loop never ended).
         seen = t.read_until(1, b"in the loop\r\n", timeout=60)
         assert seen.endswith(b"in the loop\r\n"), seen
         assert vboard._running()  # the port's SIGINT handler is installed while code runs
