@@ -229,6 +229,7 @@ def once(key, fn, *args):
         mine = fut is None
         if mine:
             fut = _futures[key] = Future()
+            fut.set_running_or_notify_cancel()  # running here: no other caller may cancel it
     if mine:
         try:
             fut.set_result(fn(*args))

@@ -22,7 +22,7 @@ def vboard(tmp_path):
     assert board._proc is None  # the port was killed
 
 
-def mpremote(board, *args, timeout=30):
+def mpremote(board, *args, timeout=120):  # a hang guard
     return subprocess.run(
         [tool("mpremote"), "connect", board.port, *args], capture_output=True, text=True, timeout=timeout
     )
