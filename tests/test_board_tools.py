@@ -73,6 +73,7 @@ def _count_bytes_sent(monkeypatch) -> list[int]:
     return sent
 
 
+@pytest.mark.slow
 def test_deploy_installs_package_and_model_then_copies_nothing(make_board, tmp_path, capsys, monkeypatch):
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
@@ -179,6 +180,7 @@ def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     assert files["lib/nanonn/float32/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
 
 
+@pytest.mark.slow
 def test_other_mpy_major_version_installs_py(make_board, tmp_path, capsys):
     vb = make_board(mpy=(7, 0), version=(2, 0, 0))
     model = write_model(tmp_path / "model.nnm")
@@ -229,6 +231,7 @@ def test_model_too_big_for_the_heap_is_refused(make_board, tmp_path, capsys):
     assert "model.nnm" not in files and "model.nnm.tmp" not in files
 
 
+@pytest.mark.slow
 def test_verify_passes_with_accuracy_and_fails_for_a_wrong_model(make_board, tmp_path, capsys):
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
@@ -426,6 +429,7 @@ def write_int8_model(path: Path, seed=1) -> tuple[Path, np.ndarray]:
     return path, X
 
 
+@pytest.mark.slow
 def test_int8_model_verifies_exactly_and_benches_predict_int8(make_board, tmp_path, capsys):
     vb = make_board()
     model, X = write_int8_model(tmp_path / "q.nnm")
