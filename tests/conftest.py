@@ -1,7 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# support.prefetch starts subprocesses from worker threads while tests run: a child forked while
+# a test has an HDF5 file open holds a copy of its descriptor, and so its lock, until the child
+# closes its descriptors; HDF5's file locking then refuses the test's next open of that file
+# (EAGAIN, seen once in test_convert_keras). The tests open each file from one process.
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 import support  # noqa: E402
 
