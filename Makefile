@@ -77,8 +77,8 @@ interpreters: $(STAMP) system-packages
 
 test: interpreters
 
-# The inner loop (under a minute): everything but the board interpreters' items and the slow
-# end-to-end tests (pytest.ini's markers; CI runs `make test`: all).
+# The inner loop (target: under a minute; about 50 s of CPU): everything but the board
+# interpreters' items and the slow end-to-end tests (pytest.ini's markers; CI runs `make test`: all).
 .PHONY: test-fast
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not boards and not slow" tests
