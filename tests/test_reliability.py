@@ -297,6 +297,8 @@ def test_low_memory_sweep_784_36_14_10_int8():
                     # the load's estimate, or the import of the int8 code (the allocation that failed)
                     needs = r"nanonn.load: (the model needs \d+ bytes of RAM, \d+ available"
                     needs += r"|importing the int8 code .* the \d+ bytes available .*allocating \d+ bytes)"
+                    # or, on a heap the small model left fragmented, reading the header and records
+                    needs = "(%s|memory allocation failed, allocating \\d+ bytes)" % needs
                     assert re.match(needs, message), (kw, message)
                 else:  # an allocation that failed, or the small model's load naming its bytes
                     own = re.match(r"nanonn.load: the model needs \d+ bytes of RAM, \d+ available", message)
