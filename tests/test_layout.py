@@ -182,7 +182,7 @@ ROWS = [
     (["rand"], "nothing"),
     (["crc32", "crc32_viper", "crc32_py"], "`errors`"),
     (["float32/"], "the rows above"),
-    (["int8/"], "the rows above (`float32/`: the quantizer only)"),
+    (["int8/"], "the rows above (`float32/`: the quantizer and `tune` only)"),
     (["nnm/"], "the rows above"),
 ]
 # The convenience methods that import a module of a lower row, inside the method (first use).
@@ -191,7 +191,7 @@ EXCEPTIONS = {
     ("float32.network", "int8.quantize"): "Network.quantize",
     ("int8.network", "nnm.write"): "QNetwork.save",
 }
-QUANTIZER = "int8.quantize"
+FLOAT_USERS = ("int8.quantize", "int8.tune")  # the int8 modules that may import float32/
 
 
 def _row(name):
@@ -218,8 +218,8 @@ def _allowed(importer, imported):
         return imported == "errors"
     if theirs > mine:
         return False
-    if ROWS[theirs][0] == ["float32/"] and rule.endswith("(`float32/`: the quantizer only)"):
-        return importer == QUANTIZER
+    if ROWS[theirs][0] == ["float32/"] and rule.endswith("(`float32/`: the quantizer and `tune` only)"):
+        return importer in FLOAT_USERS
     return rule.startswith("the rows above")
 
 
@@ -286,7 +286,8 @@ def test_the_rules_reject_what_they_should():
     assert not _allowed("crc32", "rand")
     assert not _allowed("float32.network", "nnm.write")
     assert not _allowed("int8.network", "float32.network")
-    assert _allowed(QUANTIZER, "float32.layers")
+    assert _allowed("int8.quantize", "float32.layers")
+    assert _allowed("int8.tune", "float32.network")
     assert _allowed("nnm.read", "int8.network")
     assert not _allowed("inputs", "float32.layers")
     assert _allowed("", "nnm.read")

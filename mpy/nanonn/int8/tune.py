@@ -4,7 +4,8 @@ from array import array
 
 from ..float32.activations import LeakyReLU
 from ..float32.layers import Dense, floats
-from ..float32.network import Network, check_vector
+from ..float32.network import Network
+from ..inputs import check_vector
 from .network import QNetwork
 from .quantize import quantize_inputs, quantize_layers
 

@@ -6,10 +6,8 @@ from . import codes
 
 try:
     from micropython import const  # the compiler inlines `_NAME = const(n)`: no RAM
-except ImportError:  # CPython
-
-    def const(__value):  # position-only, as MicroPython's (a leading __: no `/` in MicroPython)
-        return __value
+except ImportError:  # CPython: every const() of the format is an int (and `int` is no public name here)
+    const = int
 
 
 HEADER = "<4sBBHIHHHHIII"  # struct format of the 32-byte header
