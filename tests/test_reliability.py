@@ -321,16 +321,20 @@ def test_low_memory_sweep_784_36_14_10_int8():
                     # the load's estimate, or the import of the int8 code (the allocation that failed)
                     needs = r"nanonn.load: (the model needs \d+ bytes of RAM, \d+ available"
                     needs += r"|importing the int8 code .* the \d+ bytes available .*allocating \d+ bytes)"
+                    # or, on a heap the small model left fragmented, reading the header and records
+                    needs = "(%s|memory allocation failed, allocating \\d+ bytes)" % needs
                     assert re.match(needs, message), (kw, message)
-                else:
-                    assert re.search(r"allocating \d+ bytes", message), (kw, message)
+                else:  # an allocation that failed, or the small model's load naming its bytes
+                    own = re.match(r"nanonn.load: the model needs \d+ bytes of RAM, \d+ available", message)
+                    assert re.search(r"allocating \d+ bytes", message) or own, (kw, message)
             if "small_before" in r:
                 small_expected = small_expected or r["small_before"]
                 assert r["small_before"] == small_expected
                 if r["stage"] != "small load":
                     assert r.get("small_after") == r["small_before"], (kw, r)
         print("low memory stages by heap (wK): %r" % stages)
-        assert stages[8] == "import" and stages[256] == "done"
+        # 8 wK: `import nanonn` itself is 1.4 KB on a board since it imports only what runs
+        assert stages[8] in ("import", "small load") and stages[256] == "done"
         assert stages[100] == "done" and stages[190] == "done", "ESP32-/RP2040-like heaps run the model"
         assert "big load" in stages.values(), "no heap exercised the load's MemoryError"
     finally:
