@@ -28,22 +28,11 @@ from .board import Board, BoardInfo, Progress, add_board_options, host_hash, ope
 from .boardmodel import measure_load_code
 from .boards import load_board
 from .convert import mpy_cross
+from .device_package import device_package_dir
 
 MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
 LIB = "/lib/nanonn"
 NATIVE = re.compile(r"^\s*@micropython\.(viper|native|asm_\w+)", re.M)
-
-
-def device_package_dir() -> Path:
-    """The device package's sources (the repository's `mpy/nanonn`, shipped in this package)."""
-    env = os.environ.get("NANONN_DEVICE_PACKAGE")
-    path = Path(env) if env else Path(__file__).resolve().parent / "package-data" / "nanonn"
-    if not (path / "__init__.py").is_file():
-        raise NanonnError(
-            "device package: expected nanonn's sources at %s, not found; set NANONN_DEVICE_PACKAGE "
-            "to the mpy/nanonn directory" % path
-        )
-    return path
 
 
 def mpy_cross_version() -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """The `.nnm` model format on the host: `dumps`/`write` a ModelSpec, `loads`/`read` one back.
 
 The format is specified in `docs/format.md` (and beside the device reader,
-`mpy/nanonn/nnm/read.py`); its codes are in `codes.py`. Float weights are stored as
-float32 (a float64 ModelSpec is rounded once, to nearest). The host reader
+`mpy/nanonn/nnm/read.py`); its codes, struct formats and alignment are the device
+package's own (`nanonn/nnm/codes.py`, `nanonn/nnm/layout.py`, via `device_package`).
+Float weights are stored as float32 (a float64 ModelSpec is rounded once, to nearest). The host reader
 checks the same things as the device reader and raises `NanonnError` naming
 the field, the expected and the actual value.
 """
@@ -17,24 +18,22 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import NanonnError, codes
+from . import NanonnError
+from .device_package import codes, device_module
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
-HEADER = struct.Struct("<4sBBHIHHHHIII")
-RECORD = struct.Struct("<BBBBIIfIIII")
+layout = device_module("nnm.layout")
+HEADER = struct.Struct(layout.HEADER)
+RECORD = struct.Struct(layout.RECORD)
 MAX_META = 1024
-DENSE = codes.LAYERS["dense"]
-DROPOUT = codes.LAYERS["dropout"]
-FLOAT32 = codes.DTYPES["float32"]
-INT8 = codes.DTYPES["int8"]
-FLAG_INT8 = codes.FLAGS["int8"]
-BIAS = codes.LAYER_FLAGS["bias"]
+DENSE: int = layout.DENSE
+DROPOUT: int = layout.DROPOUT
+FLOAT32: int = layout.FLOAT32
+INT8: int = layout.INT8
+FLAG_INT8: int = layout.FLAG_INT8
+BIAS: int = layout.BIAS
 DROPOUT_SEED = 1  # the device Dropout's default seed (ModelSpec has none)
-
-
-def align(n: int) -> int:
-    """`n` rounded up to the format's block alignment (codes.ALIGN)."""
-    return (n + codes.ALIGN - 1) & ~(codes.ALIGN - 1)
+align = layout.align  # `n` rounded up to the format's block alignment (codes.ALIGN)
 
 
 def _f32(v: float) -> float:
