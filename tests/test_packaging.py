@@ -302,8 +302,8 @@ def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
 
 def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     _, venv, work = wheel_venv
-    where = "import nanonn_tools, nanonn_tools.boards as b, nanonn_tools.deploy as d\n"
-    where += "print(nanonn_tools.__file__); print(b.boards_dir()); print(d.device_package_dir())"
+    where = "import nanonn_tools, nanonn_tools.profiles as b, nanonn_tools.deploy as d\n"
+    where += "print(nanonn_tools.__file__); print(b.profiles_dir()); print(d.device_package_dir())"
     paths = _run_installed(venv, work, "python", "-c", where).split()
     assert len(paths) == 3
     for path in paths:
