@@ -113,6 +113,11 @@ def needed(model: bytes) -> list[str]:
 def parse(text: str) -> list[str]:
     """Parts named on the command line ("int8,quantize", "all"): checked, with what they need."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    if names == ["all"]:
+    if "all" in names:
         return list(PARTS)
-    return closure(names)
+    try:
+        return closure(names)
+    except NanonnError:
+        raise NanonnError(
+            "parts: expected a comma-separated list of %s, or all; got %r" % (", ".join(PARTS), text)
+        ) from None
