@@ -155,35 +155,37 @@ def test_deploy_removes_modules_the_package_does_not_have(make_board, tmp_path, 
     }
 
 
-def test_deploy_copies_the_parts_asked_for_and_removes_the_others(make_board, tmp_path, capsys):
+def test_deploy_copies_the_parts_asked_for_and_keeps_those_on_the_board(make_board, tmp_path, capsys):
     """A float model needs the core part; --with adds parts (and what they need); a later
-    deploy without them removes their modules and says which part each was."""
+    deploy keeps the parts already on the board (another program may use them) up to date."""
     vb = make_board()
     model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "package: %d modules as .mpy (x64) (parts: core)" % len(PACKAGE) in out
+    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in PACKAGE}
     status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "quantize")
     assert status == 0, err
     with_quantize = sorted(m[:-3] for m in parts.modules(["quantize"]))
     assert set(with_quantize) > set(INT8_PACKAGE) > set(PACKAGE)
-    assert "package: %d modules as .mpy (x64) (parts: core, int8, quantize)" % len(with_quantize) in out
+    assert "(parts: core, int8, quantize)" in out
+    assert "%d file(s) copied" % (len(with_quantize) - len(PACKAGE)) in out
     assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in with_quantize}
+    (Path(vb.root) / "lib" / "nanonn" / "int8" / "network.mpy").write_bytes(b"M\x06 another version")
     status, out, err = run(capsys, "deploy", model, "--port", vb.port)
     assert status == 0, err
-    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in PACKAGE}
-    assert (
-        "removed /lib/nanonn/int8/quantize.mpy (part quantize: the model does not need it; "
-        "deploy --with quantize keeps it)" in out
-    )
-    assert "removed /lib/nanonn/nnm/int8.mpy (part int8: the model does not need it" in out
+    assert "(parts: core, int8, quantize; on the board already: int8, quantize)" in out
+    assert "copied  /lib/nanonn/int8/network.mpy" in out and "1 file(s) copied" in out
+    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in with_quantize}
     status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "all")
     assert status == 0, err
-    assert set(board_files(vb.root)) == {"model.nnm"} | {
-        "lib/nanonn/%s.mpy" % m[:-3] for m in parts.modules(parts.PARTS)
-    }
+    everything = {"lib/nanonn/%s.mpy" % m[:-3] for m in parts.modules(parts.PARTS)}
+    assert set(board_files(vb.root)) == {"model.nnm"} | everything
     status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "int8,train")
     assert status == 1
-    assert (
-        err
-        == "nanonn: parts: expected a comma-separated list of core, int8, quantize, save, or all; got 'int8,train'\n"
+    assert err == (
+        "nanonn: parts: expected a comma-separated list of core, int8, quantize, save, or all; "
+        "got 'int8,train'\n"
     )
 
 

@@ -209,7 +209,8 @@ def deploy(
 ) -> DeployResult:
     """Install the parts of the package `model` needs (and `with_parts`: names of
     `nanonn_tools.parts`, "all" for every part) and `model` on the board; see the module
-    docstring. Modules of the other parts found in /lib/nanonn are removed and named."""
+    docstring. Parts already on the board stay and are brought up to date (another program
+    there may use them)."""
     data = _read_model(model)
     chosen = parts.closure(parts.needed(data) + [n for w in with_parts for n in parts.parse(w)])
     name = os.path.basename(model)
@@ -249,18 +250,25 @@ def deploy(
         if frozen is not None:
             notes.append("using the frozen nanonn %s in the firmware; package not copied" % frozen)
         else:
+            kept = [name for name in parts_on_board(conn) if name not in chosen]
+            chosen = parts.closure(chosen + kept)
             plan = plan_package(info, target_arch, parts.modules(chosen))
             notes.extend(plan.notes)
             files, stale = plan.files, plan.stale
-            out("package: %d modules as %s (parts: %s)" % (len(files), plan.form, ", ".join(chosen)))
+            out(
+                "package: %d modules as %s (parts: %s%s)"
+                % (
+                    len(files),
+                    plan.form,
+                    ", ".join(chosen),
+                    "; on the board already: " + ", ".join(kept) if kept else "",
+                )
+            )
         for note in notes:
             out("note: " + note)
         # Leftovers of an interrupted deploy take space: remove them first.
         paths = list(files) + [dest]
-        folders = {p.rpartition("/")[0] or "/" for p in paths}
-        if files:  # the package's folders, those of parts not copied included
-            folders |= {("%s/%s" % (LIB, m)).rpartition("/")[0] for m in parts.modules(parts.PARTS)}
-        found = conn.listdir(folders)
+        found = conn.listdir({p.rpartition("/")[0] or "/" for p in paths})
         for leftover in [p + ".tmp" for p in paths if p + ".tmp" in found]:
             conn.remove(leftover)
         # Modules in the package's folders that this package does not have (another version's,
@@ -316,7 +324,7 @@ def deploy(
     for path in written:
         out("copied  %s" % path)
     for path in orphans:
-        out("removed %s (%s)" % (path, _removed_why(path)))
+        out("removed %s (not a module of this nanonn)" % path)
     out("%d file(s) copied, %d identical file(s) skipped" % (len(written), len(skipped)))
     flash = after.flash
     if flash:
@@ -333,13 +341,12 @@ def deploy(
     return DeployResult(after, written, skipped, dest, ram, free, notes, reader, orphans)
 
 
-def _removed_why(path: str) -> str:
-    """Why deploy removed the board module `path` (under LIB): a part the model does not
-    need, or not a module of this package."""
-    part = parts.part_of(path[len(LIB) + 1 :].rpartition(".")[0] + ".py")
-    if part is None:
-        return "not a module of this nanonn"
-    return "part %s: the model does not need it; deploy --with %s keeps it" % (part, part)
+def parts_on_board(conn: Connection) -> list[str]:
+    """The parts of the package (`nanonn_tools.parts`) with a module in the board's /lib/nanonn."""
+    all_modules = parts.modules(parts.PARTS)
+    found = conn.listdir({("%s/%s" % (LIB, m)).rpartition("/")[0] for m in all_modules})
+    stems = {p[len(LIB) + 1 :].rpartition(".")[0] for p in found if p.endswith((".py", ".mpy"))}
+    return [name for name, (paths, _, _) in parts.PARTS.items() if any(m[:-3] in stems for m in paths)]
 
 
 def _expected_fit(data: bytes, model: str, profile: BoardProfile) -> str:
@@ -416,7 +423,7 @@ def register(sub) -> None:
         metavar="PARTS",
         help="also install these parts of the package (comma-separated: %s; or all). Without it, "
         "deploy installs what the model needs (core; int8 for an int8 model; save for a model "
-        "written by a safe save) and removes the other parts' modules from /lib/nanonn"
+        "written by a safe save); parts already on the board stay and are kept up to date"
         % ", ".join(parts.OPTIONAL),
     )
     add_board_options(p, progress="a copy progress bar")
