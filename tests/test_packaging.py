@@ -80,9 +80,9 @@ def test_mip_installs_the_package_and_it_loads_a_model(tmp_path, http_root):
     assert installed == sorted(p.relative_to(MPY).as_posix() for p in (MPY / "nanonn").rglob("*.py"))
     # The installed copy (alone on the path) saves and loads a model.
     check = (
-        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm import read as nnm\n"
+        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm.write import dumps\n"
         "net = Network(Dense(3, inputs=2, activation='relu'))\n"
-        "net2 = nanonn.load(nnm.dumps(net))\nprint(nanonn.__file__, list(net2.predict([1, 2])) == list(net.predict([1, 2])))"
+        "net2 = nanonn.load(dumps(net))\nprint(nanonn.__file__, list(net2.predict([1, 2])) == list(net.predict([1, 2])))"
     )
     env = dict(os.environ, MICROPYPATH=str(target) + os.pathsep + ".frozen")
     proc = subprocess.run(
@@ -225,8 +225,8 @@ def test_make_mpy_builds_every_arch():
         ), arch
     # The x64 build, alone on the path, runs on the unix port.
     code = (
-        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm import read as nnm\n"
-        "net = nanonn.load(nnm.dumps(Network(Dense(2, inputs=2))))\n"
+        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm.write import dumps\n"
+        "net = nanonn.load(dumps(Network(Dense(2, inputs=2))))\n"
         "print(nanonn.__file__, net.outputs)"
     )
     env = dict(os.environ, MICROPYPATH=str(ROOT / "build" / "mpy" / "x64") + os.pathsep + ".frozen")

@@ -78,7 +78,7 @@ import gc
 import json
 from array import array
 from nanonn import Dense, Dropout, Network
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 
@@ -113,7 +113,7 @@ for seed, acts in ((3, ("relu", "softmax")), (11, ("tanh", "sigmoid")), (29, (Le
     print(', "out": %s' % json.dumps([bytes(net.predict(x)).hex() for x in X]), end="")
     net = drop = X = None
     gc.collect()
-    put_hex("nnm", [nnm.dumps(q)])
+    put_hex("nnm", [dumps(q)])
     x8 = array("b", [(i * 37 + seed) % 256 - 128 for i in range(12)])
     print(', "q8": ["%s"]}' % bytes(q.predict_int8(x8)).hex())
     q = None

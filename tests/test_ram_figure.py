@@ -1,8 +1,8 @@
 """`nanonn info` and `nanonn.load` give the same RAM figure for the same model.
 
-The device reader computes what a model needs before it allocates (`_ram_needed` in
+The device reader computes what a model needs before it allocates (`ram_needed` in
 nanonn/nnm/read.py, checked against the free heap by `_check_memory`); info runs that
-same function on the records of the model (nanonn_tools.info.ram_needed). Here the
+same function on CPython on a file of the model's shape (nanonn_tools.info.ram_needed). Here the
 MicroPython unix port loads each model from a file ("file": blocks read into RAM) and
 from a bytes object ("frozen": weights used in place), with `_check_memory` wrapped to
 record the figure it is given, and info's figures must be those exactly, for float and
@@ -44,7 +44,7 @@ for path in paths:
         data = f.read()
     nanonn.load(path)
     nanonn.load(data)
-    out.append(seen[-2:])
+    out.append(seen[-2:] + [read.ram_needed(data, True), read.ram_needed(data, False)])
 print(json.dumps(out))
 """
 
@@ -97,8 +97,10 @@ def test_info_ram_figures_are_the_device_loaders(tmp_path):
         paths.append(str(qpath))
         expected.append((name, "int8", sq.ram_int8_file, sq.ram_int8_frozen))
     device = run_device_json("micropython", DEVICE, paths)
-    got = [(name, dtype, file, frozen) for (name, dtype, _, _), (file, frozen) in zip(expected, device)]
+    got = [(name, dtype, file, frozen) for (name, dtype, _, _), (file, frozen, _, _) in zip(expected, device)]
     assert got == expected
+    # the device's public figure (nanonn.nnm.read.ram_needed) is the one load checks
+    assert [d[:2] for d in device] == [d[2:] for d in device]
     # the options count: a float layer without bias (in place: a zero bias allocated), int8 tables
     fig = {(name, dtype): (file, frozen) for name, dtype, file, frozen in expected}
     bias, nobias = fig[("relu-bias", "float32")], fig[("relu-nobias", "float32")]

@@ -77,10 +77,9 @@ def layer_stats(spec) -> list[LayerStats]:
 
 
 def records(layers: list[LayerStats], int8: bool) -> list[tuple]:
-    """The `.nnm` layer records (the fields of `nanonn/nnm/layout.py` RECORD, as the device
-    reader unpacks them) of `layers` stored as float32, or quantized to int8 (dense layers
-    only: the quantizer drops dropout). Offsets, leaky_relu slopes and seeds are 0: no size
-    depends on them."""
+    """The `.nnm` layer records (the fields of `nanonn/nnm/layout.py` RECORD) of `layers`
+    stored as float32, or quantized to int8 (dense layers only: the quantizer drops dropout).
+    Offsets are set by `nnm.assemble`; slopes, rates and seeds are 0: no size depends on them."""
     out = []
     for layer in layers:
         u, n = layer.units, layer.inputs
@@ -93,28 +92,36 @@ def records(layers: list[LayerStats], int8: bool) -> list[tuple]:
             size = nnm_int8.block_size(u, n, layer.activation)
             out.append((nnm.DENSE, nnm.INT8, act, nnm.BIAS, n, u, 0.0, 0, size, 0, 0))
         else:
+            if (
+                layer.activation in codes.INT8_ONLY_ACTIVATIONS
+            ):  # no float layer has it; no size depends on it
+                act = codes.ACTIVATIONS["linear"]
             bias = nnm.BIAS if layer.params > layer.macs else 0
             out.append((nnm.DENSE, nnm.FLOAT32, act, bias, n, u, 0.0, 0, 4 * layer.params, 0, 0))
     return out
 
 
-def ram_needed(recs: list[tuple], in_place: bool) -> int:
-    """The heap (bytes) `nanonn.load` says the model of layer records `recs` needs for
-    prediction: the device reader's own formula, run here. `in_place`: loaded from a bytes
-    constant (frozen, ROMFS), its weights used where they are; else from a file (every block
-    read into RAM)."""
+def shape_file(recs: list[tuple]) -> bytes:
+    """A valid `.nnm` file with the layer records `recs` and zero-filled data blocks: the
+    shape of a model, all its sizes depend on."""
+    return nnm.assemble(recs, [bytes(rec[8]) for rec in recs])
+
+
+def ram_needed(model: bytes, in_place: bool) -> int:
+    """The heap (bytes) `nanonn.load` says the `.nnm` `model` needs for prediction: the
+    device reader's own figure (`nanonn.nnm.read.ram_needed`), computed here. `in_place`:
+    loaded from a bytes constant (frozen, ROMFS), its weights used where they are; else from
+    a file (every block read into RAM)."""
     read = device_module("nnm.read")
-    return read._ram_needed(recs, [not in_place] * len(recs), 0)
+    return read.ram_needed(model, not in_place)
 
 
 def stats(spec, file_bytes: int = 0) -> ModelStats:
     """Sizes and RAM needs (the device loader's figures) of a ModelSpec (or an int8 model spec)."""
     layers = layer_stats(spec)
     s = ModelStats(layers, dtype="float32" if isinstance(spec, ModelSpec) else "int8", file_bytes=file_bytes)
-    as_float, as_int8 = records(layers, False), records(layers, True)
-    head = codes.HEADER_SIZE + codes.CRC_SIZE
-    s.flash_float = head + sum(codes.RECORD_SIZE + nnm.align(rec[8]) for rec in as_float)
-    s.flash_int8 = head + sum(codes.RECORD_SIZE + nnm.align(rec[8]) for rec in as_int8)
+    as_float, as_int8 = shape_file(records(layers, False)), shape_file(records(layers, True))
+    s.flash_float, s.flash_int8 = len(as_float), len(as_int8)
     s.ram_float_file = ram_needed(as_float, in_place=False)
     s.ram_float_frozen = ram_needed(as_float, in_place=True)
     s.ram_int8_file = ram_needed(as_int8, in_place=False)

@@ -41,6 +41,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "nnm/layout.py",
             "nnm/read.py",
             "nnm/layers.py",
+            "nnm/views.py",
         ),
         (),
         "load a model and predict with a float network (build and train one too)",

@@ -1,6 +1,6 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
-from ..inputs import describe, typecode
+from ..inputs import check_vector
 from ..rand import Random
 from . import losses
 from .layers import floats
@@ -22,43 +22,6 @@ def _all_finite(v):
         if not (e == e and e != _INF and e != -_INF):
             return False
     return True
-
-
-def check_vector(name, v, n):
-    """Validate a 1-D input of n numbers; raises TypeError/ValueError.
-
-    Accepted: a list or tuple of ints and floats, an array of any numeric
-    typecode ('bBhHiIlLqQfd'), bytes, bytearray, or a memoryview of one of these
-    (read by value: `v[i]`). Allocates nothing for a valid vector (used on the
-    predict hot path).
-    """
-    # This frame and _check_numbers' stay within 11 words (else each call allocates one).
-    t = type(v)
-    if t is list or t is tuple:
-        _check_length(name, v, n)
-        _check_numbers(name, v, n)
-    elif typecode(v):
-        _check_length(name, v, n)
-    else:
-        raise TypeError(
-            "%s: expected a list, tuple, array, bytes, bytearray or memoryview of %d numbers, got %s"
-            % (name, n, describe(v))
-        )
-    return v
-
-
-def _check_length(name, v, n):
-    if len(v) != n:
-        raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
-
-
-def _check_numbers(name, v, n):
-    i = 0
-    while i < n:
-        e = type(v[i])
-        if e is not float and e is not int:
-            raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
-        i += 1
 
 
 class Network:
@@ -294,7 +257,7 @@ class Network:
             layer.set_weights(w)
 
     def save(self, path, backup=None):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.read.save`; `backup`
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.write.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
         from ..nnm.write import save
 

@@ -4,26 +4,24 @@
 (the `.nnm` reader and converters use it); `QNetwork(layers)` chains them;
 `Network.quantize(X)` (see `qbuild`) makes one from a float network.
 
-The kernels come from `qkernels_viper` (@micropython.viper) when the port can
-compile it, else from `qkernels` (plain Python, same integers).
+The kernels come from `kernels_viper` (@micropython.viper) when the port can
+compile it, else from `kernels_py` (plain Python, same integers), which is
+imported only then or when asked for (`kernels="python"`): a board with viper
+never keeps it in RAM.
 """
 
 from array import array
 
 from ..errors import NO_NATIVE_CODE
-from ..float32.network import check_vector
-from ..inputs import F32, INT8, UINT8, describe, is_bytes, typecode
-from . import kernels_py as _py_kernels
-from .multiplier import bitlen, fc_real, input_quantizer
+from ..inputs import F32, INT8, UINT8, check_vector, describe, is_bytes, typecode
+from .multiplier import bitlen, fc_real, input_quantizer, leaky_table
 
 try:
     from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
 
-KERNELS = {"python": _py_kernels}
-if _viper_kernels is not None:
-    KERNELS["viper"] = _viper_kernels
+KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
@@ -100,10 +98,13 @@ def kernel_set(name=None):
     """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
     if name is None:
         name = DEFAULT_KERNELS
-    k = KERNELS.get(name)
-    if k is None:
-        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), name))
-    return k
+    if name == "viper" and _viper_kernels is not None:
+        return _viper_kernels
+    if name != "python":
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
+    from . import kernels_py  # the fallback, imported only where it runs (RAM on a board)
+
+    return kernels_py
 
 
 def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
@@ -374,19 +375,11 @@ def _unit_record(p, o, a0, mag, q, k):
 
 
 def _leaky_table(layer):
-    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128: out_zp +
-    mbqm_dr(q - pre_zp) with (mult_pos, shift_pos) or (mult_neg, shift_neg), clamped;
-    computed once with the plain-Python kernels (the same integers as the viper ones)."""
-    acc = array("i", bytes(1024))
-    y = bytearray(256)
-    for i in range(256):
-        y[i] = i
-    _py_kernels.offset(y, acc, 256, layer.pre_zp)
-    _py_kernels.mbqm_dr(acc, layer.mp, layer.sp, layer.mn, layer.sn, 0, 256)
-    _py_kernels.clamp8(acc, y, 256, layer.out_zp, -128, 127)
-    for i in range(256):
-        y[i] = y[i] ^ 0x80  # offset-binary -> int8 bytes (the LUT convention)
-    return y
+    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128
+    (`multiplier.leaky_table`: the integers of the kernels' mbqm_dr)."""
+    return leaky_table(
+        layer.pre_zp, layer.out_zp, layer.mp[0], _sext8(layer.sp[0]), layer.mn[0], _sext8(layer.sn[0])
+    )
 
 
 def _checked_shifts(name, values, count):
@@ -435,22 +428,17 @@ class QNetwork:
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
-        self._xf = array("f", bytes(4 * n))  # float32 staging for inputs other than array('f')
-        # the last array('f') / int8 buffer accepted (start: own buffers of those types)
-        self._seen_f32 = self._xf
+        # the last int8 buffer accepted (start: its own)
         self._seen8 = self._xq
-        self._fx = array("i", bytes(4 * n))  # fixed-point input
         self._out8 = array("b", bytes(self.outputs))  # int8 output
-        self._out = array("f", bytes(4 * self.outputs))
+        # float in and out (`predict`): buffers made by its first call (`_float_io`), so a
+        # program that runs predict_int8 only does not keep 8 bytes per input for them
+        self._xf = self._fx = self._out = self._deq = self._seen_f32 = None
         # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
         F, m, s = input_quantizer(first.in_scale)
         self._in_F = F
         self._in_m = _scalar_i32(m)
         self._in_s = bytearray([s & 0xFF])
-        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
-        self._deq = array("f", bytes(1024))
-        for q in range(-128, 128):
-            self._deq[q + 128] = (q - last.out_zp) * last.out_scale
         self._layers = self.layers
         self._nl = len(layers)
         # the kernels' arguments of every layer, flat (w, p, table, y): tuple items are
@@ -465,7 +453,7 @@ class QNetwork:
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
-        (see `nanonn.nnm.read.save`; `backup` for filesystems without atomic rename)."""
+        (see `nanonn.nnm.write.save`; `backup` for filesystems without atomic rename)."""
         from ..nnm.write import save
 
         save(self, path, backup)
@@ -514,12 +502,28 @@ class QNetwork:
         saturate like the largest finite values (the int8 input is clamped to
         [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
         the input (an element: `input[i]`)."""
+        if self._deq is None:
+            self._float_io()
         if x is not self._seen_f32 or len(x) != self.inputs:
             if typecode(x) != F32 or len(x) != self.inputs:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
         return self._k.predict_float(self, x)
+
+    def _float_io(self):
+        """The buffers and tables of float in and out (once, at the first `predict`)."""
+        n = self.inputs
+        self._xf = array("f", bytearray(4 * n))  # float32 staging for inputs other than array('f')
+        self._seen_f32 = self._xf  # the last array('f') accepted (start: its own)
+        self._fx = array("i", bytearray(4 * n))  # fixed-point input
+        self._out = array("f", bytearray(4 * self.outputs))
+        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
+        last = self._last
+        deq = array("f", bytearray(1024))
+        for q in range(-128, 128):
+            deq[q + 128] = (q - last.out_zp) * last.out_scale
+        self._deq = deq
 
     def _stage(self, x):
         n = self.inputs

@@ -9,6 +9,7 @@ the same integers. Allocation is fine here: this runs once, not per inference.
 from array import array
 
 from ..float32.activations import builtin_name
+from ..float32.layers import Dense, Dropout
 from .multiplier import float_multiplier, input_quantizer, scales_multiplier
 from .network import QDense, QNetwork, _requant, kernel_set
 
@@ -162,8 +163,6 @@ def quantize_weights(r, w, b, units, inputs, in_scale):
 def quantize(network, X, kernels=None):
     """An int8 QNetwork from a float `Network` and calibration inputs X (a
     sequence of input vectors). Dropout layers are dropped (identity at inference)."""
-    from ..float32.layers import Dense, Dropout
-
     k = kernel_set(kernels)
     m32 = Math32()
     r = m32.r
