@@ -203,8 +203,8 @@ def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
         name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")
         assert name in files, name
     assert (
-        files["lib/nanonn/int8/kernels_viper.py"]
-        == (MPY / "nanonn" / "int8" / "kernels_viper.py").read_bytes()
+        files["lib/nanonn/float32/dense_viper.py"]
+        == (MPY / "nanonn" / "float32" / "dense_viper.py").read_bytes()
     )
     assert files["lib/nanonn/float32/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
 
