@@ -3,7 +3,7 @@
 RAM figures are the heap a loaded model keeps on a 32-bit board, beyond the
 nanonn package itself: the device loader's own figure (`nanonn/nnm/read.py`, the
 one `nanonn.load` checks against the free heap, imported through
-`device_package`), computed from the layer records the model's `.nnm` file has:
+`device_package`), computed for a `.nnm` file of the model's shape:
 weights (unless read in place from flash), each layer's output buffers and a
 fixed overhead per buffer, layer and network. "file" means loaded from a `.nnm`
 file or a `.mpy` on the filesystem (weights in RAM); "frozen" means a bytes
@@ -92,18 +92,16 @@ def records(layers: list[LayerStats], int8: bool) -> list[tuple]:
             size = nnm_int8.block_size(u, n, layer.activation)
             out.append((nnm.DENSE, nnm.INT8, act, nnm.BIAS, n, u, 0.0, 0, size, 0, 0))
         else:
-            if (
-                layer.activation in codes.INT8_ONLY_ACTIVATIONS
-            ):  # no float layer has it; no size depends on it
-                act = codes.ACTIVATIONS["linear"]
+            if layer.activation in codes.INT8_ONLY_ACTIVATIONS:  # no float layer has one
+                act = codes.ACTIVATIONS["linear"]  # (no float size depends on the activation)
             bias = nnm.BIAS if layer.params > layer.macs else 0
             out.append((nnm.DENSE, nnm.FLOAT32, act, bias, n, u, 0.0, 0, 4 * layer.params, 0, 0))
     return out
 
 
 def shape_file(recs: list[tuple]) -> bytes:
-    """A valid `.nnm` file with the layer records `recs` and zero-filled data blocks: the
-    shape of a model, all its sizes depend on."""
+    """A valid `.nnm` file with the layer records `recs` and zero-filled data blocks: a
+    model's shape, which is all its sizes depend on."""
     return nnm.assemble(recs, [bytes(rec[8]) for rec in recs])
 
 
