@@ -25,7 +25,7 @@ from .model import DenseSpec, DropoutSpec, ModelSpec
 layout = device_module("nnm.layout")
 HEADER = struct.Struct(layout.HEADER)
 RECORD = struct.Struct(layout.RECORD)
-MAX_META = 1024
+MAX_META: int = device_module("nnm.read")._MAX_META  # largest header_size and record_size (docs/format.md)
 DENSE: int = layout.DENSE
 DROPOUT: int = layout.DROPOUT
 FLOAT32: int = layout.FLOAT32
