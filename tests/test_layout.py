@@ -55,12 +55,16 @@ class _Imports(ast.NodeVisitor):
     def visit_FunctionDef(self, node):
         self._scoped(node, 1)
 
-    def visit_Import(self, node):
+    def _add(self, node):
         where = ".".join(self.scope) if self.function else ""
         for target in nanonn_imports(node, self.name)[1]:
             self.found.setdefault(target, []).append(where)
 
-    visit_ImportFrom = visit_Import
+    def visit_Import(self, node):
+        self._add(node)
+
+    def visit_ImportFrom(self, node):
+        self._add(node)
 
 
 def _edges():
@@ -116,6 +120,38 @@ def test_the_import_graph_has_no_cycle():
     """Counting the imports inside functions: none may exist only to break a cycle."""
     cycle = _cycle(EDGES)
     assert cycle is None, "import cycle: " + " -> ".join(_show(n) for n in cycle)
+
+
+def _uncommented_lazy_imports(name):
+    """The lazy imports of nanonn modules in module `name` with no comment saying why: on the
+    import's line, or the line before its group of import lines."""
+    lines = MODULES[name].read_text().splitlines()
+    found = []
+    for fn in ast.walk(TREES[name]):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and nanonn_imports(node, name)[1]:
+                first = node.lineno - 1
+                while first > 0 and lines[first - 1].strip().startswith(("from ", "import ")):
+                    first -= 1
+                if (
+                    "#" not in lines[node.lineno - 1]
+                    and "#" not in lines[first]
+                    and "#" not in lines[first - 1]
+                ):
+                    found.append(
+                        "%s:%d %s"
+                        % (MODULES[name].relative_to(ROOT), node.lineno, lines[node.lineno - 1].strip())
+                    )
+    return found
+
+
+def test_every_lazy_import_says_why():
+    """An import inside a function keeps code a program may never run out of RAM, and a
+    comment beside it says so (docs/developers.md, "Module map")."""
+    found = [line for name in MODULES for line in _uncommented_lazy_imports(name)]
+    assert not found, found
 
 
 def test_the_cycle_finder_finds_one():
@@ -187,7 +223,8 @@ def _allowed(importer, imported):
     return rule.startswith("the rows above")
 
 
-def test_the_module_map_table_is_the_one_in_developers_md():
+def _doc_table():
+    """[(modules, what it holds, may import)] of docs/developers.md's module map."""
     text = (ROOT / "docs" / "developers.md").read_text()
     section = text[text.index("## Module map") :]
     section = section[: section.index("\n## ", 1)]
@@ -195,8 +232,25 @@ def test_the_module_map_table_is_the_one_in_developers_md():
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0].startswith("`"):
-            table.append((re.findall(r"`([^`]+)`", cells[0]), cells[2]))
-    assert table == ROWS
+            table.append((re.findall(r"`([^`]+)`", cells[0]), cells[1], cells[2]))
+    return table
+
+
+def test_the_module_map_table_is_the_one_in_developers_md():
+    assert [(names, rule) for names, _holds, rule in _doc_table()] == ROWS
+
+
+def test_the_module_map_names_every_module():
+    """A subpackage's modules are named (`network`) in its row's "what it holds"."""
+    table = _doc_table()
+    unnamed = []
+    for name in MODULES:
+        row = _row(name)
+        if row is None or "." not in name:
+            continue  # a top-level module or a subpackage's __init__: its own first column
+        if "`%s`" % name.split(".")[-1] not in table[row][1]:
+            unnamed.append(_show(name))
+    assert not unnamed, "modules missing from docs/developers.md's module map: %s" % unnamed
 
 
 def test_every_module_has_a_row():

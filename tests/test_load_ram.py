@@ -32,7 +32,6 @@ READER = {
     "nanonn.nnm.read",
     "nanonn.nnm.codes",
     "nanonn.nnm.layout",
-    "nanonn.nnm.views",
 }
 INT8 = {"nanonn.int8", "nanonn.int8.network", "nanonn.int8.multiplier", "nanonn.nnm.int8"}
 FLOAT = {
@@ -43,6 +42,7 @@ FLOAT = {
     "nanonn.float32.losses",
     "nanonn.rand",
     "nanonn.nnm.layers",
+    "nanonn.nnm.views",
 }
 FLOAT_VIPER = {"nanonn.float32.dense_viper", "nanonn.float32.f32_viper"}
 # never imported by loading and running a model

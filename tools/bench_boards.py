@@ -81,7 +81,7 @@ SPIN = {
 }
 SPIN_N = 1000000
 PREDICT_CALLS = 10
-STEP = 2048
+STEP = 1024  # the memory sweep's step (bytes of free heap)
 
 
 def _json_lines(text: str) -> list[dict]:

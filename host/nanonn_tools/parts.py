@@ -51,6 +51,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "int8/__init__.py",
             "int8/network.py",
             "int8/kernels_viper.py",
+            "int8/kernels_extra_viper.py",
             "int8/kernels_py.py",
             "int8/multiplier.py",
             "nnm/int8.py",

@@ -18,6 +18,7 @@ VIPER_MODULES = (
     "float32.dense_cache_viper",
     "float32.dense_viper",
     "int8.kernels_viper",
+    "int8.kernels_extra_viper",
     "typecode_viper",
 )
 

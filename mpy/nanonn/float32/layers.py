@@ -22,7 +22,7 @@ A layer is any object with:
 from array import array
 
 from ..errors import NO_NATIVE_CODE
-from ..rand import glorot_limit
+from ..rand import Random, glorot_limit
 from . import activations
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
@@ -108,7 +108,7 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_cached
     if _cache is None:
-        from . import dense_cache_viper as fdense_cache_viper
+        from . import dense_cache_viper as fdense_cache_viper  # on first use: Dense(cache=True) only
 
         _cache = fdense_cache_viper
         _dot_cached = fdense_cache_viper.dot_cached
@@ -489,8 +489,6 @@ class Dropout(Layer):
         self.seed = seed
 
     def build(self, inputs, rng):
-        from ..rand import Random
-
         self.inputs = self.units = inputs
         self.rng = Random(self.seed)
         self.keep = bytearray(inputs)

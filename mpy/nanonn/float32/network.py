@@ -242,7 +242,7 @@ class Network:
         """An int8 `nanonn.int8.network.QNetwork` of this network, calibrated on the
         input vectors `calibration_X` (docs/quantization.md; same integers as
         `nanonn_tools.quantize.quantize_model` on the host)."""
-        from ..int8.quantize import quantize
+        from ..int8.quantize import quantize  # on first use: keeps the quantizer out of RAM
 
         return quantize(self, calibration_X, kernels)
 
@@ -259,7 +259,7 @@ class Network:
     def save(self, path, backup=None):
         """Write the network to `path` as a .nnm model (see `nanonn.nnm.write.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
-        from ..nnm.write import save
+        from ..nnm.write import save  # on first use: keeps the writer out of RAM
 
         save(self, path, backup)
 

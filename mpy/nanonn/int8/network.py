@@ -27,6 +27,7 @@ DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
 _SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
 _F32_ONE = 0x3F800000  # float32 bits of 1.0
+_I32 = ord("i")  # typecode() of array('i')
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
 _SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
@@ -75,9 +76,12 @@ def _int8_bytes(name, values, count):
 
 
 def _int32s(name, values, count, lo, hi):
+    """The values as an array('i'), each checked: an array('i') is kept (checked, not
+    copied: the model reader's arrays are the layer's own), anything else copied."""
     if len(values) != count:
         raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
-    out = array("i", bytes(4 * count))
+    own = type(values) is array and typecode(values) == _I32
+    out = values if own else array("i", bytes(4 * count))
     for i in range(count):
         v = values[i]
         if type(v) is not int or not lo <= v <= hi:
@@ -94,15 +98,23 @@ def _scalar_i32(v):
     return array("i", [v])
 
 
-def kernel_set(name=None):
-    """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
+def kernel_set(name=None, full=True):
+    """The kernel module for "viper" or "python" (None: the default). `full`: every
+    kernel (float I/O, the quantizer's, softmax_tflite); else at least what
+    `predict_int8` runs (viper: `kernels_viper` alone, without `kernels_extra_viper`).
+    The plain-Python kernels and the extra viper ones are imported on first use: a board
+    keeps imported code in RAM. Allocates nothing once imported."""
     if name is None:
         name = DEFAULT_KERNELS
     if name == "viper" and _viper_kernels is not None:
-        return _viper_kernels
+        if not full:
+            return _viper_kernels
+        from . import kernels_extra_viper  # on use (see above)
+
+        return kernels_extra_viper
     if name != "python":
         raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
-    from . import kernels_py  # the fallback, imported only where it runs (RAM on a board)
+    from . import kernels_py  # the fallback, imported only where it runs (see above)
 
     return kernels_py
 
@@ -149,7 +161,8 @@ class QDense:
         """A layer from the stored parameters of docs/quantization.md.
 
         w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
-        without a copy); w_scale: units floats; bias, mult: units ints;
+        without a copy); w_scale: units floats; bias, mult: units ints (an
+        array('i') is kept, not copied, as exp_table's);
         shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
         exp_table: 256 ints (softmax: Q16 values; softmax_tflite: float32
         bits). pre_scale/pre_zp default to the output
@@ -299,7 +312,9 @@ class QDense:
         32-bit bound; buffers for the accumulators and the int8 output."""
         n, u, w = self.inputs, self.units, self.w
         # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
-        self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
+        # every word is written below: array('i', range(k)) is one allocation of its size
+        # (no zero-filled temporary, whose hole would fragment a board's heap)
+        self.p = p = array("i", range(_HEAD + _REC * u))
         p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
         worst = 0
         o = 0
@@ -333,7 +348,7 @@ class QDense:
             worst = max(worst, bound)
             _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u))  # softmax: the exp values
+        self.acc = array("i", bytes(4 * u)) if self.code == 3 else None  # softmax: the exp values
         self.y = bytearray(u)  # offset-binary output (q + 128)
         # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
         self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
@@ -424,7 +439,8 @@ class QNetwork:
         self.inputs = layers[0].inputs
         self.outputs = layers[-1].units
         self.kernels = kernels or DEFAULT_KERNELS
-        self._k = kernel_set(kernels)
+        self._k = kernel_set(kernels, False)  # predict_int8's kernels (`_float_io` adds the rest)
+        self._kf = None
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
@@ -450,11 +466,13 @@ class QNetwork:
         self._in_zp = first.in_zp
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0
+        # TFLite's softmax for the viper layer loop (the plain-Python one calls its own)
+        self._tfl = kernel_set(kernels).softmax_tfl if last.activation == "softmax_tflite" else None
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
         (see `nanonn.nnm.write.save`; `backup` for filesystems without atomic rename)."""
-        from ..nnm.write import save
+        from ..nnm.write import save  # on first use: keeps the writer out of RAM
 
         save(self, path, backup)
 
@@ -509,10 +527,11 @@ class QNetwork:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
-        return self._k.predict_float(self, x)
+        return self._kf.predict_float(self, x)  # pyright: ignore[reportOptionalMemberAccess]  (set by _float_io)
 
     def _float_io(self):
-        """The buffers and tables of float in and out (once, at the first `predict`)."""
+        """The kernels, buffers and tables of float in and out (once, at the first `predict`)."""
+        self._kf = kernel_set(self.kernels)
         n = self.inputs
         self._xf = array("f", bytearray(4 * n))  # float32 staging for inputs other than array('f')
         self._seen_f32 = self._xf  # the last array('f') accepted (start: its own)

@@ -22,9 +22,10 @@ import struct
 
 from ..crc32 import update as _crc
 from . import codes
+from .layout import const
 
-_HEADER_SIZE_AT = 12  # byte offset of the header's u16 header_size (docs/format.md, "Layout")
-_FILE_SIZE_AT = 8  # byte offset of the header's u32 file_size
+_HEADER_SIZE_AT = const(12)  # byte offset of the header's u16 header_size (docs/format.md, "Layout")
+_FILE_SIZE_AT = const(8)  # byte offset of the header's u32 file_size
 
 
 def on_fat(path):

@@ -8,11 +8,11 @@ Imported only when an int8 model is read or written.
 """
 
 import struct
+import sys
 
 from . import codes
 from .layout import align as _align
 from .layout import const
-from .views import bytes_view
 
 # The fields used from a layer record `rec` (nanonn.nnm.read) and from the unpacked block
 # head `h`, in the order of docs/format.md's tables (tests/test_layout.py checks them).
@@ -21,6 +21,7 @@ _R_INPUTS = const(4)
 _R_UNITS = const(5)
 _R_PARAM = const(6)
 HEAD = "<fffbbbbbBBBiiI"  # 32 bytes
+_MICROPYTHON = sys.implementation.name == "micropython"
 _Q_IN_SCALE = const(0)
 _Q_OUT_SCALE = const(1)
 _Q_PRE_SCALE = const(2)
@@ -56,11 +57,12 @@ def block_size(units, inputs, act):
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
     """Heap a loaded QDense keeps: its parameter copies (w_scale, bias, mult: 4 bytes a
-    unit each; shift), accumulators (4 a unit), output (and the weights unless in
+    unit each; shift), softmax's exp values (4 a unit), output (and the weights unless in
     place). Allocates nothing (small ints). `nanonn.nnm.read._ram_needed` adds the
     layer's and the network's objects; tests/test_load_ram.py holds the sum to what the
     32-bit build measures."""
-    total = 4 * units * 3 + units + 4 * units + units + 9 * per_buffer
+    total = 4 * units * 3 + units + units + 8 * per_buffer
+    total += 4 * units + per_buffer if act == _SOFTMAX else 0  # softmax's exp values
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
     total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
@@ -70,10 +72,16 @@ def ram_needed(units, inputs, act, in_place, per_buffer):
 
 
 def _ints(fmt, mv, off, count):
+    """An array(fmt) of the `count` 4-byte items at mv[off:]: one allocation of its
+    size (MicroPython's `extend` takes any buffer's raw bytes; CPython's `frombytes`),
+    no zero-filled temporary (whose hole would fragment a board's heap)."""
     from array import array
 
-    a = array(fmt, bytes(4 * count))
-    bytes_view(a, 4 * count)[:] = mv[off : off + 4 * count]
+    a = array(fmt)
+    if _MICROPYTHON:
+        a.extend(mv[off : off + 4 * count])
+    else:
+        a.frombytes(mv[off : off + 4 * count])
     return a
 
 

@@ -8,8 +8,8 @@ try:
     from micropython import const  # the compiler inlines `_NAME = const(n)`: no RAM
 except ImportError:  # CPython
 
-    def const(value):
-        return value
+    def const(__value):  # position-only, as MicroPython's (a leading __: no `/` in MicroPython)
+        return __value
 
 
 HEADER = "<4sBBHIHHHHIII"  # struct format of the 32-byte header

@@ -27,7 +27,6 @@ from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
 from .layout import const
-from .views import bytes_view, float_copy, float_view
 
 # Only what every load runs is imported here: the int8 network and its kernels are imported
 # when an int8 model is read (`_int8_modules`), the float network and its loaded layers when a
@@ -61,10 +60,10 @@ _R_DATA_SIZE = const(8)
 _R_SEED = const(9)
 _R_RESERVED = const(10)
 _MAGIC = struct.unpack("<I", codes.MAGIC)[0]
-_MAX_META = 256  # largest header_size and record_size accepted
+_MAX_META = const(256)  # largest header_size and record_size accepted
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _INF = float("inf")
-_CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
+_CRC_RESIDUE = const(0x2144DF1C)  # crc32(data + crc32(data) as <I), for any data (a small int)
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
 _NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
@@ -408,7 +407,7 @@ def _ram_needed(layers, copies, trainable):
         kind, dtype, act, lflags, n, u = layers[i][: _R_UNITS + 1]  # type .. units
         sizes = [u, u]  # z, y
         if dtype == _INT8:
-            from .int8 import ram_needed
+            from .int8 import ram_needed  # on use: only an int8 model needs nnm.int8
 
             total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
         elif kind == _DENSE:
@@ -476,7 +475,12 @@ def _readinto(f, buf, nbytes):
     got = f.readinto(buf) or 0
     if got >= nbytes or got == 0:
         return got
-    raw = memoryview(bytes_view(buf, nbytes))
+    return _read_rest(f, buf, nbytes, got)
+
+
+def _read_rest(f, buf, nbytes, got):
+    """`_readinto` after a short read of `got` bytes (a stream that returns less)."""
+    raw = _raw_bytes(buf, nbytes)
     while got < nbytes:
         more = f.readinto(raw[got:]) or 0
         if more == 0:
@@ -619,8 +623,8 @@ def _buffer_network(src, mv, layers, trainable):
             view = (mv, layer[_R_DATA_OFFSET])  # int8 weights and tables are used in place
         elif layer[_R_TYPE] == _DENSE and not _tunes(layers, i, trainable):
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
-            w = float_view(mv, off, u * n)
-            b = float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
+            w = _float_view(mv, off, u * n)
+            b = _float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             if w is not None and b is not None:
                 raw = [mv[off : off + layer[_R_DATA_SIZE]]]
                 view = (w, b, raw, True)
@@ -636,8 +640,8 @@ def _buffer_network(src, mv, layers, trainable):
                 blocks.append(views[i])
                 continue
             u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
-            w = float_copy(mv, off, u * n)
-            b = float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
+            w = _float_copy(mv, off, u * n)
+            b = _float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need, free)
@@ -655,6 +659,27 @@ def _int8_modules():
         from ..int8 import network  # noqa: F401  (QNetwork and its kernels)
     except MemoryError as exc:
         _no_import_memory(exc)
+
+
+def _raw_bytes(buf, nbytes):
+    """A memoryview of the first `nbytes` bytes of `buf` (`nanonn.nnm.views.bytes_view`)."""
+    from .views import bytes_view  # on use: a board's files fill a buffer in one read
+
+    return memoryview(bytes_view(buf, nbytes))
+
+
+def _float_view(mv, off, count):
+    """`nanonn.nnm.views.float_view`: float32 weights in place (or None)."""
+    from .views import float_view  # on use: only a float model's weights are viewed
+
+    return float_view(mv, off, count)
+
+
+def _float_copy(mv, off, count):
+    """`nanonn.nnm.views.float_copy`: float32 weights copied into an array('f')."""
+    from .views import float_copy  # on use: only a float model's weights are copied
+
+    return float_copy(mv, off, count)
 
 
 def _floats(n):
@@ -703,17 +728,22 @@ def _tunes(layers, i, trainable):
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
-    from ..int8.network import QDense, QNetwork
+    from ..int8.network import QDense, QNetwork  # on use: an int8 model only (see the imports)
     from .int8 import build_layer
 
     objs = []
     for i in range(len(layers)):
         mv, off = blocks[i]
+        # Each layer's lasting buffers then take the lowest free blocks instead of holes
+        # between the previous layer's garbage (the big ints of its requantization): the
+        # 784-36-14-10 model needs 2-3 KB less free heap on the cortex-m3 firmware.
+        gc.collect()
         try:
             layer = build_layer(QDense, mv, off, layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
         objs.append(layer)
+    gc.collect()
     try:
         return QNetwork(objs)
     except (ValueError, TypeError) as exc:

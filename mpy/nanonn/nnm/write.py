@@ -167,7 +167,7 @@ def save(net, path, backup=None):
     generation = None
     kept = None  # the backup module, imported only when a backup may be kept
     if backup is None or backup:
-        from . import backup as kept
+        from . import backup as kept  # on use: only a save that may keep a backup
 
         if backup is None:
             backup = kept.on_fat(path)
