@@ -52,6 +52,7 @@ def _load(source):
     board's littlefs or FAT), "romfs" (the path /rom/big.nnm: used in place) or "const"
     (big_int8.MODEL, a bytes constant of a .mpy on ROMFS: in place, as when frozen)."""
     import nanonn
+    from nanonn.int8.network import QNetwork  # (loading an int8 model imports it anyway)
 
     if source == "file":
         with open("/rom/big.nnm", "rb") as f:
@@ -62,7 +63,7 @@ def _load(source):
         import big_int8  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)
 
         net = nanonn.load(big_int8.MODEL)
-    if type(net).__name__ != "QNetwork":  # (no import of the class: it would be counted)
+    if not isinstance(net, QNetwork):
         raise TypeError("expected the int8 model, got %s" % type(net).__name__)
     return net
 

@@ -106,15 +106,26 @@ def kernel_set(name=None, full=True):
     keeps imported code in RAM. Allocates nothing once imported."""
     if name is None:
         name = DEFAULT_KERNELS
-    if name == "viper" and _viper_kernels is not None:
+    if name not in KERNELS:
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
+    sets = _FULL_SETS if full else _CORE_SETS
+    if name not in sets:
+        sets[name] = _import_kernels(name, full)
+    return sets[name]
+
+
+_FULL_SETS: dict = {}  # kernel modules by name, every kernel (kernel_set)
+_CORE_SETS: dict = {}  # kernel modules by name, at least predict_int8's
+
+
+def _import_kernels(name, full):
+    if name == "viper":
         if not full:
             return _viper_kernels
-        from . import kernels_extra_viper  # on use (see above)
+        from . import kernels_extra_viper  # on use (kernel_set)
 
         return kernels_extra_viper
-    if name != "python":
-        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
-    from . import kernels_py  # the fallback, imported only where it runs (see above)
+    from . import kernels_py  # the fallback, imported only where it runs (kernel_set)
 
     return kernels_py
 
@@ -449,7 +460,8 @@ class QNetwork:
         self._out8 = array("b", bytes(self.outputs))  # int8 output
         # float in and out (`predict`): buffers made by its first call (`_float_io`), so a
         # program that runs predict_int8 only does not keep 8 bytes per input for them
-        self._xf = self._fx = self._out = self._deq = self._seen_f32 = None
+        self._xf = self._fx = self._deq = self._seen_f32 = None
+        self._out = array("f")  # float output (sized by `_float_io`)
         # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
         F, m, s = input_quantizer(first.in_scale)
         self._in_F = F
@@ -492,7 +504,8 @@ class QNetwork:
             self._seen8 = x
         if len(x) != self.inputs:  # every call: an array can grow or shrink
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
-        return self._k.predict_int8(self, x)
+        self._k.predict_int8(self, x)  # fills self._out8
+        return self._out8
 
     def _check_int8(self, x):
         c = typecode(x)
@@ -527,7 +540,8 @@ class QNetwork:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
-        return self._kf.predict_float(self, x)  # pyright: ignore[reportOptionalMemberAccess]  (set by _float_io)
+        self._kf.predict_float(self, x)  # pyright: ignore[reportOptionalMemberAccess]  (set by _float_io); fills self._out
+        return self._out
 
     def _float_io(self):
         """The kernels, buffers and tables of float in and out (once, at the first `predict`)."""
@@ -549,5 +563,5 @@ class QNetwork:
         check_vector("input", x, n)  # n numbers: list, tuple, array, bytes... (allocates nothing)
         xf = self._xf
         for i in range(n):
-            xf[i] = x[i]
+            xf[i] = x[i]  # pyright: ignore[reportOptionalSubscript]  (made by _float_io before any _stage)
         return xf
