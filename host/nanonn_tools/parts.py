@@ -60,6 +60,11 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         "load and run int8 models",
     ),
     "quantize": (("int8/quantize.py",), ("int8",), "Network.quantize: a float network to int8 on the board"),
+    "train": (
+        ("int8/tune.py",),
+        ("quantize", "save"),
+        "fine-tune an int8 network on the board (int8.tune.Tuner: re-quantizes, saves); float training is in core",
+    ),
     "save": (
         ("nnm/write.py", "nnm/backup.py"),
         ("core",),
