@@ -38,7 +38,7 @@ except NO_NATIVE_CODE:
 # Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
 # per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals,
 # not a list: the predict path reads them without unpacking (frame size, below).
-_XS = _XH = _XL = _ACC = array("f")
+_XS = _XH = _XL = _XQ = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
@@ -65,11 +65,12 @@ _FAST_MIN_INPUTS = 8
 
 
 def _grow_scratch(n, units):
-    global _XS, _XH, _XL, _ACC
+    global _XS, _XH, _XL, _XQ, _ACC
     if n > _SCRATCH_SIZE[0]:
         _XS = floats(n)
         _XH = array("i", bytes(4 * n))
         _XL = array("i", bytes(4 * n))
+        _XQ = array("H", bytes(4 * (n + 3)))  # dot_cached's input halves (n rounded up to 4)
         _SCRATCH_SIZE[0] = n
     if units > _SCRATCH_SIZE[1]:
         _ACC = array("i", bytes(20 * units))
@@ -183,7 +184,7 @@ class Dense(Layer):
         self._initial = weights
         self.velocity = None
         self.cache = bool(cache)
-        self.wq = None
+        self.wq = self.wm = None
 
     def build(self, inputs, rng):
         if self.inputs is not None and self.inputs != inputs:
@@ -250,7 +251,8 @@ class Dense(Layer):
             if self.cache:
                 _import_cache()
                 u = self.units
-                self.wq = array("i", bytes(4 * (u * self.inputs + 3 * u + 1)))
+                self.wq = array("H", bytes(4 * u * ((self.inputs + 3) & ~3)))
+                self.wm = array("i", bytes(4 * (3 * u + 1)))
                 self._wq_ok = False
 
     def forward(self, x, training):
@@ -288,19 +290,19 @@ class Dense(Layer):
     def _limbs(self, x, training):
         """The dot products' limbs into _ACC (dot_cached where the decoded weights are
         current, else dot_rows); 1 if x or W is not finite."""
-        if self.wq is not None and not training and self._cached():
-            return _dot_cached(x, self.wq, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
+        if self.wq is not None and self._cached():
+            return _dot_cached(_XQ, self.wq, x, self.inputs, self.units, self.wm, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
         return _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
 
     def _cached(self):
         """Whether wq holds the current weights, decoding them again if they changed
-        (training's forward passes use dot_rows: the weights change at every step)."""
-        wq, f = self.wq, _cache
-        if wq is None or f is None:
+        (training too: decoding and dot_cached cost less than dot_rows)."""
+        wm, f = self.wm, _cache
+        if wm is None or f is None:
             return False
-        if f.matches(self.w, len(self.w), wq, len(wq) - 1):
+        if f.matches(self.w, len(self.w), wm, len(wm) - 1):
             return self._wq_ok
-        self._wq_ok = not f.decode(self.w, self.inputs, self.units, wq)
+        self._wq_ok = not f.decode(self.w, self.inputs, self.units, self.wq, wm)
         return self._wq_ok
 
     def backward(self, x, grad, fused):
