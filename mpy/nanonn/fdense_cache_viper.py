@@ -17,57 +17,69 @@ import micropython
 
 
 @micropython.viper
-def decode(w: ptr32, n: int, units: int, wq: ptr16, wm: ptr32) -> int:
+def decode(wq: ptr16, w: ptr32, n: int, units: int, wm: ptr32) -> int:
     """wq, wm = the weights w (units, n) decoded for `dot_cached` (module docstring);
     returns 1 (not valid) if w holds an infinity or NaN."""
     # wq: (units, n4, 2) uint16 with n4 = n rounded up to a multiple of 4: per weight
     # (v + 2^24) >> 12 and (v + 2^24) & 0xFFF, v its 25-bit integer at the row's exponent;
     # zero halves past n. wm: (3 * units + 1) int32: per row the exponent, the sum of the
     # high halves and of the low halves; then the checksum of w (see `checksum`).
-    p = 0
-    q = 0
-    n4 = ((n + 3) >> 2) << 2
+    # wq is the first parameter (a register) and w is walked by a pointer: both advance.
+    w0 = int(w)
+    pad = (((n + 3) >> 2) << 2) - n
     for u in range(units):
+        row = int(w)
         ew = 1
-        for i in range(n):
-            e = (w[p + i] >> 23) & 0xFF
-            if e == 255:
-                return 1
+        k = n
+        while k:
+            e = (w[0] >> 23) & 0xFF
             if e > ew:
                 ew = e
+            w = ptr32(int(w) + 4)
+            k -= 1
+        if ew == 255:
+            return 1
+        w = ptr32(row)
         sh = 0
         sl = 0
-        for i in range(n):
-            b = w[p + i]
+        k = n
+        while k:
+            b = w[0]
             e = (b >> 23) & 0xFF
-            m = b & 0x7FFFFF
+            v = b & 0x7FFFFF
             if e:
-                m = m | 0x800000
+                v = v | 0x800000
+                e = ew - e
             else:
-                e = 1
-            k = ew - e
-            v = m
-            if k >= 25:
-                v = 0
-            elif k > 0:
-                v = (m + (1 << (k - 1))) >> k
+                e = ew - 1  # a subnormal: exponent 1, no implicit bit
+            if e:
+                if e < 25:
+                    v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+                else:
+                    v = 0
             if (b >> 31) & 1:
-                v = 0 - v
-            v += 0x1000000
-            wq[q] = v >> 12
-            wq[q + 1] = v & 0xFFF
-            q += 2
-            sh += v >> 12
-            sl += v & 0xFFF
-        for i in range(n4 - n):
-            wq[q] = 0
-            wq[q + 1] = 0
-            q += 2
+                v = 0x1000000 - v
+            else:
+                v += 0x1000000
+            e = v >> 12
+            wq[0] = e
+            sh += e
+            v = v & 0xFFF
+            wq[1] = v
+            sl += v
+            wq = ptr16(int(wq) + 4)
+            w = ptr32(int(w) + 4)
+            k -= 1
+        k = pad
+        while k:
+            wq[0] = 0
+            wq[1] = 0
+            wq = ptr16(int(wq) + 4)
+            k -= 1
         wm[3 * u] = ew
         wm[3 * u + 1] = sh
         wm[3 * u + 2] = sl
-        p += n
-    wm[3 * units] = int(checksum(w, units * n))
+    wm[3 * units] = int(checksum(ptr32(w0), units * n))
     return 0
 
 
@@ -171,21 +183,16 @@ def dot_cached(xq: ptr16, wq: ptr16, x: ptr32, n: int, units: int, wm: ptr32, ac
             a1 = a1 & 0xFFF
             a3 += a2 >> 12
             a2 = a2 & 0xFFF
-        _put(acc, u, a3, a2, a1, a0, wm, ls, hs, ex)
+        # less the offsets' cross terms: sum (X + 2^24)(W + 2^24) = sum XW + n 2^48 +
+        # 2^24 (sum X + sum W), and sum X + sum W = 2^12 (hs + sh - n 2^12) + ls + sl in
+        # halves (sh, sl: the row's sums in wm, offset)
+        q = 3 * u
+        a2 -= ls + wm[q + 2]
+        a3 += (a2 >> 12) - hs - wm[q + 1]
+        j = 5 * u
+        acc[j] = a3
+        acc[j + 1] = a2 & 0xFFF
+        acc[j + 2] = a1
+        acc[j + 3] = a0
+        acc[j + 4] = ex + wm[q]
     return 0
-
-
-@micropython.viper
-def _put(acc: ptr32, u: int, a3: int, a2: int, a1: int, a0: int, wm: ptr32, ls: int, hs: int, ex: int):
-    # acc[5u:5u + 5] = row u's limbs less the offsets' cross terms (dot_cached), exponent:
-    # sum (X + 2^24)(W + 2^24) = sum XW + 2^24 (sum X + sum W) + n 2^48, where
-    # sum X + sum W = 2^12 (hs + sh - n 2^12) + ls + sl in halves (sh from wm, offset)
-    q = 3 * u
-    a2 -= ls + wm[q + 2]
-    a3 += (a2 >> 12) - hs - wm[q + 1]
-    j = 5 * u
-    acc[j] = a3
-    acc[j + 1] = a2 & 0xFFF
-    acc[j + 2] = a1
-    acc[j + 3] = a0
-    acc[j + 4] = ex + wm[q]

@@ -20,7 +20,7 @@ from typing import Any
 # What a caller passes for a viper pointer parameter (ptr8/ptr16/ptr32).
 _Buffer = bytearray | bytes | memoryview | array[Any]
 
-def decode(w: _Buffer, n: int, units: int, wq: _Buffer, wm: _Buffer) -> int:
+def decode(wq: _Buffer, w: _Buffer, n: int, units: int, wm: _Buffer) -> int:
     """wq, wm = the weights w (units, n) decoded for `dot_cached` (module docstring);
     returns 1 (not valid) if w holds an infinity or NaN."""
 
@@ -35,7 +35,3 @@ def matches(w: _Buffer, count: int, wm: _Buffer, at: int) -> int:
 def dot_cached(xq: _Buffer, wq: _Buffer, x: _Buffer, n: int, units: int, wm: _Buffer, acc: _Buffer) -> int:
     """The limbs of dot_rows(x, w) in acc, from the weights decoded by `decode` (wq, wm);
     xq: (4 * (n + 3) // 4) uint16 scratch. Returns 1 (and stops) if x is not finite."""
-
-def _put(
-    acc: _Buffer, u: int, a3: int, a2: int, a1: int, a0: int, wm: _Buffer, ls: int, hs: int, ex: int
-) -> None: ...

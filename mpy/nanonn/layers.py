@@ -55,6 +55,9 @@ _S = array("f", (0.0,))
 # moving it would change which path, so which float results, a layer gives).
 _FAST_MIN_INPUTS = 8
 
+# Dense(cache=None) keeps decoded weights where the heap is at least this large.
+_CACHE_MIN_HEAP = 1 << 20
+
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
 # within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
 # frame is a heap block allocated and freed at every call, which between boxed floats on a
@@ -115,6 +118,15 @@ def _import_cache():
         _dot_cached = fdense_cache_viper.dot_cached
 
 
+def _large_heap():
+    """Whether the heap holds at least 1 MB (the default of Dense's `cache`)."""
+    import gc
+
+    free = getattr(gc, "mem_free", None)
+    used = getattr(gc, "mem_alloc", None)
+    return free is not None and used is not None and free() + used() >= _CACHE_MIN_HEAP
+
+
 def floats(n):
     """A zero-filled array('f') of n elements: allocates 4 * n bytes (and a
     temporary bytes object of the same size)."""
@@ -164,14 +176,18 @@ class Dense(Layer):
     its input weights followed by its bias (no bias when `use_bias=False`).
     Buffers: w (units, inputs) row-major, b (units,), z and y (units,),
     gradients and the input gradient, all array('f') allocated in build().
-    `cache=True` (where viper exists) keeps the weights also decoded for the viper
-    kernel, 4 more bytes per weight, for about twice the forward speed
-    (fdense_cache_viper.dot_cached: the same results to the bit); a checksum of w notices
-    any change to the weights, which are then decoded again at the next predict.
+    `cache` (where viper exists): True keeps the weights also decoded for the viper
+    kernel, 4 more bytes per weight, for about 3.5x the forward speed of False
+    (fdense_cache_viper.dot_cached, the same results to the bit; training's forward
+    passes decode again after each update and still gain); a checksum of w notices any
+    change to the weights, which are then decoded again at the next predict. The
+    default None decides at build time: True where the heap holds at least 1 MB (the
+    unix port, boards with PSRAM), False on a board-sized heap (an RP2040's 200 KB):
+    pass True or False to choose.
     """
 
     def __init__(
-        self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None, cache=False
+        self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None, cache=None
     ):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
@@ -183,7 +199,7 @@ class Dense(Layer):
             _check_weight_count(len(weights), units, inputs, self.use_bias)
         self._initial = weights
         self.velocity = None
-        self.cache = bool(cache)
+        self.cache = None if cache is None else bool(cache)
         self.wq = self.wm = None
 
     def build(self, inputs, rng):
@@ -198,6 +214,8 @@ class Dense(Layer):
         self.z = floats(u)
         self.y = floats(u)
         self.alloc_train()
+        if self.cache is None:
+            self.cache = _large_heap()
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
@@ -302,7 +320,7 @@ class Dense(Layer):
             return False
         if f.matches(self.w, len(self.w), wm, len(wm) - 1):
             return self._wq_ok
-        self._wq_ok = not f.decode(self.w, self.inputs, self.units, self.wq, wm)
+        self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm)
         return self._wq_ok
 
     def backward(self, x, grad, fused):

@@ -84,7 +84,10 @@ def test_cached_weights_give_the_same_bits_and_notice_changes():
     from nanonn import Network
 
     rng = Random(11)
-    plain = Network(Dense(7, inputs=40, activation="leaky_relu"), Dense(3, activation="softmax"))
+    plain = Network(
+        Dense(7, inputs=40, activation="leaky_relu", cache=False), Dense(3, activation="softmax", cache=False)
+    )
+    ok(plain.layers[0].wq is None, "cache=False keeps no decoded weights")
     cached = Network(
         Dense(7, inputs=40, activation="leaky_relu", cache=True), Dense(3, activation="softmax", cache=True)
     )
@@ -103,3 +106,24 @@ def test_cached_weights_give_the_same_bits_and_notice_changes():
     for net in (plain, cached):
         net.train(x, [0.0, 1.0, 0.0], 0.5)
     eq(list(cached.predict(x)), list(plain.predict(x)), "after a training step")
+    # several steps (the forward passes decode the updated weights) keep the same bits
+    for _ in range(3):
+        for net in (plain, cached):
+            net.train(x, [1.0, 0.0, 0.0], 0.25)
+    eq(cached.get_weights(), plain.get_weights(), "weights after training steps")
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after more training steps")
+    # a weight row reordered (the checksum is position-sensitive)
+    for net in (plain, cached):
+        w = net.layers[0].w
+        for i in range(40):
+            w[i], w[40 + i] = w[40 + i], w[i]
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after exchanging two rows")
+
+
+def test_cache_default_follows_the_heap():
+    """Dense(cache=None) keeps decoded weights where the heap holds 1 MB (and viper exists)."""
+    d = Dense(3, inputs=16)
+    ok(d.cache is None, "undecided until built")
+    d.build(16, Random(1))
+    ok(type(d.cache) is bool, "decided at build: %r" % d.cache)
+    eq(d.wq is not None, bool(NATIVE and not SMALL_HEAP), "decoded weights kept")
