@@ -90,13 +90,15 @@ def checksum(w: ptr32, count: int) -> int:
     of two groups of 4, changes it."""
     s1 = 0
     s2 = 0
-    k = count >> 2
+    k = count >> 3
     while k:
         s1 += w[0] + w[1] + w[2] + w[3]
         s2 += s1
-        w = ptr32(int(w) + 16)
+        s1 += w[4] + w[5] + w[6] + w[7]
+        s2 += s1
+        w = ptr32(int(w) + 32)
         k -= 1
-    k = count & 3
+    k = count & 7
     while k:
         s1 += w[0]
         s2 += s1
@@ -117,45 +119,59 @@ def matches(w: ptr32, count: int, wm: ptr32, at: int) -> int:
 @micropython.viper
 def dot_cached(xq: ptr16, wq: ptr16, x: ptr32, n: int, units: int, wm: ptr32, acc: ptr32) -> int:
     """The limbs of dot_rows(x, w) in acc, from the weights decoded by `decode` (wq, wm);
-    xq: (4 * (n + 3) // 4) uint16 scratch. Returns 1 (and stops) if x is not finite."""
+    xq: (2 * n4) uint16 scratch (n4: n rounded up to 4). Returns 1 if x is not finite."""
     # x: (n,) float32 bits; acc: (units, 5) int32 out (fdense_viper.to_float32).
     # xq and wq are the first two parameters: the emitter keeps them in registers.
     ex = 1
-    for i in range(n):
-        e = (x[i] >> 23) & 0xFF
-        if e == 255:
-            return 1
+    k = n
+    while k:
+        e = (x[0] >> 23) & 0xFF
         if e > ex:
             ex = e
+        x = ptr32(int(x) + 4)
+        k -= 1
+    if ex == 255:
+        return 1
+    x = ptr32(int(x) - 4 * n)
     # x's halves, offset like the weights' (v + 2^24 >= 0): h' = h + 2^12, l
     hs = 0
     ls = 0
     x0 = int(xq)
-    for i in range(n):
-        b = x[i]
+    k = n
+    while k:
+        b = x[0]
         e = (b >> 23) & 0xFF
-        m = b & 0x7FFFFF
+        v = b & 0x7FFFFF
         if e:
-            m = m | 0x800000
+            v = v | 0x800000
+            e = ex - e
         else:
-            e = 1
-        k = ex - e
-        v = m
-        if k >= 25:
-            v = 0
-        elif k > 0:
-            v = (m + (1 << (k - 1))) >> k
+            e = ex - 1  # a subnormal: exponent 1, no implicit bit
+        if e:
+            if e < 25:
+                v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+            else:
+                v = 0
         if (b >> 31) & 1:
-            v = 0 - v
-        v += 0x1000000
-        xq[2 * i] = v >> 12
-        xq[2 * i + 1] = v & 0xFFF
-        hs += v >> 12
-        ls += v & 0xFFF
+            v = 0x1000000 - v
+        else:
+            v += 0x1000000
+        e = v >> 12
+        xq[0] = e
+        hs += e
+        v = v & 0xFFF
+        xq[1] = v
+        ls += v
+        xq = ptr16(int(xq) + 4)
+        x = ptr32(int(x) + 4)
+        k -= 1
+    k = (((n + 3) >> 2) << 2) - n
+    while k:  # zero halves past n: no products with the padding
+        xq[0] = 0
+        xq[1] = 0
+        xq = ptr16(int(xq) + 4)
+        k -= 1
     n4 = ((n + 3) >> 2) << 2
-    for i in range(n, n4):  # zero halves past n: no products with the padding
-        xq[2 * i] = 0
-        xq[2 * i + 1] = 0
     hs -= n << 12  # the true halves' sum: each h' = h + 2^12
     for u in range(units):
         xq = ptr16(x0)

@@ -34,4 +34,4 @@ def matches(w: _Buffer, count: int, wm: _Buffer, at: int) -> int:
 
 def dot_cached(xq: _Buffer, wq: _Buffer, x: _Buffer, n: int, units: int, wm: _Buffer, acc: _Buffer) -> int:
     """The limbs of dot_rows(x, w) in acc, from the weights decoded by `decode` (wq, wm);
-    xq: (4 * (n + 3) // 4) uint16 scratch. Returns 1 (and stops) if x is not finite."""
+    xq: (2 * n4) uint16 scratch (n4: n rounded up to 4). Returns 1 if x is not finite."""

@@ -26,5 +26,6 @@ _Buffer = bytearray | bytes | memoryview | array[Any]
 def dot_rows(x: _Buffer, w: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffer, acc: _Buffer) -> int:
     """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""
 
-def to_float32(acc: _Buffer, z: _Buffer, units: int) -> None:
-    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), as float32 bits."""
+def to_float32(acc: _Buffer, z: _Buffer, units: int, b: _Buffer, y: _Buffer, flags: int) -> None:
+    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), plus b[u] when
+    flags & 1, rounded once to float32 bits; then y[u] = max(z[u], 0) when flags & 2 (ReLU)."""

@@ -23,6 +23,7 @@ from array import array
 
 from . import activations
 from .errors import NO_NATIVE_CODE
+from .inputs import F32, typecode
 from .rand import glorot_limit
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
@@ -43,7 +44,6 @@ _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
 _dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
-_axpy = _f32k.axpy_rows if _f32k is not None else None
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
@@ -229,6 +229,7 @@ class Dense(Layer):
         return u
 
     _fast_ready = False  # set by alloc_fast where the viper kernel exists
+    _finish = 0  # to_float32's flags (alloc_fast)
     float_output = True  # forward returns an array('f') (read by the next layer's chain)
     _input_grad = True  # whether backward computes dL/dx (chain: not for the first layer)
     _f32_in = False  # whether the input is a float32 array (chain: a Dense before it)
@@ -266,6 +267,9 @@ class Dense(Layer):
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
+            # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
+            relu = activations.builtin_name(self.activation) == "relu"
+            self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
             if self.cache:
                 _import_cache()
                 u = self.units
@@ -277,7 +281,7 @@ class Dense(Layer):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
         if not (self._fast_ready and self._forward_fast(x, training)):
             self._affine(x)
-        self.activation.forward(self.z, self.y, self.units)
+            self.activation.forward(self.z, self.y, self.units)
         return self.y
 
     def _affine(self, x):
@@ -290,19 +294,19 @@ class Dense(Layer):
             u += 1
 
     def _forward_fast(self, x, training):
-        """z = W x + b with the viper kernels (fdense_viper, then f32_viper for the
-        bias); False if x or W is not finite (the plain loop then handles
-        infinities and NaN)."""
+        """z = W x + b, then y = f(z), with the viper kernels (the bias added before
+        the one rounding to float32, and ReLU, in fdense_viper.to_float32); False if x
+        or W is not finite (the plain loop then handles infinities and NaN)."""
         if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
             return False
-        if not self._f32_in:  # else x is the previous Dense's array('f')
+        if not self._f32_in and typecode(x) != F32:  # else x is float32: read in place
             _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
             x = _XS
         if self._limbs(x, training):
             return False
-        _fast.to_float32(_ACC, self.z, self.units)
-        if self.use_bias:
-            _axpy(self.z, 0, self.b, 0, _ONE, 1, self.units)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+        _fast.to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)
+        if not self._finish & 2:
+            self.activation.forward(self.z, self.y, self.units)
         return True
 
     def _limbs(self, x, training):

@@ -127,3 +127,28 @@ def test_cache_default_follows_the_heap():
     d.build(16, Random(1))
     ok(type(d.cache) is bool, "decided at build: %r" % d.cache)
     eq(d.wq is not None, bool(NATIVE and not SMALL_HEAP), "decoded weights kept")
+
+
+def test_bias_and_relu_folded_into_the_rounding():
+    """to_float32 adds the bias before its one rounding and applies ReLU: a bias that
+    cancels the sum, one far larger or smaller, and infinite or NaN biases."""
+    d, rng = _layer(24, 4, 13)
+    d.activation = d.activation.__class__("relu", *layers.activations._FUNCTIONS["relu"])
+    d.alloc_fast()
+    x = array("f", [rng.uniform(-1.0, 1.0) for _ in range(24)])
+    d.b[0] = 0.0
+    want, _ = _exact(d, x)
+    d.b[0] = -want[0]  # float32 of the exact sum: z is the rounding error of that, tiny
+    d.b[1] = 1e30
+    d.b[2] = 1e-30
+    d.b[3] = -1e-3
+    z = list(d.forward(x, False))
+    want, bound = _exact(d, x)
+    for k in range(4):
+        ok(abs(d.z[k] - want[k]) <= 26 * 1.2e-7 * bound[k], "z[%d]=%r want %r" % (k, d.z[k], want[k]))
+        eq(z[k], d.z[k] if d.z[k] > 0.0 else 0.0, "relu of z[%d]" % k)
+    d.b[0], d.b[1], d.b[2] = float("inf"), float("-inf"), float("nan")
+    z = list(d.forward(x, False))
+    eq([d.z[0], d.z[1]], [float("inf"), float("-inf")], "infinite biases")
+    ok(d.z[2] != d.z[2], "NaN bias")
+    eq(z[:3], [float("inf"), 0.0, 0.0], "relu of inf, -inf, NaN")
