@@ -322,8 +322,8 @@ class Dense(Layer):
         wm, f = self.wm, _cache
         if wm is None or f is None:
             return False
-        if f.matches(self.w, len(self.w), wm, len(wm) - 1):
-            return self._wq_ok
+        if self._wq_ok and f.matches(self.w, len(self.w), wm, len(wm) - 1):
+            return True  # (update clears _wq_ok: no checksum after a training step)
         self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm)
         return self._wq_ok
 
@@ -425,6 +425,7 @@ class Dense(Layer):
             k.fill(self.gw, len(self.gw), 0)
             k.fill(self.gb, self.units, 0)
         self._pending = self._dirty = False
+        self._wq_ok = False  # the weights changed: decode them at the next forward pass
 
     def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
