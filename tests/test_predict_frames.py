@@ -37,7 +37,7 @@ PREDICT_PATH = {
         "_sigmoid",
         "_relu",
         "_softplus",
-        "_leaky_kernel.kernel",
+        "_leaky_kernels.kernel",
     },
 }
 

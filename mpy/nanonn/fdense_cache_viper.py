@@ -29,47 +29,54 @@ def decode(wq: ptr16, w: ptr32, n: int, units: int, wm: ptr32) -> int:
     pad = (((n + 3) >> 2) << 2) - n
     for u in range(units):
         row = int(w)
-        ew = 1
-        k = n
-        while k:
-            e = (w[0] >> 23) & 0xFF
-            if e > ew:
-                ew = e
-            w = ptr32(int(w) + 4)
-            k -= 1
-        if ew == 255:
-            return 1
-        w = ptr32(row)
-        sh = 0
-        sl = 0
-        k = n
-        while k:
-            b = w[0]
-            e = (b >> 23) & 0xFF
-            v = b & 0x7FFFFF
-            if e:
-                v = v | 0x800000
-                e = ew - e
-            else:
-                e = ew - 1  # a subnormal: exponent 1, no implicit bit
-            if e:
-                if e < 25:
-                    v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+        qrow = int(wq)
+        # The row's exponent: its largest weight's. Decoded at the previous one (wm, or 127
+        # the first time) while finding it, then again only where it changed (training
+        # moves it rarely).
+        ew = wm[3 * u]
+        if ew == 0:
+            ew = 127
+        emax = 0
+        while emax != ew:
+            if emax:
+                ew = emax
+                w = ptr32(row)
+                wq = ptr16(qrow)
+            emax = 1
+            sh = 0
+            sl = 0
+            k = n
+            while k:
+                b = w[0]
+                e = (b >> 23) & 0xFF
+                v = b & 0x7FFFFF
+                if e:
+                    if e > emax:
+                        emax = e
+                    v = v | 0x800000
+                    e = ew - e
                 else:
-                    v = 0
-            if (b >> 31) & 1:
-                v = 0x1000000 - v
-            else:
-                v += 0x1000000
-            e = v >> 12
-            wq[0] = e
-            sh += e
-            v = v & 0xFFF
-            wq[1] = v
-            sl += v
-            wq = ptr16(int(wq) + 4)
-            w = ptr32(int(w) + 4)
-            k -= 1
+                    e = ew - 1  # a subnormal: exponent 1, no implicit bit
+                if e > 0:  # (e < 0: a weight above ew, so the row is decoded again)
+                    if e < 25:
+                        v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+                    else:
+                        v = 0
+                if (b >> 31) & 1:
+                    v = 0x1000000 - v
+                else:
+                    v += 0x1000000
+                e = v >> 12
+                wq[0] = e
+                sh += e
+                v = v & 0xFFF
+                wq[1] = v
+                sl += v
+                wq = ptr16(int(wq) + 4)
+                w = ptr32(int(w) + 4)
+                k -= 1
+            if emax == 255:
+                return 1
         k = pad
         while k:
             wq[0] = 0
