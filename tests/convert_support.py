@@ -21,7 +21,7 @@ import json, sys
 from binascii import unhexlify
 import nanonn
 from nanonn import Network, Dense, Dropout
-from nanonn.activations import LeakyReLU
+from nanonn.float32.activations import LeakyReLU
 p = json.loads(sys.stdin.read())
 layers = []
 for l in p["layers"]:

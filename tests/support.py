@@ -97,9 +97,9 @@ def mpy_package(arch: str) -> Path:
     (removed at exit; never into the repo tree): the folder to put on MICROPYPATH."""
     folder = Path(tempfile.mkdtemp(prefix="nanonn-mpy-%s-" % arch))
     atexit.register(shutil.rmtree, folder, True)
-    (folder / "nanonn").mkdir()
-    for src in sorted((MPY / "nanonn").glob("*.py")):
-        out = folder / "nanonn" / (src.stem + ".mpy")
+    for src in sorted((MPY / "nanonn").rglob("*.py")):
+        out = (folder / src.relative_to(MPY)).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [tool("mpy-cross"), "-march=" + arch, "-o", str(out), str(src)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -18,7 +18,7 @@ from nanonn_tools.model import DenseSpec, ModelSpec
 from nanonn_tools.virtualboard import VirtualBoard
 from support import MPY, tool
 
-PACKAGE = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py"))
+PACKAGE = sorted(p.relative_to(MPY / "nanonn").as_posix()[:-3] for p in (MPY / "nanonn").rglob("*.py"))
 
 
 def write_model(path: Path, sizes=(8, 16, 4), acts=("relu", "softmax"), seed=1) -> Path:
@@ -66,7 +66,7 @@ def test_deploy_installs_package_and_model_then_copies_nothing(make_board, tmp_p
     files = board_files(vb.root)
     assert set(files) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in PACKAGE}
     assert files["model.nnm"] == model.read_bytes()
-    assert files["lib/nanonn/network.mpy"][:2] == b"M\x06"  # .mpy v6
+    assert files["lib/nanonn/float32/network.mpy"][:2] == b"M\x06"  # .mpy v6
     assert "arch x64" in out and "as .mpy (x64)" in out
     assert "%d file(s) copied, 0 identical" % (len(PACKAGE) + 1) in out
     assert "flash:" in out and "free" in out and "RAM" in out and "free heap" in out
@@ -127,7 +127,11 @@ def test_disconnect_mid_copy_then_next_deploy_repairs(make_board, tmp_path, caps
 def native_modules() -> list[str]:
     from nanonn_tools.deploy import NATIVE
 
-    found = sorted(p.name[:-3] for p in (MPY / "nanonn").glob("*.py") if NATIVE.search(p.read_text()))
+    found = sorted(
+        p.relative_to(MPY / "nanonn").as_posix()[:-3]
+        for p in (MPY / "nanonn").rglob("*.py")
+        if NATIVE.search(p.read_text())
+    )
     assert found  # the package has viper kernels (with plain-Python fallbacks)
     return found
 
@@ -145,8 +149,11 @@ def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     for m in PACKAGE:
         name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")
         assert name in files, name
-    assert files["lib/nanonn/qkernels_viper.py"] == (MPY / "nanonn" / "qkernels_viper.py").read_bytes()
-    assert files["lib/nanonn/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
+    assert (
+        files["lib/nanonn/int8/kernels_viper.py"]
+        == (MPY / "nanonn" / "int8" / "kernels_viper.py").read_bytes()
+    )
+    assert files["lib/nanonn/float32/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
 
 
 def test_other_mpy_major_version_installs_py(make_board, tmp_path, capsys):
@@ -158,7 +165,7 @@ def test_other_mpy_major_version_installs_py(make_board, tmp_path, capsys):
     files = board_files(vb.root)
     assert {"lib/nanonn/%s.py" % m for m in PACKAGE} <= set(files)
     assert not [name for name in files if name.endswith(".mpy")]
-    assert files["lib/nanonn/network.py"] == (MPY / "nanonn" / "network.py").read_bytes()
+    assert files["lib/nanonn/float32/network.py"] == (MPY / "nanonn" / "float32" / "network.py").read_bytes()
 
 
 def test_switching_back_to_mpy_removes_stale_py(make_board, tmp_path, capsys):
@@ -166,7 +173,7 @@ def test_switching_back_to_mpy_removes_stale_py(make_board, tmp_path, capsys):
     model = write_model(tmp_path / "model.nnm")
     vb = make_board(root=root, mpy=(7, 0), version=(2, 0, 0))
     assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
-    assert (Path(root) / "lib" / "nanonn" / "network.py").exists()
+    assert (Path(root) / "lib" / "nanonn" / "float32" / "network.py").exists()
     vb.stop()
     vb = make_board(root=root)  # the same flash, newer firmware
     assert run(capsys, "deploy", model, "--port", vb.port)[0] == 0
@@ -448,7 +455,7 @@ def test_target_profile_gives_the_arch_when_the_board_does_not(capsys):
     arch = load_board("rp2040").mpy_cross_arch
     plan = plan_package(info, arch)
     assert plan.form == ".mpy (%s)" % arch
-    header = plan.files["/lib/nanonn/qkernels_viper.mpy"][:3]
+    header = plan.files["/lib/nanonn/int8/kernels_viper.mpy"][:3]
     assert header[:2] == b"M\x06" and header[2] >> 2 == 4  # armv6m native code, mpy v6.3
 
 

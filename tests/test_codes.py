@@ -26,7 +26,7 @@ NAMES = (
 )
 DUMP = """
 import json
-from nanonn import codes
+from nanonn.nnm import codes
 out = {}
 for name in %r:
     v = getattr(codes, name)

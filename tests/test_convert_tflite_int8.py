@@ -1,6 +1,6 @@
 """TFLite converter, int8 models: imported networks against the TFLite
 interpreter (ai-edge-litert 2.3.0), exactly, on the host (nanonn_tools.qreference
-via QuantModelSpec) and on the device (nanonn.quant.QNetwork: viper and the
+via QuantModelSpec) and on the device (nanonn.int8.network.QNetwork: viper and the
 plain-Python kernels, MicroPython unix port and CPython).
 
 The ground truth is the interpreter's reference kernels (`BUILTIN_REF`):
@@ -185,7 +185,7 @@ import json, sys
 from array import array
 from binascii import unhexlify
 import nanonn
-from nanonn.quant import KERNELS, QDense, QNetwork
+from nanonn.int8.network import KERNELS, QDense, QNetwork
 p = json.loads(sys.stdin.read())
 nets = [(k, QNetwork([QDense.from_params(**params) for params in p["layers"]], kernels=k)) for k in KERNELS]
 nets.append(("nnm", nanonn.load(unhexlify(p["nnm"]))))
@@ -404,7 +404,7 @@ def test_tflite_int8_softmax_matches_interpreter_on_every_configuration():
 
 SOFTMAX_KERNELS = """
 import json, sys
-from nanonn.quant import KERNELS
+from nanonn.int8.network import KERNELS
 p = json.loads(sys.stdin.read())
 out = {}
 for name in KERNELS:

@@ -1,4 +1,4 @@
-"""The viper training kernel (mpy/nanonn/f32_viper.py) run as plain Python on CPython:
+"""The viper training kernel (mpy/nanonn/float32/f32_viper.py) run as plain Python on CPython:
 its integer arithmetic op for op, with 32-bit loads both zero-extended (the 64-bit unix
 port) and sign-extended (the boards), every intermediate checked to fit a signed 32-bit
 int, against numpy's y + a * x (float64, rounded once to float32) over float32 values of
@@ -112,7 +112,7 @@ def _load_kernel():
     sys.modules["micropython"] = fake
     try:
         namespace: dict = {"ptr32": ptr32}
-        source = (MPY / "nanonn" / "f32_viper.py").read_text()
+        source = (MPY / "nanonn" / "float32" / "f32_viper.py").read_text()
         exec(compile(source, "f32_viper.py", "exec"), namespace)
     finally:
         if saved is None:

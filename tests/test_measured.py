@@ -48,7 +48,10 @@ def test_entry_matches_its_interpreter_and_profile(name):
         assert isinstance(m[key], int) and 0 < m[key] <= m["firmware_heap"], key
     for key in INSTRUCTIONS:
         assert isinstance(m["instructions"][key], int) and m["instructions"][key] > 0, key
-    modules = {p.stem for p in (MPY / "nanonn").glob("*.py")}
+    modules = {
+        p.relative_to(MPY / "nanonn").with_suffix("").as_posix().replace("/", ".")
+        for p in (MPY / "nanonn").rglob("*.py")
+    }
     for mod in m["modules_int8"] + m["modules_float"]:
         assert mod == "nanonn" or mod.removeprefix("nanonn.") in modules, mod
 

@@ -35,7 +35,7 @@ def float_spec(acts, seed=0, sizes=(6, 10, 7, 4)) -> ModelSpec:
 DEVICE = """
 import json, sys
 import nanonn
-from nanonn import nnm
+from nanonn.nnm import read as nnm
 p = json.loads(sys.stdin.read())
 with open(p["path"], "rb") as f:
     data = f.read()
@@ -71,8 +71,9 @@ def test_host_quantized_file_predicts_exactly_on_device(tmp_path, runtime, acts)
 
 DEVICE_QUANTIZE = """
 import json, sys
-from nanonn import Network, Dense, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Network, Dense
+from nanonn.nnm import read as nnm
+from nanonn.float32.activations import LeakyReLU
 p = json.loads(sys.stdin.read())
 net = Network(
     Dense(8, inputs=5, activation="tanh", weights=p["w0"]),

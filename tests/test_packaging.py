@@ -32,7 +32,7 @@ def test_package_json_is_in_sync():
     assert proc.returncode == 0, proc.stderr.decode()
     urls = json.loads((ROOT / "package.json").read_text())["urls"]
     assert sorted(dest for dest, _ in urls) == sorted(
-        "nanonn/" + p.name for p in (MPY / "nanonn").glob("*.py")
+        p.relative_to(MPY).as_posix() for p in (MPY / "nanonn").rglob("*.py")
     )
     for dest, src in urls:
         assert (ROOT / src).is_file() and src.endswith(dest)
@@ -61,11 +61,13 @@ def test_mip_installs_the_package_and_it_loads_a_model(tmp_path, http_root):
     code = "import mip\nmip.install(%r, target=%r)\n" % (http_root + "/package.json", str(target))
     proc = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Done" in proc.stdout, proc.stdout + proc.stderr
-    installed = sorted(p.name for p in (target / "nanonn").iterdir())
-    assert installed == sorted(p.name for p in (MPY / "nanonn").glob("*.py"))
+    installed = sorted(
+        p.relative_to(target).as_posix() for p in (target / "nanonn").rglob("*") if p.is_file()
+    )
+    assert installed == sorted(p.relative_to(MPY).as_posix() for p in (MPY / "nanonn").rglob("*.py"))
     # The installed copy (alone on the path) saves and loads a model.
     check = (
-        "import nanonn\nfrom nanonn import Dense, Network, nnm\n"
+        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm import read as nnm\n"
         "net = Network(Dense(3, inputs=2, activation='relu'))\n"
         "net2 = nanonn.load(nnm.dumps(net))\nprint(nanonn.__file__, list(net2.predict([1, 2])) == list(net.predict([1, 2])))"
     )
@@ -126,11 +128,14 @@ def test_make_mpy_builds_every_arch():
     proc = subprocess.run(["make", "-s", "mpy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     for arch in ("xtensawin", "armv6m", "armv7emsp", "rv32imc", "x64"):
-        built = sorted(p.stem for p in (ROOT / "build" / "mpy" / arch / "nanonn").glob("*.mpy"))
-        assert built == sorted(p.stem for p in (MPY / "nanonn").glob("*.py")), arch
+        out = ROOT / "build" / "mpy" / arch
+        built = sorted(p.relative_to(out).with_suffix("").as_posix() for p in (out / "nanonn").rglob("*.mpy"))
+        assert built == sorted(
+            p.relative_to(MPY).with_suffix("").as_posix() for p in (MPY / "nanonn").rglob("*.py")
+        ), arch
     # The x64 build, alone on the path, runs on the unix port.
     code = (
-        "import nanonn\nfrom nanonn import Dense, Network, nnm\n"
+        "import nanonn\nfrom nanonn import Dense, Network\nfrom nanonn.nnm import read as nnm\n"
         "net = nanonn.load(nnm.dumps(Network(Dense(2, inputs=2))))\n"
         "print(nanonn.__file__, net.outputs)"
     )
@@ -149,7 +154,7 @@ def test_make_mpy_builds_every_arch():
 # constraints: make setup has just fetched them), and run from there with nothing of the
 # checkout on any path.
 BOARD_NAMES = sorted(p.parent.name for p in (ROOT / "boards").glob("*/board.json"))
-DEVICE_MODULES = sorted(p.name for p in (MPY / "nanonn").glob("*.py"))
+DEVICE_MODULES = sorted(p.relative_to(MPY / "nanonn").as_posix() for p in (MPY / "nanonn").rglob("*.py"))
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +245,8 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     assert all(row[-3:] == ["yes", "yes", "fits"] for row in rows), report
     out = nanonn("deploy m.nnm --port unix")
     assert "package: %d modules as .mpy (x64)" % len(DEVICE_MODULES) in out, out
-    installed = sorted(p.name for p in (work / "board" / "lib" / "nanonn").iterdir())
+    lib = work / "board" / "lib" / "nanonn"
+    installed = sorted(p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file())
     assert installed == sorted(m[:-3] + ".mpy" for m in DEVICE_MODULES)
     out = nanonn("verify m.nnm --port unix --data X.npy")
     assert "verify: PASS" in out, out

@@ -77,8 +77,9 @@ SEEDED = """
 import gc
 import json
 from array import array
-from nanonn import Dense, Dropout, Network, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Dropout, Network
+from nanonn.nnm import read as nnm
+from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 
 def put_hex(key, bufs):

@@ -17,8 +17,11 @@ from support import MPY
 
 sys.path.insert(0, str(MPY))
 
-from nanonn import Dense, Network, backup, nnm, nnm_write  # noqa: E402
-from nanonn.activations import LeakyReLU  # noqa: E402
+from nanonn import Dense, Network  # noqa: E402
+from nanonn.float32.activations import LeakyReLU  # noqa: E402
+from nanonn.nnm import backup  # noqa: E402
+from nanonn.nnm import read as nnm  # noqa: E402
+from nanonn.nnm import write as nnm_write  # noqa: E402
 
 PATH = "/model.nnm"
 LFS_ERR_IO = -5
@@ -82,7 +85,7 @@ def mount(buffer, budget=None, torn=False):
 
 
 class LfsOs:
-    """The parts of `os` and `open` that nanonn.nnm uses, on a littlefs-python filesystem.
+    """The parts of `os` and `open` that nanonn.nnm.read uses, on a littlefs-python filesystem.
     Once `flash` has been cut, every operation fails without reaching littlefs (the
     board is off: nothing runs after the cut)."""
 

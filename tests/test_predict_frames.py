@@ -13,9 +13,9 @@ from support import MPY, load_tool, tool
 
 # Every function a float Network.predict can call, by module (Class.method for methods).
 PREDICT_PATH = {
-    "network.py": {"check_vector", "_check_length", "_check_numbers", "Network.predict"},
+    "float32/network.py": {"check_vector", "_check_length", "_check_numbers", "Network.predict"},
     "inputs.py": {"typecode"},
-    "layers.py": {
+    "float32/layers.py": {
         "Layer.forward",
         "Dense.forward",
         "Dense._affine",
@@ -27,7 +27,7 @@ PREDICT_PATH = {
         "Dense._limbs",
         "Dense._cached",
     },
-    "activations.py": {
+    "float32/activations.py": {
         "Activation.forward",
         "Softmax.forward",
         "_max",

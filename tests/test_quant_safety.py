@@ -16,9 +16,9 @@ from nanonn_tools import qreference
 from support import MPY
 
 sys.path.insert(0, str(MPY))
-from nanonn import qkernels  # noqa: E402  (the device package, on CPython)
-from nanonn.qmultiplier import scales_multiplier  # noqa: E402
-from nanonn.quant import QDense  # noqa: E402
+from nanonn.int8 import kernels_py as qkernels  # noqa: E402  (the device package, on CPython)
+from nanonn.int8.multiplier import scales_multiplier  # noqa: E402
+from nanonn.int8.network import QDense  # noqa: E402
 
 LO, HI = -(1 << 31), (1 << 31) - 1
 
@@ -242,7 +242,7 @@ def test_f32_to_fixed_matches_the_oracle(F):
 
 def _dense_block(n, units, acc0s, zp, q, k, mag=HI):
     """A `dense` parameter block (header and unit records) as a list of checked ints."""
-    from nanonn.quant import _HEAD, _REC, _unit_record
+    from nanonn.int8.network import _HEAD, _REC, _unit_record
 
     p = [0] * (_HEAD + _REC * units)
     p[:_HEAD] = [n, units, zp, -128, 127, 0]
@@ -257,7 +257,7 @@ def test_dense_worst_case_within_int32(n):
     then the requantization bracket or the exact path) on checked ints, at both ends of
     the bound QDense checks: the lowest start (acc0 = 32640 n - 2^31 + 1, every input 255,
     weights -128) and the highest accumulator (weights 127)."""
-    from nanonn.qmultiplier import fc_real
+    from nanonn.int8.multiplier import fc_real
 
     q, k = fc_real(0.02, 0.01, 0.1)[:2]
     low = 32640 * n - HI

@@ -18,7 +18,7 @@ TOL = 1e-5
 DEVICE_CODE = """
 import json, sys
 from nanonn import Dense, Network
-from nanonn.activations import LeakyReLU
+from nanonn.float32.activations import LeakyReLU
 spec = json.loads(sys.stdin.read())
 out = []
 for case in spec:

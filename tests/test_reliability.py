@@ -63,7 +63,8 @@ def test_fuzz_loader_only_documented_errors_and_no_hang():
 BOMBS = r"""
 import gc, io, json, struct, sys, time, micropython
 PATH = json.loads(sys.stdin.read())["path"]
-from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
+from nanonn import Dense, Dropout, ModelFormatError, Network, load
+from nanonn.nnm import read as nnm
 from nanonn.crc32 import update as crc_update
 
 def fix(b):
@@ -168,31 +169,48 @@ STDLIB_IMPORTS = {
 FORBIDDEN_CALLS = {"__import__", "exec", "eval", "compile", "execfile", "getattr", "setattr", "globals"}
 
 
-def _imports(tree):
-    """(absolute names, nanonn module names) imported anywhere in the module."""
+def _source(name):
+    """The file of nanonn module `name` (dotted below nanonn: "nnm.read"), or None."""
+    base = MPY / "nanonn" / name.replace(".", "/")
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(tree, name):
+    """(absolute names, nanonn module names) imported anywhere in module `name`; a relative
+    import is resolved against the module's package ("nnm.read": `..errors` is "errors")."""
     absolute, local = set(), set()
+    package = name.split(".")[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             absolute.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0:
                 absolute.add(node.module)
-            elif node.module:
-                local.add(node.module)
-            else:  # from . import x, y
-                local.update(alias.name for alias in node.names)
+                continue
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:
+                local.add(".".join(base + node.module.split(".")))
+            for alias in node.names:  # from . import x: x a module, or a name of the package
+                sub = ".".join(base + (node.module.split(".") if node.module else []) + [alias.name])
+                if _source(sub) is not None:
+                    local.add(sub)
     return absolute, local
 
 
 def _loader_modules():
-    """nnm.py and every nanonn module it imports, transitively (all fixed names)."""
-    seen, todo = set(), ["nnm", "backup"]
+    """nnm.read and every nanonn module it imports, transitively (all fixed names)."""
+    seen, todo = set(), ["nnm.read", "nnm.backup"]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        todo.extend(_imports(ast.parse((MPY / "nanonn" / (name + ".py")).read_text()))[1])
+        path = _source(name)
+        assert path is not None, name
+        todo.extend(_imports(ast.parse(path.read_text()), name)[1])
     return sorted(seen)
 
 
@@ -205,11 +223,11 @@ def test_loader_modules_import_and_execute_nothing_from_the_model(module):
     standard modules and nanonn modules that exist as files are imported (no import by a
     computed name), and nothing calls __import__/exec/eval/compile or looks up an
     attribute by a name that could come from a file."""
-    tree = ast.parse((MPY / "nanonn" / (module + ".py")).read_text())
-    absolute, local = _imports(tree)
+    tree = ast.parse(_source(module).read_text())  # pyright: ignore[reportOptionalMemberAccess]
+    absolute, local = _imports(tree, module)
     assert absolute <= STDLIB_IMPORTS, absolute - STDLIB_IMPORTS
     for name in local:
-        assert (MPY / "nanonn" / (name + ".py")).is_file(), name
+        assert _source(name) is not None, name
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in FORBIDDEN_CALLS:
@@ -220,7 +238,9 @@ def test_loader_modules_import_and_execute_nothing_from_the_model(module):
 
 
 def test_the_loader_scan_covers_the_format_modules():
-    assert {"nnm", "nnm_int8", "loaded", "codes", "crc32", "backup", "quant"} <= set(LOADER_MODULES)
+    assert {"nnm.read", "nnm.int8", "nnm.layers", "nnm.codes", "crc32", "nnm.backup", "int8.network"} <= set(
+        LOADER_MODULES
+    )
 
 
 CODE_MODELS = r"""
@@ -327,7 +347,7 @@ def test_low_memory_sweep_784_36_14_10_int8():
 # ---------------------------------------------------------------- frames of the reader
 
 # Reader functions that run only once a model has passed every check (they build the
-# network): they may take a heap frame. No other function of nanonn/nnm.py may.
+# network): they may take a heap frame. No other function of nanonn/nnm/read.py may.
 BUILDERS = {
     "_ram_needed",
     "_stream_network",
@@ -402,7 +422,9 @@ def test_reader_checks_keep_their_frames_off_the_heap():
     """Every function that checks a model keeps its frame on the C stack, so rejecting a
     model allocates no frames (the resource bombs above); only the builders may not."""
     mpy_frames = load_tool("mpy_frames")
-    frames = mpy_frames.qualified(mpy_frames.frames_of_source(MPY / "nanonn" / "nnm.py", tool("mpy-cross")))
+    frames = mpy_frames.qualified(
+        mpy_frames.frames_of_source(MPY / "nanonn" / "nnm" / "read.py", tool("mpy-cross"))
+    )
     assert BUILDERS <= set(frames), "rename BUILDERS to match nnm.py: %s" % sorted(BUILDERS - set(frames))
     heap = {"%s (%d words)" % (n, f.words) for n, f in frames.items() if f.on_heap and n not in BUILDERS}
     assert not heap, "checking functions with a heap frame: %s" % sorted(heap)

@@ -15,8 +15,9 @@ from support import run_device_json
 # print each one's .nnm bytes (base64).
 MAKE = r"""
 import json, sys, binascii
-from nanonn import Dense, Network, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Network
+from nanonn.nnm import read as nnm
+from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 p = json.loads(sys.stdin.read())
 rng = Random(p["seed"])

@@ -130,8 +130,10 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, mar
     if tree.exists():
         shutil.rmtree(tree)
     (tree / "lib" / "nanonn").mkdir(parents=True)
-    for f in sorted((ROOT / "mpy" / "nanonn").glob("*.py")):
-        mpy_cross(f, tree / "lib" / "nanonn" / (f.stem + ".mpy"), march)
+    for f in sorted((ROOT / "mpy" / "nanonn").rglob("*.py")):
+        out = (tree / "lib" / f.relative_to(ROOT / "mpy")).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mpy_cross(f, out, march)
     for f in sorted((ROOT / "tests" / "device").glob("*.py")):
         mpy_cross(f, tree / "lib" / (f.stem + ".mpy"), march)
     shutil.copytree(ROOT / "tests" / "data", tree / "tests" / "data")

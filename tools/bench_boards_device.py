@@ -44,7 +44,7 @@ def xf_input(n):
 def _load(source):
     """The int8 model from "file" (/rom/big.nnm) or "const" (big_int8.MODEL, in place)."""
     import nanonn
-    from nanonn.quant import QNetwork
+    from nanonn.int8.network import QNetwork
 
     if source == "file":
         net = nanonn.load("/rom/big.nnm")

@@ -31,7 +31,7 @@ def _read_into(f, buf):
 
 def _float_net(cfg, f):
     from nanonn import Dense, Network
-    from nanonn.activations import LeakyReLU
+    from nanonn.float32.activations import LeakyReLU
 
     sizes, acts = cfg["sizes"], cfg["acts"]
     layers = []
@@ -47,7 +47,7 @@ def _float_net(cfg, f):
 
 
 def _int8_net(cfg, f, kernels):
-    from nanonn.quant import QDense, QNetwork
+    from nanonn.int8.network import QDense, QNetwork
 
     layers = []
     sizes = cfg["sizes"]
@@ -110,7 +110,7 @@ def main():
     with open("%s/%s.json" % (folder, name)) as f:
         cfg = json.load(f)
     import nanonn  # noqa: F401  (library code is not model heap)
-    import nanonn.quant  # noqa: F401
+    import nanonn.int8.network  # noqa: F401
 
     gc.collect()
     base = gc.mem_alloc()

@@ -47,7 +47,7 @@ def _floats(n):
 
 def _net(cfg, f, loss, cache):
     from nanonn import Dense, Network
-    from nanonn.activations import LeakyReLU
+    from nanonn.float32.activations import LeakyReLU
 
     sizes, layers = cfg["sizes"], []
     for i, act in enumerate(cfg["acts"]):

@@ -80,10 +80,10 @@ class Setup:
         nnm.write(self.big_spec, self.big)
         pkg = d / "lib" / "nanonn"
         pkg.mkdir(parents=True)
-        for src in sorted((MPY / "nanonn").glob("*.py")):
-            subprocess.run(
-                [tool("mpy-cross"), "-march=x64", "-o", str(pkg / (src.stem + ".mpy")), str(src)], check=True
-            )
+        for src in sorted((MPY / "nanonn").rglob("*.py")):
+            out = (pkg / src.relative_to(MPY / "nanonn")).with_suffix(".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([tool("mpy-cross"), "-march=x64", "-o", str(out), str(src)], check=True)
         self.lib = d / "lib"
 
     def run(self, heap_kw: int) -> dict:
@@ -121,13 +121,13 @@ def kept(name):
     __import__(name)
     gc.collect()
     return free - gc.mem_free()
-print(kept("nanonn.nnm"), kept("nanonn.nnm_write"))
+print(kept("nanonn.nnm.read"), kept("nanonn.nnm.write"))
 """
 
 
 def kept_by_imports(setup: Setup) -> tuple[int, int]:
-    """Heap bytes kept by importing the reader (nanonn.nnm, on the first load) and then
-    the writer (nanonn.nnm_write, on the first save), from the .mpy package."""
+    """Heap bytes kept by importing the reader (nanonn.nnm.read, on the first load) and then
+    the writer (nanonn.nnm.write, on the first save), from the .mpy package."""
     proc = subprocess.run(
         [tool("micropython"), "-c", KEPT],
         env={"MICROPYPATH": "%s:.frozen" % setup.lib},
@@ -184,7 +184,7 @@ def main() -> int:
             "(about %d KB on a 32-bit board; ESP32 ~100 KB free, RP2040 ~190 KB free)" % (best, best)
         )
         print(
-            "heap kept by importing the reader (nanonn.nnm): %d bytes; the writer (nanonn.nnm_write): %d more"
+            "heap kept by importing the reader (nanonn.nnm.read): %d bytes; the writer (nanonn.nnm.write): %d more"
             % kept_by_imports(setup)
         )
     finally:

@@ -54,7 +54,7 @@ allocate freely (numpy arrays); device functions state what they allocate.
 
 @dataclass
 class Module:
-    name: str  # dotted, e.g. nanonn.layers
+    name: str  # dotted, e.g. nanonn.float32.layers
     path: Path
     tree: ast.Module
     device: bool

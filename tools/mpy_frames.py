@@ -1,7 +1,7 @@
 """List the call-frame size of every function in a MicroPython `.mpy` file (or a `.py`
 file, compiled first with mpy-cross) and whether MicroPython allocates it on the heap.
 
-    python tools/mpy_frames.py mpy/nanonn/nnm.py [--heap-only]
+    python tools/mpy_frames.py mpy/nanonn/nnm/read.py [--heap-only]
 
 A bytecode function's frame holds its arguments, locals and evaluation stack
 (`n_state` words) and 3 words per nested exception handler (`n_exc_stack`). The

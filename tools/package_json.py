@@ -25,8 +25,8 @@ def device_version() -> str:
 
 
 def expected() -> str:
-    files = sorted((ROOT / "mpy" / "nanonn").glob("*.py"))
-    urls = [["nanonn/" + f.name, f.relative_to(ROOT).as_posix()] for f in files]
+    files = sorted((ROOT / "mpy" / "nanonn").rglob("*.py"))
+    urls = [[f.relative_to(ROOT / "mpy").as_posix(), f.relative_to(ROOT).as_posix()] for f in files]
     return json.dumps({"urls": urls, "version": device_version()}, indent=2) + "\n"
 
 

@@ -164,7 +164,7 @@ class Int8Input:
     """Standardise and quantize the integer features straight into an int8 network's
     input domain, with integers only: `apply(features)` allocates nothing.
 
-    The int8 network (nanonn.quant.QNetwork, input domain `in_scale`, `in_zp`) wants
+    The int8 network (nanonn.int8.network.QNetwork, input domain `in_scale`, `in_zp`) wants
     q_i = clamp(round((f_i - mean_i) / scale_i / in_scale) + in_zp, -128, 127).
     With step_i = scale_i * in_scale (feature units per int8 step), that is
     floor(f_i * m_i + b_i) >> s_i with m_i = round(2^s_i / step_i) and

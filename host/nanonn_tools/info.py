@@ -2,7 +2,7 @@
 
 RAM figures are the heap a loaded model keeps on a 32-bit board, beyond the
 nanonn package itself, estimated the way the device loader estimates them
-(`nanonn/nnm.py`): weights (unless read in place from flash), each layer's
+(`nanonn/nnm/read.py`): weights (unless read in place from flash), each layer's
 output buffers and a fixed overhead per buffer, layer and network. "file"
 means loaded from a `.nnm` file or a `.mpy` on the filesystem (weights in
 RAM); "frozen" means a bytes constant frozen into firmware or on ROMFS
@@ -24,7 +24,7 @@ from pathlib import Path
 from . import NanonnError, boards, codes, converters
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
-# The device loader's overheads (mpy/nanonn/nnm.py): per buffer, per layer, per network.
+# The device loader's overheads (mpy/nanonn/nnm/read.py): per buffer, per layer, per network.
 PER_BUFFER = 48
 PER_LAYER = 320
 PER_NETWORK = 512
@@ -109,7 +109,7 @@ def stats(spec, file_bytes: int = 0) -> ModelStats:
         out_bufs = 8 * u + 2 * PER_BUFFER  # z, y
         s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
         s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
-        # int8 (nanonn.quant.QDense): w_scale, bias, mult (4 bytes each), shift and output
+        # int8 (nanonn.int8.network.QDense): w_scale, bias, mult (4 bytes each), shift and output
         # (1 byte), the accumulators (4 x max(units, inputs)), the activation's table, the
         # kernels' parameter block (24 bytes per unit and 24: acc0 and the requantization);
         # leaky_relu runs as a 256-byte table built at load

@@ -1,7 +1,7 @@
 """The `.nnm` model format on the host: `dumps`/`write` a ModelSpec, `loads`/`read` one back.
 
 The format is specified in `docs/format.md` (and beside the device reader,
-`mpy/nanonn/nnm.py`); its codes are in `codes.py`. Float weights are stored as
+`mpy/nanonn/nnm/read.py`); its codes are in `codes.py`. Float weights are stored as
 float32 (a float64 ModelSpec is rounded once, to nearest). The host reader
 checks the same things as the device reader and raises `NanonnError` naming
 the field, the expected and the actual value.

@@ -1,5 +1,5 @@
 """int8 dense blocks of the `.nnm` format on the host (layout: docs/format.md; the
-device twin is `mpy/nanonn/nnm_int8.py`)."""
+device twin is `mpy/nanonn/nnm/int8.py`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _pad(b: bytes) -> bytes:
 
 
 def block(layer: QuantDenseSpec) -> bytes:
-    """The data block of one int8 dense layer (layout in the device's nanonn/nnm_int8.py)."""
+    """The data block of one int8 dense layer (layout in the device's nanonn/nnm/int8.py)."""
     leaky = layer.activation == "leaky_relu"
     head = HEAD.pack(
         layer.in_scale,

@@ -174,7 +174,7 @@ class QuantDenseSpec:
         return self
 
     def device_params(self) -> dict:
-        """Keyword arguments of `nanonn.quant.QDense.from_params` (plain lists and numbers)."""
+        """Keyword arguments of `nanonn.int8.network.QDense.from_params` (plain lists and numbers)."""
         return {
             "inputs": self.inputs,
             "units": self.units,
@@ -323,7 +323,7 @@ def input_quantizer(in_scale) -> tuple[int, int, int]:
     return F, mult, shift
 
 
-# ---- deterministic float32 math (mirrors nanonn.qbuild.Math32 op for op) ---------------
+# ---- deterministic float32 math (mirrors nanonn.int8.quantize.Math32 op for op) ---------------
 
 _C = [F32(1.0), F32(1.0)]
 for _n in range(2, 9):

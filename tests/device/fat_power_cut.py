@@ -15,8 +15,10 @@ import json
 
 import vfs
 
-from nanonn import Dense, Network, backup, load, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Network, load
+from nanonn.float32.activations import LeakyReLU
+from nanonn.nnm import backup
+from nanonn.nnm import read as nnm
 
 MOUNT = "/fatcut"
 PATH = MOUNT + "/model.nnm"

@@ -23,9 +23,10 @@ import sys
 import time
 
 from check import ChunkedStream
-from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
+from nanonn.float32.activations import LeakyReLU
+from nanonn.nnm import read as nnm
 from nanonn.rand import Random
 
 TMP = "/tmp/nanonn-fuzz-%d-%%d.nnm" % int.from_bytes(os.urandom(4), "little")  # unique per run

@@ -15,9 +15,10 @@ from array import array
 
 import micropython
 
-from nanonn import Dense, Network, load, nnm
-from nanonn.activations import LeakyReLU
-from nanonn.quant import QDense, QNetwork
+from nanonn import Dense, Network, load
+from nanonn.float32.activations import LeakyReLU
+from nanonn.int8.network import QDense, QNetwork
+from nanonn.nnm import read as nnm
 from nanonn.rand import Random
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")

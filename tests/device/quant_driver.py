@@ -14,8 +14,8 @@ import sys
 from array import array
 
 from nanonn import Dense, Network
-from nanonn.activations import LeakyReLU
-from nanonn.quant import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record
+from nanonn.float32.activations import LeakyReLU
+from nanonn.int8.network import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record
 
 
 def _sext(b):

@@ -34,7 +34,7 @@ try:
     q = net.quantize(X)
     q.predict_int8(array("b", bytes(sizes[0])))
     net = X = None
-    from nanonn import nnm
+    from nanonn.nnm import read as nnm
 
     out["model_bytes"] = len(nnm.dumps(q))
     out["ok"] = True

@@ -104,7 +104,7 @@ def test_activation_outputs_and_large_inputs():
 
 
 def test_leaky_relu_slope_configurable():
-    from nanonn.activations import LeakyReLU
+    from nanonn.float32.activations import LeakyReLU
 
     net = Network(Dense(1, inputs=1, activation=LeakyReLU(0.2), weights=[1.0, 0.0]))
     close(net.predict([-2.0]), [-0.4], 1e-6, "leaky slope 0.2")

@@ -1,4 +1,4 @@
-"""The training kernels (nanonn.f32_viper) against y + a * x in double rounded once
+"""The training kernels (nanonn.float32.f32_viper) against y + a * x in double rounded once
 to float32 (the unix port's floats are doubles): within one float32 ulp of the result
 plus 2^-26 of the larger operand (where the two nearly cancel); subnormals,
 cancellation, overflow and non-finite operands as the module docstring states."""
@@ -7,7 +7,7 @@ import struct
 from array import array
 
 from check import IS_MICROPYTHON, NATIVE, eq, ok, skip
-from nanonn import layers
+from nanonn.float32 import layers
 from nanonn.rand import Random
 
 
@@ -42,7 +42,7 @@ def _cast(address):
 
 
 class _Source:
-    """CPython: nanonn/f32_viper.py's functions run as plain Python over `_Ptr32` views (its
+    """CPython: nanonn/float32/f32_viper.py's functions run as plain Python over `_Ptr32` views (its
     integer arithmetic op for op), so the checks below test the same algorithm on both."""
 
     def __init__(self):

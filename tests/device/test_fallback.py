@@ -5,16 +5,19 @@ emitter; boards whose firmware disables it), and the package runs there end to e
 from array import array
 
 from check import IS_WASM, NATIVE, eq, ok
-from nanonn import Dense, Network, crc32, layers, load, nnm, quant
+from nanonn import Dense, Network, crc32, load
 from nanonn.crc32_py import crc32_py
 from nanonn.errors import NO_NATIVE_CODE
+from nanonn.float32 import layers
+from nanonn.int8 import network as quant
+from nanonn.nnm import read as nnm
 
 VIPER_MODULES = (
     "crc32_viper",
-    "f32_viper",
-    "fdense_cache_viper",
-    "fdense_viper",
-    "qkernels_viper",
+    "float32.f32_viper",
+    "float32.dense_cache_viper",
+    "float32.dense_viper",
+    "int8.kernels_viper",
     "typecode_viper",
 )
 

@@ -1,11 +1,12 @@
-"""The float Dense forward's viper kernel (nanonn.fdense_viper) against a
+"""The float Dense forward's viper kernel (nanonn.float32.dense_viper) against a
 double-precision sum of the same float32 values, within float32's own error
 bound; infinities and NaN through the plain loop."""
 
 from array import array
 
 from check import NATIVE, SMALL_HEAP, eq, ok
-from nanonn import Dense, layers
+from nanonn import Dense
+from nanonn.float32 import layers
 from nanonn.rand import Random
 
 

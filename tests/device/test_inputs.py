@@ -15,9 +15,9 @@ from array import array
 
 from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, bytes_per_call, eq, ok, raises, skip
 from nanonn import Dense, Network, inputs, load
-from nanonn.loaded import LoadedDense
-from nanonn.nnm import dumps
-from nanonn.quant import KERNELS, QDense, QNetwork
+from nanonn.int8.network import KERNELS, QDense, QNetwork
+from nanonn.nnm.layers import LoadedDense
+from nanonn.nnm.read import dumps
 from nanonn.rand import Random
 
 # Ports without the native emitter read the header through uctypes; a port with neither

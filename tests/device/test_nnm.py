@@ -19,9 +19,10 @@ from check import (
     since_ms,
     unique_id,
 )
-from nanonn import Dense, Dropout, ModelFormatError, Network, load, nnm
-from nanonn.activations import LeakyReLU
+from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
+from nanonn.float32.activations import LeakyReLU
+from nanonn.nnm import read as nnm
 from nanonn.rand import Random
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
@@ -319,7 +320,7 @@ def test_random_mutations_rejected_or_loaded_quickly():
 
 
 def test_unsupported_networks_refused_by_save():
-    from nanonn.activations import Activation
+    from nanonn.float32.activations import Activation
 
     custom = Network(
         Dense(2, inputs=2, activation=Activation("cube", lambda x: x * x * x, lambda x, y: 3 * x * x))
@@ -355,7 +356,7 @@ class _NamedSoftmax:
 
 
 def test_custom_activation_under_a_builtin_name_refused_by_save():
-    from nanonn.activations import Activation, get
+    from nanonn.float32.activations import Activation, get
 
     relu6 = Activation("relu", _relu6, _d_relu6)
     net = Network(Dense(3, inputs=2, activation=relu6), seed=1)
@@ -372,7 +373,7 @@ def test_custom_activation_under_a_builtin_name_refused_by_save():
     duck = Network(Dense(2, inputs=2, activation=_NamedSoftmax()))
     raises(ValueError, nnm.dumps, duck, contains=("custom activation", "named 'softmax'"))
     # every built-in, by name or object, is still saved under its own name
-    from nanonn.activations import builtin_name
+    from nanonn.float32.activations import builtin_name
 
     for name in ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softmax"):
         eq(builtin_name(get(name)), name, "builtin_name of " + name)
@@ -462,34 +463,35 @@ def test_int8_truncations_and_mutations_rejected():
         else:
             eq(len(net.predict(X[0])), 3, "outputs of a loaded mutant")
             loaded += 1
+            net = None  # one loaded mutant at a time (a board-sized heap)
     ok(loaded < 150, "every mutant loaded")
 
 
 def test_int8_field_errors():
-    q, X = _qnet()
-    data = nnm.dumps(q)
-
-    def mutated(offset, fmt, value):
-        b = bytearray(data)
-        struct.pack_into(fmt, b, offset, value)
-        return _fix_crc(b)
+    # a board-sized heap holds the model's bytes and one mutated copy at a time
+    data = nnm.dumps(_qnet()[0])
 
     first = struct.unpack_from("<I", data, 32 + 16)[0]  # layer 0's data block
     second = struct.unpack_from("<I", data, 64 + 16)[0]
-    cases = [
-        (mutated(6, "<H", 0), ("layer 0 dtype", "expected float32 (1)", "got int8 (2)")),
-        (mutated(32 + 1, "<B", 1), ("layer 0 dtype", "expected int8 (2)", "got float32 (1)")),
-        (mutated(32 + 3, "<B", 0), ("layer 0 flags", "expected 0x01", "got 0x00")),
-        (mutated(32 + 20, "<I", 99), ("layer 0 data_size", "expected", "got 99")),
+    cases = [  # (offset, struct format, value): the copy is made per case, below
+        (6, "<H", 0, ("layer 0 dtype", "expected float32 (1)", "got int8 (2)")),
+        (32 + 1, "<B", 1, ("layer 0 dtype", "expected int8 (2)", "got float32 (1)")),
+        (32 + 3, "<B", 0, ("layer 0 flags", "expected 0x01", "got 0x00")),
+        (32 + 20, "<I", 99, ("layer 0 data_size", "expected", "got 99")),
         (
-            mutated(second + 12, "<b", (struct.unpack_from("<b", data, second + 12)[0] + 129) % 256 - 128),
+            second + 12,
+            "<b",
+            (struct.unpack_from("<b", data, second + 12)[0] + 129) % 256 - 128,
             ("int8 network", "layer 1 input domain: expected"),
         ),  # layer 1's in_zp no longer matches layer 0's out_zp
-        (mutated(first + 17, "<B", 5), ("layer 0 int8 parameters", "reserved bytes: expected 0")),
-        (mutated(first, "<f", -1.0), ("layer 0 int8 parameters", "in_scale", "expected a finite float > 0")),
+        (first + 17, "<B", 5, ("layer 0 int8 parameters", "reserved bytes: expected 0")),
+        (first, "<f", -1.0, ("layer 0 int8 parameters", "in_scale", "expected a finite float > 0")),
     ]
-    for bad, parts in cases:
-        raises(ModelFormatError, load, bad, contains=parts)
+    for offset, fmt, value, parts in cases:
+        b = bytearray(data)
+        struct.pack_into(fmt, b, offset, value)
+        raises(ModelFormatError, load, _fix_crc(b), contains=parts)
+        b = None
 
 
 def _grown(data, extra_header, extra_record):

@@ -6,9 +6,9 @@ from array import array
 
 from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, bytes_per_call, close, eq, ok, raises
 from nanonn import Dense, Dropout, Network
-from nanonn.activations import Activation, LeakyReLU
-from nanonn.qmultiplier import scales_multiplier
-from nanonn.quant import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
+from nanonn.float32.activations import Activation, LeakyReLU
+from nanonn.int8.multiplier import scales_multiplier
+from nanonn.int8.network import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
 from nanonn.rand import Random
 
 

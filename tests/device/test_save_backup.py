@@ -4,7 +4,13 @@ the real filesystem of the port: generations, the backup, and load's fallback.""
 import os
 
 from check import eq, ok, raises, unique_id
-from nanonn import Dense, ModelFormatError, Network, backup, load, nnm
+from nanonn import Dense, ModelFormatError, Network, load
+
+# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
+from nanonn.nnm import backup
+
+# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
+from nanonn.nnm import read as nnm
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-backup-%d" % unique_id()

@@ -72,7 +72,7 @@ def test_mse_regression_train_step_matches_formula():
 
 
 def test_frozen_layers_keep_their_weights():
-    from nanonn import nnm
+    from nanonn.nnm import read as nnm
 
     def make():
         return Network(

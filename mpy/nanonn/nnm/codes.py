@@ -2,7 +2,7 @@
 
 The host has the same table in `nanonn_tools/codes.py`; `tests/test_codes.py`
 checks that both sides agree. The format itself is specified in
-`docs/format.md` and in the comment block of `nanonn/nnm.py`.
+`docs/format.md` and in the comment block of `nanonn/nnm/read.py`.
 """
 
 MAGIC = b"NNM\x1a"

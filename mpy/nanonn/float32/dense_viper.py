@@ -12,7 +12,7 @@ Rounding each input and weight to 24 bits below its block maximum gives an
 absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
 own summation error. Infinities and NaN are left to the plain float loop.
 
-A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.fdense_cache_viper,
+A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.float32.dense_cache_viper,
 imported only then) for the same limbs at about half the work.
 """
 

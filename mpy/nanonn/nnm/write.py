@@ -1,8 +1,8 @@
 """Write `.nnm` models: `write`, `save` (safe on littlefs and FAT) and `dumps`.
 
-Imported on first use by `nanonn.nnm.save`/`write`/`dumps` and `Network.save`, so a
+Imported on first use by `nanonn.nnm.read.save`/`write`/`dumps` and `Network.save`, so a
 program that only loads models does not keep the writer in RAM. The format is
-specified beside its reader, in `nanonn/nnm.py`, and in docs/format.md.
+specified beside its reader, in `nanonn/nnm/read.py`, and in docs/format.md.
 
 Writing allocates the header and layer records (one bytearray), a few small tuples
 per layer and the padding bytes; the weights are written straight from their
@@ -13,11 +13,19 @@ import os
 import struct
 import sys
 
+from ..crc32 import update as _crc
+from ..float32.activations import ACTIVATIONS, builtin_name
+from ..float32.layers import Dense, Dropout
 from . import codes
-from .activations import ACTIVATIONS, builtin_name
-from .crc32 import update as _crc
-from .layers import Dense, Dropout
-from .nnm import _BIAS, _DENSE, _DROPOUT, _FLAG_INT8, _FLOAT32, _HEADER, _INT8, _RECORD, _align
+from .layout import BIAS as _BIAS
+from .layout import DENSE as _DENSE
+from .layout import DROPOUT as _DROPOUT
+from .layout import FLAG_INT8 as _FLAG_INT8
+from .layout import FLOAT32 as _FLOAT32
+from .layout import HEADER as _HEADER
+from .layout import INT8 as _INT8
+from .layout import RECORD as _RECORD
+from .layout import align as _align
 
 
 def _plan(net, header_size=codes.HEADER_SIZE):
@@ -30,7 +38,7 @@ def _plan(net, header_size=codes.HEADER_SIZE):
     cursor = _align(header_size + codes.RECORD_SIZE * len(layers))
     records = []
     blocks = []
-    int8 = hasattr(layers[0], "w_scale")  # nanonn.quant.QDense layers (an int8 QNetwork)
+    int8 = hasattr(layers[0], "w_scale")  # nanonn.int8.network.QDense layers (an int8 QNetwork)
     for i in range(len(layers)):
         layer = layers[i]
         where = "save layer %d" % i
@@ -40,7 +48,7 @@ def _plan(net, header_size=codes.HEADER_SIZE):
                 % (where, "an int8" if int8 else "a float", type(layer).__name__)
             )
         if int8:
-            from .nnm_int8 import plan_layer
+            from .int8 import plan_layer
 
             act, alpha, size, parts = plan_layer(layer, where)
             rec = (_DENSE, _INT8, act, _BIAS, layer.inputs, layer.units, alpha, cursor, size, 0, 0)
@@ -150,7 +158,7 @@ def save(net, path, backup=None):
     new model. `backup` is for filesystems whose rename is not atomic (FAT
     deletes the target first): the file carries a generation number and the
     previous model is kept as `path + ".bak"`, so that `load(path)` finds the
-    old or the new model after a cut at any step (`nanonn.backup`,
+    old or the new model after a cut at any step (`nanonn.nnm.backup`,
     docs/reliability.md). None (default): True on a FAT mount, else False."""
     if sys.byteorder != "little":
         raise ValueError("byte order: expected a little-endian port, got %s" % sys.byteorder)

@@ -1,4 +1,4 @@
-"""The int8 dense records of the `.nnm` format (read and written by `nanonn.nnm`).
+"""The int8 dense records of the `.nnm` format (read and written by `nanonn.nnm.read`).
 
 Block layout (offsets from the block start, little-endian; docs/format.md and
 the fields of docs/quantization.md):
@@ -20,7 +20,7 @@ Imported only when an int8 model is read or written.
 import struct
 
 from . import codes
-from .loaded import bytes_view
+from .layers import bytes_view
 
 HEAD = "<fffbbbbbBBBiiI"  # 32 bytes
 HEAD_SIZE = 32

@@ -2,7 +2,7 @@
 
 The .nnm format, version 1.0 (the full text with rationale: docs/format.md)
 --------------------------------------------------------------------------
-Little-endian throughout. Codes and constants live in `nanonn/codes.py`.
+Little-endian throughout. Codes and constants live in `nanonn/nnm/codes.py`.
 
   header (header_size bytes, 32 in 1.0)
     0  4s  magic        b"NNM\\x1a"
@@ -58,30 +58,30 @@ import gc
 import struct
 import sys
 
+from ..crc32 import update as _crc
+from ..errors import ModelFormatError
+from ..float32.activations import LeakyReLU
+from ..float32.layers import Dropout, floats
+from ..float32.network import Network
+from ..inputs import describe, is_bytes
 from . import codes
-from .activations import LeakyReLU
-from .crc32 import update as _crc
-from .errors import ModelFormatError
-from .inputs import describe, is_bytes
-from .layers import Dropout, floats
-from .loaded import LoadedDense, bytes_view, float_copy, float_view
-from .network import Network
+from .layers import LoadedDense, bytes_view, float_copy, float_view
+from .layout import BIAS as _BIAS
+from .layout import DENSE as _DENSE
+from .layout import DROPOUT as _DROPOUT
+from .layout import FLAG_INT8 as _FLAG_INT8
+from .layout import FLOAT32 as _FLOAT32
+from .layout import INT8 as _INT8
+from .layout import RECORD as _RECORD
+from .layout import align as _align
 
-_HEADER = "<4sBBHIHHHHIII"
 # The reader's view of the header: the magic as a u32 (no bytes object), so
 # h = (magic, major, minor, flags, file_size, header_size, record_size,
 #      layer_count, reserved, inputs, outputs, data_offset).
 _HEADER_READ = "<IBBHIHHHHIII"
 _MAGIC = struct.unpack("<I", codes.MAGIC)[0]
-_RECORD = "<BBBBIIfIIII"
 _MAX_META = 256  # largest header_size and record_size accepted
-_DENSE = codes.LAYERS["dense"]
-_DROPOUT = codes.LAYERS["dropout"]
-_FLOAT32 = codes.DTYPES["float32"]
-_INT8 = codes.DTYPES["int8"]
-_FLAG_INT8 = codes.FLAGS["int8"]
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
-_BIAS = codes.LAYER_FLAGS["bias"]
 _INF = float("inf")
 _CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
@@ -98,10 +98,6 @@ def _fail(field, expected, got):
 
 def _lfail(i, field, expected, got):
     raise ModelFormatError("layer %d %s: expected %s, got %s" % (i, field, expected, got))
-
-
-def _align(n):
-    return (n + 3) & ~3
 
 
 def _end(rec):
@@ -124,7 +120,7 @@ _KNOWN_FLAGS = _known_flags()
 # Every function from `load` to a rejection keeps its arguments, locals and
 # evaluation stack within 11 words: MicroPython keeps such a frame on the C
 # stack but allocates a larger one on the heap (`python tools/mpy_frames.py
-# mpy/nanonn/nnm.py` lists them). A message is formatted once, by one `%`.
+# mpy/nanonn/nnm/read.py` lists them). A message is formatted once, by one `%`.
 # So a file claiming huge counts or sizes is rejected allocating only the
 # unpacked header and records, the error and its traceback (under 1 KB,
 # docs/reliability.md). Hence the many small functions.
@@ -382,7 +378,7 @@ def _int8_record(i, rec):
 
 
 def _int8_block_size(rec):
-    from .nnm_int8 import block_size
+    from .int8 import block_size
 
     return block_size(rec[5], rec[4], rec[2])
 
@@ -422,7 +418,7 @@ def _ram_needed(layers, copies, trainable):
         kind, dtype, act, lflags, n, u = layers[i][:6]
         sizes = [u, u]  # z, y
         if dtype == _INT8:
-            from .nnm_int8 import ram_needed
+            from .int8 import ram_needed
 
             total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
         elif kind == _DENSE:
@@ -629,7 +625,7 @@ def _import_int8(h):
 
 def _int8_modules():
     try:
-        from . import nnm_int8, quant  # noqa: F401
+        pass
     except MemoryError as exc:
         _no_import_memory(exc)
 
@@ -637,7 +633,7 @@ def _int8_modules():
 def _no_import_memory(exc):
     mem_free = getattr(gc, "mem_free", None)
     raise MemoryError(
-        "nanonn.load: importing the int8 code (nanonn.quant) needs more RAM than the %d bytes available (%s)"
+        "nanonn.load: importing the int8 code (nanonn.int8.network) needs more RAM than the %d bytes available (%s)"
         % (mem_free() if mem_free is not None else -1, exc)
     )
 
@@ -675,8 +671,8 @@ def _tunes(layers, i, trainable):
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
-    from .nnm_int8 import build_layer
-    from .quant import QDense, QNetwork
+    from ..int8.network import QDense, QNetwork
+    from .int8 import build_layer
 
     objs = []
     for i in range(len(layers)):
@@ -735,7 +731,7 @@ def _seek_size(f):
 def _load_path(path, trainable):
     """From a path. A model saved with `backup=True` (on FAT) carries a generation
     number: then the valid newer of `path` and `path + ".bak"` loads, and so does
-    the backup when `path` is missing (`nanonn.backup`). Any other model loads as
+    the backup when `path` is missing (`nanonn.nnm.backup`). Any other model loads as
     it is, so a stale backup never shadows a model saved or copied without one."""
     f = _open_or_none(path)
     if f is None or _has_generation(f):
@@ -752,7 +748,7 @@ def _open_or_none(path):
 
 
 def _has_generation(f):
-    """Whether the file `f` has a header_size from 36 to 256 (`nanonn.backup`: the
+    """Whether the file `f` has a header_size from 36 to 256 (`nanonn.nnm.backup`: the
     generation number follows the 32-byte header); leaves `f` at its start."""
     head = f.read(14)
     f.seek(0)
@@ -809,13 +805,13 @@ def load(source, trainable: "bool | int" = False):
 
 
 # ---------------------------------------------------------------- writing
-# The writer is `nanonn.nnm_write`, imported on first use: loading does not keep it in RAM.
+# The writer is `nanonn.nnm.write`, imported on first use: loading does not keep it in RAM.
 
 
 def write(net, f, generation=None):
     """Write `net` as a .nnm model to the binary file object `f`; returns the bytes
     written (`nanonn.nnm_write.write`)."""
-    from .nnm_write import write as _write
+    from .write import write as _write
 
     return _write(net, f, generation)
 
@@ -823,14 +819,14 @@ def write(net, f, generation=None):
 def save(net, path, backup=None):
     """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`;
     with `backup` (default: on a FAT mount) a generation number and `path + ".bak"`
-    (`nanonn.nnm_write.save`, docs/reliability.md)."""
-    from .nnm_write import save as _save
+    (`nanonn.nnm.write.save`, docs/reliability.md)."""
+    from .write import save as _save
 
     _save(net, path, backup)
 
 
 def dumps(net):
-    """The .nnm bytes of `net` (`nanonn.nnm_write.dumps`)."""
-    from .nnm_write import dumps as _dumps
+    """The .nnm bytes of `net` (`nanonn.nnm.write.dumps`)."""
+    from .write import dumps as _dumps
 
     return _dumps(net)

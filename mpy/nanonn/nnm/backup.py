@@ -1,6 +1,6 @@
 """Saves that survive a power cut where rename is not atomic (FAT): generations and a backup.
 
-`nanonn.nnm.save(net, path, backup=True)` (the default on a FAT mount) writes the
+`nanonn.nnm.read.save(net, path, backup=True)` (the default on a FAT mount) writes the
 model with a generation number in a 4-byte header extension (header bytes 32..35,
 skipped by every 1.x reader; docs/format.md), one more than the newest of `path`
 and `path + ".bak"`. After the temporary file is closed, `rotate` renames a valid
@@ -19,9 +19,12 @@ strings and, for `load_newest`, the loaded network; nothing sized from a file.
 import os
 import struct
 
+from ..crc32 import update as _crc
+from ..errors import ModelFormatError
 from . import codes
-from .crc32 import update as _crc
-from .nnm import ModelFormatError, _header, _load_file, _readinto
+
+# The reader's helpers are imported inside the functions that read (on use): `save` on a
+# filesystem without a backup imports this module only for `on_fat`, and never the reader.
 
 
 def on_fat(path):
@@ -45,6 +48,8 @@ def on_fat(path):
 def generation(path):
     """The generation number in the header of the model at `path` (0 for a model saved
     without one), or -1 when there is no readable model header."""
+    from .read import _readinto  # on use (see the top)
+
     head = bytearray(codes.HEADER_SIZE + 4)
     try:
         with open(path, "rb") as f:
@@ -66,6 +71,8 @@ def next_generation(path):
 def valid_file(path):
     """Whether `path` holds a whole model: its header's size, its length and its CRC
     agree (read in 256-byte chunks; nothing sized from the file is allocated)."""
+    from .read import _header, _readinto  # on use (see the top)
+
     buf = bytearray(256)
     try:
         size = os.stat(path)[6]
@@ -103,6 +110,8 @@ def rotate(path):
 def load_newest(path, trainable):
     """The valid newest of `path` and `path + ".bak"` by generation number; the other
     when that one is missing or damaged; the first one's error when neither loads."""
+    from .read import _load_file  # on use (see the top)
+
     first, second = path, path + ".bak"
     if generation(second) > generation(first):
         first, second = second, first

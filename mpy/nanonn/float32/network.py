@@ -1,10 +1,10 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
+from ..errors import NO_NATIVE_CODE
+from ..inputs import F32, describe, typecode
+from ..rand import Random
 from . import losses
-from .errors import NO_NATIVE_CODE
-from .inputs import F32, describe, typecode
 from .layers import floats
-from .rand import Random
 
 try:  # float32 kernels on bit patterns (already imported by layers); not on CPython
     from . import f32_viper as _f32k
@@ -286,10 +286,10 @@ class Network:
         return total / len(X), hits / len(X)
 
     def quantize(self, calibration_X, kernels=None):
-        """An int8 `nanonn.quant.QNetwork` of this network, calibrated on the
+        """An int8 `nanonn.int8.network.QNetwork` of this network, calibrated on the
         input vectors `calibration_X` (docs/quantization.md; same integers as
         `nanonn_tools.quantize.quantize_model` on the host)."""
-        from .qbuild import quantize
+        from ..int8.quantize import quantize
 
         return quantize(self, calibration_X, kernels)
 
@@ -304,9 +304,9 @@ class Network:
             layer.set_weights(w)
 
     def save(self, path, backup=None):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.save`; `backup`
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.read.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
-        from .nnm_write import save
+        from ..nnm.write import save
 
         save(self, path, backup)
 

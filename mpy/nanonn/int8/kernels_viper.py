@@ -1,4 +1,4 @@
-"""int8 kernels in @micropython.viper: the fast path of nanonn.quant.
+"""int8 kernels in @micropython.viper: the fast path of nanonn.int8.network.
 
 The kernels that `predict_int8`, `predict` and `quantize` run, with the same
 signatures and integers as in `qkernels` (the plain-Python fallback, whose

@@ -13,8 +13,8 @@ the layer's `in_place` says which happened.
 import struct
 import sys
 
-from .inputs import F32, describe, typecode
-from .layers import Dense, floats
+from ..float32.layers import Dense, floats
+from ..inputs import F32, describe, typecode
 
 try:
     import uctypes

@@ -10,14 +10,14 @@ compile it, else from `qkernels` (plain Python, same integers).
 
 from array import array
 
-from . import qkernels as _py_kernels
-from .errors import NO_NATIVE_CODE
-from .inputs import F32, INT8, UINT8, describe, is_bytes, typecode
-from .network import check_vector
-from .qmultiplier import bitlen, fc_real, input_quantizer
+from ..errors import NO_NATIVE_CODE
+from ..float32.network import check_vector
+from ..inputs import F32, INT8, UINT8, describe, is_bytes, typecode
+from . import kernels_py as _py_kernels
+from .multiplier import bitlen, fc_real, input_quantizer
 
 try:
-    from . import qkernels_viper as _viper_kernels
+    from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
 
@@ -119,7 +119,7 @@ class QDense:
     memoryview), accumulators and its int8 output buffer; running it through
     `QNetwork` with the viper kernels allocates nothing."""
 
-    source = None  # what an in-place layer's weights view (set by nanonn.nnm: keeps it alive)
+    source = None  # what an in-place layer's weights view (set by nanonn.nnm.read: keeps it alive)
 
     def __init__(
         self,
@@ -465,8 +465,8 @@ class QNetwork:
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
-        (see `nanonn.nnm.save`; `backup` for filesystems without atomic rename)."""
-        from .nnm_write import save
+        (see `nanonn.nnm.read.save`; `backup` for filesystems without atomic rename)."""
+        from ..nnm.write import save
 
         save(self, path, backup)
 

@@ -21,13 +21,13 @@ A layer is any object with:
 
 from array import array
 
+from ..errors import NO_NATIVE_CODE
+from ..inputs import F32, typecode
+from ..rand import glorot_limit
 from . import activations
-from .errors import NO_NATIVE_CODE
-from .inputs import F32, typecode
-from .rand import glorot_limit
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
-    from . import fdense_viper as _fast
+    from . import dense_viper as _fast
 except NO_NATIVE_CODE:
     _fast = None
 try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
@@ -42,7 +42,7 @@ except NO_NATIVE_CODE:
 _XS = _XH = _XL = _XQ = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_rows = _fast.dot_rows if _fast is not None else None
-_cache = None  # nanonn.fdense_cache_viper, imported when a layer with cache=True is built
+_cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
 _dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
@@ -112,10 +112,10 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_cached
     if _cache is None:
-        from . import fdense_cache_viper
+        from . import dense_cache_viper as fdense_cache_viper
 
         _cache = fdense_cache_viper
-        _dot_cached = fdense_cache_viper.dot_cached
+        _dot_cached = dense_cache_viper.dot_cached
 
 
 def _large_heap():
@@ -178,7 +178,7 @@ class Dense(Layer):
     gradients and the input gradient, all array('f') allocated in build().
     `cache` (where viper exists): True keeps the weights also decoded for the viper
     kernel, 4 more bytes per weight, for about 3.5x the forward speed of False
-    (fdense_cache_viper.dot_cached, the same results to the bit; training's forward
+    (dense_cache_viper.dot_cached, the same results to the bit; training's forward
     passes decode again after each update and still gain); a checksum of w notices any
     change to the weights, which are then decoded again at the next predict. The
     default None decides at build time: True where the heap holds at least 1 MB (the
@@ -295,7 +295,7 @@ class Dense(Layer):
 
     def _forward_fast(self, x, training):
         """z = W x + b, then y = f(z), with the viper kernels (the bias added before
-        the one rounding to float32, and ReLU, in fdense_viper.to_float32); False if x
+        the one rounding to float32, and ReLU, in dense_viper.to_float32); False if x
         or W is not finite (the plain loop then handles infinities and NaN)."""
         if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
             return False
@@ -514,7 +514,7 @@ class Dropout(Layer):
         self.seed = seed
 
     def build(self, inputs, rng):
-        from .rand import Random
+        from ..rand import Random
 
         self.inputs = self.units = inputs
         self.rng = Random(self.seed)

@@ -1,6 +1,6 @@
 """The float Dense forward over weights kept decoded (`Dense(cache=True)`), in viper.
 
-`decode` stores each weight as the signed 25-bit integer `fdense_viper.dot_rows` aligns
+`decode` stores each weight as the signed 25-bit integer `dense_viper.dot_rows` aligns
 it to at its row's exponent, plus 2^24 so that it is not negative, split in two uint16
 halves (high 13 bits, low 12 bits) stored side by side, each row padded with zero
 halves to a multiple of 4 inputs (4 bytes a weight); `wm` holds per row the exponent
@@ -127,7 +127,7 @@ def matches(w: ptr32, count: int, wm: ptr32, at: int) -> int:
 def dot_cached(xq: ptr16, wq: ptr16, x: ptr32, n: int, units: int, wm: ptr32, acc: ptr32) -> int:
     """The limbs of dot_rows(x, w) in acc, from the weights decoded by `decode` (wq, wm);
     xq: (2 * n4) uint16 scratch (n4: n rounded up to 4). Returns 1 if x is not finite."""
-    # x: (n,) float32 bits; acc: (units, 5) int32 out (fdense_viper.to_float32).
+    # x: (n,) float32 bits; acc: (units, 5) int32 out (dense_viper.to_float32).
     # xq and wq are the first two parameters: the emitter keeps them in registers.
     ex = 1
     k = n

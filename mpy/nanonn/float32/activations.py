@@ -14,7 +14,7 @@ Every function is safe for all finite inputs: MicroPython's `math.exp` raises
 import math
 from array import array
 
-from .errors import NO_NATIVE_CODE
+from ..errors import NO_NATIVE_CODE
 
 try:  # float32 kernels on bit patterns (allocation free); not on CPython
     from . import f32_viper as _f32k

@@ -8,9 +8,9 @@ the same integers. Allocation is fine here: this runs once, not per inference.
 
 from array import array
 
-from .activations import builtin_name
-from .qmultiplier import float_multiplier, input_quantizer, scales_multiplier
-from .quant import QDense, QNetwork, _requant, kernel_set
+from ..float32.activations import builtin_name
+from .multiplier import float_multiplier, input_quantizer, scales_multiplier
+from .network import QDense, QNetwork, _requant, kernel_set
 
 # Exact float32 constants as integer * 2^-k (no decimal parsing involved).
 _LN2 = 11629080 / 16777216.0  # 0x3F317218
@@ -162,7 +162,7 @@ def quantize_weights(r, w, b, units, inputs, in_scale):
 def quantize(network, X, kernels=None):
     """An int8 QNetwork from a float `Network` and calibration inputs X (a
     sequence of input vectors). Dropout layers are dropped (identity at inference)."""
-    from .layers import Dense, Dropout
+    from ..float32.layers import Dense, Dropout
 
     k = kernel_set(kernels)
     m32 = Math32()

@@ -1,0 +1,1 @@
+"""The float32 network: layers, activations, losses, and their viper kernels."""

@@ -1,0 +1,1 @@
+"""The `.nnm` model file (docs/format.md): its codes, reader (`read`), writer (`write`) and backup."""
