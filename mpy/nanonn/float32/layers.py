@@ -112,9 +112,9 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_cached
     if _cache is None:
-        from . import dense_cache_viper as fdense_cache_viper
+        from . import dense_cache_viper
 
-        _cache = fdense_cache_viper
+        _cache = dense_cache_viper
         _dot_cached = dense_cache_viper.dot_cached
 
 
