@@ -24,7 +24,6 @@ PREDICT_PATH = {
         "_dot",
         "_stage",
         "_copy_floats",
-        "Dense._limbs",
         "Dense._cached",
     },
     "float32/activations.py": {

@@ -2,19 +2,27 @@
 """Float dense layer dot products in @micropython.viper, without allocating.
 
 Every float operation in MicroPython allocates a heap object, so a float dot
-product in bytecode costs a few allocations per multiply-add. This kernel reads
-the float32 bits instead and sums exactly in integers: the inputs are scaled to
+product in bytecode costs a few allocations per multiply-add. These kernels read
+the float32 bits instead and sum exactly in integers: the inputs are scaled to
 one block exponent (their largest) and each weight row to its own, as signed
-25-bit integers split in 12-bit halves; the products are summed in four int32
-limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
-normalised every 32 terms, so every intermediate fits a 32-bit viper int.
-Result: dot = value * 2^(exponent - 300), rounded to float32 by `to_float32`.
-Rounding each input and weight to 24 bits below its block maximum gives an
-absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
-own summation error. Infinities and NaN are left to the plain float loop.
+25-bit integers v, stored offset (v + 2^24 >= 0) as two uint16 halves (the high 13
+bits, the low 12) side by side, rows padded with zero halves to a multiple of 4
+(`stage` for x, `decode` for the weights); `dot` sums the products of the halves in
+four int32 limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
+normalised every 16 terms, so every intermediate fits a 32-bit viper int, and takes
+the offsets' cross terms off each row at the end. Result: dot = value *
+2^(exponent - 300), rounded to float32 (with the bias, and ReLU) by `to_float32`.
+Rounding each input and weight to 24 bits below its block maximum gives an absolute
+error of at most n * 2^-24 * max|x| * max|w|, the order of float32's own summation
+error. Infinities and NaN are left to the plain float loop.
 
-A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.float32.dense_cache_viper,
-imported only then) for the same limbs at about half the work.
+`dot`'s inner loop reads both operands through pointers at constant offsets, 4 inputs
+a step, with no temporaries: the native emitter keeps few locals in registers and
+spills the rest, so this is about a third of the work of indexed loads into locals
+(measured by `make bench-float`). A layer either keeps all its rows decoded
+(`Dense(cache=True)`, checked by nanonn.float32.dense_cache_viper's checksum) or
+`dot` decodes each row into a one-row scratch just before using it.
+Allocates nothing.
 """
 
 from array import array
@@ -23,8 +31,15 @@ from typing import Any
 # What a caller passes for a viper pointer parameter (ptr8/ptr16/ptr32).
 _Buffer = bytearray | bytes | memoryview | array[Any]
 
-def dot_rows(x: _Buffer, w: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffer, acc: _Buffer) -> int:
-    """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""
+def decode(wq: _Buffer, w: _Buffer, n: int, units: int, wm: _Buffer, row: int) -> int:
+    """wq, wm = rows row .. row + units - 1 of the weights w (rows of n) decoded for `dot`
+    (module docstring); returns 1 (not valid) if they hold an infinity or NaN."""
+
+def dot(xq: _Buffer, p: _Buffer, x: _Buffer, wq, wm, acc: _Buffer, shape: _Buffer, w) -> int:
+    """acc = the limbs of x . each row of w (module docstring), shape = (n, units, fresh):
+    from wq, wm holding every row decoded (fresh 0), or decoding each row of w into the
+    one-row wq, wm first (fresh 1). xq: x's halves (scratch); p: wq again, as the pointer
+    the inner loop walks. Returns 1 (and stops) if x or a row of w is not finite."""
 
 def to_float32(acc: _Buffer, z: _Buffer, units: int, b: _Buffer, y: _Buffer, flags: int) -> None:
     """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), plus b[u] when

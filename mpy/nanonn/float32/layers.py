@@ -36,14 +36,15 @@ except NO_NATIVE_CODE:
     _f32k = None
 
 
-# Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
-# per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals,
-# not a list: the predict path reads them without unpacking (frame size, below).
-_XS = _XH = _XL = _XQ = _ACC = array("f")
+# Scratch of the viper float kernel: x as float32 (staged from other types) and as
+# halves (dense_viper.dot), one row of weights decoded (_RQ, _RM: layers without decoded
+# weights) and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
+# the predict path reads them without unpacking (frame size, below).
+_XS = _XQ = _RQ = _ACC = array("f")
+_RM = array("i", bytes(12))
 _SCRATCH_SIZE = [0, 0]
-_dot_rows = _fast.dot_rows if _fast is not None else None
+_dot_q = _fast.dot if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
-_dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
@@ -68,12 +69,11 @@ _CACHE_MIN_HEAP = 1 << 20
 
 
 def _grow_scratch(n, units):
-    global _XS, _XH, _XL, _XQ, _ACC
+    global _XS, _XQ, _RQ, _ACC
     if n > _SCRATCH_SIZE[0]:
         _XS = floats(n)
-        _XH = array("i", bytes(4 * n))
-        _XL = array("i", bytes(4 * n))
-        _XQ = array("H", bytes(4 * (n + 3)))  # dot_cached's input halves (n rounded up to 4)
+        _XQ = array("H", bytes(4 * (n + 3)))  # halves of n rounded up to 4
+        _RQ = array("H", bytes(4 * (n + 3)))
         _SCRATCH_SIZE[0] = n
     if units > _SCRATCH_SIZE[1]:
         _ACC = array("i", bytes(20 * units))
@@ -110,12 +110,11 @@ def _copy_floats(xs, x):
 
 
 def _import_cache():
-    global _cache, _dot_cached
+    global _cache
     if _cache is None:
         from . import dense_cache_viper
 
         _cache = dense_cache_viper
-        _dot_cached = dense_cache_viper.dot_cached
 
 
 def _large_heap():
@@ -178,7 +177,7 @@ class Dense(Layer):
     gradients and the input gradient, all array('f') allocated in build().
     `cache` (where viper exists): True keeps the weights also decoded for the viper
     kernel, 4 more bytes per weight, for about 3.5x the forward speed of False
-    (dense_cache_viper.dot_cached, the same results to the bit; training's forward
+    (dense_viper.dot over the decoded rows, the same results to the bit; training's forward
     passes decode again after each update and still gain); a checksum of w notices any
     change to the weights, which are then decoded again at the next predict. The
     default None decides at build time: True where the heap holds at least 1 MB (the
@@ -236,6 +235,7 @@ class Dense(Layer):
     _pending = False  # backward's d and x not yet added into gw, gb (f32_viper kernels)
     _dirty = False  # gw, gb hold gradients (f32_viper kernels)
     _wq_ok = False  # wq holds the decoded weights (cache=True)
+    _sum = 0  # the checksum of w when wq was decoded (cache=True)
 
     def alloc_train(self):
         """Allocate the training buffers (`build` calls it): d and c (units,), the input
@@ -267,6 +267,9 @@ class Dense(Layer):
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
+            # dense_viper.dot's shape: (inputs, units, 0) decoded weights, (..., 1) row by row
+            n, u = self.inputs, self.units
+            self._shape = (array("i", (n, u, 0)), array("i", (n, u, 1)))
             # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
             relu = activations.builtin_name(self.activation) == "relu"
             self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
@@ -274,12 +277,12 @@ class Dense(Layer):
                 _import_cache()
                 u = self.units
                 self.wq = array("H", bytes(4 * u * ((self.inputs + 3) & ~3)))
-                self.wm = array("i", bytes(4 * (3 * u + 1)))
+                self.wm = array("i", bytes(12 * u))
                 self._wq_ok = False
 
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if not (self._fast_ready and self._forward_fast(x, training)):
+        if not (self._fast_ready and self._forward_fast(x)):
             self._affine(x)
             self.activation.forward(self.z, self.y, self.units)
         return self.y
@@ -293,38 +296,37 @@ class Dense(Layer):
             self.z[u] = _dot(self.b[u], w, u * n, x, n)
             u += 1
 
-    def _forward_fast(self, x, training):
-        """z = W x + b, then y = f(z), with the viper kernels (the bias added before
-        the one rounding to float32, and ReLU, in dense_viper.to_float32); False if x
-        or W is not finite (the plain loop then handles infinities and NaN)."""
-        if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
+    def _forward_fast(self, x):
+        """z = W x + b, then y = f(z), with the viper kernels: dense_viper.dot over the
+        decoded weights where they are current (`cache`), else decoding each row as it
+        goes; then the bias added before the one rounding to float32, and ReLU, in
+        dense_viper.to_float32. False if x or W is not finite (the plain loop then
+        handles infinities and NaN)."""
+        if _fast is None:  # _fast_ready is set only where the kernels imported
             return False
         if not self._f32_in and typecode(x) != F32:  # else x is float32: read in place
             _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
             x = _XS
-        if self._limbs(x, training):
+        if self.wq is not None and self._cached():
+            if _dot_q(_XQ, self.wq, x, self.wq, self.wm, _ACC, self._shape[0], None):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+                return False
+        elif _dot_q(_XQ, _RQ, x, _RQ, _RM, _ACC, self._shape[1], self.w):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
             return False
         _fast.to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)
         if not self._finish & 2:
             self.activation.forward(self.z, self.y, self.units)
         return True
 
-    def _limbs(self, x, training):
-        """The dot products' limbs into _ACC (dot_cached where the decoded weights are
-        current, else dot_rows); 1 if x or W is not finite."""
-        if self.wq is not None and self._cached():
-            return _dot_cached(_XQ, self.wq, x, self.inputs, self.units, self.wm, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
-        return _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
-
     def _cached(self):
         """Whether wq holds the current weights, decoding them again if they changed
-        (training too: decoding and dot_cached cost less than dot_rows)."""
+        (training too: decoding once costs less than decoding each row in the forward)."""
         wm, f = self.wm, _cache
-        if wm is None or f is None:
+        if wm is None or f is None or _fast is None:
             return False
-        if self._wq_ok and f.matches(self.w, len(self.w), wm, len(wm) - 1):
+        if self._wq_ok and f.checksum(self.w, len(self.w)) == self._sum:
             return True  # (update clears _wq_ok: no checksum after a training step)
-        self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm)
+        self._wq_ok = not _fast.decode(self.wq, self.w, self.inputs, self.units, wm, 0)
+        self._sum = f.checksum(self.w, len(self.w))
         return self._wq_ok
 
     def backward(self, x, grad, fused):
