@@ -48,6 +48,8 @@ def decode(wq: ptr16, w: ptr32, n: int, units: int, wm: ptr32, row: int) -> int:
         if ew == 0:
             ew = 127
         emax = 0
+        sh = 0
+        sl = 0
         while emax != ew:
             if emax:
                 ew = emax

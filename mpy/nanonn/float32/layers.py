@@ -325,7 +325,7 @@ class Dense(Layer):
             return False
         if self._wq_ok and f.checksum(self.w, len(self.w)) == self._sum:
             return True  # (update clears _wq_ok: no checksum after a training step)
-        self._wq_ok = not _fast.decode(self.wq, self.w, self.inputs, self.units, wm, 0)
+        self._wq_ok = not _fast.decode(self.wq, self.w, self.inputs, self.units, wm, 0)  # pyright: ignore[reportArgumentType]  (wq and wm are made together)
         self._sum = f.checksum(self.w, len(self.w))
         return self._wq_ok
 
