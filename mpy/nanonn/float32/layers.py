@@ -36,14 +36,13 @@ except NO_NATIVE_CODE:
     _f32k = None
 
 
-# Scratch of the viper float kernel: x as float32 (staged from other types) and as
-# halves (dense_viper.dot), one row of weights decoded (_RQ, _RM: layers without decoded
-# weights) and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
+# Scratch of the viper float kernels: x as float32 (staged from other types), as halves
+# (dense_viper.dot) and as 12-bit halves (dense_viper.dot_rows), and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
 # the predict path reads them without unpacking (frame size, below).
-_XS = _XQ = _RQ = _ACC = array("f")
-_RM = array("i", bytes(12))
+_XS = _XQ = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
 _dot_q = _fast.dot if _fast is not None else None
+_dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
@@ -69,11 +68,12 @@ _CACHE_MIN_HEAP = 1 << 20
 
 
 def _grow_scratch(n, units):
-    global _XS, _XQ, _RQ, _ACC
+    global _XS, _XQ, _XH, _XL, _ACC
     if n > _SCRATCH_SIZE[0]:
         _XS = floats(n)
         _XQ = array("H", bytes(4 * (n + 3)))  # halves of n rounded up to 4
-        _RQ = array("H", bytes(4 * (n + 3)))
+        _XH = array("i", bytes(4 * n))
+        _XL = array("i", bytes(4 * n))
         _SCRATCH_SIZE[0] = n
     if units > _SCRATCH_SIZE[1]:
         _ACC = array("i", bytes(20 * units))
@@ -267,9 +267,7 @@ class Dense(Layer):
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
-            # dense_viper.dot's shape: (inputs, units, 0) decoded weights, (..., 1) row by row
-            n, u = self.inputs, self.units
-            self._shape = (array("i", (n, u, 0)), array("i", (n, u, 1)))
+            self._shape = array("i", (self.inputs, self.units))  # dense_viper.dot's
             # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
             relu = activations.builtin_name(self.activation) == "relu"
             self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
@@ -298,8 +296,7 @@ class Dense(Layer):
 
     def _forward_fast(self, x):
         """z = W x + b, then y = f(z), with the viper kernels: dense_viper.dot over the
-        decoded weights where they are current (`cache`), else decoding each row as it
-        goes; then the bias added before the one rounding to float32, and ReLU, in
+        decoded weights where they are current (`cache`), else dense_viper.dot_rows; then the bias added before the one rounding to float32, and ReLU, in
         dense_viper.to_float32. False if x or W is not finite (the plain loop then
         handles infinities and NaN)."""
         if _fast is None:  # _fast_ready is set only where the kernels imported
@@ -308,9 +305,9 @@ class Dense(Layer):
             _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
             x = _XS
         if self.wq is not None and self._cached():
-            if _dot_q(_XQ, self.wq, x, self.wq, self.wm, _ACC, self._shape[0], None):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+            if _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
                 return False
-        elif _dot_q(_XQ, _RQ, x, _RQ, _RM, _ACC, self._shape[1], self.w):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+        elif _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
             return False
         _fast.to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)
         if not self._finish & 2:
