@@ -305,7 +305,7 @@ class Dense(Layer):
             _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
             x = _XS
         if self.wq is not None and self._cached():
-            if _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+            if _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall, reportArgumentType]  (_fast_ready only where viper exists; wm made with wq)
                 return False
         elif _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
             return False
