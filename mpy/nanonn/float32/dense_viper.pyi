@@ -3,28 +3,18 @@
 
 Every float operation in MicroPython allocates a heap object, so a float dot
 product in bytecode costs a few allocations per multiply-add. These kernels read
-the float32 bits instead and sum exactly in integers: the inputs are scaled to
-one block exponent (their largest) and each weight row to its own, as signed
-25-bit integers v, stored offset (v + 2^24 >= 0) as two uint16 halves (the high 13
-bits, the low 12) side by side, rows padded with zero halves to a multiple of 4
-(`stage` for x, `decode` for the weights); `dot` sums the products of the halves in
-four int32 limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
-normalised every 16 terms, so every intermediate fits a 32-bit viper int, and takes
-the offsets' cross terms off each row at the end. Result: dot = value *
+the float32 bits instead and sum exactly in integers (`dot_rows`): the inputs are
+scaled to one block exponent (their largest) and each weight row to its own, as signed
+25-bit integers split in 12-bit halves; the products are summed in four int32 limbs
+spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0), normalised
+every 32 terms, so every intermediate fits a 32-bit viper int. Result: dot = value *
 2^(exponent - 300), rounded to float32 (with the bias, and ReLU) by `to_float32`.
 Rounding each input and weight to 24 bits below its block maximum gives an absolute
 error of at most n * 2^-24 * max|x| * max|w|, the order of float32's own summation
 error. Infinities and NaN are left to the plain float loop.
 
-`dot`'s inner loop reads both operands through pointers at constant offsets, 4 inputs
-a step, with no temporaries: the native emitter keeps few locals in registers and
-spills the rest, so this is about a third of the work of indexed loads into locals
-(measured by `make bench-float`). It reads the rows a layer keeps decoded
-(`Dense(cache=True)`, checked by nanonn.float32.dense_cache_viper's checksum); a layer
-without them uses `dot_rows`, which decodes each weight into locals as it multiplies
-(the same limbs: on the boards' Thumb code it beat decoding each row into a scratch
-first, 7.8M against 8.2M instructions for 784-36-14-10 on the Cortex-M3 board; on x64
-it is the other way round, 7.8M against 5.9M).
+A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.float32.dense_cache_viper,
+imported only then) for the same limbs at about a third of the work.
 Allocates nothing.
 """
 
@@ -33,15 +23,6 @@ from typing import Any
 
 # What a caller passes for a viper pointer parameter (ptr8/ptr16/ptr32).
 _Buffer = bytearray | bytes | memoryview | array[Any]
-
-def decode(wq: _Buffer, w: _Buffer, n: int, units: int, wm: _Buffer, row: int) -> int:
-    """wq, wm = rows row .. row + units - 1 of the weights w (rows of n) decoded for `dot`
-    (module docstring); returns 1 (not valid) if they hold an infinity or NaN."""
-
-def dot(xq: _Buffer, p: _Buffer, x: _Buffer, wm: _Buffer, acc: _Buffer, shape: _Buffer) -> int:
-    """acc = the limbs of x . each row of the weights decoded by `decode` (wq, wm), shape =
-    (n, units). xq: x's halves (scratch); p: wq, the pointer the inner loop walks.
-    Returns 1 (and stops) if x is not finite."""
 
 def dot_rows(x: _Buffer, w: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffer, acc: _Buffer) -> int:
     """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""

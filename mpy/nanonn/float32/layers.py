@@ -37,11 +37,11 @@ except NO_NATIVE_CODE:
 
 
 # Scratch of the viper float kernels: x as float32 (staged from other types), as halves
-# (dense_viper.dot) and as 12-bit halves (dense_viper.dot_rows), and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
+# (dense_cache_viper.dot) and as 12-bit halves (dense_viper.dot_rows), and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
 # the predict path reads them without unpacking (frame size, below).
 _XS = _XQ = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0]
-_dot_q = _fast.dot if _fast is not None else None
+_dot_q = None  # dense_cache_viper.dot (a global: the predict path's frames stay small)
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
@@ -110,11 +110,12 @@ def _copy_floats(xs, x):
 
 
 def _import_cache():
-    global _cache
+    global _cache, _dot_q
     if _cache is None:
         from . import dense_cache_viper
 
         _cache = dense_cache_viper
+        _dot_q = dense_cache_viper.dot
 
 
 def _large_heap():
@@ -177,7 +178,7 @@ class Dense(Layer):
     gradients and the input gradient, all array('f') allocated in build().
     `cache` (where viper exists): True keeps the weights also decoded for the viper
     kernel, 4 more bytes per weight, for about 3.5x the forward speed of False
-    (dense_viper.dot over the decoded rows, the same results to the bit; training's forward
+    (dense_cache_viper.dot over the decoded rows, the same results to the bit; training's forward
     passes decode again after each update and still gain); a checksum of w notices any
     change to the weights, which are then decoded again at the next predict. The
     default None decides at build time: True where the heap holds at least 1 MB (the
@@ -267,7 +268,7 @@ class Dense(Layer):
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
             _grow_scratch(self.inputs, self.units)
             self._fast_ready = True
-            self._shape = array("i", (self.inputs, self.units))  # dense_viper.dot's
+            self._shape = array("i", (self.inputs, self.units))  # dense_cache_viper.dot's
             # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
             relu = activations.builtin_name(self.activation) == "relu"
             self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
@@ -295,7 +296,7 @@ class Dense(Layer):
             u += 1
 
     def _forward_fast(self, x):
-        """z = W x + b, then y = f(z), with the viper kernels: dense_viper.dot over the
+        """z = W x + b, then y = f(z), with the viper kernels: dense_cache_viper.dot over the
         decoded weights where they are current (`cache`), else dense_viper.dot_rows; then the bias added before the one rounding to float32, and ReLU, in
         dense_viper.to_float32. False if x or W is not finite (the plain loop then
         handles infinities and NaN)."""
@@ -318,11 +319,11 @@ class Dense(Layer):
         """Whether wq holds the current weights, decoding them again if they changed
         (training too: decoding once costs less than decoding each row in the forward)."""
         wm, f = self.wm, _cache
-        if wm is None or f is None or _fast is None:
+        if wm is None or f is None:
             return False
         if self._wq_ok and f.checksum(self.w, len(self.w)) == self._sum:
             return True  # (update clears _wq_ok: no checksum after a training step)
-        self._wq_ok = not _fast.decode(self.wq, self.w, self.inputs, self.units, wm, 0)  # pyright: ignore[reportArgumentType]  (wq and wm are made together)
+        self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm, 0)  # pyright: ignore[reportArgumentType]  (wq and wm are made together)
         self._sum = f.checksum(self.w, len(self.w))
         return self._wq_ok
 
