@@ -40,7 +40,7 @@ except NO_NATIVE_CODE:
 # (dense_cache_viper.dot) and as 12-bit halves (dense_viper.dot_rows), and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
 # the predict path reads them without unpacking (frame size, below).
 _XS = _XQ = _XH = _XL = _ACC = array("f")
-_SCRATCH_SIZE = [0, 0]
+_SCRATCH_SIZE = [0, 0, 0]  # inputs, units, inputs of a cached layer
 _dot_q = None  # dense_cache_viper.dot (a global: the predict path's frames stay small)
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
@@ -67,14 +67,16 @@ _CACHE_MIN_HEAP = 1 << 20
 # row offsets recomputed rather than kept in a local.
 
 
-def _grow_scratch(n, units):
+def _grow_scratch(n, units, cached):
     global _XS, _XQ, _XH, _XL, _ACC
     if n > _SCRATCH_SIZE[0]:
         _XS = floats(n)
-        _XQ = array("H", bytes(4 * (n + 3)))  # halves of n rounded up to 4
         _XH = array("i", bytes(4 * n))
         _XL = array("i", bytes(4 * n))
         _SCRATCH_SIZE[0] = n
+    if cached and n > _SCRATCH_SIZE[2]:
+        _XQ = array("H", bytes(4 * (n + 3)))  # halves of n rounded up to 4
+        _SCRATCH_SIZE[2] = n
     if units > _SCRATCH_SIZE[1]:
         _ACC = array("i", bytes(20 * units))
         _SCRATCH_SIZE[1] = units
@@ -262,13 +264,13 @@ class Dense(Layer):
         """Make sure the scratch of the allocation-free viper forward (where viper
         exists) is large enough for this layer; `build` calls it. The scratch is
         shared by every Dense layer (forward passes never overlap), so it costs
-        12 bytes per input and 20 per unit of the largest layer, once. Layers with
+        12 bytes per input (16 with a cached layer) and 20 per unit of the largest
+        layer, once; a cached layer (`cache`) adds 4 bytes per weight and 12 per unit. Layers with
         fewer than 8 inputs keep the plain loop (faster there). A subclass
         with its own `build` calls it too, or keeps the plain float loop."""
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
-            _grow_scratch(self.inputs, self.units)
+            _grow_scratch(self.inputs, self.units, self.cache)
             self._fast_ready = True
-            self._shape = array("i", (self.inputs, self.units))  # dense_cache_viper.dot's
             # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
             relu = activations.builtin_name(self.activation) == "relu"
             self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
@@ -277,6 +279,7 @@ class Dense(Layer):
                 u = self.units
                 self.wq = array("H", bytes(4 * u * ((self.inputs + 3) & ~3)))
                 self.wm = array("i", bytes(12 * u))
+                self._shape = array("i", (self.inputs, u))  # dense_cache_viper.dot's
                 self._wq_ok = False
 
     def forward(self, x, training):
