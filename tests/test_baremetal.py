@@ -27,12 +27,11 @@ import pytest
 from test_ports import FLOAT_ULPS, SEEDED, check_seeded, worst_ulps
 from test_ports import _seeded as _seeded_port
 
-from support import DEVICE_TESTS, ROOT, load_tool, run_device
+from support import DEVICE_TESTS, load_tool, run_device, scratch
 
 baremetal = load_tool("baremetal")
 pytestmark = pytest.mark.boards  # `make test-fast` leaves the board interpreters out
 LINE = re.compile(r"^(PASS|FAIL|SKIP) (\w+)::(\w+)(?:: (.*))?$")
-STAGE = ROOT / "build" / "baremetal"
 
 
 def _require(name: str):
@@ -48,8 +47,7 @@ def _require(name: str):
 @functools.cache
 def _parity_models() -> dict[str, bytes]:
     """The int8 .nnm of every activation, made by the x64 unix port."""
-    folder = STAGE / "parity-models"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = scratch("baremetal/parity-models")
     proc = run_device("micropython", ["-c", "import int8_parity; int8_parity.make(%r)" % str(folder)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {"models/" + p.name: p.read_bytes() for p in sorted(folder.glob("*.nnm"))}
@@ -58,7 +56,7 @@ def _parity_models() -> dict[str, bytes]:
 @functools.cache
 def _image(name: str):
     """The ROMFS image of board `name`: package, tests, data and the parity models."""
-    return baremetal.stage(baremetal.TARGETS[name], STAGE / name, _parity_models())
+    return baremetal.stage(baremetal.TARGETS[name], scratch("baremetal/" + name), _parity_models())
 
 
 def _collect():
@@ -107,7 +105,7 @@ def test_device_baremetal(board, module, name):
 def _parity(where: str) -> list[dict]:
     if where == "x64":
         _parity_models()
-        folder = str(STAGE / "parity-models")
+        folder = str(scratch("baremetal/parity-models"))
         proc = run_device("micropython", ["-c", "import int8_parity; int8_parity.run(%r)" % folder])
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout

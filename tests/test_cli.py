@@ -29,6 +29,44 @@ def test_error_is_one_line_exit_1(capsys, monkeypatch):
     assert capsys.readouterr().err == "nanonn: it broke: x=1, expected 2\n"
 
 
+# What the command modules import inside the functions that use them, never at import.
+HEAVY = (
+    "mpremote",
+    "serial",
+    "torch",
+    "tensorflow",
+    "onnx",
+    "onnxruntime",
+    "h5py",
+    "tflite",
+    "sklearn",
+    "joblib",
+)
+
+
+def test_help_and_info_import_no_framework_and_no_serial_stack(tmp_path):
+    """`nanonn --help` and `nanonn info` (every command module imported, one model read)
+    load none of the frameworks, mpremote or pyserial; `nanonn deploy` does load mpremote."""
+    code = (
+        "import sys\nfrom nanonn_tools import cli\ntry:\n cli.main(sys.argv[1:])\nexcept SystemExit:\n pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)), file=sys.stderr)" % (HEAVY,)
+    )
+    model = str(_model(tmp_path))
+    for argv, loaded in (
+        (["--help"], "[]"),
+        (["info", model], "[]"),
+        (["deploy", model, "--port", "/dev/nanonn-none"], None),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        )
+        last = proc.stderr.strip().splitlines()[-1]
+        if loaded is None:  # the check can fail: a board command does import the serial stack
+            assert "'serial'" in last, proc.stderr
+        else:
+            assert last == loaded, (argv, proc.stderr)
+
+
 def test_console_script_installed():
     from support import tool
 

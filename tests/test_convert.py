@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nanonn_tools import NanonnError, boards, cli, converters, nnm
+from nanonn_tools import NanonnError, cli, converters, nnm, profiles
 from nanonn_tools.convert import convert
 from nanonn_tools.reference import flat_weights, random_network
 from support import ARCHES, run_device, run_device_json
@@ -244,7 +244,7 @@ def test_mpy_export_compiles_for_each_board(tmp_path, board):
     convert(src, out, target=board, activations="relu,softmax", inputs=5)
     data = out.read_bytes()
     assert data[:4] == b"M\x06\x00\x1f", data[:4]  # mpy v6, no native architecture
-    assert boards.load_board(board).mpy_cross_arch in ARCHES
+    assert profiles.load_profile(board).mpy_cross_arch in ARCHES
     portable = tmp_path / "no_target" / "model.mpy"
     portable.parent.mkdir()
     convert(src, portable, activations="relu,softmax", inputs=5)
@@ -362,8 +362,8 @@ def test_info_takes_the_converter_options(tmp_path, capsys):
 
 
 def test_board_profiles_are_complete():
-    assert boards.names() == ["esp32", "esp32c3", "esp32s3", "rp2040", "rp2350", "unix"]
-    for board in boards.all_boards():
+    assert profiles.names() == ["esp32", "esp32c3", "esp32s3", "rp2040", "rp2350", "unix"]
+    for board in profiles.all_profiles():
         assert board.mpy_cross_arch in ARCHES
         assert board.heap_bytes > 50000
         if board.port != "unix":

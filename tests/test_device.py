@@ -15,9 +15,13 @@ import re
 
 import pytest
 
-from support import BOARD_RUNTIMES, DEVICE_TESTS, board_unavailable, run_device
+from support import BOARD_RUNTIMES, DEVICE_TESTS, board_unavailable, once, prefetch, run_device
 
 RUNTIMES = ("micropython", "wasm", "cpython") + tuple(BOARD_RUNTIMES)
+# `make test-fast` leaves out the board interpreters and the WebAssembly port (Node plus the
+# plain-Python kernels: the slowest of the three others); the unix port and CPython stay in.
+_MARKS = {runtime: [pytest.mark.boards] for runtime in BOARD_RUNTIMES}
+_MARKS["wasm"] = [pytest.mark.slow]
 LINE = re.compile(r"^(PASS|SKIP|FAIL) (\w+)::(\w+)(?:: (.*))?$")
 
 
@@ -34,7 +38,7 @@ def _collect():
                             script.stem,
                             node.name,
                             id="%s-%s::%s" % (runtime, script.stem, node.name),
-                            marks=[pytest.mark.boards] if runtime in BOARD_RUNTIMES else [],
+                            marks=_MARKS.get(runtime, []),
                         )
                     )
     return items
@@ -45,8 +49,25 @@ def _unavailable(runtime: str):
     return board_unavailable(runtime) if runtime in BOARD_RUNTIMES else None
 
 
-@functools.cache
+def prefetch_items(items):
+    """Start the runs of the (runtime, module) pairs of the selected items, in the background
+    (conftest.py): they run side by side; each item waits for its own."""
+    for runtime, module in dict.fromkeys(
+        (item.callspec.params["runtime"], item.callspec.params["module"]) for item in items
+    ):
+        try:
+            unavailable = _unavailable(runtime)
+        except RuntimeError:  # CI=true and a board cannot be built: each item reports it
+            continue
+        if not unavailable:
+            prefetch(("device", runtime, module), _run_module, runtime, module)
+
+
 def _run(runtime: str, module: str):
+    return once(("device", runtime, module), _run_module, runtime, module)
+
+
+def _run_module(runtime: str, module: str):
     proc = run_device(runtime, ["tests/device/runner.py", module], timeout=1200)
     results = {}
     for line in proc.stdout.splitlines():

@@ -176,6 +176,7 @@ def test_gesture_features_and_sensor_reads_allocate_nothing(tmp_path):
     assert re.search(r"int8 classes seen: [1-4]$", out, re.M), out
 
 
+@pytest.mark.slow
 def test_gesture_pipeline_end_to_end_on_the_unix_port(tmp_path):
     """record (replaying the sample through both drivers) -> train on the host -> classify live."""
     recorded = tmp_path / "gesture.csv"
@@ -239,6 +240,7 @@ def _finetune(build, adapt, test, count: int, layers: int = 1) -> tuple[float, f
     return float(before.group(1)), float(after.group(1)), float(after.group(2))
 
 
+@pytest.mark.slow
 def test_gesture_finetuning_to_a_new_sensor_on_the_unix_port(tmp_path):
     """The sample model meets a rotated, re-gained sensor: 4 windows per gesture fine-tune its
     last layer on the device, and held-out accuracy goes up (README's numbers)."""
@@ -252,6 +254,7 @@ def test_gesture_finetuning_to_a_new_sensor_on_the_unix_port(tmp_path):
     assert before <= 0.85 and after >= 0.95 and after8 >= 0.95, (before, after, after8)
 
 
+@pytest.mark.slow
 def test_gesture_on_real_recordings_from_basicmotions(tmp_path):
     """BasicMotions (smartwatch accelerometer, read out of the pinned aeon wheel) through the
     gesture pipeline: trained on the host, the 40 test series replayed through the drivers."""
@@ -294,6 +297,7 @@ def _host(script, *args, timeout=600) -> str:
     return _ok(proc)
 
 
+@pytest.mark.slow
 def test_iris_host_trained_and_board_trained_side_by_side_on_the_unix_port(tmp_path):
     out = _host(IRIS / "run.py", "--out", str(tmp_path))
     assert re.search(r"^epoch   0  loss [\d.]+$", out, re.M), out  # fit's progress callback on the board
@@ -305,6 +309,7 @@ def test_iris_host_trained_and_board_trained_side_by_side_on_the_unix_port(tmp_p
     assert float(host.group(1)) >= 0.9 and float(board.group(1)) >= 0.9, out
 
 
+@pytest.mark.slow
 def test_digits_int8_on_the_unix_port(tmp_path):
     """What `make demo` runs: host training, int8 conversion, the unix port as the board."""
     out = _host(DIGITS / "run.py", "--out", str(tmp_path))
@@ -341,6 +346,7 @@ def test_xor_trains_saves_and_predicts_after_a_reset(tmp_path):
         assert int(bit) == int(a) ^ int(b)
 
 
+@pytest.mark.slow
 def test_gesture_on_a_virtual_board_through_mpremote(tmp_path):
     """The board commands of the README, on the virtual board (the unix port behind a pty,
     driven by the real mpremote): record on the board, pull with mpremote, train, convert,
@@ -369,6 +375,7 @@ def test_gesture_on_a_virtual_board_through_mpremote(tmp_path):
     assert tally and int(tally.group(1)) >= 14, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ("iris", "digits"))
 def test_iris_and_digits_on_a_virtual_board_through_mpremote(example, tmp_path):
     """`run.py --port PORT`: nanonn deploy + mpremote to the virtual board, run there."""
@@ -390,6 +397,7 @@ def test_iris_and_digits_on_a_virtual_board_through_mpremote(example, tmp_path):
         assert re.search(r"from the module's MODEL bytes: same class as the .nnm for 1.0000", out), out
 
 
+@pytest.mark.slow
 def test_xor_on_a_virtual_board_survives_a_soft_reset(tmp_path):
     """The README's board commands: train and save on the board, soft reset, load and predict."""
     from nanonn_tools.virtualboard import VirtualBoard

@@ -41,6 +41,7 @@ def test_unknown_name_lists_the_interpreters():
         interpreters.get("esp32")
 
 
+@pytest.mark.boards  # builds the x86-32 interpreter when build/interpreters/ has none (`make interpreters`)
 def test_a_current_build_is_reused_and_a_changed_input_rebuilds():
     """The key of a built interpreter covers every input: unchanged, build() returns at once."""
     name = "x86-32"

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from nanonn_tools import boards, info
+from nanonn_tools import info, profiles
 from support import MPY, ROOT, load_tool
 
 MEASURED = json.loads((ROOT / "boards" / "measured.json").read_text())
@@ -29,11 +29,13 @@ INSTRUCTIONS = ("predict_int8", "int8_predict_float_io", "float_predict", "c_int
 
 
 def test_applies_to_names_profiles_and_measured_entries():
-    names = set(boards.names())
+    names = set(profiles.names())
     assert set(MEASURED["applies_to"]) <= names
     assert set(MEASURED["applies_to"].values()) == set(MEASURED["boards"])
     # every board profile but the host's has figures (its own or the nearest measured)
-    assert set(MEASURED["applies_to"]) == {b.name for b in boards.all_boards() if b.mpy_cross_arch != "x64"}
+    assert set(MEASURED["applies_to"]) == {
+        b.name for b in profiles.all_profiles() if b.mpy_cross_arch != "x64"
+    }
 
 
 @pytest.mark.parametrize("name", sorted(MEASURED["boards"]))
@@ -42,15 +44,15 @@ def test_entry_matches_its_interpreter_and_profile(name):
     m = MEASURED["boards"][name]
     target = baremetal.TARGETS[m["interpreter"]]
     assert target.profile == name
-    assert m["mpy_arch"] == target.interpreter.mpy_arch == boards.load_board(name).mpy_cross_arch
+    assert m["mpy_arch"] == target.interpreter.mpy_arch == profiles.load_profile(name).mpy_cross_arch
     assert m["firmware_heap"] == target.heap
     for key in BYTES:
         assert isinstance(m[key], int) and 0 < m[key] <= m["firmware_heap"], key
     for key in INSTRUCTIONS:
         assert isinstance(m["instructions"][key], int) and m["instructions"][key] > 0, key
     modules = {
-        p.relative_to(MPY / "nanonn").with_suffix("").as_posix().replace("/", ".")
-        for p in (MPY / "nanonn").rglob("*.py")
+        p.relative_to(MPY / "nanonn").with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        for p in (MPY / "nanonn").rglob("*.py")  # a subpackage's __init__.py imports as the package
     }
     for mod in m["modules_int8"] + m["modules_float"]:
         assert mod == "nanonn" or mod.removeprefix("nanonn.") in modules, mod
@@ -80,8 +82,8 @@ def test_info_need_of_the_benchmark_model_matches_the_measurement(name):
     _, qspec = bench_memory.big_float_and_int8()
     m = MEASURED["boards"][name]
     s = info.stats(qspec)
-    needs = info.need(s, boards.load_board(name))
+    needs = info.need(s, profiles.load_profile(name))
     for path in ("file", "frozen"):
         measured = m["smallest_free_heap_" + path]
         assert abs(needs[("int8", path)] - measured) <= 0.1 * measured, (path, needs, measured)
-    assert info.fit(s, boards.load_board(name))["int8"] == "yes"
+    assert info.fit(s, profiles.load_profile(name))["int8"] == "yes"

@@ -124,12 +124,18 @@ def test_firmware_manifest_freezes_nanonn_and_the_model(board, tmp_path, monkeyp
     assert [kind for kind, _ in m.calls] == ["include", "package"]
 
 
-def test_make_mpy_builds_every_arch():
-    proc = subprocess.run(["make", "-s", "mpy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+@pytest.mark.slow
+def test_make_mpy_builds_every_arch(tmp_path):
+    # `make mpy` writes build/mpy/ unless told where (no test writes into the checkout)
+    out = tmp_path / "mpy"
+    cmd = ["make", "-s", "mpy", "MPY_OUT=%s" % out]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     for arch in ("xtensawin", "armv6m", "armv7emsp", "rv32imc", "x64"):
-        out = ROOT / "build" / "mpy" / arch
-        built = sorted(p.relative_to(out).with_suffix("").as_posix() for p in (out / "nanonn").rglob("*.mpy"))
+        built = sorted(
+            p.relative_to(out / arch).with_suffix("").as_posix()
+            for p in (out / arch / "nanonn").rglob("*.mpy")
+        )
         assert built == sorted(
             p.relative_to(MPY).with_suffix("").as_posix() for p in (MPY / "nanonn").rglob("*.py")
         ), arch
@@ -139,12 +145,12 @@ def test_make_mpy_builds_every_arch():
         "net = nanonn.load(nnm.dumps(Network(Dense(2, inputs=2))))\n"
         "print(nanonn.__file__, net.outputs)"
     )
-    env = dict(os.environ, MICROPYPATH=str(ROOT / "build" / "mpy" / "x64") + os.pathsep + ".frozen")
+    env = dict(os.environ, MICROPYPATH=str(out / "x64") + os.pathsep + ".frozen")
     proc = subprocess.run(
         [tool("micropython"), "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [str(ROOT / "build" / "mpy" / "x64" / "nanonn" / "__init__.mpy"), "2"]
+    assert proc.stdout.split() == [str(out / "x64" / "nanonn" / "__init__.mpy"), "2"]
 
 
 # The host package as a user installs it. The wheel is built from a copy of host/ with the
@@ -199,6 +205,7 @@ def _run_installed(venv, work, *args) -> str:
     return _check([str(venv / "bin" / args[0]), *args[1:]], cwd=work, env=env).stdout
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
     wheel, _, _ = wheel_venv
     with zipfile.ZipFile(wheel) as z:
@@ -210,10 +217,11 @@ def test_wheel_ships_the_board_profiles_and_the_device_package(wheel_venv):
         assert content == source.read_bytes(), name
 
 
+@pytest.mark.slow
 def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     _, venv, work = wheel_venv
-    where = "import nanonn_tools, nanonn_tools.boards as b, nanonn_tools.deploy as d\n"
-    where += "print(nanonn_tools.__file__); print(b.boards_dir()); print(d.device_package_dir())"
+    where = "import nanonn_tools, nanonn_tools.profiles as b, nanonn_tools.deploy as d\n"
+    where += "print(nanonn_tools.__file__); print(b.profiles_dir()); print(d.device_package_dir())"
     paths = _run_installed(venv, work, "python", "-c", where).split()
     assert len(paths) == 3
     for path in paths:
@@ -252,6 +260,7 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     assert "verify: PASS" in out, out
 
 
+@pytest.mark.slow
 def test_one_version_everywhere(wheel_venv, capsys):
     """nanonn.__version__ (device) = nanonn_tools.__version__ = package.json = the wheel's = `nanonn --version`."""
     wheel, venv, work = wheel_venv

@@ -22,15 +22,15 @@ import json
 import math
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from support import BOARD_RUNTIMES, ROOT, board_unavailable, device_env, interpreters, run_device
+from support import BOARD_RUNTIMES, ROOT, board_unavailable, device_env, interpreters, run_device, scratch
 
 PORTS = ("micropython",) + tuple(BOARD_RUNTIMES)
 pytestmark = pytest.mark.boards  # `make test-fast` leaves the board interpreters out
 FLOAT_ULPS = 4  # float predict vs CPython (double), in ulps of the vector's largest output (measured: 3)
-MODELS = ROOT / "build" / "ports" / "parity-models"
 
 
 def _require(runtime: str):
@@ -48,10 +48,15 @@ def _run(runtime: str, code: str) -> list[dict]:
 
 @functools.cache
 def _parity(runtime: str) -> list[dict]:
-    if not MODELS.is_dir():
-        MODELS.mkdir(parents=True)
-        _run("micropython", "import int8_parity; int8_parity.make(%r)" % str(MODELS))
-    return _run(runtime, "import int8_parity; int8_parity.run(%r)" % str(MODELS))
+    return _run(runtime, "import int8_parity; int8_parity.run(%r)" % str(_models()))
+
+
+@functools.cache
+def _models() -> Path:
+    """The int8 .nnm of every activation, made by the x64 unix port (outside the checkout)."""
+    folder = scratch("ports-parity-models")
+    _run("micropython", "import int8_parity; int8_parity.make(%r)" % str(folder))
+    return folder
 
 
 @pytest.mark.parametrize("runtime", tuple(BOARD_RUNTIMES))

@@ -20,7 +20,7 @@ from nanonn_tools.quantize import (
     quantize_model,
     scales_multiplier,
 )
-from support import run_device
+from support import once, prefetch, run_device
 
 F32 = np.float32
 ACTS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus")
@@ -60,8 +60,11 @@ def _inputs(n, seed, count=6):
     return X, X8, XF
 
 
-@functools.cache
 def _prepared():
+    return once("quant_prepared", _prepare)
+
+
+def _prepare():
     out = []
     for name, sizes, acts, seed in _cases():
         layers, spec = _net(sizes, acts, seed, alpha=0.1 if seed % 2 else 0.01)
@@ -70,8 +73,20 @@ def _prepared():
     return out
 
 
-@functools.cache
+def prefetch_items(items):
+    """Start the device runs the selected items use, in the background (conftest.py)."""
+    for runtime in dict.fromkeys(
+        item.callspec.params.get("runtime") for item in items if hasattr(item, "callspec")
+    ):
+        if runtime is not None:
+            prefetch(("quant_device", runtime), _run_device, runtime)
+
+
 def _device(runtime):
+    return once(("quant_device", runtime), _run_device, runtime)
+
+
+def _run_device(runtime):
     cases = []
     specs = []
     for _, layers, _, X, X8, XF, qspec in _prepared():

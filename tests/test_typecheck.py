@@ -83,6 +83,7 @@ def test_committed_pyi_files_are_current():
     assert gen_stubs.stale() == []
 
 
+@pytest.mark.slow
 def test_viper_pointer_parameters_need_the_pyi(tmp_path):
     (tmp_path / "kern.py").write_text(KERNEL)
     (tmp_path / "use.py").write_text(CALLER)
@@ -90,6 +91,7 @@ def test_viper_pointer_parameters_need_the_pyi(tmp_path):
     assert lines_of(pyright(tmp_path), "use.py") == [6, 6, 7, 7, 8, 8, 10, 10]
 
 
+@pytest.mark.slow
 def test_generated_pyi_accepts_buffers_and_rejects_others(tmp_path):
     (tmp_path / "kern.py").write_text(KERNEL)
     (tmp_path / "use.py").write_text(CALLER)
@@ -106,6 +108,7 @@ def test_generated_pyi_accepts_buffers_and_rejects_others(tmp_path):
     assert lines_of(errors, "kern.py") == [], errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", BOARDS)
 def test_checks_use_the_board_stubs(tmp_path, board):
     # `rp2` exists only in the rp2 stubs, `esp32` only in the esp32 ones, `ffi` only in unix's:

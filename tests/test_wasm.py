@@ -11,6 +11,8 @@ import pytest
 
 from support import run_device_json
 
+pytestmark = pytest.mark.slow  # Node and the WebAssembly port: `make test` runs it, `make test-fast` not
+
 # Device code: build seeded networks (float, and int8 quantized from calibration data),
 # print each one's .nnm bytes (base64).
 MAKE = r"""

@@ -2,8 +2,8 @@
 playwright-core (examples/web/test_page.mjs; no browser download). The page runs nanonn
 in MicroPython's WebAssembly port; digits drawn on it by pointer events must get the
 classes and probabilities the unix port computes for the same 8x8 input, and the
-training demo's loss must fall. Saves build/web/screenshot.png and prints the page's
-sizes and times."""
+training demo's loss must fall. Prints the page's sizes and times and where it saved the
+screenshot (pytest's temporary folder: no test writes into the checkout)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import pytest
 
 from support import ROOT, WEB, node, run_device_json, wasm_runtime
 
-SCREENSHOT = ROOT / "build" / "web" / "screenshot.png"
-MODELS = ROOT / "build" / "web"
+pytestmark = pytest.mark.slow  # a browser: `make test` runs it, `make test-fast` not
 
 
 def _chromium() -> str:
@@ -32,22 +31,33 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page():
+def out(tmp_path_factory):
+    """The folder of the page's models (served as build/web/), its screenshot and figures:
+    pytest's temporary folder (kept after the run for a look; never the checkout)."""
+    return tmp_path_factory.mktemp("web")
+
+
+@pytest.fixture(scope="module")
+def page(out):
     chromium = _chromium()
     wasm_runtime()
     # the models as `make web` makes them (examples/web/make_models.py)
     subprocess.run(
-        [sys.executable, str(WEB / "make_models.py"), "--out", str(MODELS)], check=True, capture_output=True
+        [sys.executable, str(WEB / "make_models.py"), "--out", str(out / "models")],
+        check=True,
+        capture_output=True,
     )
     server = subprocess.Popen(
-        [sys.executable, str(WEB / "serve.py"), "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(WEB / "serve.py"), "--port", "0", "--models", str(out / "models")],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().split()[3]
-        SCREENSHOT.unlink(missing_ok=True)
+        (out / "screenshot.png").unlink(missing_ok=True)
         proc = subprocess.run(
-            [node(), str(WEB / "test_page.mjs"), url, str(SCREENSHOT), chromium],
+            [node(), str(WEB / "test_page.mjs"), url, str(out / "screenshot.png"), chromium],
             capture_output=True,
             text=True,
             timeout=600,
@@ -74,13 +84,13 @@ print(json.dumps(out))
 """
 
 
-def test_drawn_digits_classified_as_on_the_unix_port(page):
+def test_drawn_digits_classified_as_on_the_unix_port(page, out):
     drawings = page["drawings"]
     assert sorted(drawings) == ["0", "7"]
     inputs = [drawings[d]["pixels"] for d in sorted(drawings)]
     for pixels in inputs:
         assert len(pixels) == 64 and all(0 <= p <= 16 for p in pixels)
-    unix = run_device_json("micropython", UNIX, {"folder": str(MODELS), "inputs": inputs})
+    unix = run_device_json("micropython", UNIX, {"folder": str(out / "models"), "inputs": inputs})
     for k, digit in enumerate(sorted(drawings)):
         for name in ("float32", "int8"):
             probs, top, us = drawings[digit]["result"][name]
@@ -102,14 +112,14 @@ def test_training_demo_loss_falls(page):
     assert last < 0.5 * first, (first, last)
 
 
-def test_page_sizes_and_times(page, capsys):
+def test_page_sizes_and_times(page, out, capsys):
     stats = page["stats"]
     wasm = wasm_runtime().with_name("micropython.wasm").stat().st_size
     assert stats["wasmBytes"] == wasm
     package = json.loads((ROOT / "package.json").read_text())["urls"]
     assert stats["packageFiles"] == len(package)
     assert stats["packageBytes"] == sum((ROOT / src).stat().st_size for _, src in package)
-    assert SCREENSHOT.stat().st_size > 10000
+    assert (out / "screenshot.png").stat().st_size > 10000
     drawn = page["drawings"]
     us = {name: [drawn[d]["result"][name][2] for d in sorted(drawn)] for name in ("float32", "int8")}
     lines = [
@@ -129,8 +139,8 @@ def test_page_sizes_and_times(page, capsys):
         % ("/".join("%.0f" % v for v in us["float32"]), "/".join("%.0f" % v for v in us["int8"])),
         "  training demo: %d epochs of 200 samples in %.1f s"
         % (page["train"]["epochs"], page["train"]["ms"] / 1000),
-        "  screenshot: %s" % SCREENSHOT.relative_to(ROOT),
+        "  screenshot: %s" % (out / "screenshot.png"),
     ]
     with capsys.disabled():  # printed in `make test`'s output too
         print("\n" + "\n".join(lines))
-    (ROOT / "build" / "web" / "measurements.txt").write_text("\n".join(lines) + "\n")
+    (out / "measurements.txt").write_text("\n".join(lines) + "\n")

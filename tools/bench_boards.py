@@ -14,9 +14,12 @@ as on the board), on the 784-36-14-10 int8 model of tools/bench_memory.py:
   per virtual ns, so ticks_us counts thousands of instructions; checked with an
   inline-assembler loop of known length), per predict_int8, per int8 predict (float
   in and out) and per float predict; beside the same int8 network in C
-  (tools/bench.py's source) built with `arm-none-eabi-gcc -O2 -mcpu=cortex-m3` /
+  (tools/bench.py's source) built with `arm-none-eabi-gcc -O2 -mcpu=cortex-m0plus` (an
+  RP2040's ARMv6-M, checked Thumb-1 only; also -mcpu=cortex-m3, reported beside it) /
   `riscv64-unknown-elf-gcc -O2 -march=rv32imc` and run on the same emulator
   (tools/baremetal_c/). Every output is checked against the x64 unix port's.
+- Thumb-2 beside it (cortex-m3): predict_int8 with nanonn compiled -march=armv7m against
+  the C for -mcpu=cortex-m3 (the "thumb2" entry).
 
 Writes boards/measured.json (read by `nanonn info` and `nanonn convert --target`)
 and prints a table. Estimated µs at the board's clock assume one instruction per
@@ -63,8 +66,12 @@ APPLIES_TO = {
     "esp32": "esp32c3",
     "esp32s3": "esp32c3",
 }
+ARM_LD = ["-T", str(C_DIR / "arm.ld")]
+# the C network's compiler per CPU: an RP2040 is a Cortex-M0+ (ARMv6-M, Thumb-1 only; its code
+# runs on the Cortex-M3 emulator, ARMv6-M being a subset of ARMv7-M), checked Thumb-1 only
 C_BUILD = {
-    "cortex-m3": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-T", str(C_DIR / "arm.ld")],
+    "cortex-m0plus": ["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb", "-masm-syntax-unified"] + ARM_LD,
+    "cortex-m3": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb"] + ARM_LD,
     "rv32imc": [
         "riscv64-unknown-elf-gcc",
         "-march=rv32imc",
@@ -74,6 +81,14 @@ C_BUILD = {
         str(C_DIR / "rv32.ld"),
     ],
 }
+# per interpreter: the CPU the board's C is compiled for (its ratio_to_c), and other C builds
+# reported beside it
+C_CPU = {"cortex-m3": "cortex-m0plus", "rv32imc": "rv32imc"}
+C_ALSO = {"cortex-m3": ("cortex-m3",)}
+# Thumb-2 beside the RP2040's Thumb-1: nanonn compiled -march=armv7m (the firmware, a Cortex-M3,
+# accepts ARMv6-M..ARMv7-M .mpy; an RP2350's armv7emsp emits the same integer code but needs a
+# floating-point core) against the C for a Cortex-M3
+THUMB2 = {"cortex-m3": ("armv7m", "cortex-m3")}
 SPIN = {
     "cortex-m3": "@micropython.asm_thumb\ndef spin(r0):\n    label(loop)\n    sub(r0, r0, 1)\n    bne(loop)\n",
     "rv32imc": "@micropython.asm_rv32\ndef spin(a0):\n    label(loop)\n    addi(a0, a0, -1)\n    bne(a0, zero, loop)\n",
@@ -110,9 +125,10 @@ class Bench:
             raise SystemExit("bench-boards: x64 reference failed:\n" + proc.stdout + proc.stderr)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def image(self, target: baremetal.Target, pad: int = 0, pad_after: int = 0) -> Path:
-        """The ROMFS image for `target`; files of `pad` bytes sorted before /rom/big_f32.nnm
-        and `pad_after` after it move that file's data (see aligned_image)."""
+    def image(self, target: baremetal.Target, pad: int = 0, pad_after: int = 0, march: str = "") -> Path:
+        """The ROMFS image for `target` with nanonn compiled for `march` (default: the board's
+        arch); files of `pad` bytes sorted before /rom/big_f32.nnm and `pad_after` after it
+        move that file's data (see aligned_image)."""
         extra = {
             "0pad": bytes(pad),
             "zpad": bytes(pad_after),
@@ -122,9 +138,10 @@ class Bench:
             "lib/big_int8.py": ("MODEL = %r\n" % self.big).encode(),
             "lib/bench_boards_device.py": (ROOT / "tools" / "bench_boards_device.py").read_bytes(),
         }
-        return baremetal.stage(target, self.folder / target.name, extra, march=target.interpreter.mpy_arch)
+        march = march or target.interpreter.mpy_arch
+        return baremetal.stage(target, self.folder / (target.name + "-" + march), extra, march=march)
 
-    def aligned_image(self, target: baremetal.Target) -> Path:
+    def aligned_image(self, target: baremetal.Target, march: str = "") -> Path:
         """The image with /rom/big_f32.nnm's data 4-byte aligned, so the float model is used
         in place (mpremote's ROMFS writer aligns nothing; an unaligned model is copied).
         The image header grows by a byte to keep the image's length even, so a pad before
@@ -132,7 +149,7 @@ class Bench:
         code = "import uctypes\nm = memoryview(open('/rom/big_f32.nnm', 'rb'))\nprint('{\"mod\": %d}' % (uctypes.addressof(m) % 4))\n"
         for pad_after in (0, 1):
             for pad in (0, 1, 2, 3):
-                image = self.image(target, pad, pad_after)
+                image = self.image(target, pad, pad_after, march)
                 if _run(target, image, code)[-1]["mod"] == 0:
                     return image
         raise SystemExit("bench-boards: could not align big_f32.nnm on the %s ROMFS image" % target.name)
@@ -184,13 +201,14 @@ def heap_sweep(target, image, source: str) -> dict:
     return {"reliable": reliable, "lowest": lowest}
 
 
-def speed(target, image) -> dict:
+def speed(target, image, float_model: bool = True) -> dict:
     spin = SPIN[target.name] + (
         "import time\nt0 = time.ticks_us()\nspin(%d)\nprint('{\"spin_ticks_us\": %%d}' %% time.ticks_diff(time.ticks_us(), t0))\n"
         % SPIN_N
     )
     calib = _run(target, image, spin, icount=True)[-1]
-    r = _run(target, image, "import bench_boards_device as d\nd.speed(%d)\n" % PREDICT_CALLS, icount=True)[-1]
+    code = "import bench_boards_device as d\nd.speed(%d, %r)\n" % (PREDICT_CALLS, float_model)
+    r = _run(target, image, code, icount=True)[-1]
     r.update(calib)
     return r
 
@@ -209,26 +227,49 @@ def c_program(qspec) -> str:
     return source + (C_DIR / "harness.c").read_text()
 
 
-def c_speed(target, qspec, folder: Path) -> dict:
-    """Instructions per inference of the int8 network in C, -O2, on the same emulator."""
-    src = folder / ("net_%s.c" % target.name.replace("-", "_"))
+def thumb1_only(elf: Path) -> None:
+    """Fail unless every instruction of `elf` is one an ARMv6-M core (Cortex-M0+) has: its
+    16-bit Thumb set and the few 32-bit ones of ARMv6-M (bl, mrs, msr, dmb, dsb, isb)."""
+    proc = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True
+    )
+    wide = []
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        # "   addr:\tf000 f802 \tbl\t..." : two halfwords are a 32-bit encoding
+        if len(parts) >= 3 and len(parts[1].split()) == 2:
+            op = parts[2].split()[0] if parts[2].split() else ""
+            if op not in ("bl", "mrs", "msr", "dmb", "dsb", "isb"):
+                wide.append(line.strip())
+    if wide:
+        raise SystemExit("bench-boards: %s is not Thumb-1 only:\n%s" % (elf, "\n".join(wide[:10])))
+
+
+def c_speed(b: Bench, target, cpu: str) -> dict:
+    """Instructions per inference of the int8 network in C, -O2 for `cpu` (C_BUILD), on
+    `target`'s emulator; its output checked against the x64 unix port's."""
+    src = b.folder / ("net_%s.c" % cpu.replace("-", "_"))
     elf = src.with_suffix(".elf")
-    src.write_text(c_program(qspec))
-    cmd = C_BUILD[target.name] + ["-O2", "-ffreestanding", "-nostdlib", "-Wl,--no-warn-rwx-segments"]
+    src.write_text(c_program(b.qspec))
+    cmd = C_BUILD[cpu] + ["-O2", "-ffreestanding", "-nostdlib", "-Wl,--no-warn-rwx-segments"]
     cmd += ["-o", str(elf), str(src), "-lgcc"]
     subprocess.run(cmd, check=True)
+    if cpu == "cortex-m0plus":
+        thumb1_only(elf)
     qemu = target.emulator + ["-icount", "shift=0,align=off,sleep=off", "-kernel", str(elf)]
     proc = subprocess.run(qemu, capture_output=True, text=True, timeout=600)
     lines = _json_lines(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0 or not lines:
         raise SystemExit(
-            "bench-boards: C on %s failed (%d):\n%s%s"
-            % (target.name, proc.returncode, proc.stdout, proc.stderr)
+            "bench-boards: C for %s on %s failed (%d):\n%s%s"
+            % (cpu, target.name, proc.returncode, proc.stdout, proc.stderr)
         )
     r = lines[-1]
     per_tick = 1e9 / r["timer_hz"]  # instructions per timer count (shift=0: 1 per ns)
     r["spin_measured"] = r["spin_ticks"] * per_tick
     r["instructions"] = r["ticks"] * per_tick / r["reps"]
+    if r["out"] != b.x64_out:
+        raise SystemExit("bench-boards: C for %s: %r != x64 %r" % (cpu, r["out"], b.x64_out))
     return r
 
 
@@ -264,13 +305,15 @@ def measure(b: Bench, target) -> dict:
     s = speed(target, image)
     if s["out"] != b.x64_out:
         raise SystemExit("bench-boards: %s under icount: %r != x64 %r" % (target.name, s["out"], b.x64_out))
-    c = c_speed(target, b.qspec, b.folder)
-    if c["out"] != b.x64_out:
-        raise SystemExit("bench-boards: C on %s: %r != x64 %r" % (target.name, c["out"], b.x64_out))
+    cpu = C_CPU[target.name]
+    c = c_speed(b, target, cpu)
     ins = {
         k: round(s[k] * 1000) for k in ("predict_int8", "int8_predict_float_io", "float_predict") if k in s
     }
     ins["c_int8"] = round(c["instructions"])
+    out["c_cflags"] = c_flags(cpu)
+    for other in C_ALSO.get(target.name, ()):
+        ins["c_int8_" + other.replace("-", "_")] = round(c_speed(b, target, other)["instructions"])
     out["instructions"] = ins
     out["instructions_check"] = {
         "spin_loop": 2 * SPIN_N,
@@ -281,7 +324,29 @@ def measure(b: Bench, target) -> dict:
     out["float_in_place"] = s.get("float_in_place")
     out["ratio_to_c"] = round(ins["predict_int8"] / ins["c_int8"], 1)
     out["estimated_us"] = {k: round(v / out["clock_mhz"]) for k, v in ins.items()}
+    if target.name in THUMB2:
+        out["thumb2"] = thumb2(b, target, *THUMB2[target.name])
     return out
+
+
+def c_flags(cpu: str) -> str:
+    """The code-generation flags of the C build for `cpu`, as the report states them."""
+    return " ".join(f for f in C_BUILD[cpu][1:] if f.startswith("-m") and "syntax" not in f) + " -O2"
+
+
+def thumb2(b: Bench, target, march: str, cpu: str) -> dict:
+    """predict_int8 with nanonn compiled for `march` against the C for `cpu`, on `target`."""
+    s = speed(target, b.image(target, march=march), float_model=False)
+    if s["out"] != b.x64_out:
+        raise SystemExit("bench-boards: %s %s: %r != x64 %r" % (target.name, march, s["out"], b.x64_out))
+    c = c_speed(b, target, cpu)
+    ins = {"predict_int8": round(s["predict_int8"] * 1000), "c_int8": round(c["instructions"])}
+    return {
+        "mpy_arch": march,
+        "c_cflags": c_flags(cpu),
+        "instructions": ins,
+        "ratio_to_c": round(ins["predict_int8"] / ins["c_int8"], 1),
+    }
 
 
 def table(results: dict) -> str:
@@ -316,7 +381,35 @@ def table(results: dict) -> str:
                 else "does not fit"
             ),
         )
+    row("  C compiled with", lambda r: r["c_cflags"].split()[0])
+    for cpu in sorted({c for cs in C_ALSO.values() for c in cs}):
+        k = "c_int8_" + cpu.replace("-", "_")
+        row(
+            "instr. C -mcpu=" + cpu,
+            lambda r, k=k: "%d" % r["instructions"][k] if k in r["instructions"] else "-",
+        )
     row("predict_int8 / C", lambda r: "%.1fx" % r["ratio_to_c"])
+    if any("thumb2" in r for r in results.values()):
+        row(
+            "Thumb-2: predict_int8",
+            lambda r: (
+                "%d (%s)" % (r["thumb2"]["instructions"]["predict_int8"], r["thumb2"]["mpy_arch"])
+                if "thumb2" in r
+                else "-"
+            ),
+        )
+        row(
+            "Thumb-2: C",
+            lambda r: (
+                "%d (%s)" % (r["thumb2"]["instructions"]["c_int8"], r["thumb2"]["c_cflags"].split()[0])
+                if "thumb2" in r
+                else "-"
+            ),
+        )
+        row(
+            "Thumb-2: predict_int8 / C",
+            lambda r: "%.1fx" % r["thumb2"]["ratio_to_c"] if "thumb2" in r else "-",
+        )
     return "\n".join(rows)
 
 

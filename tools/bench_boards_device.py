@@ -9,8 +9,9 @@ constant of a .mpy on ROMFS: used in place, as when frozen); the float model is
                               predict_int8, and whether predict_int8 then runs under
                               heap_lock; `blocker` bytes are allocated first (to bisect
                               the smallest free heap that runs it).
-    speed(n)                  ticks_us per call of predict_int8, int8 predict (float in
-                              and out) and float predict (the float model), n calls each,
+    speed(n, float_model)     ticks_us per call of predict_int8, int8 predict (float in
+                              and out) and float predict (the float model, unless
+                              `float_model` is False), n calls each,
                               less an empty loop; under qemu -icount shift=0 one ticks_us
                               is 1000 instructions.
 """
@@ -107,7 +108,7 @@ def _per_call(fn, x, n, empty):
     return (time.ticks_diff(time.ticks_us(), t0) - empty) / n
 
 
-def speed(n):
+def speed(n, float_model=True):
     import nanonn
 
     def nothing(x):
@@ -125,6 +126,9 @@ def speed(n):
     out["int8_predict_float_io"] = _per_call(net.predict, xf, n, empty)
     net = None
     gc.collect()
+    if not float_model:
+        print(json.dumps(out))
+        return
     try:
         # in place from ROMFS (bench_boards.py aligns the file), as frozen weights would be
         fnet = nanonn.load(memoryview(open("/rom/big_f32.nnm", "rb")))  # pyright: ignore[reportArgumentType] (VfsRom files are buffers)

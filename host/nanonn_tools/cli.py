@@ -1,4 +1,11 @@
-"""The `nanonn` command: a thin layer over the nanonn_tools library."""
+"""The `nanonn` command: a thin layer over the nanonn_tools library.
+
+Each command module contributes `register(subparsers)`, which adds its subcommand and
+sets `handler=function(args) -> int` as a default. Importing them is cheap: they import
+numpy at most, and each imports its heavy dependencies (a framework's converter,
+mpremote, pyserial) inside the function that uses them, so `nanonn --help` and
+`nanonn info` load no framework and no serial stack (tests/test_cli.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,10 @@ import argparse
 import os
 import sys
 
-from . import NanonnError, __version__
+from . import NanonnError, __version__, bench_on_board, convert, deploy, info, verify
 
-# Each command module contributes `register(subparsers)`, which adds its
-# subcommand and sets `handler=function(args) -> int` as a default.
-COMMANDS: list = []
-
-from . import convert, info  # noqa: E402  (model format commands)
-
-COMMANDS += [convert.register, info.register]
-
-from . import boardbench, deploy, verify  # noqa: E402  (board tools: deploy, verify, bench)
-
-COMMANDS += [deploy.register, verify.register, boardbench.register]
+# In the order `nanonn --help` lists them: model format commands, then board commands.
+COMMANDS: list = [convert.register, info.register, deploy.register, verify.register, bench_on_board.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

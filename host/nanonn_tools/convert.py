@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import NanonnError, boards, converters, info, nnm
+from . import NanonnError, converters, info, nnm, profiles
 
 OUTPUTS = (".nnm", ".py", ".mpy")
 BYTES_PER_LINE = 48
@@ -46,7 +46,7 @@ def convert(
         )
     if not out.parent.is_dir():
         raise NanonnError("-o %s: expected an existing directory, %s does not exist" % (out, out.parent))
-    board = boards.load_board(target) if target else None
+    board = profiles.load_profile(target) if target else None
     spec = converters.load(src, **options)
     if quantize is not None:
         spec = quantize_spec(spec, quantize, calibration)
@@ -92,7 +92,7 @@ def quantize_spec(spec, mode: str, calibration):
     return quantize_model(spec, X)
 
 
-def check_fits(spec, board: boards.Board, nbytes: int) -> None:
+def check_fits(spec, board: profiles.BoardProfile, nbytes: int) -> None:
     """NanonnError naming the largest layer when the model will not fit `board`'s heap."""
     s = info.stats(spec, nbytes)
     needs = info.need(s, board)
@@ -208,7 +208,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output file: .nnm, .py or .mpy")
     p.add_argument(
         "--target",
-        choices=boards.names() or None,
+        choices=profiles.names() or None,
         help="board profile (boards/<name>): refuse a model that does not fit its heap or filesystem; "
         "the output is the same for every board (a .mpy model is bytecode, no native code)",
     )

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from . import NanonnError, nnm
 from . import info as model_info
-from .board import Board, BoardInfo, Progress, add_board_options, host_hash, open_board
-from .boardmodel import measure_load_code
-from .boards import load_board
+from .board_commands import Progress, add_board_options
+from .connection import BoardInfo, Connection, host_hash, open_connection
 from .convert import mpy_cross
+from .deployed_model import measure_load_code
+from .profiles import BoardProfile, load_profile
 
 MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
 LIB = "/lib/nanonn"
@@ -79,9 +80,10 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     theirs = info.mpy_version
     arch = info.arch or target_arch
     plan = Plan()
-    modules = sorted(src.rglob("*.py"))  # the package and its subpackages (float32/, int8/, nnm/)
-    native = {p.relative_to(src).as_posix() for p in modules if NATIVE.search(p.read_text())}
-    names = ", ".join(sorted(name[:-3] for name in native))
+    # Each module by its path in the package without `.py` ("errors", "int8/network": subpackages too).
+    modules = {p.relative_to(src).as_posix()[:-3]: p for p in sorted(src.rglob("*.py"))}
+    native = {stem for stem, p in modules.items() if NATIVE.search(p.read_text())}
+    names = ", ".join(sorted(stem.replace("/", ".") for stem in native))
     if info.mpy == 0 or theirs[0] != ours[0]:
         mode = "py"
         plan.notes.append(
@@ -109,23 +111,21 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     bytecode = "bytecode .mpy" + (" and .py (native code)" if native else "")
     plan.form = {"py": ".py", "bytecode": bytecode, "arch": ".mpy (%s)" % arch}[mode]
     with tempfile.TemporaryDirectory(prefix="nanonn-mpy-") as tmp:
-        for path in modules:
-            rel = path.relative_to(src).as_posix()
-            stem = rel[:-3]
-            as_py = mode == "py" or (mode == "bytecode" and rel in native)
+        for stem, path in modules.items():
+            as_py = mode == "py" or (mode == "bytecode" and stem in native)
             if as_py:
                 plan.files["%s/%s.py" % (LIB, stem)] = path.read_bytes()
                 plan.stale.append("%s/%s.mpy" % (LIB, stem))
                 continue
-            out = os.path.join(tmp, stem.replace("/", "_") + ".mpy")
-            cmd = [mpy_cross(), "-o", out, "-s", "nanonn/" + rel]
+            out = os.path.join(tmp, stem.replace("/", ".") + ".mpy")
+            cmd = [mpy_cross(), "-o", out, "-s", "nanonn/%s.py" % stem]
             if mode == "arch" and arch:
                 cmd.insert(1, "-march=" + arch)
             cmd.append(str(path))
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if proc.returncode != 0:
                 raise NanonnError(
-                    "mpy-cross %s for %s failed: %s" % (rel, arch or "bytecode", proc.stderr.strip())
+                    "mpy-cross %s.py for %s failed: %s" % (stem, arch or "bytecode", proc.stderr.strip())
                 )
             plan.files["%s/%s.mpy" % (LIB, stem)] = Path(out).read_bytes()
             plan.stale.append("%s/%s.py" % (LIB, stem))
@@ -155,11 +155,12 @@ class DeployResult:
     heap_free: int
     notes: list
     reader_ram: int = 0
+    removed: list = field(default_factory=list)  # board modules that are not this package's
 
 
-def frozen_package(board: Board) -> str | None:
+def frozen_package(conn: Connection) -> str | None:
     """The version of a nanonn frozen into the board's firmware, or None."""
-    return board.eval(
+    return conn.eval(
         "import sys\n_p = sys.path[:]\nsys.path[:] = ['.frozen']\n"
         "try:\n import nanonn as _n\n _v = getattr(_n, '__version__', '?')\n"
         "except ImportError:\n _v = None\nfinally:\n sys.path[:] = _p\n"
@@ -191,11 +192,11 @@ print(repr(_r))
 """
 
 
-def shadowing_copy(board: Board, frozen: bool) -> str | None:
+def shadowing_copy(conn: Connection, frozen: bool) -> str | None:
     """The path of a nanonn the board imports instead of /lib/nanonn (or the frozen one),
     e.g. the `/nanonn` folder `mpremote cp -r mpy/nanonn :` leaves; None when there is none."""
     stop = ".frozen" if frozen else LIB.rpartition("/")[0]
-    return board.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
+    return conn.eval(_SHADOW % stop, what="looking for a nanonn that shadows %s" % stop)
 
 
 def _shadowed(path: str, used: str) -> NanonnError:
@@ -217,14 +218,15 @@ def deploy(
     data = _read_model(model)
     name = os.path.basename(model)
     dest = "/" + name
-    target_arch = load_board(target).mpy_cross_arch if target else None
-    if target:
-        out(_expected_fit(data, model, load_board(target)))
-    with open_board(port) as board:
-        info = board.info()
+    profile = load_profile(target) if target else None
+    target_arch = profile.mpy_cross_arch if profile else None
+    if profile:
+        out(_expected_fit(data, model, profile))
+    with open_connection(port) as conn:
+        info = conn.info()
         out(
             "board: %s, %s, .mpy %s, arch %s"
-            % (board.port, info.version_text, _mpy_text(info), info.arch or "unknown")
+            % (conn.port, info.version_text, _mpy_text(info), info.arch or "unknown")
         )
         if tuple(info.version) < MIN_VERSION:
             raise NanonnError(
@@ -237,7 +239,7 @@ def deploy(
                 % (target, target_arch, info.arch)
             )
         notes: list = []
-        frozen = frozen_package(board)
+        frozen = frozen_package(conn)
         files: dict = {}
         stale: list = []
         if frozen is not None and not frozen_ok:
@@ -245,7 +247,7 @@ def deploy(
                 "the board's firmware has nanonn %s frozen in, which shadows /lib/nanonn: pass "
                 "--frozen-ok to use it (only the model is copied), or flash firmware without it" % frozen
             )
-        shadow = shadowing_copy(board, frozen is not None)
+        shadow = shadowing_copy(conn, frozen is not None)
         if shadow is not None:
             raise _shadowed(shadow, "the firmware" if frozen is not None else LIB)
         if frozen is not None:
@@ -259,16 +261,21 @@ def deploy(
             out("note: " + note)
         # Leftovers of an interrupted deploy take space: remove them first.
         paths = list(files) + [dest]
-        board.exec(
-            "import os\nfor _p in %r:\n try:\n  os.remove(_p + '.tmp')\n except OSError:\n  pass" % paths,
-            what="removing leftovers",
+        found = conn.listdir({p.rpartition("/")[0] or "/" for p in paths})
+        for leftover in [p + ".tmp" for p in paths if p + ".tmp" in found]:
+            conn.remove(leftover)
+        # Modules in the package's folders that this package does not have (another version's,
+        # e.g. the flat layout before the subpackages): removed after the copy.
+        ours = set(files) | set(stale)
+        orphans = sorted(
+            p for p in found if p.startswith(LIB + "/") and p.endswith((".py", ".mpy")) and p not in ours
         )
-        current = dict(zip(paths + stale, board.hashes(paths + stale, info.hash)))
+        current = dict(zip(paths + stale, conn.hashes(paths + stale, info.hash)))
         written, skipped = [], []
         todo = [p for p in files if current[p] != host_hash(files[p], info.hash)]
         skipped.extend(p for p in files if p not in todo)
-        for folder in sorted({p.rpartition("/")[0] for p in todo if p.startswith(LIB + "/")}):
-            board.mkdirs(folder)
+        for folder in sorted({p.rpartition("/")[0] for p in todo}):  # LIB and its subpackages
+            conn.mkdirs(folder)
         model_same = current[dest] == host_hash(data, info.hash)
         total = sum(len(files[p]) for p in todo) + (0 if model_same else len(data))
         bar = Progress(total, "copy", sys.stderr.isatty() if progress is None else progress)
@@ -279,18 +286,20 @@ def deploy(
 
         try:
             for path in todo:
-                board.write_file(path, files[path], info.hash, progress=advance)
+                conn.write_file(path, files[path], info.hash, progress=advance)
                 written.append(path)
                 done += len(files[path])
             if not model_same:
-                board.write_file(dest, data, info.hash, activate=False, progress=advance)
+                conn.write_file(dest, data, info.hash, activate=False, progress=advance)
         finally:
             bar.close()
         for path in stale:
             if current[path] is not None:  # the other form of a module, left by an earlier deploy
-                board.remove(path)
+                conn.remove(path)
+        for path in orphans:
+            conn.remove(path)
         if files:
-            where = board.eval(
+            where = conn.eval(
                 "import sys\nfor _m in [m for m in sys.modules if m == 'nanonn' or m.startswith('nanonn.')]:\n"
                 " del sys.modules[_m]\nimport nanonn\nprint(repr(nanonn.__file__))",
                 what="importing nanonn on the board (the package may need a newer MicroPython)",
@@ -300,13 +309,15 @@ def deploy(
         if model_same:
             skipped.append(dest)
         check = dest if model_same else dest + ".tmp"
-        ram, reader, free = _check_model(board, check, dest)
+        ram, reader, free = _check_model(conn, check, dest)
         if not model_same:
-            board.activate(dest)
+            conn.activate(dest)
             written.append(dest)
-        after = board.info()
+        after = conn.info()
     for path in written:
         out("copied  %s" % path)
+    for path in orphans:
+        out("removed %s (not a module of this nanonn)" % path)
     out("%d file(s) copied, %d identical file(s) skipped" % (len(written), len(skipped)))
     flash = after.flash
     if flash:
@@ -320,24 +331,24 @@ def deploy(
         "model reader: RAM %s (the modules nanonn.load imports, once per boot, whatever the model)"
         % _size(reader)
     )
-    return DeployResult(after, written, skipped, dest, ram, free, notes, reader)
+    return DeployResult(after, written, skipped, dest, ram, free, notes, reader, orphans)
 
 
-def _expected_fit(data: bytes, model: str, board) -> str:
-    """What `nanonn info --board` expects for the model on `board` (with the figures
-    measured on its emulated stand-in when there are some), said before the board measures."""
+def _expected_fit(data: bytes, model: str, profile: BoardProfile) -> str:
+    """What `nanonn info --board` expects for the model on a board of `profile` (with the
+    figures measured on its emulated stand-in when there are some), said before the board measures."""
     s = model_info.stats(nnm.loads(data, source=model), len(data))
-    needs = model_info.need(s, board)
+    needs = model_info.need(s, profile)
     dtype = "float" if s.dtype == "float32" else "int8"
     file_need, frozen_need = needs[(dtype, "file")], needs[(dtype, "frozen")]
-    if file_need <= board.heap_bytes:
+    if file_need <= profile.heap_bytes:
         verdict = "fits"
     else:
-        verdict = "fits only frozen" if frozen_need <= board.heap_bytes else "does not fit"
+        verdict = "fits only frozen" if frozen_need <= profile.heap_bytes else "does not fit"
     return "expected on %s: about %s of its typical %s free heap from a file (%s frozen): %s" % (
-        board.name,
+        profile.name,
         _size(file_need),
-        _size(board.heap_bytes),
+        _size(profile.heap_bytes),
         _size(frozen_need),
         verdict,
     )
@@ -357,7 +368,7 @@ def _read_model(model: str) -> bytes:
     return data
 
 
-def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
+def _check_model(conn: Connection, path: str, dest: str) -> tuple[int, int, int]:
     """Load `path` on the board: (RAM the network keeps, RAM of the reader modules
     `nanonn.load` imported, free heap before). Removes it if it fails."""
     code = (
@@ -367,11 +378,11 @@ def _check_model(board: Board, path: str, dest: str) -> tuple[int, int, int]:
         "except ValueError as e:\n print(repr(('invalid', str(e), _nn_free)))\n"
         "_nn_net = None\ngc.collect()" % textwrap.indent(measure_load_code(path), " ")
     )
-    status, value, free = board.eval(code, timeout=60, what="loading %s on the board" % dest)
+    status, value, free = conn.eval(code, timeout=60, what="loading %s on the board" % dest)
     if status == "ok":
         return value[0], value[1], free
     if path != dest:
-        board.remove(path)
+        conn.remove(path)
     if status == "memory":
         raise NanonnError(
             "the model cannot fit the board's heap (%s; %s free after a soft reset): use a smaller or "

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, boards, codes, converters
+from . import NanonnError, codes, converters, profiles
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
 # The device loader's overheads (mpy/nanonn/nnm/read.py): per buffer, per layer, per network.
@@ -132,7 +132,7 @@ def largest_layer(spec) -> tuple[int, LayerStats]:
 BENCH_MACS = 784 * 36 + 36 * 14 + 14 * 10
 
 
-def need(s: ModelStats, board: boards.Board) -> dict:
+def need(s: ModelStats, board: profiles.BoardProfile) -> dict:
     """Free heap (bytes) the model needs on `board`, per (dtype, path): dtype "float" or
     "int8", path "file" or "frozen". With figures measured for the board
     (boards/measured.json, `make bench-boards`): the heap nanonn's import keeps for that
@@ -146,7 +146,7 @@ def need(s: ModelStats, board: boards.Board) -> dict:
         ("int8", "file"): s.ram_int8_file,
         ("int8", "frozen"): s.ram_int8_frozen,
     }
-    m = boards.measured(board.name)
+    m = profiles.measured(board.name)
     if m is None:
         return ram
     return {
@@ -155,7 +155,7 @@ def need(s: ModelStats, board: boards.Board) -> dict:
     }
 
 
-def fit(s: ModelStats, board: boards.Board) -> dict:
+def fit(s: ModelStats, board: profiles.BoardProfile) -> dict:
     """Whether the model fits `board`: {"float": ..., "int8": ...}, each "yes",
     "frozen only" or "no" (RAM, by `need`), and whether the file fits the filesystem."""
     result = {}
@@ -172,10 +172,10 @@ def fit(s: ModelStats, board: boards.Board) -> dict:
     return result
 
 
-def board_report(s: ModelStats, board: boards.Board) -> list[str]:
+def board_report(s: ModelStats, board: profiles.BoardProfile) -> list[str]:
     """The lines `nanonn info --board NAME` adds: the heap needed per dtype and path and,
     from the measured figures, an estimate of the time per inference."""
-    m = boards.measured(board.name)
+    m = profiles.measured(board.name)
     needs = need(s, board)
     lines = ["%s: %s free heap (typical after boot)" % (board.name, _kb(board.heap_bytes))]
     if m is None:
@@ -244,7 +244,7 @@ def report(spec, file_bytes: int = 0, source: str = "", board: str = "") -> str:
         "RAM at inference: float32 %s from a file, %s frozen; int8 %s from a file, %s frozen"
         % (_kb(s.ram_float_file), _kb(s.ram_float_frozen), _kb(s.ram_int8_file), _kb(s.ram_int8_frozen))
     )
-    chosen = [boards.load_board(board)] if board else boards.all_boards()
+    chosen = [profiles.load_profile(board)] if board else profiles.all_profiles()
     lines.append("board      heap       float        int8         filesystem")
     for b in chosen:
         f = fit(s, b)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import NanonnError
-from .board import Board, Progress, add_board_options, open_board
-from .boardmodel import HostModel, host_model, load_inputs, load_labels
+from .board_commands import Progress, add_board_options
+from .connection import Connection, open_connection
+from .deployed_model import DeployedModel, load_inputs, load_labels, read_deployed_model
 
 BATCH_CHARS = 6000  # about this much input text per exec on the board
 
@@ -44,7 +45,9 @@ class VerifyResult:
         return bool(np.isfinite(self.max_diff) and self.max_diff <= self.tolerance)
 
 
-def board_outputs(board: Board, model: HostModel, rows: list, progress: Progress | None = None) -> np.ndarray:
+def board_outputs(
+    conn: Connection, model: DeployedModel, rows: list, progress: Progress | None = None
+) -> np.ndarray:
     """Run each input row through the board's `_nn_net` (set up by `model.board_setup`)."""
     results = []
     i = 0
@@ -54,7 +57,7 @@ def board_outputs(board: Board, model: HostModel, rows: list, progress: Progress
     while i < len(rows):
         chunk = rows[i : i + batch]
         code = "for _nn_x in %r:\n print(' '.join([repr(v) for v in %s]))" % (chunk, model.board_call())
-        out = board.exec(code, timeout=60, what="running the model on the board")
+        out = conn.exec(code, timeout=60, what="running the model on the board")
         lines = [line for line in out.splitlines() if line.strip()]
         if len(lines) != len(chunk):
             raise NanonnError(
@@ -73,7 +76,7 @@ def board_outputs(board: Board, model: HostModel, rows: list, progress: Progress
     return np.asarray(results, dtype=dtype)
 
 
-def classes(outputs: np.ndarray, kind: str, model: HostModel) -> np.ndarray:
+def classes(outputs: np.ndarray, kind: str, model: DeployedModel) -> np.ndarray:
     """Predicted class per row: argmax, or for one output the side of 0.5 (int8: of its zero)."""
     if outputs.shape[1] > 1:
         return np.argmax(outputs, axis=1)
@@ -94,20 +97,20 @@ def verify(
     out=print,
 ) -> VerifyResult:
     """Compare the board's outputs for the rows of `data` with the host reference; prints a report."""
-    model = host_model(model_path)
+    model = read_deployed_model(model_path)
     X = load_inputs(data, model.inputs)
     y = load_labels(labels, len(X)) if labels else None
     reference = model.reference(X)
     rows = model.board_inputs(X)
     dest = board_path or "/" + os.path.basename(model_path)
-    with open_board(port) as board:
-        info = board.info()
-        matches = board.deployed(info, dest, model_path, out)
+    with open_connection(port) as conn:
+        info = conn.info()
+        matches = conn.deployed(info, dest, model_path, out)
         code = "from array import array\n" + model.board_setup(dest)
-        board.exec(code, timeout=60, what="loading %s on the board" % dest)
+        conn.exec(code, timeout=60, what="loading %s on the board" % dest)
         bar = Progress(len(rows), "verify", sys.stderr.isatty() if progress is None else progress)
         try:
-            got = board_outputs(board, model, rows, bar)
+            got = board_outputs(conn, model, rows, bar)
         finally:
             bar.close()
     diff = np.abs(got.astype(np.float64) - reference.astype(np.float64))
@@ -124,7 +127,7 @@ def verify(
         board_accuracy=float(np.mean(board_cls == y)) if y is not None else None,
         board_model_matches=matches,
     )
-    out("board: %s, %s, arch %s" % (board.port, info.version_text, info.arch or "unknown"))
+    out("board: %s, %s, arch %s" % (conn.port, info.version_text, info.arch or "unknown"))
     out("model: %s (%s), %d samples" % (dest, model.kind, result.samples))
     unit = "int8 steps" if model.kind == "int8" else "absolute"
     out("max difference: %.3g (%s; tolerance %g)" % (result.max_diff, unit, result.tolerance))

@@ -47,6 +47,42 @@ def since_ms(t0):
     return time.time() * 1000.0 - t0
 
 
+# Where the interpreter can trace (CPython: sys.settrace; MicroPython ports are built without
+# it), a deterministic measure of work: the source lines of nanonn's own modules executed.
+LINES_COUNTED = hasattr(sys, "settrace")
+# The bound on a model load's work, in those lines: per byte of the file, plus a base (a
+# header claiming 65535 layers, looped over, alone needs far more). Loading the unmutated
+# models of tests/device/fuzz_nnm.py takes 2 (float) to 12 (int8) lines per byte.
+WORK_PER_BYTE = 32
+WORK_BASE = 2000
+
+
+class LineCounter:
+    """Counts the lines of nanonn's modules (files under a `nanonn` folder) executed between
+    start() and stop(): the work a call did, the same on every run and under any load (a
+    bound on it replaces a wall-clock limit). CPython only (LINES_COUNTED)."""
+
+    def __init__(self):
+        self.lines = 0
+
+    def start(self):
+        self.lines = 0
+        sys.settrace(self._call)  # pyright: ignore[reportAttributeAccessIssue]
+
+    def stop(self):
+        sys.settrace(None)  # pyright: ignore[reportAttributeAccessIssue]
+        return self.lines
+
+    def _call(self, frame, event, arg):
+        name = frame.f_code.co_filename.replace("\\", "/")
+        return self._line if "/nanonn/" in name else None
+
+    def _line(self, frame, event, arg):
+        if event == "line":
+            self.lines += 1
+        return self._line
+
+
 class CheckFailed(Exception):
     pass
 

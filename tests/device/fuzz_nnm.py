@@ -11,8 +11,16 @@ memoryview, seekable and non-seekable streams, a path). Every load must
 return a network that predicts or raise `ModelFormatError` whose message
 names a field ("<field>: expected ..., got ...") or a MemoryError stating the
 bytes needed; anything else is reported with the case number (rerun with the
-same N and SEED to reproduce). Each load is timed with `time.ticks_ms`.
-Prints one JSON line: the counts, the slowest load in ms and the failures.
+same N and SEED to reproduce). The work of each load is bounded, not timed: under
+CPython (check.LINES_COUNTED) the lines of nanonn's modules each load executes are
+counted, and a load of more than check.WORK_PER_BYTE lines per byte of its file
+plus check.WORK_BASE is a failure: a pathological path (a loop over a count the file claims but
+does not hold) does work out of proportion to the bytes, whatever the machine's
+speed. Loading the unmutated int8 model takes about 12 lines per byte, the float one 2.
+The slowest load in ms is printed for information only (it depends on the load of
+the machine). Prints one JSON line: the counts, the load that ran the most lines
+([lines, file bytes, case, kind]; null where lines are not counted), the slowest
+load and the failures.
 """
 
 import io
@@ -20,9 +28,8 @@ import json
 import os
 import struct
 import sys
-import time
 
-from check import ChunkedStream
+from check import LINES_COUNTED, WORK_BASE, WORK_PER_BYTE, ChunkedStream, LineCounter, now_ms, since_ms
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
 from nanonn.float32.activations import LeakyReLU
@@ -293,12 +300,16 @@ def run(n, seed):
     failures = []
     slowest = 0
     slowest_case = -1
+    counter = LineCounter() if LINES_COUNTED else None
+    work = None  # [lines, file bytes, case, kind] of the load that ran the most lines
     for case in range(n):
         data, kind = mutate(case, models, rng)
         source, how = open_source(case, data)
-        t0 = time.ticks_ms()
+        t0 = now_ms()
         outcome = None
         net = None
+        if counter is not None:
+            counter.start()
         try:
             net = load(source)
         except ModelFormatError as exc:
@@ -314,9 +325,18 @@ def run(n, seed):
             failures.append([case, kind, how, "%s: %s" % (type(exc).__name__, exc)])
         else:
             outcome = "loaded"
-        dt = time.ticks_diff(time.ticks_ms(), t0)
+        finally:
+            if counter is not None:
+                counter.stop()
+        dt = since_ms(t0)
         if dt > slowest:
             slowest, slowest_case = dt, case
+        if counter is not None:
+            lines = counter.lines
+            if work is None or lines > work[0]:
+                work = [lines, len(data), case, kind]
+            if lines > WORK_PER_BYTE * len(data) + WORK_BASE:
+                failures.append([case, kind, how, "load ran %d lines for %d bytes" % (lines, len(data))])
         if net is not None:  # outcome "loaded": load returns a network or raises
             try:
                 y = net.predict([0.5] * net.inputs)
@@ -340,6 +360,7 @@ def run(n, seed):
         "seed": seed,
         "counts": counts,
         "kinds": kinds,
+        "work": work,
         "slowest_ms": slowest,
         "slowest_case": slowest_case,
         "failures": failures,

@@ -16,7 +16,8 @@ from replay import HEADER, ReplayI2C  # noqa: E402
 import check  # noqa: E402
 
 SAMPLE = "examples/gesture/data/gesture_sample.csv"
-TMP = "tests_gesture_tmp.csv"
+# a temporary file outside the checkout (the runner's cwd), unique per process (runs share /tmp)
+TMP = "/tmp/nanonn-test-gesture-%d.csv" % check.unique_id()
 NEEDS_FILESYSTEM = (
     "test_i2c_pins_come_from_the_board_profile",
     "test_replay_filters_by_label_and_wraps_around",

@@ -159,6 +159,22 @@ def test_predict_int8_accepts_bytes_and_array_b():
     raises(ValueError, q.predict_int8, bytes(4), contains=("5", "4"))
 
 
+def test_predict_int8_at_any_input_alignment():
+    """The viper input conversion reads word-aligned inputs 4 bytes at a time and others
+    byte by byte: an input at every offset within a word, 37 values (words and a tail),
+    gives the plain-Python kernels' outputs."""
+    net, X = _net_and_data([37, 6, 3], [LeakyReLU(0.01), "softmax"], 5)
+    q = net.quantize(X)
+    fb = QNetwork(q.layers, kernels="python")
+    vals = [(i * 53) % 256 - 128 for i in range(37)]
+    want = list(fb.predict_int8(array("b", vals)))
+    buf = bytearray(40)
+    for off in range(4):
+        for i in range(37):
+            buf[off + i] = vals[i] & 0xFF
+        eq(list(q.predict_int8(memoryview(buf)[off : off + 37])), want, "input at offset %d" % off)
+
+
 def test_quantized_softmax_close_to_float():
     net, X = _net_and_data([8, 12, 4], ["relu", "softmax"], 5, count=40)
     q = net.quantize(X)

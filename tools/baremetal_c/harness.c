@@ -1,6 +1,7 @@
 /* Bare-metal harness for the int8 network in C (tools/bench_boards.py appends this to
  * tools/bench.py's network source): runs infer() under qemu-system (-icount shift=0:
- * one instruction per virtual ns) on Cortex-M3 (mps2-an385) or rv32imc (virt), reads
+ * one instruction per virtual ns) on Cortex-M3 (mps2-an385; also C built for a Cortex-M0+:
+ * Thumb-1, inline asm in unified syntax) or rv32imc (virt), reads
  * the machine's timer around REPS calls, prints one JSON line by semihosting and exits.
  * Timers: Cortex-M3 SysTick on the 25 MHz processor clock (40 instructions per count),
  * rv32 `rdtime` (mtime, 10 MHz: 100 instructions per count). A spin loop of known length

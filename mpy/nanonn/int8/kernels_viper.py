@@ -58,8 +58,15 @@ def dot(x: ptr8, w: ptr8, acc0: ptr32, acc: ptr32, n: int, units: int):
 @micropython.viper
 def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     """The viper kernel of `qkernels.dense` (same arguments, same integers)."""
-    # w and x come first: the emitter keeps its first locals in registers (2 or 3 by
-    # port), and these two are the walking pointers of the multiply-accumulate.
+    # The emitter keeps only its first locals in registers, and the parameters come first:
+    # w and x in a board's .mpy (2 registers), w, x and y when compiled from source (3). So
+    # the multiply-accumulate runs in the parameters' slots: w walks the weights, x holds the
+    # unit's sum (cast to ptr8: casts cost nothing) and y walks the inputs; the inputs' and
+    # outputs' addresses wait in xa and out. One statement per term, `s = P + s`: its sum is
+    # added from its register with no spill (a chain `P0 + P1 + ...` spills each partial sum
+    # to the stack), 10 Thumb-1 instructions a term (was 11), 9 with 3 registers.
+    # Accumulation order is qkernels.dense's (one term at a time, every term >= 0): each
+    # partial sum lies between acc0 - 128 * sum(x) and the unit's acc, both within int32.
     b31 = 31
     m31 = 1 << b31
     b30 = 30
@@ -100,75 +107,87 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         x = ptr8(int(x) + 1)
         k -= 1
     c = sx << 7
-    x32 = xa + (n & (0 - 32))  # the end of the 32-input blocks; then one of 16 if n & 16
+    nb = n & (0 - 32)  # inputs in blocks of 32 (Thumb-1's ldrb offsets stop at 31), then one
+    # of 16 if n has it, then n4 blocks of 4, then n1 one by one
+    n16 = n & 16
+    n4 = (n & 15) >> 2
+    n1 = n & 3
+    out = int(y)  # y's slot walks the inputs from here on
     q = ptr32(int(p) + 24)  # this unit's record
     for u in range(units):
-        a = ((q[0] ^ m31) - m31) - c
-        x = ptr8(xa)
-        while int(x) != x32:
-            a += (
-                (w[0] ^ 0x80) * x[0]
-                + (w[1] ^ 0x80) * x[1]
-                + (w[2] ^ 0x80) * x[2]
-                + (w[3] ^ 0x80) * x[3]
-                + (w[4] ^ 0x80) * x[4]
-                + (w[5] ^ 0x80) * x[5]
-                + (w[6] ^ 0x80) * x[6]
-                + (w[7] ^ 0x80) * x[7]
-                + (w[8] ^ 0x80) * x[8]
-                + (w[9] ^ 0x80) * x[9]
-                + (w[10] ^ 0x80) * x[10]
-                + (w[11] ^ 0x80) * x[11]
-                + (w[12] ^ 0x80) * x[12]
-                + (w[13] ^ 0x80) * x[13]
-                + (w[14] ^ 0x80) * x[14]
-                + (w[15] ^ 0x80) * x[15]
-                + (w[16] ^ 0x80) * x[16]
-                + (w[17] ^ 0x80) * x[17]
-                + (w[18] ^ 0x80) * x[18]
-                + (w[19] ^ 0x80) * x[19]
-                + (w[20] ^ 0x80) * x[20]
-                + (w[21] ^ 0x80) * x[21]
-                + (w[22] ^ 0x80) * x[22]
-                + (w[23] ^ 0x80) * x[23]
-                + (w[24] ^ 0x80) * x[24]
-                + (w[25] ^ 0x80) * x[25]
-                + (w[26] ^ 0x80) * x[26]
-                + (w[27] ^ 0x80) * x[27]
-                + (w[28] ^ 0x80) * x[28]
-                + (w[29] ^ 0x80) * x[29]
-                + (w[30] ^ 0x80) * x[30]
-                + (w[31] ^ 0x80) * x[31]
-            )
+        x = ptr8(((q[0] ^ m31) - m31) - c)  # x's slot: this unit's sum
+        y = ptr8(xa)
+        wb = int(w) + nb  # counted by address difference (addresses may pass 2^31)
+        while int(w) - wb:  # the loop test costs fewer instructions than `!=`
+            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+            x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
+            x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
+            x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
+            x = ptr8((w[4] ^ 0x80) * y[4] + int(x))
+            x = ptr8((w[5] ^ 0x80) * y[5] + int(x))
+            x = ptr8((w[6] ^ 0x80) * y[6] + int(x))
+            x = ptr8((w[7] ^ 0x80) * y[7] + int(x))
+            x = ptr8((w[8] ^ 0x80) * y[8] + int(x))
+            x = ptr8((w[9] ^ 0x80) * y[9] + int(x))
+            x = ptr8((w[10] ^ 0x80) * y[10] + int(x))
+            x = ptr8((w[11] ^ 0x80) * y[11] + int(x))
+            x = ptr8((w[12] ^ 0x80) * y[12] + int(x))
+            x = ptr8((w[13] ^ 0x80) * y[13] + int(x))
+            x = ptr8((w[14] ^ 0x80) * y[14] + int(x))
+            x = ptr8((w[15] ^ 0x80) * y[15] + int(x))
+            x = ptr8((w[16] ^ 0x80) * y[16] + int(x))
+            x = ptr8((w[17] ^ 0x80) * y[17] + int(x))
+            x = ptr8((w[18] ^ 0x80) * y[18] + int(x))
+            x = ptr8((w[19] ^ 0x80) * y[19] + int(x))
+            x = ptr8((w[20] ^ 0x80) * y[20] + int(x))
+            x = ptr8((w[21] ^ 0x80) * y[21] + int(x))
+            x = ptr8((w[22] ^ 0x80) * y[22] + int(x))
+            x = ptr8((w[23] ^ 0x80) * y[23] + int(x))
+            x = ptr8((w[24] ^ 0x80) * y[24] + int(x))
+            x = ptr8((w[25] ^ 0x80) * y[25] + int(x))
+            x = ptr8((w[26] ^ 0x80) * y[26] + int(x))
+            x = ptr8((w[27] ^ 0x80) * y[27] + int(x))
+            x = ptr8((w[28] ^ 0x80) * y[28] + int(x))
+            x = ptr8((w[29] ^ 0x80) * y[29] + int(x))
+            x = ptr8((w[30] ^ 0x80) * y[30] + int(x))
+            x = ptr8((w[31] ^ 0x80) * y[31] + int(x))
             w = ptr8(int(w) + 32)
-            x = ptr8(int(x) + 32)
-        if int(x) != xend:
-            a += (
-                (w[0] ^ 0x80) * x[0]
-                + (w[1] ^ 0x80) * x[1]
-                + (w[2] ^ 0x80) * x[2]
-                + (w[3] ^ 0x80) * x[3]
-                + (w[4] ^ 0x80) * x[4]
-                + (w[5] ^ 0x80) * x[5]
-                + (w[6] ^ 0x80) * x[6]
-                + (w[7] ^ 0x80) * x[7]
-                + (w[8] ^ 0x80) * x[8]
-                + (w[9] ^ 0x80) * x[9]
-                + (w[10] ^ 0x80) * x[10]
-                + (w[11] ^ 0x80) * x[11]
-                + (w[12] ^ 0x80) * x[12]
-                + (w[13] ^ 0x80) * x[13]
-                + (w[14] ^ 0x80) * x[14]
-                + (w[15] ^ 0x80) * x[15]
-            )
+            y = ptr8(int(y) + 32)
+        if n16:
+            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+            x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
+            x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
+            x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
+            x = ptr8((w[4] ^ 0x80) * y[4] + int(x))
+            x = ptr8((w[5] ^ 0x80) * y[5] + int(x))
+            x = ptr8((w[6] ^ 0x80) * y[6] + int(x))
+            x = ptr8((w[7] ^ 0x80) * y[7] + int(x))
+            x = ptr8((w[8] ^ 0x80) * y[8] + int(x))
+            x = ptr8((w[9] ^ 0x80) * y[9] + int(x))
+            x = ptr8((w[10] ^ 0x80) * y[10] + int(x))
+            x = ptr8((w[11] ^ 0x80) * y[11] + int(x))
+            x = ptr8((w[12] ^ 0x80) * y[12] + int(x))
+            x = ptr8((w[13] ^ 0x80) * y[13] + int(x))
+            x = ptr8((w[14] ^ 0x80) * y[14] + int(x))
+            x = ptr8((w[15] ^ 0x80) * y[15] + int(x))
             w = ptr8(int(w) + 16)
-            x = ptr8(int(x) + 16)
-        k = rest
+            y = ptr8(int(y) + 16)
+        k = n4
         while k > 0:
-            a += (w[0] ^ 0x80) * x[0]
-            w = ptr8(int(w) + 1)
-            x = ptr8(int(x) + 1)
+            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+            x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
+            x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
+            x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
+            w = ptr8(int(w) + 4)
+            y = ptr8(int(y) + 4)
             k -= 1
+        k = n1
+        while k > 0:
+            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+            w = ptr8(int(w) + 1)
+            y = ptr8(int(y) + 1)
+            k -= 1
+        a = int(x)
         neg = 0
         if a < 0:
             neg = 1
@@ -283,6 +302,7 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
             v = lo
         elif v > hi:
             v = hi
+        y = ptr8(out)  # the output
         if use:
             y[u] = t[v + 128] ^ 0x80
         else:
@@ -390,21 +410,21 @@ def f32_to_fixed(xf: ptr32, acc: ptr32, n: int, F: int):
 @micropython.viper
 def from_int8(src: ptr8, dst: ptr8, n: int):
     """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
-    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary; 8 bytes a step
-    k = n >> 3
-    while k > 0:
-        dst[0] = src[0] ^ 0x80
-        dst[1] = src[1] ^ 0x80
-        dst[2] = src[2] ^ 0x80
-        dst[3] = src[3] ^ 0x80
-        dst[4] = src[4] ^ 0x80
-        dst[5] = src[5] ^ 0x80
-        dst[6] = src[6] ^ 0x80
-        dst[7] = src[7] ^ 0x80
-        src = ptr8(int(src) + 8)
-        dst = ptr8(int(dst) + 8)
-        k -= 1
-    k = n & 7
+    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
+    k = n
+    if ((int(src) | int(dst)) & 3) == 0:  # both word-aligned: 16 bytes a step as 4 words
+        b8 = 8
+        m = (0x808080 << b8) | 0x80  # 0x80808080, built at run time (>= 2^31: no literal for boards)
+        k = n >> 4
+        while k > 0:
+            ptr32(dst)[0] = ptr32(src)[0] ^ m
+            ptr32(dst)[1] = ptr32(src)[1] ^ m
+            ptr32(dst)[2] = ptr32(src)[2] ^ m
+            ptr32(dst)[3] = ptr32(src)[3] ^ m
+            src = ptr8(int(src) + 16)
+            dst = ptr8(int(dst) + 16)
+            k -= 1
+        k = n & 15
     while k > 0:
         dst[0] = src[0] ^ 0x80
         src = ptr8(int(src) + 1)

@@ -1,4 +1,8 @@
-"""Board profiles (`boards/<name>/board.json`): architecture, memory and default pins.
+"""Board profiles: `BoardProfile`, what `boards/<name>/board.json` says (arch, memory, pins).
+
+`load_profile(name)` reads one, `all_profiles()` every one; `measured(name)` gives the
+figures `make bench-boards` measured for it. They describe a kind of board; the serial
+connection to a board is `connection.Connection`.
 
 Fields: `name`, `description`, `port` and `micropython_board` (for `make
 firmware`), `mpy_cross_arch` (for `.mpy` exports), `heap_bytes` (typical free
@@ -32,7 +36,7 @@ FIELDS = (
 
 
 @dataclass(frozen=True)
-class Board:
+class BoardProfile:
     """A board profile: boards/<name>/board.json (port, mpy-cross arch, heap and flash sizes, I2C pins)."""
 
     name: str
@@ -46,7 +50,7 @@ class Board:
     i2c: dict | None
 
 
-def boards_dir() -> Path:
+def profiles_dir() -> Path:
     """The folder of board profiles: $NANONN_BOARDS, else the package's package-data/boards (= boards/)."""
     env = os.environ.get("NANONN_BOARDS")
     return Path(env) if env else Path(__file__).resolve().parent / "package-data" / "boards"
@@ -54,27 +58,27 @@ def boards_dir() -> Path:
 
 def names() -> list[str]:
     """The names of the board profiles found (folders with a board.json), sorted."""
-    root = boards_dir()
+    root = profiles_dir()
     return sorted(p.parent.name for p in root.glob("*/board.json"))
 
 
-def load_board(name: str) -> Board:
+def load_profile(name: str) -> BoardProfile:
     """The profile `name`; NanonnError naming the known boards, or the missing fields."""
-    path = boards_dir() / name / "board.json"
+    path = profiles_dir() / name / "board.json"
     if not path.is_file():
         raise NanonnError("board %r: expected one of %s" % (name, ", ".join(names()) or "(no boards/ found)"))
     data = json.loads(path.read_text())
     missing = [f for f in FIELDS if f not in data]
     if missing:
         raise NanonnError("%s: missing field(s) %s" % (path, ", ".join(missing)))
-    return Board(**{f: data[f] for f in FIELDS})
+    return BoardProfile(**{f: data[f] for f in FIELDS})
 
 
 def measured(name: str) -> dict | None:
     """The figures `make bench-boards` measured for board `name` on an emulated stand-in
     (boards/measured.json, "boards" entry named by its "applies_to" map: a board without
     its own emulator takes the nearest measured one), or None when there are none."""
-    path = boards_dir() / "measured.json"
+    path = profiles_dir() / "measured.json"
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
@@ -88,6 +92,6 @@ def measured(name: str) -> dict | None:
     return dict(doc["boards"][key], measured_on=key)
 
 
-def all_boards() -> list[Board]:
+def all_profiles() -> list[BoardProfile]:
     """Every board profile, sorted by name."""
-    return [load_board(n) for n in names()]
+    return [load_profile(n) for n in names()]

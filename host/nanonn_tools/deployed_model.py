@@ -1,6 +1,6 @@
-"""A `.nnm` model as the board tools see it: its host reference and how the board runs it.
+"""The model verify and bench run on the board: `DeployedModel`, its host reference and board code.
 
-`host_model(path)` reads the model with the format's reader (`nnm.read`). A
+`read_deployed_model(path)` reads the model with the format's reader (`nnm.read`). A
 float model is compared through `predict` (float outputs, tolerance 1e-4); an
 int8 model (one with `predict_int8`) through `predict_int8` on int8 inputs
 quantized on the host (exact).
@@ -20,7 +20,7 @@ FLOAT_TOLERANCE = 1e-4
 
 
 @dataclass
-class HostModel:
+class DeployedModel:
     """A read `.nnm` model with its host reference and the board code that runs it."""
 
     path: str
@@ -81,7 +81,7 @@ def measure_load_code(board_path: str) -> str:
     )
 
 
-def host_model(path: str) -> HostModel:
+def read_deployed_model(path: str) -> DeployedModel:
     """Read `path` (.nnm) for the host reference; raises NanonnError naming the problem."""
     if not os.path.isfile(path):
         raise NanonnError("model: expected a .nnm file, %s does not exist" % path)
@@ -91,7 +91,7 @@ def host_model(path: str) -> HostModel:
         raise NanonnError("reading .nnm models needs nanonn_tools.nnm (the model format)") from None
     spec = nnm.read(path)
     kind = "int8" if hasattr(spec, "predict_int8") else "float"
-    return HostModel(path, spec, kind)
+    return DeployedModel(path, spec, kind)
 
 
 def load_inputs(path: str, inputs: int) -> np.ndarray:

@@ -10,7 +10,7 @@ allocated per inference (median and max), peak heap in use (the largest
 `gc.mem_alloc()` seen right after an inference: interpreter, model and
 garbage of that inference), the model's RAM (what the loaded network keeps,
 `nanonn info`'s figure) apart from the model reader's (the modules `nanonn.load`
-imports on first use, paid once per boot: `boardmodel.measure_load_code`), and
+imports on first use, paid once per boot: `deployed_model.measure_load_code`), and
 the board's MicroPython version and architecture.
 """
 
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import NanonnError
-from .board import add_board_options, open_board
-from .boardmodel import host_model, load_inputs, measure_load_code
+from .board_commands import add_board_options
+from .connection import open_connection
+from .deployed_model import load_inputs, measure_load_code, read_deployed_model
 
 _BENCH = """
 import time
@@ -85,7 +86,7 @@ def bench(
     """Run `n` timed inferences of the deployed `model_path` on the board; prints and returns them."""
     if n < 1:
         raise NanonnError("-n: expected at least 1 inference, got %d" % n)
-    model = host_model(model_path)
+    model = read_deployed_model(model_path)
     if data:
         X = load_inputs(data, model.inputs)[:1]
     else:
@@ -96,10 +97,10 @@ def bench(
     else:
         x_code, call = "array('f', %r)" % row, "predict"
     dest = board_path or "/" + os.path.basename(model_path)
-    with open_board(port) as board:
-        info = board.info()
-        board.deployed(info, dest, model_path, out)
-        times, allocs, peak, model_ram, reader_ram, free = board.eval(
+    with open_connection(port) as conn:
+        info = conn.info()
+        conn.deployed(info, dest, model_path, out)
+        times, allocs, peak, model_ram, reader_ram, free = conn.eval(
             measure_load_code(dest) + _BENCH % {"path": dest, "x": x_code, "call": call, "n": n},
             timeout=120,
             what="benchmarking %s" % dest,
@@ -122,7 +123,7 @@ def bench(
         reader_ram=int(reader_ram),
         heap_free=int(free),
     )
-    out("board: %s, %s, arch %s" % (board.port, result.version, result.arch))
+    out("board: %s, %s, arch %s" % (conn.port, result.version, result.arch))
     out("model: %s (%s), %s, %d inferences" % (dest, model.kind, call, n))
     out(
         "time per inference: median %.1f us, min %d us, max %d us"

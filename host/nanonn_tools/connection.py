@@ -1,8 +1,8 @@
-"""A MicroPython board on a serial port, driven through mpremote's SerialTransport.
+"""The serial connection to a MicroPython board: `Connection`, over mpremote's SerialTransport.
 
-`open_board(port)` finds and connects the board (`auto`, a device path, or
+`open_connection(port)` finds and connects the board (`auto`, a device path, or
 `unix` for the local `micropython` unix port run as a virtual board) and
-returns a `Board` in the raw REPL after a soft reset. Every failure becomes a
+returns a `Connection` in the raw REPL after a soft reset. Every failure becomes a
 `NanonnError` whose message names the problem and what to do: no board, several
 boards, a busy port, a board that does not answer, a board that disconnects,
 an error raised by code on the board.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ ARCHES = (
     "rv32imc",
     "rv64imc",
 )
+# MicroPython's errno numbers (py/mperrno.h) of the errors the file operations handle.
+ENOENT, EEXIST, ENOSPC = 2, 17, 28
 READ_TIMEOUT = 5.0  # seconds a serial read may block (so every wait can time out)
 
 # Run on the board: what it is and what it has. Prints one repr'd dict.
@@ -67,7 +68,10 @@ print(repr({'name': _i.name, 'version': tuple(_i.version[:3]), 'mpy': getattr(_i
 del _i, _h, _c, _fs
 """
 
-# Run on the board: hash each path of _paths ('sha256', 'crc32', 'crc32-py').
+# Run on the board: hash each of `paths` ('sha256', 'crc32', 'crc32-py'; None for a missing
+# file), all in one exec. What nanonn adds to mpremote's fs_hashfile (one file per three
+# round trips, hashlib only): deploy compares the whole package in one round trip, and a
+# board without hashlib.sha256 hashes with CRC-32 instead of sending every file back.
 _HASH = """
 def _nn_hash(p, algo):
     try:
@@ -117,7 +121,7 @@ def host_hash(data: bytes, algo: str) -> str:
 
 @dataclass
 class BoardInfo:
-    """What a board says about itself (`Board.info()`): version, .mpy ABI, heap, filesystem."""
+    """What a board says about itself (`Connection.info()`): version, .mpy ABI, heap, filesystem."""
 
     name: str
     version: tuple
@@ -153,49 +157,6 @@ class BoardInfo:
         return frsize * blocks, frsize * bfree
 
 
-class Progress:
-    """`label [#####-----] i/n` on stderr, redrawn in place; silent when disabled."""
-
-    def __init__(self, total: int, label: str, enabled: bool, stream=None):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.stream = stream or sys.stderr
-        self.drawn = False
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        fill = width * done // max(1, self.total)
-        self.stream.write(
-            "\r%s [%s%s] %d/%d" % (self.label, "#" * fill, "-" * (width - fill), done, self.total)
-        )
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        """End the bar's line (if it was drawn)."""
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
-
-
-def add_board_options(parser, progress: str | None = None, board_path: bool = False) -> None:
-    """The CLI options the board commands share: --port, optionally --board-path and
-    --progress/--no-progress (`progress`: what the bar shows)."""
-    parser.add_argument("--port", default="auto", help="serial port, 'auto' (default) or 'unix'")
-    if board_path:
-        parser.add_argument("--board-path", help="the model's path on the board (default /<name of MODEL>)")
-    if progress:
-        parser.add_argument(
-            "--progress",
-            action="store_true",
-            default=None,
-            help="show %s (default: on a terminal)" % progress,
-        )
-        parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide it")
-
-
 def unix_board_root() -> str:
     """The directory standing in for the filesystem of `--port unix`."""
     root = os.environ.get(UNIX_BOARD_ENV) or os.path.join(Path.home(), ".cache", "nanonn", "unix-board")
@@ -229,8 +190,8 @@ def resolve_port(port: str | None) -> str:
     return ports[0]
 
 
-class Board:
-    """A connected board in the raw REPL. Use `open_board()`; close with `close()` or `with`."""
+class Connection:
+    """A connected board in the raw REPL. Use `open_connection()`; close with `close()` or `with`."""
 
     def __init__(self, port: str, transport: Any, virtual=None):
         self.port = port
@@ -244,23 +205,17 @@ class Board:
             try:
                 if transport.in_raw_repl:
                     transport.exit_raw_repl()
-            except OSError:
+            except OSError:  # a vanished port (pyserial's SerialException is an OSError)
                 pass
-            except Exception as exc:  # pyserial's SerialException on a vanished port
-                if not _is_serial_error(exc):
-                    raise
             try:
                 transport.close()
             except OSError:
                 pass
-            except Exception as exc:
-                if not _is_serial_error(exc):
-                    raise
         if self._virtual is not None:
             self._virtual.stop()
             self._virtual = None
 
-    def __enter__(self) -> Board:
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -269,18 +224,7 @@ class Board:
     # ---- running code ------------------------------------------------------
     def exec(self, code: str, timeout: float = 30, what: str = "running code") -> str:
         """Run `code` on the board; returns its output. `timeout`: seconds of silence allowed."""
-        from mpremote.transport import TransportError
-
-        try:
-            out, err = self.transport.exec_raw(code, timeout=timeout)
-        except TransportError as exc:
-            raise self._lost(what, exc) from None
-        except OSError as exc:
-            raise self._lost(what, exc) from None
-        except Exception as exc:
-            if _is_serial_error(exc):
-                raise self._lost(what, exc) from None
-            raise
+        out, err = self._call(what, self.transport.exec_raw, code, timeout=timeout)
         if err:
             raise BoardError(what, err.decode("utf-8", "replace"))
         return out.decode("utf-8", "replace")
@@ -295,6 +239,27 @@ class Board:
             raise NanonnError(
                 "board on %s: %s: expected a value, got %r" % (self.port, what, out[-200:])
             ) from None
+
+    def _call(self, what: str, method, *args, **kwargs):
+        """`method(*args, **kwargs)` of the transport (`exec_raw` or one of mpremote's
+        `fs_*` file operations), its failures as nanonn's errors: an error raised by code
+        on the board is a `BoardError` with the board's traceback, a lost connection
+        (timeout, vanished port) the `_lost` error."""
+        from mpremote.transport import TransportError, TransportExecError
+
+        try:
+            return method(*args, **kwargs)
+        except TransportExecError as exc:  # code on the board raised
+            raise BoardError(what, exc.error_output) from None
+        except TransportError as exc:
+            raise self._lost(what, exc) from None
+        except OSError as exc:  # pyserial's SerialException is an OSError too
+            # mpremote's fs_* raise an OSError on the board as a host OSError(errno, path),
+            # raised while handling the TransportExecError that holds the board's traceback.
+            raised = exc.__context__
+            if isinstance(raised, TransportExecError) and not _is_serial_error(exc):
+                raise BoardError(what, raised.error_output) from None
+            raise self._lost(what, exc) from None
 
     def _lost(self, what: str, exc: Exception) -> NanonnError:
         return NanonnError(
@@ -314,6 +279,20 @@ class Board:
         timeout = 120 if algo == "crc32-py" else 30
         return self.eval(_HASH % {"algo": algo, "paths": list(paths)}, timeout=timeout, what="hashing files")
 
+    def listdir(self, folders) -> set[str]:
+        """The paths of the files in board `folders` (absolute paths; a missing folder has
+        none), by mpremote's fs_listdir."""
+        found = set()
+        for folder in sorted(folders):
+            try:
+                entries = self._call("listing %s" % folder, self.transport.fs_listdir, folder)
+            except BoardError as exc:
+                if exc.errno != ENOENT:
+                    raise
+                continue
+            found.update(folder.rstrip("/") + "/" + e.name for e in entries if not e.st_mode & 0x4000)
+        return found
+
     def deployed(self, info: BoardInfo, dest: str, model_path: str, out=print) -> bool:
         """Whether the board's `dest` is `model_path`'s content; NanonnError if `dest` is missing.
 
@@ -331,23 +310,31 @@ class Board:
             return False
         return True
 
+    # ---- files: mpremote's file operations, and the safe write nanonn adds ---
     def mkdirs(self, path: str) -> None:
         """Create `path` and its parents on the board (no error if they exist)."""
-        self.exec(
-            "import os\n_p = ''\nfor _d in %r.strip('/').split('/'):\n"
-            " _p += '/' + _d\n try:\n  os.mkdir(_p)\n except OSError as e:\n"
-            "  if e.errno != 17:\n   raise\ndel _p, _d" % path,
-            what="creating %s" % path,
-        )
+        folder = ""
+        for name in path.strip("/").split("/"):
+            folder += "/" + name
+            try:
+                self._call("creating %s" % path, self.transport.fs_mkdir, folder)
+            except BoardError as exc:
+                if exc.errno != EEXIST:
+                    raise
 
     def remove(self, path: str) -> None:
-        """Remove a board file if it exists."""
-        self.exec("import os\ntry:\n os.remove(%r)\nexcept OSError:\n pass" % path, what="removing %s" % path)
+        """Remove a board file if it exists (an OSError on the board is ignored)."""
+        try:
+            self._call("removing %s" % path, self.transport.fs_rmfile, path)
+        except BoardError as exc:
+            if exc.errno is None:
+                raise
 
     def write_file(
         self, dest: str, data: bytes, algo: str, chunk: int = 1024, progress=None, activate: bool = True
     ) -> None:
-        """Write `dest` safely: `dest + '.tmp'`, close, check its hash on the board, rename.
+        """Write `dest` safely: `dest + '.tmp'` (mpremote's fs_writefile), closed, its hash
+        checked on the board, then renamed over `dest` (`activate`).
 
         With `activate=False` the checked temp file is left for `activate(dest)`.
         A full filesystem, a disconnect or a bad copy never replaces `dest`: the
@@ -356,16 +343,13 @@ class Board:
         """
         tmp = dest + ".tmp"
         what = "writing %s" % dest
+        step = None if progress is None else (lambda done, total: progress(done))
         try:
-            self.exec("_nn_f = open(%r, 'wb')\n_nn_w = _nn_f.write" % tmp, what=what)
-            for i in range(0, len(data), chunk):
-                self.exec("_nn_w(%r)" % data[i : i + chunk], what=what)
-                if progress is not None:
-                    progress(min(i + chunk, len(data)))
-            self.exec("_nn_f.close()\ndel _nn_f, _nn_w", what=what)
+            self._call(what, self.transport.fs_writefile, tmp, data, chunk_size=chunk, progress_callback=step)
         except BoardError as exc:
-            if exc.errno == 28:
-                self.exec("try:\n _nn_f.close()\nexcept Exception:\n pass", what=what)
+            if exc.errno == ENOSPC:
+                # fs_writefile leaves its file `f` open on the board: close it, then remove it.
+                self.exec("try:\n f.close()\nexcept Exception:\n pass", what=what)
                 self.remove(tmp)
                 raise NanonnError(
                     "board filesystem is full: %s needs %d bytes; free space with "
@@ -384,7 +368,8 @@ class Board:
             self.activate(dest)
 
     def activate(self, dest: str) -> None:
-        """Rename `dest + '.tmp'` over `dest` (atomic on littlefs; FAT refuses: remove, then rename)."""
+        """Rename `dest + '.tmp'` over `dest` (atomic on littlefs; FAT refuses: remove, then
+        rename). mpremote's transport has no rename."""
         tmp = dest + ".tmp"
         self.exec(
             "import os\ntry:\n os.rename(%r, %r)\nexcept OSError:\n"
@@ -406,7 +391,7 @@ class BoardError(NanonnError):
 def _errno(line: str) -> int | None:
     if not line.startswith("OSError"):
         return None
-    names = {"ENOSPC": 28, "ENOENT": 2, "EEXIST": 17, "EIO": 5, "ENOMEM": 12}
+    names = {"ENOSPC": ENOSPC, "ENOENT": ENOENT, "EEXIST": EEXIST, "EIO": 5, "ENOMEM": 12}
     for name, code in names.items():
         if name in line:
             return code
@@ -422,7 +407,7 @@ def _is_serial_error(exc: Exception) -> bool:
     return isinstance(exc, serial.SerialException)
 
 
-def open_board(port: str | None = "auto") -> Board:
+def open_connection(port: str | None = "auto") -> Connection:
     """Connect the board on `port` (`auto`, a device path, or `unix`), soft-reset it, enter the raw REPL."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -458,20 +443,17 @@ def open_board(port: str | None = "auto") -> Board:
         ) from None
     port_io: Any = transport.serial
     port_io.timeout = READ_TIMEOUT
-    board = Board(label, transport, virtual)
+    conn = Connection(label, transport, virtual)
     try:
         transport.enter_raw_repl(soft_reset=True, timeout_overall=15)
     except (TransportError, OSError) as exc:
-        board.close()
+        conn.close()
+        if _is_serial_error(exc):  # pyserial's SerialException (an OSError): the port went away
+            raise NanonnError(
+                "board on %s disconnected (%s): plug it in again and retry" % (label, exc)
+            ) from None
         raise NanonnError(
             "board on %s does not answer as MicroPython (%s): press its reset button, check it runs "
             "MicroPython firmware, and retry" % (label, str(exc) or type(exc).__name__)
         ) from None
-    except Exception as exc:
-        board.close()
-        if _is_serial_error(exc):
-            raise NanonnError(
-                "board on %s disconnected (%s): plug it in again and retry" % (label, exc)
-            ) from None
-        raise
-    return board
+    return conn
