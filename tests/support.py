@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import atexit
 import json
 import os
@@ -204,6 +205,48 @@ def load_tool(name: str):
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def nanonn_source(name: str) -> Path | None:
+    """The file of device module `name`, dotted below nanonn ("nnm.read"; "" is
+    nanonn/__init__.py), or None."""
+    base = MPY / "nanonn" / name.replace(".", "/") if name else MPY / "nanonn"
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def nanonn_imports(tree: ast.AST, name: str) -> tuple[set[str], set[str]]:
+    """(other absolute names, nanonn module names) imported anywhere in device module `name`
+    (dotted below nanonn), inside functions too. A relative import is resolved against the
+    module's package ("nnm.read": `..errors` is "errors"); `import nanonn.x.y` gives "x.y"."""
+    absolute, local = set(), set()
+    source = nanonn_source(name)
+    parts = name.split(".") if name else []
+    package = parts if source is not None and source.name == "__init__.py" else parts[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("nanonn."):
+                    local.add(alias.name[len("nanonn.") :])
+                elif alias.name != "nanonn":
+                    absolute.add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module.split(".") if node.module else []
+            if node.level == 0 and module[:1] != ["nanonn"]:
+                absolute.add(node.module or "")
+                continue
+            if node.level == 0:
+                target = module[1:]
+            else:
+                target = package[: len(package) - (node.level - 1)] + module
+            if node.module and target:
+                local.add(".".join(target))
+            for alias in node.names:  # from . import x: x a module, or a name of the package
+                if nanonn_source(".".join(target + [alias.name])) is not None:
+                    local.add(".".join(target + [alias.name]))
+    return absolute, local
 
 
 # ---- shared runs, started in the background ------------------------------------------------

@@ -343,14 +343,16 @@ def test_info_reports_layers_sizes_and_board_fit(tmp_path, capsys):
     for name in ("esp32", "esp32c3", "esp32s3", "rp2040", "rp2350", "unix"):
         assert "\n" + name in text
     # 128 KB of float weights (784-40-14-10: clear of the edge; 784-36-14-10's 115 KB sits
-    # within 100 B of the rp2040's heap from a file): too big for the esp32 and rp2040 heaps
-    # from a file once nanonn's own import and the load transient measured on the emulated
-    # boards are counted (boards/measured.json), fine frozen; as int8 an rp2040 takes it
-    # from a file, an esp32 not even frozen.
+    # within 100 B of the rp2040's heap from a file): too big for the esp32 heap from a file
+    # once nanonn's own import and the load transient measured on the emulated boards are
+    # counted (boards/measured.json), fine frozen; as int8 an rp2040 and (since
+    # loading an int8 model imports only what it runs) an esp32 take it from a file.
     esp32 = [line for line in text.splitlines() if line.startswith("esp32 ")][0]
-    assert esp32.split()[3:] == ["frozen", "only", "no", "fits"], esp32
+    assert esp32.split()[3:] == ["frozen", "only", "yes", "fits"], esp32
     rp2040 = [line for line in text.splitlines() if line.startswith("rp2040 ")][0]
-    assert rp2040.split()[3:] == ["frozen", "only", "yes", "fits"], rp2040
+    # rp2040: the float model from a file too, now that the measured load transient is
+    # 10 KB (the reader allocates with fewer holes), not 45 KB
+    assert rp2040.split()[3:] == ["yes", "yes", "fits"], rp2040
 
 
 def test_info_takes_the_converter_options(tmp_path, capsys):

@@ -404,11 +404,11 @@ def test_tflite_int8_softmax_matches_interpreter_on_every_configuration():
 
 SOFTMAX_KERNELS = """
 import json, sys
-from nanonn.int8.network import KERNELS
+from nanonn.int8.network import KERNELS, kernel_set
 p = json.loads(sys.stdin.read())
 out = {}
 for name in KERNELS:
-    k = KERNELS[name]
+    k = kernel_set(name)
     res = []
     for table, rows in p:
         from array import array

@@ -61,7 +61,10 @@ def test_entry_matches_its_interpreter_and_profile(name):
 @pytest.mark.parametrize("name", sorted(MEASURED["boards"]))
 def test_entry_is_self_consistent(name):
     m = MEASURED["boards"][name]
-    assert m["import_nanonn"] < m["import_float"] < m["import_int8"]
+    # each load path imports only its own network's code (nanonn.load: float or int8)
+    assert m["import_nanonn"] < m["import_float"] and m["import_nanonn"] < m["import_int8"]
+    assert not any(mod.startswith("nanonn.float32") for mod in m["modules_int8"])
+    assert not any(mod.startswith("nanonn.int8") for mod in m["modules_float"])
     assert m["kept_frozen"] < m["kept_file"]
     assert m["kept_file"] <= m["smallest_free_heap_file"] <= m["free_heap_at_start"]
     assert m["kept_frozen"] <= m["smallest_free_heap_frozen"] <= m["free_heap_at_start"]

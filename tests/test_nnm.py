@@ -39,7 +39,6 @@ def f32_spec(spec: ModelSpec) -> ModelSpec:
 DEVICE_PREDICT = """
 import json, sys
 import nanonn
-from nanonn.nnm import read as nnm
 p = json.loads(sys.stdin.read())
 path, X = p["path"], p["x"]
 with open(path, "rb") as f:

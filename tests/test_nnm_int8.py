@@ -35,7 +35,7 @@ def float_spec(acts, seed=0, sizes=(6, 10, 7, 4)) -> ModelSpec:
 DEVICE = """
 import json, sys
 import nanonn
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 p = json.loads(sys.stdin.read())
 with open(p["path"], "rb") as f:
     data = f.read()
@@ -43,7 +43,7 @@ out = {}
 for name, net in (("path", nanonn.load(p["path"])), ("bytes", nanonn.load(data))):
     out[name] = [list(net.predict(x)) for x in p["x"]]
     out[name + "_int8"] = [list(net.predict_int8(bytes([v & 255 for v in q]))) for q in p["xq"]]
-    out[name + "_same"] = nnm.dumps(net) == data
+    out[name + "_same"] = dumps(net) == data
 print(json.dumps(out))
 """
 
@@ -72,7 +72,7 @@ def test_host_quantized_file_predicts_exactly_on_device(tmp_path, runtime, acts)
 DEVICE_QUANTIZE = """
 import json, sys
 from nanonn import Network, Dense
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import write
 from nanonn.float32.activations import LeakyReLU
 p = json.loads(sys.stdin.read())
 net = Network(
@@ -81,7 +81,7 @@ net = Network(
     Dense(3, activation="softmax", weights=p["w2"]),
 )
 q = net.quantize(p["x"])
-nnm.write(q, open(p["path"], "wb"))
+write(q, open(p["path"], "wb"))
 print(json.dumps([list(q.predict(x)) for x in p["x"][:6]]))
 """
 

@@ -73,6 +73,8 @@ def test_native_code_only_in_viper_modules_imported_with_a_fallback(path):
     for node, guarded in imports:
         if id(node) in in_functions and module_level_guarded:
             continue
+        if path.stem.endswith("_viper"):
+            continue  # a viper module importing another: where it fails, its own import failed first
         assert guarded, "%s line %d: %s not in try/except NO_NATIVE_CODE" % (
             path.name,
             getattr(node, "lineno", 0),
@@ -88,6 +90,7 @@ def test_every_viper_module_is_imported_with_a_fallback():
         "dense_cache_viper",
         "dense_viper",
         "kernels_viper",
+        "kernels_extra_viper",
         "typecode_viper",
     }
     imported = set()

@@ -83,7 +83,7 @@ import gc
 import json
 from array import array
 from nanonn import Dense, Dropout, Network
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 
@@ -118,7 +118,7 @@ for seed, acts in ((3, ("relu", "softmax")), (11, ("tanh", "sigmoid")), (29, (Le
     print(', "out": %s' % json.dumps([bytes(net.predict(x)).hex() for x in X]), end="")
     net = drop = X = None
     gc.collect()
-    put_hex("nnm", [nnm.dumps(q)])
+    put_hex("nnm", [dumps(q)])
     x8 = array("b", [(i * 37 + seed) % 256 - 128 for i in range(12)])
     print(', "q8": ["%s"]}' % bytes(q.predict_int8(x8)).hex())
     q = None
@@ -189,7 +189,7 @@ def worst_ulps(want: list[dict], got: list[dict]) -> float:
 # ESP32 (110,000 B) is at the edge for any network: 8-8-4 fails and 16-12-4 passes, by
 # where objects land, so only its failure side is checked.
 QUANTIZE_FITS = (
-    ("esp32", 110000, None, "48-24-10"),
+    ("esp32", 110000, "48-24-10", "64-28-10"),  # 48-24-10 failed before import nanonn became lazy
     ("esp32c3", 150000, "48-16-10", "64-96-10"),
     ("rp2040", 190000, "64-36-10", "128-64-10"),
 )

@@ -223,7 +223,7 @@ def _check_after_cut(load_shim, old_bytes, new_bytes, where):
             net = nnm.load(PATH)
         except Exception as exc:  # noqa: BLE001 - any error is the failure reported
             raise AssertionError("%s: load failed: %s: %s" % (where, type(exc).__name__, exc)) from exc
-    got = nnm.dumps(net)
+    got = nnm_write.dumps(net)
     assert got in (old_bytes, new_bytes), "%s: loaded a model that is neither old nor new" % where
     return "new" if got == new_bytes else "old"
 
@@ -235,7 +235,7 @@ def test_littlefs_power_cut_at_every_block_write(backup, torn, swap):
     old, new = models()
     if swap:
         old, new = new, old
-    old_bytes, new_bytes = nnm.dumps(old), nnm.dumps(new)
+    old_bytes, new_bytes = nnm_write.dumps(old), nnm_write.dumps(new)
     # An image holding the old model, saved by the device code.
     image = bytearray(b"\xff" * LFS_GEOMETRY["block_size"] * LFS_GEOMETRY["block_count"])
     fs = LittleFS(context=UserContext(buffer=image), mount=False, **LFS_GEOMETRY)
@@ -348,7 +348,7 @@ def test_fat_power_cut_at_every_step_with_backup(swap):
     old, new = models()
     if swap:
         old, new = new, old
-    old_bytes, new_bytes = nnm.dumps(old), nnm.dumps(new)
+    old_bytes, new_bytes = nnm_write.dumps(old), nnm_write.dumps(new)
     third = Network(Dense(2, inputs=4, activation="relu"), seed=9)
     base = {}
     with Installed(FatShim(base)):
@@ -370,7 +370,7 @@ def test_fat_power_cut_at_every_step_with_backup(swap):
         # After the power comes back, the next save works and is what loads.
         with Installed(FatShim(files)):
             third.save(PATH, backup=True)
-            assert nnm.dumps(nnm.load(PATH)) == nnm.dumps(third), where + ": the next save"
+            assert nnm_write.dumps(nnm.load(PATH)) == nnm_write.dumps(third), where + ": the next save"
     print("FAT: %d cuts -> %r" % (total + 1, outcomes))
     assert outcomes["new"] >= 1 and outcomes["old"] >= 1
 

@@ -13,8 +13,8 @@ from support import MPY, load_tool, tool
 
 # Every function a float Network.predict can call, by module (Class.method for methods).
 PREDICT_PATH = {
-    "float32/network.py": {"check_vector", "_check_length", "_check_numbers", "Network.predict"},
-    "inputs.py": {"typecode"},
+    "float32/network.py": {"Network.predict"},
+    "inputs.py": {"typecode", "check_vector", "_check_length", "_check_numbers"},
     "float32/layers.py": {
         "Layer.forward",
         "Dense.forward",

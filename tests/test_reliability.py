@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from support import MPY, load_tool, run_device, run_device_json, tool
+from support import MPY, load_tool, nanonn_imports, nanonn_source, run_device, run_device_json, tool
 
 FUZZ_SEED = 20261128
 # Cases per runtime: the unix port runs the loader as a board does (viper kernels); CPython
@@ -76,7 +76,7 @@ except ImportError:  # CPython: lines run are counted instead
     mem_total = None
 PATH = json.loads(sys.stdin.read())["path"]
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.crc32 import update as crc_update
 
 def fix(b):
@@ -113,8 +113,8 @@ def measure(make):
         with_str = mem_total() - before if mem_total else None
     return used, with_str, counter.lines if counter else None, msg
 
-data = nnm.dumps(Network(Dense(6, inputs=4, activation="tanh"), Dropout(0.25), Dense(3)))
-qdata = nnm.dumps(Network(Dense(6, inputs=4, activation="relu"), Dense(3)).quantize([[0.5, -1.0, 2.0, 0.0]]))
+data = dumps(Network(Dense(6, inputs=4, activation="tanh"), Dropout(0.25), Dense(3)))
+qdata = dumps(Network(Dense(6, inputs=4, activation="relu"), Dense(3)).quantize([[0.5, -1.0, 2.0, 0.0]]))
 tiny = bytearray(64)
 struct.pack_into("<4sBBHIHHHHIII", tiny, 0, b"NNM\x1a", 1, 0, 0, 64, 32, 32, 255, 0, 1 << 30, 1, 8192)
 fix(tiny)
@@ -193,37 +193,6 @@ STDLIB_IMPORTS = {
 FORBIDDEN_CALLS = {"__import__", "exec", "eval", "compile", "execfile", "getattr", "setattr", "globals"}
 
 
-def _source(name):
-    """The file of nanonn module `name` (dotted below nanonn: "nnm.read"), or None."""
-    base = MPY / "nanonn" / name.replace(".", "/")
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _imports(tree, name):
-    """(absolute names, nanonn module names) imported anywhere in module `name`; a relative
-    import is resolved against the module's package ("nnm.read": `..errors` is "errors")."""
-    absolute, local = set(), set()
-    package = name.split(".")[:-1]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            absolute.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 0:
-                absolute.add(node.module)
-                continue
-            base = package[: len(package) - (node.level - 1)]
-            if node.module:
-                local.add(".".join(base + node.module.split(".")))
-            for alias in node.names:  # from . import x: x a module, or a name of the package
-                sub = ".".join(base + (node.module.split(".") if node.module else []) + [alias.name])
-                if _source(sub) is not None:
-                    local.add(sub)
-    return absolute, local
-
-
 def _loader_modules():
     """nnm.read and every nanonn module it imports, transitively (all fixed names)."""
     seen, todo = set(), ["nnm.read", "nnm.backup"]
@@ -232,9 +201,9 @@ def _loader_modules():
         if name in seen:
             continue
         seen.add(name)
-        path = _source(name)
+        path = nanonn_source(name)
         assert path is not None, name
-        todo.extend(_imports(ast.parse(path.read_text()), name)[1])
+        todo.extend(nanonn_imports(ast.parse(path.read_text()), name)[1])
     return sorted(seen)
 
 
@@ -247,11 +216,11 @@ def test_loader_modules_import_and_execute_nothing_from_the_model(module):
     standard modules and nanonn modules that exist as files are imported (no import by a
     computed name), and nothing calls __import__/exec/eval/compile or looks up an
     attribute by a name that could come from a file."""
-    tree = ast.parse(_source(module).read_text())  # pyright: ignore[reportOptionalMemberAccess]
-    absolute, local = _imports(tree, module)
+    tree = ast.parse(nanonn_source(module).read_text())  # pyright: ignore[reportOptionalMemberAccess]
+    absolute, local = nanonn_imports(tree, module)
     assert absolute <= STDLIB_IMPORTS, absolute - STDLIB_IMPORTS
     for name in local:
-        assert _source(name) is not None, name
+        assert nanonn_source(name) is not None, name
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id in FORBIDDEN_CALLS:
@@ -352,16 +321,20 @@ def test_low_memory_sweep_784_36_14_10_int8():
                     # the load's estimate, or the import of the int8 code (the allocation that failed)
                     needs = r"nanonn.load: (the model needs \d+ bytes of RAM, \d+ available"
                     needs += r"|importing the int8 code .* the \d+ bytes available .*allocating \d+ bytes)"
+                    # or, on a heap the small model left fragmented, reading the header and records
+                    needs = "(%s|memory allocation failed, allocating \\d+ bytes)" % needs
                     assert re.match(needs, message), (kw, message)
-                else:
-                    assert re.search(r"allocating \d+ bytes", message), (kw, message)
+                else:  # an allocation that failed, or the small model's load naming its bytes
+                    own = re.match(r"nanonn.load: the model needs \d+ bytes of RAM, \d+ available", message)
+                    assert re.search(r"allocating \d+ bytes", message) or own, (kw, message)
             if "small_before" in r:
                 small_expected = small_expected or r["small_before"]
                 assert r["small_before"] == small_expected
                 if r["stage"] != "small load":
                     assert r.get("small_after") == r["small_before"], (kw, r)
         print("low memory stages by heap (wK): %r" % stages)
-        assert stages[8] == "import" and stages[256] == "done"
+        # 8 wK: `import nanonn` itself is 1.4 KB on a board since it imports only what runs
+        assert stages[8] in ("import", "small load") and stages[256] == "done"
         assert stages[100] == "done" and stages[190] == "done", "ESP32-/RP2040-like heaps run the model"
         assert "big load" in stages.values(), "no heap exercised the load's MemoryError"
     finally:
@@ -374,6 +347,8 @@ def test_low_memory_sweep_784_36_14_10_int8():
 # network): they may take a heap frame. No other function of nanonn/nnm/read.py may.
 BUILDERS = {
     "_ram_needed",
+    "ram_needed",
+    "_copies",
     "_stream_network",
     "_buffer_network",
     "_int8_modules",

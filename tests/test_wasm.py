@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # Node and the WebAssembly port: `make test` runs
 MAKE = r"""
 import json, sys, binascii
 from nanonn import Dense, Network
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.float32.activations import LeakyReLU
 from nanonn.rand import Random
 p = json.loads(sys.stdin.read())
@@ -29,7 +29,7 @@ for units, act in zip(p["sizes"][2:], p["acts"][1:]):
     layers.append(Dense(units, activation=acts.get(act, act)))
 net = Network(*layers, seed=p["seed"])
 X = [[rng.uniform(-1.0, 1.0) for _ in range(p["sizes"][0])] for _ in range(16)]
-out = [binascii.b2a_base64(nnm.dumps(net)).decode().strip(), binascii.b2a_base64(nnm.dumps(net.quantize(X))).decode().strip()]
+out = [binascii.b2a_base64(dumps(net)).decode().strip(), binascii.b2a_base64(dumps(net.quantize(X))).decode().strip()]
 print(json.dumps(out))
 """
 

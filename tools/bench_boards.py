@@ -6,7 +6,8 @@ own arch (RP2040: armv6m, ESP32-C3: rv32imc; the viper code then lives in the GC
 as on the board), on the 784-36-14-10 int8 model of tools/bench_memory.py:
 
 - RAM: heap kept by `import nanonn`, by the modules each load path imports (int8,
-  float), by loading the model from a file (/rom/big.nnm) and from a bytes constant
+  float), by loading the model from a file (/rom/big.nnm read as a stream into RAM, as
+  from littlefs), by its path on ROMFS (used in place) and from a bytes constant
   (a .mpy on ROMFS, used in place as when frozen), and after a first predict_int8
   (which must then run under heap_lock: its peak is what is kept); the smallest free
   heap that runs it, by allocating a blocker bytearray first and bisecting its size.
@@ -95,7 +96,7 @@ SPIN = {
 }
 SPIN_N = 1000000
 PREDICT_CALLS = 10
-STEP = 2048
+STEP = 1024  # the memory sweep's step (bytes of free heap)
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -180,14 +181,15 @@ def imports(target, image, source: str) -> tuple[int, list[str]]:
     return _run(target, image, measure % body)[-1]["bytes"], mods
 
 
-def heap_sweep(target, image, source: str) -> dict:
-    """Shrink the free heap in steps of STEP bytes (a blocker bytearray allocated first)
-    until three sizes in a row fail to load and run the model from `source`.
-    "reliable": the smallest free heap at start above which every size worked;
+def heap_sweep(target, image, source: str, start: int = 0) -> dict:
+    """Shrink the free heap in steps of STEP bytes (a blocker bytearray allocated first,
+    from `start` bytes) until three sizes in a row fail to load and run the model from
+    `source`. "reliable": the smallest free heap at start above which every size worked;
     "lowest": the smallest that worked (below "reliable" it depends on fragmentation)."""
     reliable = lowest = None
     failed = False
-    fails = blocker = 0
+    fails = 0
+    blocker = start - start % STEP
     while fails < 3:
         r = memory(target, image, source, blocker)
         if "error" in r or not r.get("locked"):
@@ -199,6 +201,29 @@ def heap_sweep(target, image, source: str) -> dict:
             fails = 0
         blocker += STEP
     return {"reliable": reliable, "lowest": lowest}
+
+
+# the int8 model's sources (bench_boards_device._load): read into RAM from a file, by its path
+# on ROMFS (in place), a bytes constant of a .mpy on ROMFS (in place, as when frozen)
+SOURCES = ("file", "romfs", "const")
+SWEEP_MARGIN = 49152  # the sweep starts this far above the heap a source kept (all work there)
+
+
+def memory_figures(target, image, expected: list[int]) -> dict:
+    """memory() of each of SOURCES on `target` (outputs checked against `expected`), each
+    with its "sweep" (heap_sweep, started SWEEP_MARGIN above what it kept)."""
+    mem = {}
+    for source in SOURCES:
+        r = memory(target, image, source)
+        if "error" in r:
+            raise SystemExit(
+                "bench-boards: %s: the model does not load from %s: %s" % (target.name, source, r["error"])
+            )
+        if r["out"] != expected:
+            raise SystemExit("bench-boards: %s predict_int8 %r != x64 %r" % (target.name, r["out"], expected))
+        r["sweep"] = heap_sweep(target, image, source, r["free_start"] - r["kept"] - SWEEP_MARGIN)
+        mem[source] = r
+    return mem
 
 
 def speed(target, image, float_model: bool = True) -> dict:
@@ -278,30 +303,21 @@ def measure(b: Bench, target) -> dict:
     image = b.aligned_image(target)
     out = dict(BOARDS[target.name], interpreter=target.name, mpy_arch=target.interpreter.mpy_arch)
     out["firmware_heap"] = target.heap
-    mem = {}
-    for source in ("file", "const"):
-        r = memory(target, image, source)
-        if "error" in r:
-            raise SystemExit(
-                "bench-boards: %s: the model does not load from %s: %s" % (target.name, source, r["error"])
-            )
-        if r["out"] != b.x64_out:
-            raise SystemExit(
-                "bench-boards: %s predict_int8 %r != x64 %r" % (target.name, r["out"], b.x64_out)
-            )
-        r["sweep"] = heap_sweep(target, image, source)
-        mem[source] = r
+    mem = memory_figures(target, image, b.x64_out)
     out["free_heap_at_start"] = mem["file"]["free_start"]
     out["import_nanonn"] = mem["file"]["import"]
     out["import_int8"], out["modules_int8"] = imports(target, image, "/rom/big.nnm")
     out["import_float"], out["modules_float"] = imports(target, image, "/rom/small_f32.nnm")
     out["load_file"], out["kept_file"] = mem["file"]["load"], mem["file"]["kept"]
     out["load_frozen"], out["kept_frozen"] = mem["const"]["load"], mem["const"]["kept"]
-    out["predict_int8_allocates"] = not (mem["file"]["locked"] and mem["const"]["locked"])
+    out["load_romfs"], out["kept_romfs"] = mem["romfs"]["load"], mem["romfs"]["kept"]
+    out["predict_int8_allocates"] = not all(mem[k]["locked"] for k in SOURCES)
     out["smallest_free_heap_file"] = mem["file"]["sweep"]["reliable"]
     out["smallest_free_heap_frozen"] = mem["const"]["sweep"]["reliable"]
+    out["smallest_free_heap_romfs"] = mem["romfs"]["sweep"]["reliable"]
     out["lowest_free_heap_file"] = mem["file"]["sweep"]["lowest"]
     out["lowest_free_heap_frozen"] = mem["const"]["sweep"]["lowest"]
+    out["lowest_free_heap_romfs"] = mem["romfs"]["sweep"]["lowest"]
     s = speed(target, image)
     if s["out"] != b.x64_out:
         raise SystemExit("bench-boards: %s under icount: %r != x64 %r" % (target.name, s["out"], b.x64_out))
@@ -364,6 +380,7 @@ def table(results: dict) -> str:
     row("import, float path", lambda r: "%d B" % r["import_float"])
     row("load 784-36-14-10 file", lambda r: "+%d B (kept %d)" % (r["load_file"], r["kept_file"]))
     row("load from bytes (frozen)", lambda r: "+%d B (kept %d)" % (r["load_frozen"], r["kept_frozen"]))
+    row("load by path on ROMFS", lambda r: "+%d B (kept %d)" % (r["load_romfs"], r["kept_romfs"]))
     row(
         "free heap needed, file",
         lambda r: "%d B (%d)" % (r["smallest_free_heap_file"], r["lowest_free_heap_file"]),
@@ -371,6 +388,10 @@ def table(results: dict) -> str:
     row(
         "free heap needed, frozen",
         lambda r: "%d B (%d)" % (r["smallest_free_heap_frozen"], r["lowest_free_heap_frozen"]),
+    )
+    row(
+        "free heap needed, ROMFS path",
+        lambda r: "%d B (%d)" % (r["smallest_free_heap_romfs"], r["lowest_free_heap_romfs"]),
     )
     for k in ("predict_int8", "int8_predict_float_io", "float_predict", "c_int8"):
         row(

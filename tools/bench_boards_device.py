@@ -1,11 +1,12 @@
 """Device side of tools/bench_boards.py (MicroPython, on the bare-metal firmware; from its ROMFS).
 
-The 784-36-14-10 int8 model is /rom/big.nnm (a file) and `big_int8.MODEL` (a bytes
-constant of a .mpy on ROMFS: used in place, as when frozen); the float model is
+The 784-36-14-10 int8 model is /rom/big.nnm (read as a stream into RAM: "file"; by its
+path, used in place on ROMFS: "romfs") and `big_int8.MODEL` (a bytes constant of a .mpy
+on ROMFS: used in place, as when frozen: "const"); the float model is
 /rom/big_f32.nnm (read in place through a memoryview of the ROMFS file). Each function prints one JSON line.
 
     memory(source, blocker)   heap used by `import nanonn`, by loading the model from
-                              `source` ("file" or "const"), kept after a first
+                              `source` ("file", "romfs" or "const"), kept after a first
                               predict_int8, and whether predict_int8 then runs under
                               heap_lock; `blocker` bytes are allocated first (to bisect
                               the smallest free heap that runs it).
@@ -30,8 +31,13 @@ def _used():
 
 
 def x8_input(n):
-    """The int8 input of every measurement (and of the C version): (i * 37) % 256 - 128."""
-    return array("b", [(i * 37) % 256 - 128 for i in range(n)])
+    """The int8 input of every measurement (and of the C version): (i * 37) % 256 - 128.
+    Filled in place: a list of n ints would be a 4 KB block, which a fragmented board heap
+    may not have although the model runs (the measurement's own cost, not nanonn's)."""
+    x = array("b", bytes(n))
+    for i in range(n):
+        x[i] = (i * 37) % 256 - 128
+    return x
 
 
 def xf_input(n):
@@ -43,11 +49,16 @@ def xf_input(n):
 
 
 def _load(source):
-    """The int8 model from "file" (/rom/big.nnm) or "const" (big_int8.MODEL, in place)."""
+    """The int8 model from "file" (/rom/big.nnm as a stream: read into RAM, as from a
+    board's littlefs or FAT), "romfs" (the path /rom/big.nnm: used in place) or "const"
+    (big_int8.MODEL, a bytes constant of a .mpy on ROMFS: in place, as when frozen)."""
     import nanonn
-    from nanonn.int8.network import QNetwork
+    from nanonn.int8.network import QNetwork  # (loading an int8 model imports it anyway)
 
     if source == "file":
+        with open("/rom/big.nnm", "rb") as f:
+            net = nanonn.load(f)
+    elif source == "romfs":
         net = nanonn.load("/rom/big.nnm")
     else:
         import big_int8  # pyright: ignore[reportMissingImports] (made by bench_boards.py on ROMFS)

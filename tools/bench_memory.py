@@ -151,7 +151,64 @@ def smallest(setup: Setup, lo: int, hi: int) -> int:
     return hi
 
 
+# issue 14's targets for the 784-36-14-10 int8 model on a board: the free heap that loads it
+# and runs predict_int8, all of nanonn's imports and buffers included
+TARGETS = {"file": 65536, "romfs": 40960, "const": 40960}
+SOURCE_NAMES = {
+    "file": "from a file (read into RAM)",
+    "romfs": "by path on ROMFS (in place)",
+    "const": "from a bytes constant (frozen/ROMFS .mpy)",
+}
+
+
+def boards() -> int:
+    """Per board profile, on the bare-metal firmware (tools/bench_boards.py's machinery, the
+    board's own .mpy arch): the heap kept by `import nanonn` and by each load path, and the
+    smallest free heap that loads the model and runs predict_int8, against TARGETS."""
+    import baremetal
+    import bench_boards
+
+    missing = [r for r in (baremetal.unavailable(t) for t in baremetal.TARGETS.values()) if r]
+    if missing:
+        print("bench-memory: boards skipped: %s" % "; ".join(missing))
+        return 1
+    met = True
+    with tempfile.TemporaryDirectory() as tmp:
+        b = bench_boards.Bench(Path(tmp))
+        for target in baremetal.TARGETS.values():
+            profile = bench_boards.BOARDS[target.name]["profile"]
+            arch = target.interpreter.mpy_arch
+            image = b.image(target)
+            mem = bench_boards.memory_figures(target, image, b.x64_out)
+            first = mem["file"]
+            print(
+                "\n%s (emulated: %s, %s .mpy on ROMFS, viper code in the heap): %d B free at start"
+                % (profile, target.name, arch, first["free_start"])
+            )
+            print("  heap kept by `import nanonn`: %d B" % first["import"])
+            for source in bench_boards.SOURCES:
+                r = mem[source]
+                need, target_bytes = r["sweep"]["reliable"], TARGETS[source]
+                ok = need is not None and need <= target_bytes
+                met = met and ok
+                print(
+                    "  %-42s kept %6d B; smallest free heap %6s B (lowest %s), target %d B: %s"
+                    % (
+                        SOURCE_NAMES[source],
+                        r["kept"],
+                        need,
+                        r["sweep"]["lowest"],
+                        target_bytes,
+                        "met" if ok else "NOT met",
+                    )
+                )
+    print("\nboard targets: %s" % ("all met" if met else "not all met"))
+    return 0
+
+
 def main() -> int:
+    sys.path.insert(0, str(ROOT / "tools"))
+    boards()
     setup = Setup()
     try:
         print(

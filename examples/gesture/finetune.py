@@ -9,8 +9,14 @@ after. The tuned model is saved power-safely (a temporary file, closed, renamed
 over the target: `Network.save`) as float32 and, re-quantized on the board with the
 new windows as calibration data (`Network.quantize`), as int8.
 
+With `--int8` (`run(int8=True)`) it starts from the int8 model (`gesture_int8.nnm`, the one
+a small board holds) instead: its first layer(s) stay int8 and frozen, float32 copies of the
+last layer(s) train (`nanonn.int8.tune.Tuner`), and only those are re-quantized and saved
+(gesture_tuned_int8.nnm).
+
     import finetune; finetune.run(adapt_per_class=4)        # on a board: records live
     micropython finetune.py --adapt adapt.csv --test test.csv --dir build   # unix port
+    micropython finetune.py --int8 --adapt adapt.csv --test test.csv --dir build
 
 Live recording prompts for each gesture in turn. Allocates: the model, the windows'
 features (21 floats each) and the float work of training.
@@ -85,17 +91,28 @@ def run(
     rate=0.05,
     folder=".",
     chip="mpu6050",
+    int8=False,
 ):
     """Fine-tune `layers` last layers on `adapt_per_class` windows per gesture (live, or
     from the `adapt` CSV); report accuracy on `test_windows` windows of the `test` CSV
     before and after; save gesture_tuned_f32.nnm and gesture_tuned_int8.nnm in `folder`.
+    `int8`: start from the int8 model (gesture_int8.nnm) instead, its other layers frozen
+    in int8 (`nanonn.int8.tune.Tuner`), and save gesture_tuned_int8.nnm only.
     Returns (accuracy before, accuracy after, int8 accuracy after)."""
     meta = load_meta(folder + "/gesture_meta.json")
     classes = meta["classes"]
     gc.collect()
-    net = nanonn.load(folder + "/gesture_f32.nnm", trainable=layers)
-    if not isinstance(net, nanonn.Network):
-        raise ValueError("model: expected the float32 model (gesture_f32.nnm), got an int8 one")
+    if int8:
+        from nanonn.int8.tune import Tuner  # imported only here: the float mode never pays for it
+
+        base = nanonn.load(folder + "/gesture_int8.nnm")
+        if isinstance(base, nanonn.Network):
+            raise ValueError("model: expected the int8 model (gesture_int8.nnm), got a float32 one")
+        net = Tuner(base, layers)  # mse, as the float32 model loads: the same training
+    else:
+        net = base = nanonn.load(folder + "/gesture_f32.nnm", trainable=layers)
+        if not isinstance(net, nanonn.Network):
+            raise ValueError("model: expected the float32 model (gesture_f32.nnm), got an int8 one")
     xs, labels = [], []
     for label in classes:
         bus = sensor.open_bus(replay=adapt, label=label, chip=chip)
@@ -111,19 +128,22 @@ def run(
             bus.close()  # pyright: ignore[reportAttributeAccessIssue]  (a ReplayI2C)
     before = after = after8 = None
     if test is not None:
-        before = _test(net, test, test_windows, meta, chip)
+        before = _test(base, test, test_windows, meta, chip)
         print("before: %.3f on %d held-out windows" % (before, test_windows))
     losses = net.fit(xs, one_hot(labels, classes), epochs=epochs, rate=rate, momentum=0.9, seed=1)
     print(
         "fine-tuned %d layer(s) on %d windows: loss %.3f -> %.3f" % (layers, len(xs), losses[0], losses[-1])
     )
-    net.save(folder + "/gesture_tuned_f32.nnm")
+    if isinstance(net, nanonn.Network):  # the float32 mode: the tuned float model too
+        net.save(folder + "/gesture_tuned_f32.nnm")
     if test is not None:
         after = _test(net, test, test_windows, meta, chip)
     gc.collect()
-    q = net.quantize(xs)  # int8 again, calibrated on the new windows
-    del net, xs
+    # int8 again, calibrated on the new windows (a Tuner re-quantizes the tuned layers only,
+    # their input domain kept); saved power-safely: a temporary file, closed, renamed
+    q = net.quantize(xs)
     q.save(folder + "/gesture_tuned_int8.nnm")
+    del net, base, xs
     if test is not None:
         after8 = _test(q, test, test_windows, meta, chip)
         print("after: %.3f (int8 %.3f) on %d held-out windows" % (after, after8, test_windows))
@@ -135,10 +155,12 @@ def run(
 def main(argv):
     opts = {"--adapt": None, "--test": None, "--dir": ".", "--per-class": "4", "--test-windows": "0"}
     opts.update({"--layers": "1", "--epochs": "100", "--rate": "0.05", "--chip": "mpu6050"})
+    int8 = "--int8" in argv  # a flag: start from the int8 model
+    argv = [a for a in argv if a != "--int8"]
     i = 1
     while i < len(argv):
         if argv[i] not in opts or i + 1 >= len(argv):
-            print("usage: finetune.py [%s VALUE ...]" % " VALUE ".join(sorted(opts)))
+            print("usage: finetune.py [--int8] [%s VALUE ...]" % " VALUE ".join(sorted(opts)))
             return 2
         opts[argv[i]] = argv[i + 1]
         i += 2
@@ -152,6 +174,7 @@ def main(argv):
         rate=float(opts["--rate"]),
         folder=opts["--dir"],
         chip=opts["--chip"],
+        int8=int8,
     )
     return 0
 

@@ -1,5 +1,6 @@
-"""CRC-32 in plain Python: the last fallback of `nanonn.crc32` (ports with neither
-`binascii.crc32` nor the native emitter), imported only there."""
+"""CRC-32 in plain Python: the last fallback of `nanonn.crc32`.
+
+Used on ports with neither `binascii.crc32` nor the native emitter, imported only there."""
 
 
 def crc32_py(buf, n, crc):

@@ -1,6 +1,7 @@
-"""CRC-32 in @micropython.viper: the fallback of `nanonn.crc32` on ports without
-`binascii.crc32` that have the native emitter (imported by `nanonn.crc32`, which
-uses the plain-Python loop where this module does not compile).
+"""CRC-32 in @micropython.viper: the fallback of `nanonn.crc32` without `binascii.crc32`.
+
+For ports that have the native emitter (imported by `nanonn.crc32`, which uses the
+plain-Python loop where this module does not compile).
 
 Bitwise, no table, no allocation per byte (viper ints are machine words). Its
 constants are built from 16-bit halves because a literal >= 2**31 does not compile

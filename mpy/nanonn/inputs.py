@@ -1,5 +1,8 @@
-"""What an input buffer holds: the element typecode of arrays and memoryviews,
-found without allocating on MicroPython and CPython.
+"""Input buffers: what they hold (the typecode, found without allocating) and `check_vector`.
+
+The element typecode of arrays and memoryviews is found without allocating on
+MicroPython and CPython; `check_vector` is the input check of both networks'
+predict and train.
 
 The public entry points (`Network.predict`/`train`, `QNetwork.predict`/
 `predict_int8`, `QDense`, `LoadedDense`) hand buffers to viper kernels that read
@@ -28,6 +31,9 @@ without the native emitter (the WebAssembly port) reads the same byte through
 where neither is available or passes the check, `typecode` falls back to
 `_copy_code`: the element size from a copy of the bytes (allocates) and float
 or int from the first element (signedness not told apart).
+
+`check_vector(name, v, n)` validates an input of n numbers for both networks'
+`predict` (here, not in a network's module, so each imports only its own).
 """
 
 import sys
@@ -155,3 +161,40 @@ def describe(x):
     t = type(x)
     c = typecode(x) if t is array or t is memoryview else 0
     return "%s('%s')" % (t.__name__, chr(c)) if c else t.__name__
+
+
+def check_vector(name, v, n):
+    """Validate a 1-D input of n numbers; raises TypeError/ValueError.
+
+    Accepted: a list or tuple of ints and floats, an array of any numeric
+    typecode ('bBhHiIlLqQfd'), bytes, bytearray, or a memoryview of one of these
+    (read by value: `v[i]`). Allocates nothing for a valid vector (used on the
+    predict hot path).
+    """
+    # This frame and _check_numbers' stay within 11 words (else each call allocates one).
+    t = type(v)
+    if t is list or t is tuple:
+        _check_length(name, v, n)
+        _check_numbers(name, v, n)
+    elif typecode(v):
+        _check_length(name, v, n)
+    else:
+        raise TypeError(
+            "%s: expected a list, tuple, array, bytes, bytearray or memoryview of %d numbers, got %s"
+            % (name, n, describe(v))
+        )
+    return v
+
+
+def _check_length(name, v, n):
+    if len(v) != n:
+        raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
+
+
+def _check_numbers(name, v, n):
+    i = 0
+    while i < n:
+        e = type(v[i])
+        if e is not float and e is not int:
+            raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
+        i += 1

@@ -18,7 +18,7 @@ import vfs
 from nanonn import Dense, Network, load
 from nanonn.float32.activations import LeakyReLU
 from nanonn.nnm import backup
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 
 MOUNT = "/fatcut"
 PATH = MOUNT + "/model.nnm"
@@ -70,7 +70,7 @@ def main():
     )
     result = {"failures": [], "cases": {}}
     for first, second, name in ((old, new, "small-to-big"), (new, old, "big-to-small")):
-        want = {"old": nnm.dumps(first), "new": nnm.dumps(second)}
+        want = {"old": dumps(first), "new": dumps(second)}
         flash = Flash(bytes(256 * BS))
         # The stubs type block_dev as their AbstractBlockDev class; vfs takes any object with
         # readblocks/writeblocks/ioctl (MicroPython has no such class to subclass).
@@ -97,7 +97,7 @@ def main():
                 unmount()
                 mounted(Flash(flash.data))
                 try:
-                    got = nnm.dumps(load(PATH))
+                    got = dumps(load(PATH))
                     which = "new" if got == want["new"] else "old" if got == want["old"] else None
                     if which is None:
                         result["failures"].append([name, torn, k, "a model that is neither old nor new"])

@@ -33,7 +33,7 @@ from check import LINES_COUNTED, WORK_BASE, WORK_PER_BYTE, ChunkedStream, LineCo
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
 from nanonn.float32.activations import LeakyReLU
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 TMP = "/tmp/nanonn-fuzz-%d-%%d.nnm" % int.from_bytes(os.urandom(4), "little")  # unique per run
@@ -126,10 +126,10 @@ def base_models():
     ).quantize(X)
     q2 = Network(Dense(5, inputs=4, activation="tanh"), Dense(2, activation="linear"), seed=6).quantize(X)
     return [
-        ("float", nnm.dumps(deep), 4),
-        ("float_small", nnm.dumps(small), 3),
-        ("int8", nnm.dumps(q1), 4),
-        ("int8_tanh", nnm.dumps(q2), 4),
+        ("float", dumps(deep), 4),
+        ("float_small", dumps(small), 3),
+        ("int8", dumps(q1), 4),
+        ("int8_tanh", dumps(q2), 4),
     ]
 
 

@@ -18,7 +18,7 @@ import micropython
 from nanonn import Dense, Network, load
 from nanonn.float32.activations import LeakyReLU
 from nanonn.int8.network import QDense, QNetwork
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
@@ -57,7 +57,7 @@ def make(folder):
         if act == "softmax_tflite":
             q = _tflite_softmax(q)
         with open("%s/%s.nnm" % (folder, act), "wb") as f:
-            f.write(nnm.dumps(q))
+            f.write(dumps(q))
 
 
 def inputs():

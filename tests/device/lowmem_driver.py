@@ -14,7 +14,9 @@ import sys  # allocation that fails on a heap the stages below have exhausted (3
 from array import array
 
 stage = "import"
-out: dict[str, object] = {"stage": stage}
+error = ["", ""]  # made first: on a heap the stages below exhausted, reporting allocates nothing
+exc = small = None  # the globals the handlers bind exist already (a new one grows the dict)
+out: dict[str, object] = {"stage": stage, "error": error, "heap_free": 0}
 try:
     import nanonn
 
@@ -33,15 +35,21 @@ try:
         x = None
         stage = "done"
     except MemoryError as exc:
-        out["error"] = ["MemoryError", str(exc)]
+        error[0], error[1] = "MemoryError", str(exc)
     big = None
     gc.collect()
     out["small_after"] = list(small.predict(xs))
 except MemoryError as exc:
-    out["error"] = ["MemoryError", str(exc)]
+    error[0] = "MemoryError"
+    error[1] = exc.args[0] if exc.args else ""
 except Exception as exc:  # reported, and a failure for the test
-    out["error"] = [type(exc).__name__, str(exc)]
+    error[0], error[1] = type(exc).__name__, str(exc)
 out["stage"] = stage
+if not error[0]:
+    del out["error"]
 gc.collect()
 out["heap_free"] = gc.mem_free()
-print(json.dumps(out))
+small = None  # the report needs a few bytes: the small model's go
+gc.collect()
+json.dump(out, sys.stdout)  # written as it goes (no string of the whole line)
+print()

@@ -34,9 +34,9 @@ try:
     q = net.quantize(X)
     q.predict_int8(array("b", bytes(sizes[0])))
     net = X = None
-    from nanonn.nnm import read as nnm
+    from nanonn.nnm.write import dumps
 
-    out["model_bytes"] = len(nnm.dumps(q))
+    out["model_bytes"] = len(dumps(q))
     out["ok"] = True
 except MemoryError as exc:
     out["ok"] = str(exc)

@@ -17,7 +17,7 @@ from check import HEAP_MEASURED, IS_MICROPYTHON, NATIVE, bytes_per_call, eq, ok,
 from nanonn import Dense, Network, inputs, load
 from nanonn.int8.network import KERNELS, QDense, QNetwork
 from nanonn.nnm.layers import LoadedDense
-from nanonn.nnm.read import dumps
+from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 # Ports without the native emitter read the header through uctypes; a port with neither

@@ -24,7 +24,7 @@ from check import (
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
 from nanonn.float32.activations import LeakyReLU
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
@@ -94,12 +94,12 @@ def _int8(net, what):
 
 def test_round_trip_every_source_byte_identical():
     net = _net()
-    data = nnm.dumps(net)
+    data = dumps(net)
     expected = list(net.predict(X))
     for name, get in _sources(data):
         loaded = _float(get(), name)
         close(loaded.predict(X), expected, 1e-6, name + " prediction")
-        eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+        eq(dumps(loaded), data, name + " re-saved bytes")
         loaded.save(TMP + ".2")
         with open(TMP + ".2", "rb") as f:
             eq(f.read(), data, name + " save() file")
@@ -116,7 +116,7 @@ def test_save_replaces_atomically_and_leaves_no_temp():
 
 
 def test_bytes_source_is_used_in_place():
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     net = load(data)
     dense = [layer for layer in net.layers if hasattr(layer, "in_place")]
     eq([layer.in_place for layer in dense], [True, True, True, True], "in-place layers")
@@ -132,7 +132,7 @@ def test_in_place_model_costs_little_ram():
     n = 48 if SMALL_HEAP else 128
     weights = 4 * n * n
     big = Network(Dense(n, inputs=n, activation="relu"), seed=5)
-    data = nnm.dumps(big)
+    data = dumps(big)
     big = None
     eq(len(data) > weights, True, "model size")
     with open(TMP, "wb") as f:
@@ -160,7 +160,7 @@ def test_in_place_model_costs_little_ram():
 
 def test_trainable_load_trains_like_the_original():
     net = _net()
-    twin = _float(load(nnm.dumps(net), trainable=True), "trainable load")
+    twin = _float(load(dumps(net), trainable=True), "trainable load")
     for _ in range(3):
         a = net.train(X, [0.0, 1.0, 0.0], rate=0.05)
         b = twin.train(X, [0.0, 1.0, 0.0], rate=0.05)
@@ -169,13 +169,13 @@ def test_trainable_load_trains_like_the_original():
 
 
 def test_inference_only_layers_refuse_training():
-    net = _float(load(nnm.dumps(_net())), "load")
+    net = _float(load(dumps(_net())), "load")
     raises(ValueError, net.train, X, [0.0, 1.0, 0.0], contains=("trainable=True", "got trainable=False"))
     raises(ValueError, net.layers[0].set_weights, [0.0] * 30, contains=("in place",))
 
 
 def test_every_truncation_rejected():
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     with open(TMP, "wb") as f:
         f.write(data)
     for cut in range(len(data)):
@@ -189,7 +189,7 @@ def test_every_truncation_rejected():
 
 def test_truncated_stream_rejected():
     # A stream whose size is unknown (not seekable) is checked while reading.
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     for cut in (10, 40, 200, len(data) - 1):
         raises(ModelFormatError, load, ChunkedStream(data[:cut]), contains=("size", "expected"))
     eq(load(ChunkedStream(data)).outputs, 3, "a whole stream loads")
@@ -197,13 +197,13 @@ def test_truncated_stream_rejected():
 
 
 def test_trailing_bytes_rejected():
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     for _name, get in _sources(data + b"\x00\x00"):
         raises(ModelFormatError, get, contains=("file size", "expected %d bytes" % len(data)))
 
 
 def test_error_messages_name_field_expected_actual():
-    data = nnm.dumps(_net())
+    data = dumps(_net())
 
     def mutated(offset, fmt, value, fix=True):
         b = bytearray(data)
@@ -245,7 +245,7 @@ def test_error_messages_name_field_expected_actual():
 
 def test_header_bombs_rejected_before_allocating():
     # Consistent headers (right file size, right CRC) claiming huge things.
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     bombs = []
     for offset, fmt, value in (
         (16, "<H", 0xFFFF),  # layer_count
@@ -289,7 +289,7 @@ def test_random_mutations_rejected_or_loaded_quickly():
     # a bound on work, not time (time depends on the machine's load): where lines are
     # counted (CPython), no load runs more than check.WORK_PER_BYTE lines of nanonn per
     # byte of its file plus check.WORK_BASE.
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     rng = Random(2024)
     counter = LineCounter() if LINES_COUNTED else None
     most = 0
@@ -342,12 +342,12 @@ def test_unsupported_networks_refused_by_save():
     custom = Network(
         Dense(2, inputs=2, activation=Activation("cube", lambda x: x * x * x, lambda x, y: 3 * x * x))
     )
-    raises(ValueError, nnm.dumps, custom, contains=("save layer 0 activation", "expected one of", "cube"))
+    raises(ValueError, dumps, custom, contains=("save layer 0 activation", "expected one of", "cube"))
     net = Network(Dense(1, inputs=2))
     first = Dropout(0.5)
     first.build(2, None)
     net.layers.insert(0, first)
-    raises(ValueError, nnm.dumps, net, contains=("Dense first layer",))
+    raises(ValueError, dumps, net, contains=("Dense first layer",))
 
 
 def _relu6(x):
@@ -380,7 +380,7 @@ def test_custom_activation_under_a_builtin_name_refused_by_save():
     # saved as relu it would predict differently after the reload: 10 -> 10, not 6
     raises(
         ValueError,
-        nnm.dumps,
+        dumps,
         net,
         contains=("save layer 0 activation", "custom activation", "<activation relu>", "named 'relu'"),
     )
@@ -388,7 +388,7 @@ def test_custom_activation_under_a_builtin_name_refused_by_save():
     ok(not _exists(TMP) and not _exists(TMP + ".tmp"), "no file left by the refused save")
     raises(ValueError, net.quantize, [[0.0, 1.0]], contains=("custom activation", "named 'relu'"))
     duck = Network(Dense(2, inputs=2, activation=_NamedSoftmax()))
-    raises(ValueError, nnm.dumps, duck, contains=("custom activation", "named 'softmax'"))
+    raises(ValueError, dumps, duck, contains=("custom activation", "named 'softmax'"))
     # every built-in, by name or object, is still saved under its own name
     from nanonn.float32.activations import builtin_name
 
@@ -429,7 +429,7 @@ def _qnet():
 
 def test_int8_round_trip_every_source():
     q, X = _qnet()
-    data = nnm.dumps(q)
+    data = dumps(q)
     eq(data[6], 1, "header int8 flag")
     expected = [list(q.predict(x)) for x in X[:5]]
     expected8 = list(q.predict_int8(bytes(4)))
@@ -438,14 +438,14 @@ def test_int8_round_trip_every_source():
         for k in range(5):
             eq(list(loaded.predict(X[k])), expected[k], name + " int8 prediction %d" % k)
         eq(list(loaded.predict_int8(bytes(4))), expected8, name + " predict_int8")
-        eq(nnm.dumps(loaded), data, name + " re-saved bytes")
+        eq(dumps(loaded), data, name + " re-saved bytes")
 
 
 def test_int8_network_saves_like_a_float_one():
     q, X = _qnet()
     q.save(TMP)
     with open(TMP, "rb") as f:
-        eq(f.read(), nnm.dumps(q), "QNetwork.save bytes")
+        eq(f.read(), dumps(q), "QNetwork.save bytes")
     ok(not _exists(TMP + ".tmp"), "no temporary file left")
     loaded = _int8(load(TMP), "saved int8 model")
     for k in range(5):
@@ -455,7 +455,7 @@ def test_int8_network_saves_like_a_float_one():
 
 def test_int8_weights_used_in_place_from_bytes():
     q, X = _qnet()
-    data = nnm.dumps(q)
+    data = dumps(q)
     loaded = load(data)
     eq([type(layer.w) is memoryview for layer in loaded.layers], [True] * 4, "int8 weights are views")
     raises(ValueError, load, data, trainable=True, contains=("trainable: expected False for an int8 model",))
@@ -463,7 +463,7 @@ def test_int8_weights_used_in_place_from_bytes():
 
 def test_int8_truncations_and_mutations_rejected():
     q, X = _qnet()
-    data = nnm.dumps(q)
+    data = dumps(q)
     for cut in range(0, len(data), 3):
         raises(ModelFormatError, load, data[:cut], contains=("expected",))
     rng = Random(77)
@@ -486,7 +486,7 @@ def test_int8_truncations_and_mutations_rejected():
 
 def test_int8_field_errors():
     # a board-sized heap holds the model's bytes and one mutated copy at a time
-    data = nnm.dumps(_qnet()[0])
+    data = dumps(_qnet()[0])
 
     first = struct.unpack_from("<I", data, 32 + 16)[0]  # layer 0's data block
     second = struct.unpack_from("<I", data, 64 + 16)[0]
@@ -533,18 +533,18 @@ def _grown(data, extra_header, extra_record):
 
 def test_later_minor_version_with_longer_header_and_records_loads():
     for net in (_net(), _qnet()[0]):
-        data = nnm.dumps(net)
+        data = dumps(net)
         grown = _grown(data, 16, 8)
         eq(len(grown), len(data) + 16 + 8 * len(net.layers), "grown size")
         expected = list(net.predict(X))
         for name, get in _sources(grown):
             loaded = get()
             eq(list(loaded.predict(X)), expected, name + " prediction")
-            eq(nnm.dumps(loaded), data, name + " saved as 1.0")
+            eq(dumps(loaded), data, name + " saved as 1.0")
 
 
 def test_unaligned_bytes_source_is_copied_not_viewed():
-    data = nnm.dumps(_net())
+    data = dumps(_net())
     shifted = memoryview(b"\x00" + data)[1:]
     net = load(shifted)
     close(net.predict(X), list(_net().predict(X)), 1e-6, "prediction from an unaligned source")
@@ -558,7 +558,7 @@ def test_in_place_network_keeps_its_source_alive():
     # collection and fresh allocations it must still predict the same.
     for net in (_net(), _qnet()[0]):
         expected = list(net.predict(X))
-        loaded = load(bytes(bytearray(nnm.dumps(net))))
+        loaded = load(bytes(bytearray(dumps(net))))
         gc.collect()
         junk = [bytearray(b"\xff" * 64) for _ in range(200 if SMALL_HEAP else 2000)]
         eq(list(loaded.predict(X)), expected, "prediction after gc")
@@ -568,7 +568,7 @@ def test_in_place_network_keeps_its_source_alive():
 def test_load_imports_nothing():
     import sys
 
-    data, qdata = nnm.dumps(_net()), nnm.dumps(_qnet()[0])
+    data, qdata = dumps(_net()), dumps(_qnet()[0])
     load(qdata)  # the int8 reader's own modules, once
     before = sorted(sys.modules)
     for source in (data, qdata, bytearray(data)):
@@ -578,7 +578,7 @@ def test_load_imports_nothing():
 
 def test_loaded_layers_use_the_fast_float_kernel_where_dense_does():
     net = _net()
-    data = nnm.dumps(net)
+    data = dumps(net)
     for loaded in (load(data), load(bytearray(data), trainable=True)):
         dense = [layer for layer in loaded.layers if hasattr(layer, "in_place")]
         eq([layer._fast_ready for layer in dense], [net.layers[0]._fast_ready] * 4, "fast path ready")

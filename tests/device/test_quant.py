@@ -8,7 +8,7 @@ from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, bytes_per_call, close, eq, 
 from nanonn import Dense, Dropout, Network
 from nanonn.float32.activations import Activation, LeakyReLU
 from nanonn.int8.multiplier import scales_multiplier
-from nanonn.int8.network import DEFAULT_KERNELS, KERNELS, QDense, QNetwork
+from nanonn.int8.network import DEFAULT_KERNELS, KERNELS, QDense, QNetwork, kernel_set
 from nanonn.rand import Random
 
 
@@ -131,7 +131,7 @@ def test_python_fallback_allocation_is_bounded():
     net, X = _bench_net()
     q = net.quantize(X)
     fb = QNetwork(q.layers, kernels="python")
-    ok(fb._k is KERNELS["python"], "the network runs the plain-Python kernels")
+    ok(fb._k is kernel_set("python"), "the network runs the plain-Python kernels")
     x8 = array("b", [(i * 37) % 256 - 128 for i in range(q.inputs)])
     xf = array("f", X[0])
     eq(list(fb.predict_int8(x8)), list(q.predict_int8(x8)), "fallback predict_int8 vs default kernels")

@@ -10,7 +10,7 @@ from nanonn import Dense, ModelFormatError, Network, load
 from nanonn.nnm import backup
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
-from nanonn.nnm import read as nnm
+from nanonn.nnm.write import dumps
 
 # unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 TMP = "/tmp/nanonn-test-backup-%d" % unique_id()
@@ -53,7 +53,7 @@ def test_backup_keeps_the_previous_model_and_counts_generations():
     c.save(TMP, backup=True)
     eq(backup.generation(TMP), 3, "generation after three saves")
     eq(backup.generation(TMP + ".bak"), 2, "the backup's generation")
-    eq(nnm.dumps(load(TMP)), nnm.dumps(c), "the newest model loads")
+    eq(dumps(load(TMP)), dumps(c), "the newest model loads")
     ok(not _exists(TMP + ".tmp"), "no temp file left")
     _clean()
 
@@ -68,12 +68,12 @@ def test_load_falls_back_to_the_backup():
     data[40] ^= 0xFF  # the primary is damaged: the CRC no longer matches
     with open(TMP, "wb") as f:
         f.write(data)
-    eq(nnm.dumps(load(TMP)), nnm.dumps(a), "damaged primary: the backup loads")
+    eq(dumps(load(TMP)), dumps(a), "damaged primary: the backup loads")
     os.remove(TMP)
-    eq(nnm.dumps(load(TMP)), nnm.dumps(a), "missing primary: the backup loads")
+    eq(dumps(load(TMP)), dumps(a), "missing primary: the backup loads")
     # the next save keeps the backup (the primary was missing) and loads as the newest
     b.save(TMP, backup=True)
-    eq(nnm.dumps(load(TMP)), nnm.dumps(b), "the next save")
+    eq(dumps(load(TMP)), dumps(b), "the next save")
     eq(backup.generation(TMP), 2, "one more than the backup (the newest left)")
     _clean()
 
@@ -95,7 +95,7 @@ def test_plain_save_has_the_canonical_32_byte_header():
     a = _nets()[0]
     a.save(TMP)  # backup=None: no FAT mount here
     with open(TMP, "rb") as f:
-        eq(f.read(), nnm.dumps(a), "plain save is byte-identical to dumps")
+        eq(f.read(), dumps(a), "plain save is byte-identical to dumps")
     ok(not _exists(TMP + ".bak"), "no backup on a filesystem with atomic rename")
     _clean()
 
@@ -110,5 +110,5 @@ def test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup():
     eq(backup.generation(TMP + ".bak"), 1, "a backup is kept")
     c.save(TMP, backup=False)
     eq(backup.generation(TMP), 0, "the plain save has no generation")
-    eq(nnm.dumps(load(TMP)), nnm.dumps(c), "the plain model loads, not the backup")
+    eq(dumps(load(TMP)), dumps(c), "the plain model loads, not the backup")
     _clean()

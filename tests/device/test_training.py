@@ -73,6 +73,7 @@ def test_mse_regression_train_step_matches_formula():
 
 def test_frozen_layers_keep_their_weights():
     from nanonn.nnm import read as nnm
+    from nanonn.nnm.write import dumps
 
     def make():
         return Network(
@@ -97,7 +98,7 @@ def test_frozen_layers_keep_their_weights():
     eq(tuned.get_weights()[:2], before[:2], "frozen through fit with momentum")
     ok(tuned.layers[0].velocity is None, "no momentum buffers for a frozen layer")
     # loading with trainable=1: the last layer trains, the others are frozen without gradients
-    loaded = nnm.load(nnm.dumps(full), trainable=1)
+    loaded = nnm.load(dumps(full), trainable=1)
     if not isinstance(loaded, Network):
         raise CheckFailed("a float model loads as a Network, got %s" % type(loaded).__name__)
     eq([layer.frozen for layer in loaded.layers], [True, True, False], "frozen by trainable=1")
@@ -106,4 +107,4 @@ def test_frozen_layers_keep_their_weights():
     loaded.train(x, t, 0.5)
     eq(loaded.get_weights()[:2], w0[:2], "loaded frozen layers unchanged")
     ok(loaded.get_weights()[2] != w0[2], "the last layer trained")
-    raises(ValueError, nnm.load, nnm.dumps(full), trainable=-1, contains=("trainable", "-1"))
+    raises(ValueError, nnm.load, dumps(full), trainable=-1, contains=("trainable", "-1"))

@@ -23,7 +23,7 @@ from array import array
 
 from ..errors import NO_NATIVE_CODE
 from ..inputs import F32, typecode
-from ..rand import glorot_limit
+from ..rand import Random, glorot_limit
 from . import activations
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
@@ -114,7 +114,7 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_q
     if _cache is None:
-        from . import dense_cache_viper
+        from . import dense_cache_viper  # on first use: Dense(cache=True) only
 
         _cache = dense_cache_viper
         _dot_q = dense_cache_viper.dot
@@ -517,8 +517,6 @@ class Dropout(Layer):
         self.seed = seed
 
     def build(self, inputs, rng):
-        from ..rand import Random
-
         self.inputs = self.units = inputs
         self.rng = Random(self.seed)
         self.keep = bytearray(inputs)

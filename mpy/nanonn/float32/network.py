@@ -1,7 +1,7 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
 from ..errors import NO_NATIVE_CODE
-from ..inputs import F32, describe, typecode
+from ..inputs import F32, check_vector, typecode
 from ..rand import Random
 from . import losses
 from .layers import floats
@@ -32,43 +32,6 @@ def _all_finite(v):
         if not (e == e and e != _INF and e != _NINF):
             return False
     return True
-
-
-def check_vector(name, v, n):
-    """Validate a 1-D input of n numbers; raises TypeError/ValueError.
-
-    Accepted: a list or tuple of ints and floats, an array of any numeric
-    typecode ('bBhHiIlLqQfd'), bytes, bytearray, or a memoryview of one of these
-    (read by value: `v[i]`). Allocates nothing for a valid vector (used on the
-    predict hot path).
-    """
-    # This frame and _check_numbers' stay within 11 words (else each call allocates one).
-    t = type(v)
-    if t is list or t is tuple:
-        _check_length(name, v, n)
-        _check_numbers(name, v, n)
-    elif typecode(v):
-        _check_length(name, v, n)
-    else:
-        raise TypeError(
-            "%s: expected a list, tuple, array, bytes, bytearray or memoryview of %d numbers, got %s"
-            % (name, n, describe(v))
-        )
-    return v
-
-
-def _check_length(name, v, n):
-    if len(v) != n:
-        raise ValueError("%s: expected %d values, got %d" % (name, n, len(v)))
-
-
-def _check_numbers(name, v, n):
-    i = 0
-    while i < n:
-        e = type(v[i])
-        if e is not float and e is not int:
-            raise TypeError("%s[%d]: expected a number (int or float), got %s" % (name, i, e.__name__))
-        i += 1
 
 
 class Network:
@@ -289,7 +252,7 @@ class Network:
         """An int8 `nanonn.int8.network.QNetwork` of this network, calibrated on the
         input vectors `calibration_X` (docs/quantization.md; same integers as
         `nanonn_tools.quantize.quantize_model` on the host)."""
-        from ..int8.quantize import quantize
+        from ..int8.quantize import quantize  # on first use: keeps the quantizer out of RAM
 
         return quantize(self, calibration_X, kernels)
 
@@ -304,9 +267,9 @@ class Network:
             layer.set_weights(w)
 
     def save(self, path, backup=None):
-        """Write the network to `path` as a .nnm model (see `nanonn.nnm.read.save`; `backup`
+        """Write the network to `path` as a .nnm model (see `nanonn.nnm.write.save`; `backup`
         for filesystems without atomic rename, default: on a FAT mount)."""
-        from ..nnm.write import save
+        from ..nnm.write import save  # on first use: keeps the writer out of RAM
 
         save(self, path, backup)
 

@@ -1,5 +1,6 @@
-"""int8 kernels in plain Python: the fallback of `qkernels_viper` (CPython,
-CircuitPython, ports without the native emitter). Same signatures, same
+"""int8 kernels in plain Python: the fallback of `kernels_viper`.
+
+For CPython, CircuitPython and ports without the native emitter. Same signatures, same
 integers, same 32-bit-clean arithmetic as the viper kernels (every
 intermediate fits a signed 32-bit int; `tests/test_quant_safety.py` checks it
 by running these functions on checked ints).

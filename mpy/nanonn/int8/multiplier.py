@@ -1,5 +1,6 @@
-"""TFLite's requantization multipliers, computed exactly in integers (docs/quantization.md):
-what the int8 layers derive at load (`quant`) and the quantizer uses (`qbuild`), apart so that
+"""TFLite's requantization multipliers, computed exactly in integers (docs/quantization.md).
+
+What the int8 layers derive at load (`network`) and the quantizer uses (`quantize`), apart so that
 loading an int8 model does not import the quantizer. Every function here allocates (big
 ints, small tuples): they run when a layer is built, never per inference."""
 
@@ -113,3 +114,29 @@ def input_quantizer(in_scale):
     F = -2 - e if m == 0x800000 else -3 - e
     mult, shift = quantize_multiplier(1, m, 0 - F - e)
     return F, mult, shift
+
+
+def leaky_table(pre_zp, out_zp, mp, sp, mn, sn):
+    """leaky_relu as a 256-entry int8 table (bytes of two's complement) indexed by the
+    pre-activation q + 128: clamp(out_zp + MBQM(q - pre_zp), -128, 127) with
+    (mult, shift) = (mp, sp) for q >= pre_zp, else (mn, sn), MBQM rounding as gemmlowp
+    (doubling high multiply, then a rounding divide: TFLite's LEAKY_RELU, the kernels'
+    `mbqm_dr`), in exact integers. mp, mn: int32 in [0, 2^31); sp, sn: shifts in
+    [-31, 23]. Allocates the table (and big ints on a 32-bit port)."""
+    y = bytearray(256)
+    for i in range(256):
+        a = i - 128 - pre_zp
+        m, s = (mp, sp) if a >= 0 else (mn, sn)
+        r = 0 - s if s < 0 else 0
+        if s > 0:
+            a = a << s
+        p = a * m  # m >= 0: the product has the sign of a
+        v = (p + (1 << 30)) >> 31 if p >= 0 else 0 - ((0 - p + (1 << 30) - 1) >> 31)
+        if r > 0:  # rounding divide by 2^r, ties away from zero
+            mask = (1 << r) - 1
+            thr = (mask >> 1) + (1 if v < 0 else 0)
+            rem = v & mask
+            v = (v >> r) + (1 if rem > thr else 0)
+        v += out_zp
+        y[i] = (-128 if v < -128 else 127 if v > 127 else v) & 0xFF
+    return y

@@ -4,31 +4,30 @@
 (the `.nnm` reader and converters use it); `QNetwork(layers)` chains them;
 `Network.quantize(X)` (see `qbuild`) makes one from a float network.
 
-The kernels come from `qkernels_viper` (@micropython.viper) when the port can
-compile it, else from `qkernels` (plain Python, same integers).
+The kernels come from `kernels_viper` (@micropython.viper) when the port can
+compile it, else from `kernels_py` (plain Python, same integers), which is
+imported only then or when asked for (`kernels="python"`): a board with viper
+never keeps it in RAM.
 """
 
 from array import array
 
 from ..errors import NO_NATIVE_CODE
-from ..float32.network import check_vector
-from ..inputs import F32, INT8, UINT8, describe, is_bytes, typecode
-from . import kernels_py as _py_kernels
-from .multiplier import bitlen, fc_real, input_quantizer
+from ..inputs import F32, INT8, UINT8, check_vector, describe, is_bytes, typecode
+from .multiplier import bitlen, fc_real, input_quantizer, leaky_table
 
 try:
     from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
 
-KERNELS = {"python": _py_kernels}
-if _viper_kernels is not None:
-    KERNELS["viper"] = _viper_kernels
+KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
 _SOFTMAXES = ("softmax", "softmax_tflite")  # last layer only
 _F32_ONE = 0x3F800000  # float32 bits of 1.0
+_I32 = ord("i")  # typecode() of array('i')
 _LUT_ACTIVATIONS = ("sigmoid", "tanh", "softplus")
 _INT32_MAX = 2147483647
 _SOFTMAX_MAX_UNITS = 16383  # keeps the softmax sum below 2^30 (softmax_tflite: below 2^14)
@@ -77,9 +76,12 @@ def _int8_bytes(name, values, count):
 
 
 def _int32s(name, values, count, lo, hi):
+    """The values as an array('i'), each checked: an array('i') is kept (checked, not
+    copied: the model reader's arrays are the layer's own), anything else copied."""
     if len(values) != count:
         raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
-    out = array("i", bytes(4 * count))
+    own = type(values) is array and typecode(values) == _I32
+    out = values if own else array("i", bytes(4 * count))
     for i in range(count):
         v = values[i]
         if type(v) is not int or not lo <= v <= hi:
@@ -96,14 +98,36 @@ def _scalar_i32(v):
     return array("i", [v])
 
 
-def kernel_set(name=None):
-    """The kernel module for "viper" or "python" (None: the default). Allocates nothing."""
+def kernel_set(name=None, full=True):
+    """The kernel module for "viper" or "python" (None: the default). `full`: every
+    kernel (float I/O, the quantizer's, softmax_tflite); else at least what
+    `predict_int8` runs (viper: `kernels_viper` alone, without `kernels_extra_viper`).
+    The plain-Python kernels and the extra viper ones are imported on first use: a board
+    keeps imported code in RAM. Allocates nothing once imported."""
     if name is None:
         name = DEFAULT_KERNELS
-    k = KERNELS.get(name)
-    if k is None:
-        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(sorted(KERNELS)), name))
-    return k
+    if name not in KERNELS:
+        raise ValueError("kernels: expected one of %s, got %r" % (", ".join(KERNELS), name))
+    sets = _FULL_SETS if full else _CORE_SETS
+    if name not in sets:
+        sets[name] = _import_kernels(name, full)
+    return sets[name]
+
+
+_FULL_SETS: dict = {}  # kernel modules by name, every kernel (kernel_set)
+_CORE_SETS: dict = {}  # kernel modules by name, at least predict_int8's
+
+
+def _import_kernels(name, full):
+    if name == "viper":
+        if not full:
+            return _viper_kernels
+        from . import kernels_extra_viper  # on use (kernel_set)
+
+        return kernels_extra_viper
+    from . import kernels_py  # the fallback, imported only where it runs (kernel_set)
+
+    return kernels_py
 
 
 def _requant(k, acc, mp, sp, mn, sn, step, y, n, zp, lo, hi):
@@ -148,7 +172,8 @@ class QDense:
         """A layer from the stored parameters of docs/quantization.md.
 
         w: units*inputs int8 (row-major; bytes/bytearray/memoryview are used
-        without a copy); w_scale: units floats; bias, mult: units ints;
+        without a copy); w_scale: units floats; bias, mult: units ints (an
+        array('i') is kept, not copied, as exp_table's);
         shift: units ints in [-31, 30]; lut: 256 int8 (sigmoid/tanh/softplus);
         exp_table: 256 ints (softmax: Q16 values; softmax_tflite: float32
         bits). pre_scale/pre_zp default to the output
@@ -298,7 +323,9 @@ class QDense:
         32-bit bound; buffers for the accumulators and the int8 output."""
         n, u, w = self.inputs, self.units, self.w
         # the kernels' parameter block (`qkernels.dense`): a header, then one record per unit
-        self.p = p = array("i", bytes(4 * (_HEAD + _REC * u)))
+        # every word is written below: array('i', range(k)) is one allocation of its size
+        # (no zero-filled temporary, whose hole would fragment a board's heap)
+        self.p = p = array("i", range(_HEAD + _REC * u))
         p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
         worst = 0
         o = 0
@@ -332,7 +359,7 @@ class QDense:
             worst = max(worst, bound)
             _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u))  # softmax: the exp values
+        self.acc = array("i", bytes(4 * u)) if self.code == 3 else None  # softmax: the exp values
         self.y = bytearray(u)  # offset-binary output (q + 128)
         # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
         self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
@@ -374,19 +401,11 @@ def _unit_record(p, o, a0, mag, q, k):
 
 
 def _leaky_table(layer):
-    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128: out_zp +
-    mbqm_dr(q - pre_zp) with (mult_pos, shift_pos) or (mult_neg, shift_neg), clamped;
-    computed once with the plain-Python kernels (the same integers as the viper ones)."""
-    acc = array("i", bytes(1024))
-    y = bytearray(256)
-    for i in range(256):
-        y[i] = i
-    _py_kernels.offset(y, acc, 256, layer.pre_zp)
-    _py_kernels.mbqm_dr(acc, layer.mp, layer.sp, layer.mn, layer.sn, 0, 256)
-    _py_kernels.clamp8(acc, y, 256, layer.out_zp, -128, 127)
-    for i in range(256):
-        y[i] = y[i] ^ 0x80  # offset-binary -> int8 bytes (the LUT convention)
-    return y
+    """leaky_relu as a 256-entry int8 table indexed by pre-activation q + 128
+    (`multiplier.leaky_table`: the integers of the kernels' mbqm_dr)."""
+    return leaky_table(
+        layer.pre_zp, layer.out_zp, layer.mp[0], _sext8(layer.sp[0]), layer.mn[0], _sext8(layer.sn[0])
+    )
 
 
 def _checked_shifts(name, values, count):
@@ -431,26 +450,23 @@ class QNetwork:
         self.inputs = layers[0].inputs
         self.outputs = layers[-1].units
         self.kernels = kernels or DEFAULT_KERNELS
-        self._k = kernel_set(kernels)
+        self._k = kernel_set(kernels, False)  # predict_int8's kernels (`_float_io` adds the rest)
+        self._kf = None
         first, last = layers[0], layers[-1]
         n = self.inputs
         self._xq = bytearray(n)  # offset-binary input
-        self._xf = array("f", bytes(4 * n))  # float32 staging for inputs other than array('f')
-        # the last array('f') / int8 buffer accepted (start: own buffers of those types)
-        self._seen_f32 = self._xf
+        # the last int8 buffer accepted (start: its own)
         self._seen8 = self._xq
-        self._fx = array("i", bytes(4 * n))  # fixed-point input
         self._out8 = array("b", bytes(self.outputs))  # int8 output
-        self._out = array("f", bytes(4 * self.outputs))
+        # float in and out (`predict`): buffers made by its first call (`_float_io`), so a
+        # program that runs predict_int8 only does not keep 8 bytes per input for them
+        self._xf = self._fx = self._deq = self._seen_f32 = None
+        self._out = array("f")  # float output (sized by `_float_io`)
         # float input quantizer: fx = round(x * 2^F); q = in_zp + MBQM(fx, mult_in, shift_in)
         F, m, s = input_quantizer(first.in_scale)
         self._in_F = F
         self._in_m = _scalar_i32(m)
         self._in_s = bytearray([s & 0xFF])
-        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
-        self._deq = array("f", bytes(1024))
-        for q in range(-128, 128):
-            self._deq[q + 128] = (q - last.out_zp) * last.out_scale
         self._layers = self.layers
         self._nl = len(layers)
         # the kernels' arguments of every layer, flat (w, p, table, y): tuple items are
@@ -462,11 +478,13 @@ class QNetwork:
         self._in_zp = first.in_zp
         self._last = last
         self._soft = 1 if last.activation == "softmax" else 0
+        # TFLite's softmax for the viper layer loop (the plain-Python one calls its own)
+        self._tfl = kernel_set(kernels).softmax_tfl if last.activation == "softmax_tflite" else None
 
     def save(self, path, backup=None):
         """Write the int8 network to `path` as a .nnm model, safely, like `Network.save`
-        (see `nanonn.nnm.read.save`; `backup` for filesystems without atomic rename)."""
-        from ..nnm.write import save
+        (see `nanonn.nnm.write.save`; `backup` for filesystems without atomic rename)."""
+        from ..nnm.write import save  # on first use: keeps the writer out of RAM
 
         save(self, path, backup)
 
@@ -486,7 +504,8 @@ class QNetwork:
             self._seen8 = x
         if len(x) != self.inputs:  # every call: an array can grow or shrink
             raise ValueError("predict_int8 input: expected %d int8 values, got %d" % (self.inputs, len(x)))
-        return self._k.predict_int8(self, x)
+        self._k.predict_int8(self, x)  # fills self._out8
+        return self._out8
 
     def _check_int8(self, x):
         c = typecode(x)
@@ -514,17 +533,35 @@ class QNetwork:
         saturate like the largest finite values (the int8 input is clamped to
         [-128, 127]); wrong types or lengths raise TypeError/ValueError naming
         the input (an element: `input[i]`)."""
+        if self._deq is None:
+            self._float_io()
         if x is not self._seen_f32 or len(x) != self.inputs:
             if typecode(x) != F32 or len(x) != self.inputs:
                 x = self._stage(x)  # checks the type and the length
             else:
                 self._seen_f32 = x  # an object's typecode never changes: skip it next time
-        return self._k.predict_float(self, x)
+        self._kf.predict_float(self, x)  # pyright: ignore[reportOptionalMemberAccess]  (set by _float_io); fills self._out
+        return self._out
+
+    def _float_io(self):
+        """The kernels, buffers and tables of float in and out (once, at the first `predict`)."""
+        self._kf = kernel_set(self.kernels)
+        n = self.inputs
+        self._xf = array("f", bytearray(4 * n))  # float32 staging for inputs other than array('f')
+        self._seen_f32 = self._xf  # the last array('f') accepted (start: its own)
+        self._fx = array("i", bytearray(4 * n))  # fixed-point input
+        self._out = array("f", bytearray(4 * self.outputs))
+        # float output table: deq[q + 128] = f32((q - out_zp) * out_scale)
+        last = self._last
+        deq = array("f", bytearray(1024))
+        for q in range(-128, 128):
+            deq[q + 128] = (q - last.out_zp) * last.out_scale
+        self._deq = deq
 
     def _stage(self, x):
         n = self.inputs
         check_vector("input", x, n)  # n numbers: list, tuple, array, bytes... (allocates nothing)
         xf = self._xf
         for i in range(n):
-            xf[i] = x[i]
+            xf[i] = x[i]  # pyright: ignore[reportOptionalSubscript]  (made by _float_io before any _stage)
         return xf

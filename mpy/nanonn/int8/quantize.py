@@ -9,6 +9,7 @@ the same integers. Allocation is fine here: this runs once, not per inference.
 from array import array
 
 from ..float32.activations import builtin_name
+from ..float32.layers import Dense, Dropout
 from .multiplier import float_multiplier, input_quantizer, scales_multiplier
 from .network import QDense, QNetwork, _requant, kernel_set
 
@@ -162,11 +163,6 @@ def quantize_weights(r, w, b, units, inputs, in_scale):
 def quantize(network, X, kernels=None):
     """An int8 QNetwork from a float `Network` and calibration inputs X (a
     sequence of input vectors). Dropout layers are dropped (identity at inference)."""
-    from ..float32.layers import Dense, Dropout
-
-    k = kernel_set(kernels)
-    m32 = Math32()
-    r = m32.r
     dense = []
     for i, layer in enumerate(network.layers):
         if isinstance(layer, Dense):
@@ -177,6 +173,8 @@ def quantize(network, X, kernels=None):
             )
     if not len(X):
         raise ValueError("quantize calibration_X: expected at least one input vector, got 0")
+    m32 = Math32()
+    r = m32.r
     n = network.inputs
     # 1. input domain from the calibration data
     lo = hi = 0.0
@@ -190,6 +188,15 @@ def quantize(network, X, kernels=None):
             lo = v if v < lo else lo
             hi = v if v > hi else hi
     in_scale, in_zp = m32.domain(lo, hi)
+    acts = quantize_inputs(X, n, in_scale, in_zp, kernels)
+    return QNetwork(quantize_layers(dense, acts, in_scale, in_zp, kernels), kernels=kernels)
+
+
+def quantize_inputs(X, n, in_scale, in_zp, kernels=None):
+    """The input vectors X (n numbers each) quantized into the int8 domain (in_scale, in_zp)
+    as the int8 network's float `predict` does: a list of offset-binary bytearrays (q + 128).
+    Allocates n bytes per vector and O(n) scratch."""
+    k = kernel_set(kernels)
     F, im, ish = input_quantizer(in_scale)
     im, ish = array("i", [im]), bytearray([ish & 0xFF])
     xf = array("f", bytes(4 * n))
@@ -202,6 +209,18 @@ def quantize(network, X, kernels=None):
         k.f32_to_fixed(xf, fx, n, F)
         _requant(k, fx, im, ish, im, ish, 0, q, n, in_zp, -128, 127)
         acts.append(q)
+    return acts
+
+
+def quantize_layers(dense, acts, in_scale, in_zp, kernels=None):
+    """QDense layers (a list) from the float Dense layers `dense`, chained, the first
+    taking inputs in the fixed int8 domain (in_scale, in_zp); `acts` are its calibration
+    inputs in that domain (offset-binary bytearrays, as `quantize_inputs` gives them).
+    Steps 2-5 of docs/quantization.md; allocates the layers and one bytearray per
+    calibration vector per layer."""
+    k = kernel_set(kernels)
+    m32 = Math32()
+    r = m32.r
     layers = []
     for li, layer in enumerate(dense):
         units, inputs = layer.units, layer.inputs
@@ -293,4 +312,4 @@ def quantize(network, X, kernels=None):
                 nxt.append(bytearray(k.forward(net)))
             acts = nxt
         in_scale, in_zp = out_scale, out_zp
-    return QNetwork(layers, kernels=kernels)
+    return layers

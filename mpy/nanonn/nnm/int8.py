@@ -1,37 +1,44 @@
-"""The int8 dense records of the `.nnm` format (read and written by `nanonn.nnm.read`).
+"""The int8 dense blocks of the `.nnm` format (read by `nanonn.nnm.read`, written by `nanonn.nnm.write`).
 
-Block layout (offsets from the block start, little-endian; docs/format.md and
-the fields of docs/quantization.md):
-
-    0  f32 in_scale   4  f32 out_scale   8  f32 pre_scale
-   12  i8 in_zp  13  i8 out_zp  14  i8 pre_zp  15  i8 shift_pos  16  i8 shift_neg
-   17  3 x u8 reserved (0)   20  i32 mult_pos   24  i32 mult_neg   28  u32 reserved (0)
-   32  f32 w_scale[units] | i32 bias[units] | i32 mult[units]
-       i8 shift[units], padded to 4 | i8 w[units * inputs], padded to 4
-       i8 lut[256] (sigmoid, tanh, softplus) | i32 exp_table[256] (softmax,
-       softmax_tflite: the float32 bits of TFLite's table)
-
-The weights `w` and the `lut` are used in place (memoryview into the source);
+The block layout: docs/format.md, section "int8 dense block". The weights `w` and the `lut`
+are used in place (memoryview into the source);
 the small per-unit arrays are copied by `QDense.from_params`, which checks
 every value (ranges, 32-bit safety) and whose errors become format errors.
 Imported only when an int8 model is read or written.
 """
 
 import struct
+import sys
 
 from . import codes
-from .layers import bytes_view
+from .layout import align as _align
+from .layout import const
 
+# The fields used from a layer record `rec` (nanonn.nnm.read) and from the unpacked block
+# head `h`, in the order of docs/format.md's tables (tests/test_layout.py checks them).
+_R_ACTIVATION = const(2)
+_R_INPUTS = const(4)
+_R_UNITS = const(5)
+_R_PARAM = const(6)
 HEAD = "<fffbbbbbBBBiiI"  # 32 bytes
+_MICROPYTHON = sys.implementation.name == "micropython"
+_Q_IN_SCALE = const(0)
+_Q_OUT_SCALE = const(1)
+_Q_PRE_SCALE = const(2)
+_Q_IN_ZP = const(3)
+_Q_OUT_ZP = const(4)
+_Q_PRE_ZP = const(5)
+_Q_SHIFT_POS = const(6)
+_Q_SHIFT_NEG = const(7)
+_Q_RESERVED_BYTES = const(8)  # three u8: 8, 9, 10
+_Q_MULT_POS = const(11)
+_Q_MULT_NEG = const(12)
+_Q_RESERVED = const(13)
 HEAD_SIZE = 32
 _LUT_CODES = (codes.ACTIVATIONS["sigmoid"], codes.ACTIVATIONS["tanh"], codes.ACTIVATIONS["softplus"])
 _SOFTMAX = codes.ACTIVATIONS["softmax"]
 _SOFTMAX_TFL = codes.ACTIVATIONS["softmax_tflite"]
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
-
-
-def _align(n):
-    return (n + 3) & ~3
 
 
 def table_size(act):
@@ -49,9 +56,13 @@ def block_size(units, inputs, act):
 
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
-    """Heap a loaded QDense keeps: its parameter copies, accumulators, output (and the
-    weights unless in place). Allocates nothing (small ints)."""
-    total = 4 * units * 3 + units + 4 * (units if units > inputs else inputs) + units + 9 * per_buffer
+    """Heap a loaded QDense keeps: its parameter copies (w_scale, bias, mult: 4 bytes a
+    unit each; shift), softmax's exp values (4 a unit), output (and the weights unless in
+    place). Allocates nothing (small ints). `nanonn.nnm.read._ram_needed` adds the
+    layer's and the network's objects; tests/test_load_ram.py holds the sum to what the
+    32-bit build measures."""
+    total = 4 * units * 3 + units + units + 8 * per_buffer
+    total += 4 * units + per_buffer if act == _SOFTMAX else 0  # softmax's exp values
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
     total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
@@ -61,10 +72,16 @@ def ram_needed(units, inputs, act, in_place, per_buffer):
 
 
 def _ints(fmt, mv, off, count):
+    """An array(fmt) of the `count` 4-byte items at mv[off:]: one allocation of its
+    size (MicroPython's `extend` takes any buffer's raw bytes; CPython's `frombytes`),
+    no zero-filled temporary (whose hole would fragment a board's heap)."""
     from array import array
 
-    a = array(fmt, bytes(4 * count))
-    bytes_view(a, 4 * count)[:] = mv[off : off + 4 * count]
+    a = array(fmt)
+    if _MICROPYTHON:
+        a.extend(mv[off : off + 4 * count])
+    else:
+        a.frombytes(mv[off : off + 4 * count])
     return a
 
 
@@ -72,12 +89,11 @@ def build_layer(QDense, mv, off, rec):
     """A QDense from the checked record `rec` and its block at mv[off:] (ValueError from
     from_params for out-of-range values). Allocates the layer with copies of its
     per-unit arrays and tables; the weights and LUT stay views of `mv`."""
-    act, n, u = rec[2], rec[4], rec[5]
+    act, n, u = rec[_R_ACTIVATION], rec[_R_INPUTS], rec[_R_UNITS]
     h = struct.unpack_from(HEAD, mv, off)
-    if h[8] or h[9] or h[10] or h[13]:
-        raise ValueError(
-            "int8 block reserved bytes: expected 0, got %d/%d/%d/%d" % (h[8], h[9], h[10], h[13])
-        )
+    r0, r1, r2, r3 = h[_Q_RESERVED_BYTES], h[_Q_RESERVED_BYTES + 1], h[_Q_RESERVED_BYTES + 2], h[_Q_RESERVED]
+    if r0 or r1 or r2 or r3:
+        raise ValueError("int8 block reserved bytes: expected 0, got %d/%d/%d/%d" % (r0, r1, r2, r3))
     p = off + HEAD_SIZE
     w_scale = _ints("f", mv, p, u)
     bias = _ints("i", mv, p + 4 * u, u)
@@ -98,20 +114,20 @@ def build_layer(QDense, mv, off, rec):
         w,
         w_scale,
         bias,
-        h[0],
-        h[3],
-        h[1],
-        h[4],
+        h[_Q_IN_SCALE],
+        h[_Q_IN_ZP],
+        h[_Q_OUT_SCALE],
+        h[_Q_OUT_ZP],
         activation=codes.name_of(codes.ACTIVATIONS, act),
         mult=mult,
         shift=shift,
-        pre_scale=h[2],
-        pre_zp=h[5],
-        alpha=rec[6],
-        mult_pos=h[11],
-        shift_pos=h[6],
-        mult_neg=h[12],
-        shift_neg=h[7],
+        pre_scale=h[_Q_PRE_SCALE],
+        pre_zp=h[_Q_PRE_ZP],
+        alpha=rec[_R_PARAM],
+        mult_pos=h[_Q_MULT_POS],
+        shift_pos=h[_Q_SHIFT_POS],
+        mult_neg=h[_Q_MULT_NEG],
+        shift_neg=h[_Q_SHIFT_NEG],
         lut=lut,
         exp_table=exp_table,
     )

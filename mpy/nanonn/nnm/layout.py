@@ -1,6 +1,16 @@
-"""The byte layout of a `.nnm` header and layer record (docs/format.md), shared by the reader and the writer."""
+"""The byte layout of a `.nnm` header and layer record, shared by the reader and the writer.
+
+The fields: docs/format.md, section "Layout"."""
 
 from . import codes
+
+try:
+    from micropython import const  # the compiler inlines `_NAME = const(n)`: no RAM
+except ImportError:  # CPython
+
+    def const(__value):  # position-only, as MicroPython's (a leading __: no `/` in MicroPython)
+        return __value
+
 
 HEADER = "<4sBBHIHHHHIII"  # struct format of the 32-byte header
 RECORD = "<BBBBIIfIIII"  # struct format of a 32-byte layer record

@@ -1,71 +1,23 @@
-"""Read and write `.nnm` model files: `load(source)` and `save(net, path)`.
+"""Read `.nnm` model files: `load(source)`.
 
-The .nnm format, version 1.0 (the full text with rationale: docs/format.md)
---------------------------------------------------------------------------
-Little-endian throughout. Codes and constants live in `nanonn/nnm/codes.py`.
+The format: docs/format.md, section "Layout".
 
-  header (header_size bytes, 32 in 1.0)
-    0  4s  magic        b"NNM\\x1a"
-    4  u8  major        1: a reader refuses any other major version
-    5  u8  minor        0: a reader accepts any minor of its major
-    6  u16 flags        feature bits (0x0001: int8 layers); unknown bits refused
-    8  u32 file_size    the whole file in bytes, CRC included (<= 0x3FFFFFFF)
-   12  u16 header_size  >= 32, multiple of 4, <= 256; bytes past 32 skipped
-   14  u16 record_size  >= 32, multiple of 4, <= 256; likewise per record
-   16  u16 layer_count  1..255
-   18  u16 reserved     0
-   20  u32 inputs       the first layer's inputs
-   24  u32 outputs      the last layer's units
-   28  u32 data_offset  header_size + layer_count * record_size
-  layer_count records (record_size bytes each, 32 in 1.0)
-    0  u8  type         1 dense, 2 dropout (the first layer is a dense layer)
-    1  u8  dtype        1 float32, 2 int8 (dropout: 0)
-    2  u8  activation   0 linear, 1 sigmoid, 2 tanh, 3 relu, 4 leaky_relu,
-                        5 softplus, 6 softmax, 7 softmax_tflite (int8 only)
-                        (dropout: 0)
-    3  u8  flags        0x01: the dense layer has a bias (int8: always; dropout: 0)
-    4  u32 inputs       = the previous layer's units (first: header inputs)
-    8  u32 units        >= 1 (dropout: = inputs)
-   12  f32 param        leaky_relu slope (>= 0), dropout rate (0 <= r < 1), else 0
-   16  u32 data_offset  where this layer's data block starts: exactly the end
-                        of the previous block rounded up to 4 (the first at
-                        the header's data_offset), so blocks are 4-aligned
-   20  u32 data_size    float32 dense: 4*units*inputs (+ 4*units with bias);
-                        int8 dense: 32 + 12*units + align4(units)
-                        + align4(units*inputs) + table (256 lut, 1024 exp); dropout: 0
-   24  u32 seed         dropout seed (dense: 0)
-   28  u32 reserved     0
-  data blocks, in layer order, zero padding up to each 4-byte boundary
-    float32 dense: w (units, inputs) row-major f32, then b (units,) f32
-    int8 dense (header flag 0x0001: then every layer is one; docs/quantization.md):
-      f32 in_scale, out_scale, pre_scale; i8 in_zp, out_zp, pre_zp, shift_pos,
-      shift_neg; 3 x u8 0; i32 mult_pos, mult_neg; u32 0   (32 bytes), then
-      f32 w_scale[u]; i32 bias[u]; i32 mult[u]; i8 shift[u], pad to 4;
-      i8 w[u*n] row-major, pad to 4; then i8 lut[256] (sigmoid, tanh,
-      softplus) or i32 exp_table[256] (softmax)      (read by nnm_int8.py)
-  u32 crc32             CRC-32 (zlib's) of every byte before it
-
-A reader checks every field, count, offset and size product before it uses
-or allocates anything; every violation raises `ModelFormatError` (a
-ValueError) whose message names the field, the expected and the actual
-value. A model needing more RAM than is free raises MemoryError first.
---------------------------------------------------------------------------
-
-Loading never imports or executes anything from the model: it is data.
+A reader checks every field, count, offset and size product before it uses or
+allocates anything; every violation raises `ModelFormatError` (a ValueError)
+whose message names the field, the expected and the actual value. A model
+needing more RAM than is free raises MemoryError first. Loading never imports
+or executes anything from the model: it is data.
 """
 
 import gc
 import struct
 import sys
+from array import array
 
 from ..crc32 import update as _crc
 from ..errors import ModelFormatError
-from ..float32.activations import LeakyReLU
-from ..float32.layers import Dropout, floats
-from ..float32.network import Network
 from ..inputs import describe, is_bytes
 from . import codes
-from .layers import LoadedDense, bytes_view, float_copy, float_view
 from .layout import BIAS as _BIAS
 from .layout import DENSE as _DENSE
 from .layout import DROPOUT as _DROPOUT
@@ -74,17 +26,46 @@ from .layout import FLOAT32 as _FLOAT32
 from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
+from .layout import const
 
-# The reader's view of the header: the magic as a u32 (no bytes object), so
-# h = (magic, major, minor, flags, file_size, header_size, record_size,
-#      layer_count, reserved, inputs, outputs, data_offset).
-_HEADER_READ = "<IBBHIHHHHIII"
+# Only what every load runs is imported here: the int8 network and its kernels are imported
+# when an int8 model is read (`_int8_modules`), the float network and its loaded layers when a
+# float model is built (`_network`), so neither kind of model keeps the other's code in RAM.
+
+# The fields of an unpacked header `h` and layer record `rec`, in the order of the
+# tables of docs/format.md, section "Layout" (tests/test_layout.py checks them against
+# it). const() with a leading underscore: inlined by the compiler, no RAM.
+_HEADER_READ = "<IBBHIHHHHIII"  # layout.HEADER with the magic as a u32 (no bytes object)
+_H_MAGIC = const(0)
+_H_MAJOR = const(1)
+_H_MINOR = const(2)
+_H_FLAGS = const(3)
+_H_FILE_SIZE = const(4)
+_H_HEADER_SIZE = const(5)
+_H_RECORD_SIZE = const(6)
+_H_LAYER_COUNT = const(7)
+_H_RESERVED = const(8)
+_H_INPUTS = const(9)
+_H_OUTPUTS = const(10)
+_H_DATA_OFFSET = const(11)
+_R_TYPE = const(0)
+_R_DTYPE = const(1)
+_R_ACTIVATION = const(2)
+_R_FLAGS = const(3)
+_R_INPUTS = const(4)
+_R_UNITS = const(5)
+_R_PARAM = const(6)
+_R_DATA_OFFSET = const(7)
+_R_DATA_SIZE = const(8)
+_R_SEED = const(9)
+_R_RESERVED = const(10)
 _MAGIC = struct.unpack("<I", codes.MAGIC)[0]
-_MAX_META = 256  # largest header_size and record_size accepted
+_MAX_META = const(256)  # largest header_size and record_size accepted
 _LEAKY = codes.ACTIVATIONS["leaky_relu"]
 _INF = float("inf")
-_CRC_RESIDUE = 0x2144DF1C  # crc32(data + crc32(data) as <I), for any data
+_CRC_RESIDUE = const(0x2144DF1C)  # crc32(data + crc32(data) as <I), for any data (a small int)
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
+_NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
 # objects, the network's own objects.
 _PER_BUFFER = 48
@@ -102,7 +83,7 @@ def _lfail(i, field, expected, got):
 
 def _end(rec):
     """Where the data block of the layer record `rec` ends, aligned to 4."""
-    return (rec[7] + rec[8] + 3) & ~3
+    return (rec[_R_DATA_OFFSET] + rec[_R_DATA_SIZE] + 3) & ~3
 
 
 def _known_flags():
@@ -130,27 +111,31 @@ def _header(buf, size):
     """Check the fixed 32-byte header at buf[0:]; `size`: the source's length in
     bytes when known (else None). Returns the unpacked header `h` (_HEADER_READ)."""
     h = struct.unpack_from(_HEADER_READ, buf, 0)
-    if h[0] != _MAGIC:
+    if h[_H_MAGIC] != _MAGIC:
         _fail("magic", repr(codes.MAGIC), repr(bytes(buf[0:4])))
-    if h[1] != codes.VERSION_MAJOR:
+    if h[_H_MAJOR] != codes.VERSION_MAJOR:
         raise ModelFormatError(
             "version: expected major %d (this reader reads %d.x), got %d.%d"
-            % (codes.VERSION_MAJOR, codes.VERSION_MAJOR, h[1], h[2])
+            % (codes.VERSION_MAJOR, codes.VERSION_MAJOR, h[_H_MAJOR], h[_H_MINOR])
         )
-    if h[3] & ~_KNOWN_FLAGS:
-        raise ModelFormatError("flags: expected a subset of 0x%04x, got 0x%04x" % (_KNOWN_FLAGS, h[3]))
-    if h[4] > codes.MAX_FILE_SIZE:
-        raise ModelFormatError("file_size: expected at most %d bytes, got %d" % (codes.MAX_FILE_SIZE, h[4]))
-    if size is not None and h[4] != size:
+    if h[_H_FLAGS] & ~_KNOWN_FLAGS:
+        raise ModelFormatError("flags: expected a subset of 0x%04x, got 0x%04x" % (_KNOWN_FLAGS, h[_H_FLAGS]))
+    if h[_H_FILE_SIZE] > codes.MAX_FILE_SIZE:
         raise ModelFormatError(
-            "file size: expected %d bytes (header field file_size), got %d bytes" % (h[4], size)
+            "file_size: expected at most %d bytes, got %d" % (codes.MAX_FILE_SIZE, h[_H_FILE_SIZE])
         )
-    _meta_size("header_size", h[5])
-    _meta_size("record_size", h[6])
-    if h[7] < 1 or h[7] > codes.MAX_LAYERS:
-        raise ModelFormatError("layer_count: expected 1 to %d, got %d" % (codes.MAX_LAYERS, h[7]))
-    if h[8]:
-        _fail("header reserved field", 0, h[8])
+    if size is not None and h[_H_FILE_SIZE] != size:
+        raise ModelFormatError(
+            "file size: expected %d bytes (header field file_size), got %d bytes" % (h[_H_FILE_SIZE], size)
+        )
+    _meta_size("header_size", h[_H_HEADER_SIZE])
+    _meta_size("record_size", h[_H_RECORD_SIZE])
+    if h[_H_LAYER_COUNT] < 1 or h[_H_LAYER_COUNT] > codes.MAX_LAYERS:
+        raise ModelFormatError(
+            "layer_count: expected 1 to %d, got %d" % (codes.MAX_LAYERS, h[_H_LAYER_COUNT])
+        )
+    if h[_H_RESERVED]:
+        _fail("header reserved field", 0, h[_H_RESERVED])
     _header_sizes(h)
     return h
 
@@ -163,21 +148,21 @@ def _meta_size(name, value):
 
 
 def _header_sizes(h):
-    end = _align(h[5] + h[7] * h[6])
-    if h[11] != end:
+    end = _align(h[_H_HEADER_SIZE] + h[_H_LAYER_COUNT] * h[_H_RECORD_SIZE])
+    if h[_H_DATA_OFFSET] != end:
         raise ModelFormatError(
             "data_offset: expected %d (header and %d layer records, aligned to 4), got %d"
-            % (end, h[7], h[11])
+            % (end, h[_H_LAYER_COUNT], h[_H_DATA_OFFSET])
         )
-    if end + codes.CRC_SIZE > h[4]:
+    if end + codes.CRC_SIZE > h[_H_FILE_SIZE]:
         raise ModelFormatError(
             "file_size: expected at least %d bytes (header, layer records and CRC), got %d"
-            % (end + codes.CRC_SIZE, h[4])
+            % (end + codes.CRC_SIZE, h[_H_FILE_SIZE])
         )
-    if h[9] < 1:
-        _fail("inputs", ">= 1", h[9])
-    if h[10] < 1:
-        _fail("outputs", ">= 1", h[10])
+    if h[_H_INPUTS] < 1:
+        _fail("inputs", ">= 1", h[_H_INPUTS])
+    if h[_H_OUTPUTS] < 1:
+        _fail("outputs", ">= 1", h[_H_OUTPUTS])
 
 
 # The checked records so far: no list until the first record passes, so a
@@ -195,15 +180,14 @@ def _kept(layers, rec):
 
 def _buffer_records(h, buf):
     """Check the layer records of the model in `buf` (header `h` checked); returns
-    them unpacked: (type, dtype, activation, flags, inputs, units, param,
-    data_offset, data_size, seed, reserved) each."""
+    them unpacked (fields _R_TYPE .. _R_RESERVED)."""
     layers = _NONE_YET
-    off = h[5]
-    while len(layers) < h[7]:
+    off = h[_H_HEADER_SIZE]
+    while len(layers) < h[_H_LAYER_COUNT]:
         rec = struct.unpack_from(_RECORD, buf, off)
         _record(h, rec, layers)
         layers = _kept(layers, rec)
-        off += h[6]
+        off += h[_H_RECORD_SIZE]
     _last(h, layers[-1])
     return layers
 
@@ -215,14 +199,14 @@ def _stream_records(h, f, buf):
     buffer only for records of another size). Returns [layers, crc]: layers as
     from `_buffer_records`, crc over everything read."""
     crc = _crc(0, buf, codes.HEADER_SIZE)
-    if h[6] != len(buf):
-        buf = bytearray(h[6])
+    if h[_H_RECORD_SIZE] != len(buf):
+        buf = bytearray(h[_H_RECORD_SIZE])
     crc = _skip_header_extra(f, buf, h, crc)
     layers = _NONE_YET
-    while len(layers) < h[7]:
-        if _readinto(f, buf, h[6]) < h[6]:
+    while len(layers) < h[_H_LAYER_COUNT]:
+        if _readinto(f, buf, h[_H_RECORD_SIZE]) < h[_H_RECORD_SIZE]:
             _records_truncated(h, layers)
-        crc = _crc(crc, buf, h[6])
+        crc = _crc(crc, buf, h[_H_RECORD_SIZE])
         rec = struct.unpack_from(_RECORD, buf, 0)
         _record(h, rec, layers)
         layers = _kept(layers, rec)
@@ -231,17 +215,17 @@ def _stream_records(h, f, buf):
 
 
 def _records_truncated(h, layers):
-    _truncated(h[4], h[5] + len(layers) * h[6])
+    _truncated(h[_H_FILE_SIZE], h[_H_HEADER_SIZE] + len(layers) * h[_H_RECORD_SIZE])
 
 
 def _skip_header_extra(f, buf, h, crc):
     """Read past a later minor version's header fields (CRC-covered)."""
-    extra = h[5] - codes.HEADER_SIZE
+    extra = h[_H_HEADER_SIZE] - codes.HEADER_SIZE
     while extra > 0:
-        k = extra if extra < h[6] else h[6]
+        k = extra if extra < h[_H_RECORD_SIZE] else h[_H_RECORD_SIZE]
         view = memoryview(buf)[0:k]
         if _readinto(f, view, k) < k:
-            _truncated(h[4], h[5] - extra)
+            _truncated(h[_H_FILE_SIZE], h[_H_HEADER_SIZE] - extra)
         crc = _crc(crc, view, k)
         extra -= k
     return crc
@@ -249,12 +233,14 @@ def _skip_header_extra(f, buf, h, crc):
 
 def _last(h, rec):
     """The last layer's record against the header: its units and where the file ends."""
-    if rec[5] != h[10]:
-        raise ModelFormatError("outputs: expected %d (the last layer's units), got %d" % (rec[5], h[10]))
-    if _end(rec) + codes.CRC_SIZE != h[4]:
+    if rec[_R_UNITS] != h[_H_OUTPUTS]:
+        raise ModelFormatError(
+            "outputs: expected %d (the last layer's units), got %d" % (rec[_R_UNITS], h[_H_OUTPUTS])
+        )
+    if _end(rec) + codes.CRC_SIZE != h[_H_FILE_SIZE]:
         raise ModelFormatError(
             "file_size: expected %d bytes (the data blocks' end and the CRC), got %d"
-            % (_end(rec) + codes.CRC_SIZE, h[4])
+            % (_end(rec) + codes.CRC_SIZE, h[_H_FILE_SIZE])
         )
 
 
@@ -264,61 +250,63 @@ def _record(h, rec, layers):
     i = len(layers)
     if i:
         prev = layers[i - 1]
-        _link(i, rec, prev[5], _end(prev))
+        _link(i, rec, prev[_R_UNITS], _end(prev))
     else:
-        _link(0, rec, h[9], h[11])
-    if rec[0] == _DENSE:
+        _link(0, rec, h[_H_INPUTS], h[_H_DATA_OFFSET])
+    if rec[_R_TYPE] == _DENSE:
         _dense_record(i, rec, h)
     else:
-        _dropout_record(i, rec, h[3] & _FLAG_INT8)
-    _within(i, rec, h[4] - codes.CRC_SIZE)
+        _dropout_record(i, rec, h[_H_FLAGS] & _FLAG_INT8)
+    _within(i, rec, h[_H_FILE_SIZE] - codes.CRC_SIZE)
 
 
 def _within(i, rec, crc_at):
-    if rec[7] + rec[8] > crc_at:
+    if rec[_R_DATA_OFFSET] + rec[_R_DATA_SIZE] > crc_at:
         raise ModelFormatError(
             "layer %d data_size: expected a block ending by byte %d (where the CRC starts), got %d bytes from byte %d"
-            % (i, crc_at, rec[8], rec[7])
+            % (i, crc_at, rec[_R_DATA_SIZE], rec[_R_DATA_OFFSET])
         )
 
 
 def _link(i, rec, n, cursor):
     """Layer i's inputs (`n`: the previous layer's units) and data offset (`cursor`)."""
-    if rec[4] != n:
+    if rec[_R_INPUTS] != n:
         raise ModelFormatError(
             "layer %d inputs: expected %d (%s), got %d"
-            % (i, n, "the previous layer's units" if i else "the header's inputs", rec[4])
+            % (i, n, "the previous layer's units" if i else "the header's inputs", rec[_R_INPUTS])
         )
-    if rec[7] != cursor:
+    if rec[_R_DATA_OFFSET] != cursor:
         raise ModelFormatError(
             "layer %d data_offset: expected %d (the previous block's end, aligned to 4), got %d"
-            % (i, cursor, rec[7])
+            % (i, cursor, rec[_R_DATA_OFFSET])
         )
-    if rec[10]:
-        _lfail(i, "reserved field", 0, rec[10])
+    if rec[_R_RESERVED]:
+        _lfail(i, "reserved field", 0, rec[_R_RESERVED])
 
 
 def _dense_record(i, rec, h):
-    # rec: (type, dtype, activation, flags, inputs, units, param, offset, size, seed, reserved)
-    int8 = h[3] & _FLAG_INT8
-    if rec[1] != (_INT8 if int8 else _FLOAT32):
-        _dtype_fail(i, rec[1], int8)
-    if codes.name_of(codes.ACTIVATIONS, rec[2]) is None:
-        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[2])
-    if not int8 and codes.name_of(codes.ACTIVATIONS, rec[2]) in codes.INT8_ONLY_ACTIVATIONS:
-        _lfail(i, "activation", "a float32 layer's activation (not int8-only)", rec[2])
-    if rec[3] & ~_BIAS:
+    int8 = h[_H_FLAGS] & _FLAG_INT8
+    if rec[_R_DTYPE] != (_INT8 if int8 else _FLOAT32):
+        _dtype_fail(i, rec[_R_DTYPE], int8)
+    if codes.name_of(codes.ACTIVATIONS, rec[_R_ACTIVATION]) is None:
+        _lfail(i, "activation", "one of %s" % _choices(codes.ACTIVATIONS), rec[_R_ACTIVATION])
+    if not int8 and codes.name_of(codes.ACTIVATIONS, rec[_R_ACTIVATION]) in codes.INT8_ONLY_ACTIVATIONS:
+        _lfail(i, "activation", "a float32 layer's activation (not int8-only)", rec[_R_ACTIVATION])
+    if rec[_R_FLAGS] & ~_BIAS:
         raise ModelFormatError(
-            "layer %d flags: expected a subset of 0x%02x (bias), got 0x%02x" % (i, _BIAS, rec[3])
+            "layer %d flags: expected a subset of 0x%02x (bias), got 0x%02x" % (i, _BIAS, rec[_R_FLAGS])
         )
     # Bound units x inputs x itemsize by the file size before any product is formed.
-    if rec[5] < 1:
-        _lfail(i, "units", ">= 1", rec[5])
-    if rec[5] > h[4] or rec[4] > (h[4] // (1 if int8 else 4)) // rec[5]:
-        _shape_fail(i, rec, h[4])
+    if rec[_R_UNITS] < 1:
+        _lfail(i, "units", ">= 1", rec[_R_UNITS])
+    if (
+        rec[_R_UNITS] > h[_H_FILE_SIZE]
+        or rec[_R_INPUTS] > (h[_H_FILE_SIZE] // (1 if int8 else 4)) // rec[_R_UNITS]
+    ):
+        _shape_fail(i, rec, h[_H_FILE_SIZE])
     _param(i, rec)
-    if rec[9]:
-        _lfail(i, "seed", "0 for a dense layer", rec[9])
+    if rec[_R_SEED]:
+        _lfail(i, "seed", "0 for a dense layer", rec[_R_SEED])
     if int8:
         _int8_record(i, rec)
     else:
@@ -334,21 +322,21 @@ def _dtype_fail(i, dtype, int8):
 def _shape_fail(i, rec, file_size):
     raise ModelFormatError(
         "layer %d shape: expected units x inputs x %d bytes within the file's %d bytes, got %d x %d"
-        % (i, 1 if rec[1] == _INT8 else 4, file_size, rec[5], rec[4])
+        % (i, 1 if rec[_R_DTYPE] == _INT8 else 4, file_size, rec[_R_UNITS], rec[_R_INPUTS])
     )
 
 
 def _param(i, rec):
-    if rec[2] == _LEAKY:
-        if not (rec[6] >= 0.0 and rec[6] < _INF):
-            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[6])
-    elif rec[6] != 0.0:
-        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[6])
+    if rec[_R_ACTIVATION] == _LEAKY:
+        if not (rec[_R_PARAM] >= 0.0 and rec[_R_PARAM] < _INF):
+            _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[_R_PARAM])
+    elif rec[_R_PARAM] != 0.0:
+        _lfail(i, "param", "0.0 (only leaky_relu has a parameter)", rec[_R_PARAM])
 
 
 def _float_size(i, rec):
-    size = 4 * rec[5] * rec[4] + (4 * rec[5] if rec[3] & _BIAS else 0)
-    if rec[8] != size:
+    size = 4 * rec[_R_UNITS] * rec[_R_INPUTS] + (4 * rec[_R_UNITS] if rec[_R_FLAGS] & _BIAS else 0)
+    if rec[_R_DATA_SIZE] != size:
         _float_size_fail(i, rec, size)
 
 
@@ -356,53 +344,54 @@ def _float_size_fail(i, rec, size):
     raise ModelFormatError(
         (
             "layer %d data_size: expected %d (%d x %d float32 weights + bias), got %d"
-            if rec[3] & _BIAS
+            if rec[_R_FLAGS] & _BIAS
             else "layer %d data_size: expected %d (%d x %d float32 weights), got %d"
         )
-        % (i, size, rec[5], rec[4], rec[8])
+        % (i, size, rec[_R_UNITS], rec[_R_INPUTS], rec[_R_DATA_SIZE])
     )
 
 
 def _int8_record(i, rec):
-    if rec[3] != _BIAS:
+    if rec[_R_FLAGS] != _BIAS:
         raise ModelFormatError(
             "layer %d flags: expected 0x%02x (an int8 layer always has its int32 bias), got 0x%02x"
-            % (i, _BIAS, rec[3])
+            % (i, _BIAS, rec[_R_FLAGS])
         )
     size = _int8_block_size(rec)
-    if rec[8] != size:
+    if rec[_R_DATA_SIZE] != size:
         raise ModelFormatError(
             "layer %d data_size: expected %d (the int8 block of %d x %d), got %d"
-            % (i, size, rec[5], rec[4], rec[8])
+            % (i, size, rec[_R_UNITS], rec[_R_INPUTS], rec[_R_DATA_SIZE])
         )
 
 
 def _int8_block_size(rec):
-    from .int8 import block_size
+    from .int8 import block_size  # on use: only an int8 model needs nnm.int8
 
-    return block_size(rec[5], rec[4], rec[2])
+    return block_size(rec[_R_UNITS], rec[_R_INPUTS], rec[_R_ACTIVATION])
 
 
 def _dropout_record(i, rec, int8):
-    if rec[0] != _DROPOUT:
-        _lfail(i, "type", "one of dense (1), dropout (2)", rec[0])
+    if rec[_R_TYPE] != _DROPOUT:
+        _lfail(i, "type", "one of dense (1), dropout (2)", rec[_R_TYPE])
     if int8:
         _lfail(i, "type", "dense (1): an int8 model holds int8 dense layers only", "dropout (2)")
     if i == 0:
         _lfail(0, "type", "dense (1): the first layer sets the inputs", "dropout (2)")
-    if rec[1] or rec[2] or rec[3]:
+    if rec[_R_DTYPE] or rec[_R_ACTIVATION] or rec[_R_FLAGS]:
         raise ModelFormatError(
             "layer %d dtype/activation/flags: expected 0/0/0 for a dropout layer, got %d/%d/%d"
-            % (i, rec[1], rec[2], rec[3])
+            % (i, rec[_R_DTYPE], rec[_R_ACTIVATION], rec[_R_FLAGS])
         )
-    if rec[5] != rec[4]:
+    if rec[_R_UNITS] != rec[_R_INPUTS]:
         raise ModelFormatError(
-            "layer %d units: expected %d (a dropout layer's inputs), got %d" % (i, rec[4], rec[5])
+            "layer %d units: expected %d (a dropout layer's inputs), got %d"
+            % (i, rec[_R_INPUTS], rec[_R_UNITS])
         )
-    if not (rec[6] >= 0.0 and rec[6] < 1.0):
-        _lfail(i, "dropout rate", "0 <= rate < 1", rec[6])
-    if rec[8]:
-        _lfail(i, "data_size", "0 for a dropout layer", rec[8])
+    if not (rec[_R_PARAM] >= 0.0 and rec[_R_PARAM] < 1.0):
+        _lfail(i, "dropout rate", "0 <= rate < 1", rec[_R_PARAM])
+    if rec[_R_DATA_SIZE]:
+        _lfail(i, "data_size", "0 for a dropout layer", rec[_R_DATA_SIZE])
 
 
 def _choices(table):
@@ -411,14 +400,14 @@ def _choices(table):
 
 def _ram_needed(layers, copies, trainable):
     """Bytes of heap the network will take; `copies[i]`: layer i's weights are copied."""
-    total = _PER_NETWORK + 4 * layers[-1][5] + _PER_BUFFER
-    if layers[0][1] == _INT8:  # QNetwork: input staging (9 bytes per input), output table
-        total += 9 * layers[0][4] + 1024 + layers[-1][5] + 5 * _PER_BUFFER
+    total = _PER_NETWORK + 4 * layers[-1][_R_UNITS] + _PER_BUFFER
+    if layers[0][_R_DTYPE] == _INT8:  # QNetwork: int8 input staging and output (float I/O: at first predict)
+        total += layers[0][_R_INPUTS] + layers[-1][_R_UNITS] + 2 * _PER_BUFFER
     for i in range(len(layers)):
-        kind, dtype, act, lflags, n, u = layers[i][:6]
+        kind, dtype, act, lflags, n, u = layers[i][: _R_UNITS + 1]  # type .. units
         sizes = [u, u]  # z, y
         if dtype == _INT8:
-            from .int8 import ram_needed
+            from .int8 import ram_needed  # on use: only an int8 model needs nnm.int8
 
             total += _PER_LAYER + ram_needed(u, n, act, not copies[i], _PER_BUFFER)
         elif kind == _DENSE:
@@ -435,6 +424,28 @@ def _ram_needed(layers, copies, trainable):
         else:
             total += _PER_LAYER + 9 * n + 3 * _PER_BUFFER  # keep, y, gx
     return total
+
+
+def ram_needed(buf, from_file=False, trainable: "bool | int" = False):
+    """Bytes of heap `load` keeps for the model in the bytes-like `buf` (checked as `load`
+    checks it; ModelFormatError if invalid): its network and buffers, not the code it
+    imports. `from_file`: as when read from a file (weights copied into RAM), else as
+    from a bytes-like source (int8 weights and tables, untrained float weights in place).
+    The figure `load` checks against the free heap. Allocates the checked records."""
+    trainable = _trainable_count(trainable)
+    if sys.implementation.name != "micropython":
+        buf = memoryview(buf).cast("B")
+    layers = _buffer_records(_checked_buffer(buf), buf)
+    return _ram_needed(layers, _copies(layers, from_file, trainable), trainable)
+
+
+def _copies(layers, from_file, trainable):
+    """Which layers' weights `load` copies into RAM: all from a file; from bytes, the
+    dense layers that train."""
+    out = []
+    for i in range(len(layers)):
+        out.append(from_file or (layers[i][_R_TYPE] == _DENSE and _tunes(layers, i, trainable)))
+    return out
 
 
 def _check_memory(need):
@@ -464,7 +475,12 @@ def _readinto(f, buf, nbytes):
     got = f.readinto(buf) or 0
     if got >= nbytes or got == 0:
         return got
-    raw = memoryview(bytes_view(buf, nbytes))
+    return _read_rest(f, buf, nbytes, got)
+
+
+def _read_rest(f, buf, nbytes, got):
+    """`_readinto` after a short read of `got` bytes (a stream that returns less)."""
+    raw = _raw_bytes(buf, nbytes)
     while got < nbytes:
         more = f.readinto(raw[got:]) or 0
         if more == 0:
@@ -478,13 +494,28 @@ def _truncated(file_size, pos):
 
 
 def _load_stream(f, trainable):
+    return _stream_network(f, _checked_stream(f, trainable), trainable)
+
+
+def _load_opened(f, trainable):
+    """From the file `load` opened by path: on ROMFS its bytes are used in place
+    (`_mapped`, asked once the header and records have passed), else read as a stream."""
+    read = _checked_stream(f, trainable)
+    mapped = _mapped(f)
+    if mapped is not None:
+        return _load_buffer(mapped, trainable)
+    return _stream_network(f, read, trainable)
+
+
+def _checked_stream(f, trainable):
+    """Read and check the header and records from `f`: [h, layers, crc so far]."""
     size = _stream_size(f)  # the bytes left in the stream (None: unknown)
     head = _read_head(f)
     h = _header(head, size)
     read = _stream_records(h, f, head)
     _import_int8(h)
     _check_trainable(h, trainable)
-    return _stream_network(f, h, read, trainable)
+    return [h, read[0], read[1]]
 
 
 def _read_head(f):
@@ -495,37 +526,37 @@ def _read_head(f):
     return head
 
 
-def _stream_network(f, h, read, trainable):
-    """The network of the checked header `h` and records: read[0] the records,
-    read[1] the CRC so far; reads the data blocks and the CRC from `f`."""
-    layers, crc = read
-    file_size = h[4]
+def _stream_network(f, read, trainable):
+    """The network of the checked header and records `read` (`_checked_stream`: [h,
+    layers, the CRC so far]); reads the data blocks and the CRC from `f`."""
+    h, layers, crc = read
+    file_size = h[_H_FILE_SIZE]
     need = _ram_needed(layers, [True] * len(layers), trainable)
     free = _check_memory(need)
     # The weight buffers come first, sized from the checked header.
     blocks = []
     try:
         for layer in layers:
-            if layer[1] == _INT8:
-                blocks.append((bytearray(layer[8]), 0))
-            elif layer[0] == _DENSE:
-                u, n = layer[5], layer[4]
-                blocks.append((floats(u * n), floats(u)))
+            if layer[_R_DTYPE] == _INT8:
+                blocks.append((bytearray(layer[_R_DATA_SIZE]), 0))
+            elif layer[_R_TYPE] == _DENSE:
+                u, n = layer[_R_UNITS], layer[_R_INPUTS]
+                blocks.append((_floats(u * n), _floats(u)))
             else:
                 blocks.append(None)
     except MemoryError:
         raise _no_memory(need, free)
-    pos = h[11]
+    pos = h[_H_DATA_OFFSET]
     pad = bytearray(4)
     for i in range(len(layers)):
         layer = layers[i]
-        if layer[1] == _INT8:
-            parts = ((blocks[i][0], layer[8]),)
+        if layer[_R_DTYPE] == _INT8:
+            parts = ((blocks[i][0], layer[_R_DATA_SIZE]),)
             blocks[i] = (memoryview(blocks[i][0]), 0)
-        elif layer[0] == _DENSE:
+        elif layer[_R_TYPE] == _DENSE:
             w, b = blocks[i]
-            nw = 4 * layer[5] * layer[4]
-            parts = ((w, nw), (b, 4 * layer[5])) if layer[3] & _BIAS else ((w, nw),)
+            nw = 4 * layer[_R_UNITS] * layer[_R_INPUTS]
+            parts = ((w, nw), (b, 4 * layer[_R_UNITS])) if layer[_R_FLAGS] & _BIAS else ((w, nw),)
         else:
             parts = ()
         for buf, nbytes in parts:
@@ -588,17 +619,17 @@ def _buffer_network(src, mv, layers, trainable):
     for i in range(len(layers)):
         layer = layers[i]
         view = None
-        if layer[1] == _INT8:
-            view = (mv, layer[7])  # int8 weights and tables are used in place
-        elif layer[0] == _DENSE and not _tunes(layers, i, trainable):
-            u, n, off = layer[5], layer[4], layer[7]
-            w = float_view(mv, off, u * n)
-            b = float_view(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
+        if layer[_R_DTYPE] == _INT8:
+            view = (mv, layer[_R_DATA_OFFSET])  # int8 weights and tables are used in place
+        elif layer[_R_TYPE] == _DENSE and not _tunes(layers, i, trainable):
+            u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
+            w = _float_view(mv, off, u * n)
+            b = _float_view(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             if w is not None and b is not None:
-                raw = [mv[off : off + layer[8]]]
+                raw = [mv[off : off + layer[_R_DATA_SIZE]]]
                 view = (w, b, raw, True)
         views.append(view)
-        copies.append(layer[0] == _DENSE and view is None)
+        copies.append(layer[_R_TYPE] == _DENSE and view is None)
     need = _ram_needed(layers, copies, trainable)
     free = _check_memory(need)
     blocks = []
@@ -608,9 +639,9 @@ def _buffer_network(src, mv, layers, trainable):
             if not copies[i]:
                 blocks.append(views[i])
                 continue
-            u, n, off = layer[5], layer[4], layer[7]
-            w = float_copy(mv, off, u * n)
-            b = float_copy(mv, off + 4 * u * n, u) if layer[3] & _BIAS else floats(u)
+            u, n, off = layer[_R_UNITS], layer[_R_INPUTS], layer[_R_DATA_OFFSET]
+            w = _float_copy(mv, off, u * n)
+            b = _float_copy(mv, off + 4 * u * n, u) if layer[_R_FLAGS] & _BIAS else _floats(u)
             blocks.append((w, b))
     except MemoryError:
         raise _no_memory(need, free)
@@ -619,15 +650,41 @@ def _buffer_network(src, mv, layers, trainable):
 
 def _import_int8(h):
     """Import the int8 layer code before the RAM check (its import allocates too)."""
-    if h[3] & _FLAG_INT8:
+    if h[_H_FLAGS] & _FLAG_INT8:
         _int8_modules()
 
 
 def _int8_modules():
     try:
-        pass
+        from ..int8 import network  # noqa: F401  (QNetwork and its kernels)
     except MemoryError as exc:
         _no_import_memory(exc)
+
+
+def _raw_bytes(buf, nbytes):
+    """A memoryview of the first `nbytes` bytes of `buf` (`nanonn.nnm.views.bytes_view`)."""
+    from .views import bytes_view  # on use: a board's files fill a buffer in one read
+
+    return memoryview(bytes_view(buf, nbytes))
+
+
+def _float_view(mv, off, count):
+    """`nanonn.nnm.views.float_view`: float32 weights in place (or None)."""
+    from .views import float_view  # on use: only a float model's weights are viewed
+
+    return float_view(mv, off, count)
+
+
+def _float_copy(mv, off, count):
+    """`nanonn.nnm.views.float_copy`: float32 weights copied into an array('f')."""
+    from .views import float_copy  # on use: only a float model's weights are copied
+
+    return float_copy(mv, off, count)
+
+
+def _floats(n):
+    """A zero-filled array('f') of n floats (allocates 4 * n bytes)."""
+    return array("f", bytearray(4 * n))
 
 
 def _no_import_memory(exc):
@@ -646,7 +703,7 @@ def _build(layers, blocks, trainable, source, need, free):
 
 
 def _check_trainable(h, trainable):
-    if trainable and h[3] & _FLAG_INT8:
+    if trainable and h[_H_FLAGS] & _FLAG_INT8:
         raise ValueError("trainable: expected False for an int8 model (int8 networks predict only), got True")
 
 
@@ -671,17 +728,22 @@ def _tunes(layers, i, trainable):
 def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
-    from ..int8.network import QDense, QNetwork
+    from ..int8.network import QDense, QNetwork  # on use: an int8 model only (see the imports)
     from .int8 import build_layer
 
     objs = []
     for i in range(len(layers)):
         mv, off = blocks[i]
+        # Each layer's lasting buffers then take the lowest free blocks instead of holes
+        # between the previous layer's garbage (the big ints of its requantization): the
+        # 784-36-14-10 model needs 2-3 KB less free heap on the cortex-m3 firmware.
+        gc.collect()
         try:
             layer = build_layer(QDense, mv, off, layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
         objs.append(layer)
+    gc.collect()
     try:
         return QNetwork(objs)
     except (ValueError, TypeError) as exc:
@@ -689,14 +751,27 @@ def _int8_network(layers, blocks):
 
 
 def _network(layers, blocks, trainable, source):
-    if layers[0][1] == _INT8:
+    if layers[0][_R_DTYPE] == _INT8:
         return _int8_network(layers, blocks)
+    # the float network and its loaded layers, on the first float model (see the imports)
+    from ..float32.activations import LeakyReLU
+    from ..float32.layers import Dropout
+    from ..float32.network import Network
+    from .layers import LoadedDense
+
     objs = []
     for i in range(len(layers)):
         rec = layers[i]
-        kind, act, lflags, n, u, param = rec[0], rec[2], rec[3], rec[4], rec[5], rec[6]
+        kind, act, lflags, n, u, param = (
+            rec[_R_TYPE],
+            rec[_R_ACTIVATION],
+            rec[_R_FLAGS],
+            rec[_R_INPUTS],
+            rec[_R_UNITS],
+            rec[_R_PARAM],
+        )
         if kind == _DROPOUT:
-            objs.append(Dropout(param, rec[9]))
+            objs.append(Dropout(param, rec[_R_SEED]))
             continue
         block = blocks[i]
         w, b = block[0], block[1]
@@ -737,7 +812,19 @@ def _load_path(path, trainable):
     if f is None or _has_generation(f):
         return _load_backup(path, f, trainable)
     with f:
-        return _load_stream(f, trainable)
+        return _load_opened(f, trainable)
+
+
+def _mapped(f):
+    """The bytes of the open file `f` in place, or None: a file on a ROMFS mount
+    (MicroPython 1.25+, e.g. /rom) is a buffer in flash, so its model is used as a
+    frozen bytes constant is, without a copy in RAM (the view stays valid after the
+    file is closed: ROMFS is read-only memory). Any other file is read into RAM (asked
+    after the header and records pass: the TypeError allocates, a rejected file need not)."""
+    try:
+        return memoryview(f)  # pyright: ignore[reportArgumentType]  (a VfsRom file is a buffer)
+    except TypeError:
+        return None
 
 
 def _open_or_none(path):
@@ -756,11 +843,29 @@ def _has_generation(f):
 
 
 def _load_backup(path, f, trainable):
+    """The valid newest of `path` and `path + ".bak"` by generation number; the other
+    when that one is missing or damaged; the first one's error when neither loads."""
     if f is not None:
         f.close()
-    from .backup import load_newest
+    from .backup import generation  # on use: only a path saved with a backup needs it
 
-    return load_newest(path, trainable)
+    first, second = path, path + ".bak"
+    if generation(second) > generation(first):
+        first, second = second, first
+    net = _load_or_none(first, trainable)
+    if net is None:
+        net = _load_or_none(second, trainable)
+    if net is None:
+        net = _load_file(first, trainable)  # neither loads: raise the first one's error
+    return net
+
+
+def _load_or_none(path, trainable):
+    """The network at `path`, or None when it is missing or not a valid model."""
+    try:
+        return _load_file(path, trainable)
+    except _NOT_LOADED:
+        return None
 
 
 def _load_file(path, trainable):
@@ -774,6 +879,8 @@ def load(source, trainable: "bool | int" = False):
     `source`: a path, a binary file object (anything with `readinto`), or a
     `bytes`/`bytearray`/`memoryview` of bytes (e.g. a frozen module's `MODEL`
     constant; a memoryview of wider items, such as of an array('h'), raises TypeError).
+    A path on a ROMFS mount (e.g. "/rom/model.nnm") is used in place like a bytes
+    constant; a file on any other filesystem is read into RAM.
     From a bytes-like source the float weights are used in place (no copy)
     unless `trainable`; from a file they are read with `readinto` into
     `array('f')` buffers sized from the checked header. With `trainable=True`
@@ -802,31 +909,3 @@ def load(source, trainable: "bool | int" = False):
         "source: expected a path, a binary file object or bytes/bytearray/memoryview of bytes, got %s"
         % describe(source)
     )
-
-
-# ---------------------------------------------------------------- writing
-# The writer is `nanonn.nnm.write`, imported on first use: loading does not keep it in RAM.
-
-
-def write(net, f, generation=None):
-    """Write `net` as a .nnm model to the binary file object `f`; returns the bytes
-    written (`nanonn.nnm_write.write`)."""
-    from .write import write as _write
-
-    return _write(net, f, generation)
-
-
-def save(net, path, backup=None):
-    """Write `net` to `path` safely: a temporary file, closed, then renamed over `path`;
-    with `backup` (default: on a FAT mount) a generation number and `path + ".bak"`
-    (`nanonn.nnm.write.save`, docs/reliability.md)."""
-    from .write import save as _save
-
-    _save(net, path, backup)
-
-
-def dumps(net):
-    """The .nnm bytes of `net` (`nanonn.nnm.write.dumps`)."""
-    from .write import dumps as _dumps
-
-    return _dumps(net)

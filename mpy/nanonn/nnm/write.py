@@ -1,8 +1,7 @@
 """Write `.nnm` models: `write`, `save` (safe on littlefs and FAT) and `dumps`.
 
-Imported on first use by `nanonn.nnm.read.save`/`write`/`dumps` and `Network.save`, so a
-program that only loads models does not keep the writer in RAM. The format is
-specified beside its reader, in `nanonn/nnm/read.py`, and in docs/format.md.
+Imported on first use by `Network.save` and `QNetwork.save`, so a program that only
+loads models does not keep the writer in RAM. The format: docs/format.md, section "Layout".
 
 Writing allocates the header and layer records (one bytearray), a few small tuples
 per layer and the padding bytes; the weights are written straight from their
@@ -26,6 +25,9 @@ from .layout import HEADER as _HEADER
 from .layout import INT8 as _INT8
 from .layout import RECORD as _RECORD
 from .layout import align as _align
+from .layout import const
+
+_R_DATA_SIZE = const(8)  # a record's data_size: its index in the record (docs/format.md, "Layout")
 
 
 def _plan(net, header_size=codes.HEADER_SIZE):
@@ -48,7 +50,7 @@ def _plan(net, header_size=codes.HEADER_SIZE):
                 % (where, "an int8" if int8 else "a float", type(layer).__name__)
             )
         if int8:
-            from .int8 import plan_layer
+            from .int8 import plan_layer  # on use: only an int8 model needs it
 
             act, alpha, size, parts = plan_layer(layer, where)
             rec = (_DENSE, _INT8, act, _BIAS, layer.inputs, layer.units, alpha, cursor, size, 0, 0)
@@ -75,7 +77,7 @@ def _plan(net, header_size=codes.HEADER_SIZE):
             raise ValueError("%s: expected a Dense or Dropout layer, got %s" % (where, type(layer).__name__))
         records.append(rec)
         blocks.append(parts)
-        cursor = _align(cursor + rec[8])
+        cursor = _align(cursor + rec[_R_DATA_SIZE])
     return records, blocks, cursor + codes.CRC_SIZE, _FLAG_INT8 if int8 else 0
 
 
@@ -165,7 +167,7 @@ def save(net, path, backup=None):
     generation = None
     kept = None  # the backup module, imported only when a backup may be kept
     if backup is None or backup:
-        from . import backup as kept
+        from . import backup as kept  # on use: only a save that may keep a backup
 
         if backup is None:
             backup = kept.on_fat(path)

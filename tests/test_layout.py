@@ -1,0 +1,390 @@
+"""The device package's layout (docs/developers.md, "Module map"): the graph of every import,
+those inside functions included, has no cycle; every module says in its first line what it
+is; every import follows the module map's rules; and the header and record field indexes
+the `.nnm` code names agree with docs/format.md, the format's one specification."""
+
+from __future__ import annotations
+
+import ast
+import re
+import struct
+
+import pytest
+
+from support import MPY, ROOT, nanonn_imports
+
+PACKAGE = MPY / "nanonn"
+
+
+def _name(path):
+    """The dotted name below nanonn of a module file ("" for nanonn/__init__.py)."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TREES = {name: ast.parse(path.read_text()) for name, path in MODULES.items()}
+
+
+def _show(name):
+    return "nanonn" + ("." + name if name else "")
+
+
+class _Imports(ast.NodeVisitor):
+    """The nanonn modules a module imports: {imported: [where]}, where is the qualified
+    name of the function around the import ("Network.save") or "" at the top level."""
+
+    def __init__(self, name):
+        self.name = name
+        self.scope = []
+        self.function = 0  # how many of the enclosing scopes are functions
+        self.found = {}
+
+    def _scoped(self, node, is_function):
+        self.scope.append(node.name)
+        self.function += is_function
+        self.generic_visit(node)
+        self.function -= is_function
+        self.scope.pop()
+
+    def visit_ClassDef(self, node):
+        self._scoped(node, 0)
+
+    def visit_FunctionDef(self, node):
+        self._scoped(node, 1)
+
+    def _add(self, node):
+        where = ".".join(self.scope) if self.function else ""
+        for target in nanonn_imports(node, self.name)[1]:
+            self.found.setdefault(target, []).append(where)
+
+    def visit_Import(self, node):
+        self._add(node)
+
+    def visit_ImportFrom(self, node):
+        self._add(node)
+
+
+def _edges():
+    """{(importer, imported): [where each import is: a function's name, or "" at the top level]}."""
+    edges = {}
+    for name, tree in TREES.items():
+        visitor = _Imports(name)
+        visitor.visit(tree)
+        for target, where in visitor.found.items():
+            edges[(name, target)] = sorted(where)
+    return edges
+
+
+EDGES = _edges()
+
+
+def test_every_import_resolves_to_a_module_file():
+    missing = sorted("%s imports %s" % (_show(a), _show(b)) for a, b in EDGES if b not in MODULES)
+    assert not missing, missing
+
+
+def _cycle(edges):
+    """One import cycle as a list of module names (first == last), or None."""
+    graph = {}
+    for a, b in edges:
+        graph.setdefault(a, []).append(b)
+    state = {}  # 1: on the current path, 2: done
+    path = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    """Counting the imports inside functions: none may exist only to break a cycle."""
+    cycle = _cycle(EDGES)
+    assert cycle is None, "import cycle: " + " -> ".join(_show(n) for n in cycle)
+
+
+def _uncommented_lazy_imports(name):
+    """The lazy imports of nanonn modules in module `name` with no comment saying why: on the
+    import's line, or the line before its group of import lines."""
+    lines = MODULES[name].read_text().splitlines()
+    found = []
+    for fn in ast.walk(TREES[name]):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and nanonn_imports(node, name)[1]:
+                first = node.lineno - 1
+                while first > 0 and lines[first - 1].strip().startswith(("from ", "import ")):
+                    first -= 1
+                if (
+                    "#" not in lines[node.lineno - 1]
+                    and "#" not in lines[first]
+                    and "#" not in lines[first - 1]
+                ):
+                    found.append(
+                        "%s:%d %s"
+                        % (MODULES[name].relative_to(ROOT), node.lineno, lines[node.lineno - 1].strip())
+                    )
+    return found
+
+
+def test_every_lazy_import_says_why():
+    """An import inside a function keeps code a program may never run out of RAM, and a
+    comment beside it says so (docs/developers.md, "Module map")."""
+    found = [line for name in MODULES for line in _uncommented_lazy_imports(name)]
+    assert not found, found
+
+
+def test_the_cycle_finder_finds_one():
+    assert _cycle({("a", "b"): [""], ("b", "c"): ["f"], ("c", "a"): [""]}) == ["a", "b", "c", "a"]
+    assert _cycle({("a", "b"): [""], ("a", "c"): [""], ("b", "c"): [""]}) is None
+
+
+@pytest.mark.parametrize("name", sorted(MODULES), ids=_show)
+def test_every_module_says_what_it_is_in_its_first_line(name):
+    doc = ast.get_docstring(TREES[name], clean=False)
+    assert doc, "%s has no module docstring" % MODULES[name]
+    lines = doc.strip().splitlines()
+    assert lines[0].rstrip().endswith("."), "%s: the docstring's first line is not one sentence: %r" % (
+        MODULES[name],
+        lines[0],
+    )
+    assert len(lines) == 1 or not lines[1].strip(), "%s: a blank line after the first line" % MODULES[name]
+
+
+# ---------------------------------------------------------------- the module map's rules
+
+# The rows of docs/developers.md's module map, top to bottom: (the first column's
+# modules, "may import" as written there). A folder row holds the subpackage's modules.
+ROWS = [
+    (["__init__"], "everything below"),
+    (["errors"], "nothing"),
+    (["inputs", "typecode_viper"], "`errors`"),
+    (["rand"], "nothing"),
+    (["crc32", "crc32_viper", "crc32_py"], "`errors`"),
+    (["float32/"], "the rows above"),
+    (["int8/"], "the rows above (`float32/`: the quantizer only)"),
+    (["nnm/"], "the rows above"),
+]
+# The convenience methods that import a module of a lower row, inside the method (first use).
+EXCEPTIONS = {
+    ("float32.network", "nnm.write"): "Network.save",
+    ("float32.network", "int8.quantize"): "Network.quantize",
+    ("int8.network", "nnm.write"): "QNetwork.save",
+}
+QUANTIZER = "int8.quantize"
+
+
+def _row(name):
+    """The module map row of module `name` (its subpackage's row), or None."""
+    top = name.split(".")[0] if name else "__init__"
+    for i, (names, _rule) in enumerate(ROWS):
+        if top in names or top + "/" in names:
+            return i
+    return None
+
+
+def _allowed(importer, imported):
+    """Whether the module map lets `importer` import `imported` (its own row: always)."""
+    mine, theirs = _row(importer), _row(imported)
+    assert mine is not None and theirs is not None, (importer, imported)
+    rule = ROWS[mine][1]
+    if theirs == mine:
+        return True
+    if rule == "everything below":
+        return theirs > mine
+    if rule == "nothing":
+        return False
+    if rule == "`errors`":
+        return imported == "errors"
+    if theirs > mine:
+        return False
+    if ROWS[theirs][0] == ["float32/"] and rule.endswith("(`float32/`: the quantizer only)"):
+        return importer == QUANTIZER
+    return rule.startswith("the rows above")
+
+
+def _doc_table():
+    """[(modules, what it holds, may import)] of docs/developers.md's module map."""
+    text = (ROOT / "docs" / "developers.md").read_text()
+    section = text[text.index("## Module map") :]
+    section = section[: section.index("\n## ", 1)]
+    table = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            table.append((re.findall(r"`([^`]+)`", cells[0]), cells[1], cells[2]))
+    return table
+
+
+def test_the_module_map_table_is_the_one_in_developers_md():
+    assert [(names, rule) for names, _holds, rule in _doc_table()] == ROWS
+
+
+def test_the_module_map_names_every_module():
+    """A subpackage's modules are named (`network`) in its row's "what it holds"."""
+    table = _doc_table()
+    unnamed = []
+    for name in MODULES:
+        row = _row(name)
+        if row is None or "." not in name:
+            continue  # a top-level module or a subpackage's __init__: its own first column
+        if "`%s`" % name.split(".")[-1] not in table[row][1]:
+            unnamed.append(_show(name))
+    assert not unnamed, "modules missing from docs/developers.md's module map: %s" % unnamed
+
+
+def test_every_module_has_a_row():
+    assert not [_show(n) for n in MODULES if _row(n) is None]
+
+
+def test_every_import_follows_the_module_map():
+    bad = []
+    for (importer, imported), where in sorted(EDGES.items()):
+        if _allowed(importer, imported):
+            continue
+        method = EXCEPTIONS.get((importer, imported))
+        if method is not None and where == [method]:
+            continue  # the documented exception: inside that method only
+        bad.append(
+            "%s imports %s (%s)"
+            % (_show(importer), _show(imported), ", ".join(w or "top level" for w in where))
+        )
+    assert not bad, "imports against docs/developers.md's module map: %s" % bad
+
+
+def test_the_exceptions_are_used_and_lazy():
+    for (importer, imported), method in EXCEPTIONS.items():
+        assert EDGES.get((importer, imported)) == [method], (
+            importer,
+            imported,
+            EDGES.get((importer, imported)),
+        )
+
+
+def test_the_rules_reject_what_they_should():
+    assert not _allowed("errors", "inputs")
+    assert not _allowed("crc32", "rand")
+    assert not _allowed("float32.network", "nnm.write")
+    assert not _allowed("int8.network", "float32.network")
+    assert _allowed(QUANTIZER, "float32.layers")
+    assert _allowed("nnm.read", "int8.network")
+    assert not _allowed("inputs", "float32.layers")
+    assert _allowed("", "nnm.read")
+
+
+# ---------------------------------------------------------------- the format's one specification
+
+FORMAT = ROOT / "docs" / "format.md"
+SIZES = {"u8": 1, "i8": 1, "u16": 2, "u32": 4, "i32": 4, "f32": 4, "4s": 4}
+
+
+def _table(heading_start, heading_end):
+    """(offset, type, field) rows of docs/format.md's block between the two lines."""
+    text = FORMAT.read_text()
+    block = text[text.index(heading_start) :]
+    block = block[: block.index(heading_end)]
+    rows = []
+    for line in block.splitlines():
+        m = re.match(r"\s+(\d+)\s+(\d+ u8|u8|i8|u16|u32|i32|f32|4s)\s+(\w+)", line)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), m.group(3)))
+    return rows
+
+
+HEADER_ROWS = _table("header (header_size", "layer records (")
+RECORD_ROWS = _table("layer records (", "data blocks, in layer order")
+INT8_ROWS = _table("### int8 dense block", "f32   w_scale[units]")
+
+
+def _constant(module, name):
+    """The value of the module-level `name = "..."` of device module `module` (not imported)."""
+    for node in TREES[module].body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return node.value.value  # pyright: ignore[reportAttributeAccessIssue]
+    raise AssertionError("%s has no %s" % (module, name))
+
+
+def _codes(fmt):
+    return re.findall(r"\d*[a-zA-Z]", fmt.lstrip("<"))
+
+
+def _offsets_of(fmt):
+    offsets, pos = [], 0
+    for code in _codes(fmt):
+        offsets.append(pos)
+        pos += struct.calcsize("<" + code)
+    return offsets, pos
+
+
+def test_the_struct_formats_match_the_format_tables():
+    for fmt, rows in (
+        (_constant("nnm.layout", "HEADER"), HEADER_ROWS),
+        (_constant("nnm.layout", "RECORD"), RECORD_ROWS),
+    ):
+        offsets, total = _offsets_of(fmt)
+        assert total == 32
+        assert offsets == [r[0] for r in rows], (fmt, rows)
+        for (_off, kind, _field), code in zip(rows, _codes(fmt)):
+            assert struct.calcsize("<" + code) == SIZES[kind], (kind, code)
+    offsets, total = _offsets_of(_constant("nnm.int8", "HEAD"))
+    assert total == 32
+    expanded = []  # "3 u8 reserved": three one-byte fields
+    for off, kind, _field in INT8_ROWS:
+        expanded += [off + k for k in range(int(kind.split()[0]) if " " in kind else 1)]
+    assert offsets == expanded
+
+
+def _consts(name, prefix):
+    """{FIELD: index} of the module's `_<prefix>FIELD = const(index)` assignments."""
+    out = {}
+    for node in TREES[name].body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.startswith(prefix)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "const"
+        ):
+            out[node.targets[0].id[len(prefix) :]] = node.value.args[0].value  # pyright: ignore[reportAttributeAccessIssue]
+    return out
+
+
+@pytest.mark.parametrize("module", ["nnm.read", "nnm.int8", "nnm.write"])
+def test_named_field_indexes_agree_with_the_format_tables(module):
+    """`rec[_R_UNITS]` is the record's `units` field: its place in docs/format.md's table
+    (`_Q_RESERVED_BYTES`: the first of the int8 block head's three reserved bytes)."""
+    header = [field.upper() for _off, _kind, field in HEADER_ROWS]
+    record = [field.upper() for _off, _kind, field in RECORD_ROWS]
+    int8_head = []
+    for _off, kind, field in INT8_ROWS:
+        int8_head += [field.upper()] * (int(kind.split()[0]) if " " in kind else 1)
+    checked = 0
+    for prefix, fields in (("_H_", header), ("_R_", record), ("_Q_", int8_head)):
+        for field, index in _consts(module, prefix).items():
+            name = field[: -len("_BYTES")] if field.endswith("_BYTES") else field
+            assert index < len(fields) and fields[index] == name, (
+                "%s: %s%s = const(%d), but field %d of docs/format.md's table is %s"
+                % (module, prefix, field, index, index, fields[index] if index < len(fields) else "none")
+            )
+            checked += 1
+    assert checked, module
