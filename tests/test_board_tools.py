@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanonn_tools import NanonnError, cli, connection, nnm, reference
+from nanonn_tools import NanonnError, cli, connection, nnm, parts, reference
 from nanonn_tools.model import DenseSpec, ModelSpec
 from nanonn_tools.virtualboard import VirtualBoard
 from support import MPY, tool
 
-# The device modules by path without .py ("errors", "int8/network"): what deploy installs.
-PACKAGE = sorted(p.relative_to(MPY / "nanonn").as_posix()[:-3] for p in (MPY / "nanonn").rglob("*.py"))
+# The device modules by path without .py ("errors", "float32/network"): what deploy installs
+# for a float model (the core part), and for an int8 model (core and int8).
+PACKAGE = sorted(m[:-3] for m in parts.modules(["core"]))
+INT8_PACKAGE = sorted(m[:-3] for m in parts.modules(["int8"]))
 
 
 def write_model(path: Path, sizes=(8, 16, 4), acts=("relu", "softmax"), seed=1) -> Path:
@@ -178,6 +180,41 @@ def test_deploy_removes_modules_the_package_does_not_have(make_board, tmp_path, 
 
 
 @pytest.mark.slow
+def test_deploy_copies_the_parts_asked_for_and_keeps_those_on_the_board(make_board, tmp_path, capsys):
+    """A float model needs the core part; --with adds parts (and what they need); a later
+    deploy keeps the parts already on the board (another program may use them) up to date."""
+    vb = make_board()
+    model = write_model(tmp_path / "model.nnm")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "package: %d modules as .mpy (x64) (parts: core)" % len(PACKAGE) in out
+    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in PACKAGE}
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "quantize")
+    assert status == 0, err
+    with_quantize = sorted(m[:-3] for m in parts.modules(["quantize"]))
+    assert set(with_quantize) > set(INT8_PACKAGE) > set(PACKAGE)
+    assert "(parts: core, int8, quantize)" in out
+    assert "%d file(s) copied" % (len(with_quantize) - len(PACKAGE)) in out
+    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in with_quantize}
+    (Path(vb.root) / "lib" / "nanonn" / "int8" / "network.mpy").write_bytes(b"M\x06 another version")
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port)
+    assert status == 0, err
+    assert "(parts: core, int8, quantize; on the board already: int8, quantize)" in out
+    assert "copied  /lib/nanonn/int8/network.mpy" in out and "1 file(s) copied" in out
+    assert set(board_files(vb.root)) == {"model.nnm"} | {"lib/nanonn/%s.mpy" % m for m in with_quantize}
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "all")
+    assert status == 0, err
+    everything = {"lib/nanonn/%s.mpy" % m[:-3] for m in parts.modules(parts.PARTS)}
+    assert set(board_files(vb.root)) == {"model.nnm"} | everything
+    status, out, err = run(capsys, "deploy", model, "--port", vb.port, "--with", "int8,bogus")
+    assert status == 1
+    assert err == (
+        "nanonn: parts: expected a comma-separated list of core, int8, quantize, train, save, or all; "
+        "got 'int8,bogus'\n"
+    )
+
+
+@pytest.mark.slow
 def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
     """mpy v6.1 firmware: our native code (v6.3) cannot load; bytecode .mpy can."""
     native = native_modules()
@@ -192,8 +229,8 @@ def test_older_mpy_version_falls_back_to_py(make_board, tmp_path, capsys):
         name = "lib/nanonn/%s.%s" % (m, "py" if m in native else "mpy")
         assert name in files, name
     assert (
-        files["lib/nanonn/int8/kernels_viper.py"]
-        == (MPY / "nanonn" / "int8" / "kernels_viper.py").read_bytes()
+        files["lib/nanonn/float32/dense_viper.py"]
+        == (MPY / "nanonn" / "float32" / "dense_viper.py").read_bytes()
     )
     assert files["lib/nanonn/float32/network.mpy"][:4] == b"M\x06\x00\x1f"  # bytecode only
 
@@ -494,7 +531,8 @@ def test_int8_model_verifies_exactly_and_benches_predict_int8(make_board, tmp_pa
     model, X = write_int8_model(tmp_path / "q.nnm")
     status, out, err = run(capsys, "deploy", model, "--port", vb.port)
     assert status == 0, err
-    assert {"lib/nanonn/%s.mpy" % m for m in PACKAGE} <= set(board_files(vb.root))
+    assert set(board_files(vb.root)) == {"q.nnm"} | {"lib/nanonn/%s.mpy" % m for m in INT8_PACKAGE}
+    assert "(parts: core, int8)" in out
     np.save(tmp_path / "X.npy", X)
     status, out, err = run(capsys, "verify", model, "--data", tmp_path / "X.npy", "--port", vb.port)
     assert status == 0, out + err

@@ -71,18 +71,38 @@ def _signed(v):
 
 
 class Ptr32:
-    """A viper ptr32 over a uint32 view: loads sign- or zero-extended, stores truncate."""
+    """A viper ptr32 over a uint32 view: loads sign- or zero-extended, stores truncate.
+    `int(p)` is its address, `ptr32(address)` a pointer back into the same view (the
+    kernel walks its buffers by pointer): each view gets an address range of its own."""
 
-    def __init__(self, words, signed):
+    spaces: list = []  # the views, by address range: view k starts at (k + 1) * 2^24
+
+    def __init__(self, words, signed, at=0):
         self.words = words
         self.signed = signed
+        self.at = at  # the word this pointer points at
+        if not any(w is words for w, _ in Ptr32.spaces):
+            Ptr32.spaces.append((words, signed))
+
+    def __int__(self):
+        k = next(i for i, (w, _) in enumerate(Ptr32.spaces) if w is self.words)
+        return ((k + 1) << 24) + 4 * self.at
 
     def __getitem__(self, i):
-        v = int(self.words[int(i)])
+        v = int(self.words[self.at + int(i)])
         return I32(_signed(v)) if self.signed else v
 
     def __setitem__(self, i, v):
-        self.words[int(i)] = int(v) & 0xFFFFFFFF
+        self.words[self.at + int(i)] = int(v) & 0xFFFFFFFF
+
+
+def ptr32(address):
+    """viper's cast of an address to a ptr32 (addresses within 2^20 bytes before or
+    after a view's range belong to it: a pointer may sit one word before its buffer)."""
+    address = int(address)
+    k = ((address + (1 << 20)) >> 24) - 1
+    words, signed = Ptr32.spaces[k]
+    return Ptr32(words, signed, (address - ((k + 1) << 24)) // 4)
 
 
 def _load_kernel():
@@ -91,7 +111,7 @@ def _load_kernel():
     saved = sys.modules.get("micropython")
     sys.modules["micropython"] = fake
     try:
-        namespace: dict = {"ptr32": Ptr32}
+        namespace: dict = {"ptr32": ptr32}
         source = (MPY / "nanonn" / "float32" / "f32_viper.py").read_text()
         exec(compile(source, "f32_viper.py", "exec"), namespace)
     finally:

@@ -21,11 +21,15 @@ import numpy as np
 import pytest
 
 import nanonn_tools
+from nanonn_tools import NanonnError, nnm, parts
 from nanonn_tools.cli import main as nanonn_main
+from nanonn_tools.model import DenseSpec, ModelSpec
+from nanonn_tools.quantize import quantize_model
 from support import MPY, ROOT, load_tool, run_device, tool
 
 
 def test_package_json_is_in_sync():
+    """package.json, mpy/<part>.json and the README's size table are what tools/package_json.py writes."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "package_json.py"), "--check"], capture_output=True
     )
@@ -36,6 +40,17 @@ def test_package_json_is_in_sync():
     )
     for dest, src in urls:
         assert (ROOT / src).is_file() and src.endswith(dest)
+
+
+def test_every_device_module_is_in_exactly_one_part():
+    named = [path for paths, _, _ in parts.PARTS.values() for path in paths]
+    assert sorted(named) == sorted(DEVICE_MODULES)
+    assert parts.closure(["quantize"]) == ["core", "int8", "quantize"]
+    assert parts.parse("save,int8") == ["core", "int8", "save"] and parts.parse("all") == list(parts.PARTS)
+    with pytest.raises(
+        NanonnError, match="part: expected one of core, int8, quantize, train, save, got 'bogus'"
+    ):
+        parts.closure(["bogus"])
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -77,6 +92,85 @@ def test_mip_installs_the_package_and_it_loads_a_model(tmp_path, http_root):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(target / "nanonn" / "__init__.py"), "True"]
+
+
+def _mip_install(http_root: str, package: str, target: Path) -> list[str]:
+    """Install `package` (a json path on the server) with the unix port's mip into `target`:
+    the installed files, relative to the package folder."""
+    code = "import mip\nmip.install(%r, target=%r)\n" % (http_root + "/" + package, str(target))
+    proc = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Done" in proc.stdout, proc.stdout + proc.stderr
+    return sorted(
+        p.relative_to(target / "nanonn").as_posix() for p in (target / "nanonn").rglob("*") if p.is_file()
+    )
+
+
+def _run_with(path: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `code` on the unix port with only `path` (an installed package's folder) on its path."""
+    env = dict(os.environ, MICROPYPATH=str(path) + os.pathsep + ".frozen")
+    return subprocess.run(
+        [tool("micropython"), "-c", code, *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+# What each part is for, run with that part (and what it needs) alone on the path; prints one JSON.
+PART_USE = {
+    "core": "net = nanonn.load(sys.argv[1])\nout = list(net.predict(x))",
+    "int8": "net = nanonn.load(sys.argv[2])\nout = list(net.predict(x))",
+    "quantize": "net = nanonn.load(sys.argv[1]).quantize([x, [0.0, 1.0, -1.0, 0.5]])\nout = list(net.predict(x))",
+    "train": "from nanonn.int8.tune import Tuner\nt = Tuner(nanonn.load(sys.argv[2]), k=1)\n"
+    "t.fit([x], [[0.0, 1.0, 0.0]], epochs=2, rate=0.05)\nout = list(t.save(sys.argv[3] + '/t.nnm', [x]).predict(x))",
+    "save": "net = nanonn.load(sys.argv[1])\nnet.save(sys.argv[3] + '/a.nnm')\n"
+    "net.save(sys.argv[3] + '/b.nnm', backup=True)\nnet.save(sys.argv[3] + '/b.nnm', backup=True)\n"
+    "out = list(nanonn.load(sys.argv[3] + '/a.nnm').predict(x)) + list(nanonn.load(sys.argv[3] + '/b.nnm').predict(x))",
+}
+
+
+@pytest.fixture(scope="module")
+def part_models(tmp_path_factory):
+    """(float .nnm path, int8 .nnm path) of a seeded 4 -> 6 relu -> 3 softmax model."""
+    tmp = tmp_path_factory.mktemp("parts")
+    rng = np.random.default_rng(5)
+    spec = ModelSpec(
+        [
+            DenseSpec(rng.normal(size=(6, 4)), rng.normal(size=6) * 0.1, "relu"),
+            DenseSpec(rng.normal(size=(3, 6)), None, "softmax"),
+        ]
+    ).validate()
+    nnm.write(spec, tmp / "f.nnm")
+    nnm.write(quantize_model(spec, rng.uniform(-1, 1, (32, 4))), tmp / "q.nnm")
+    return str(tmp / "f.nnm"), str(tmp / "q.nnm")
+
+
+@pytest.mark.parametrize("part", list(parts.PARTS))
+def test_mip_installs_each_part_with_what_it_needs_and_it_runs(part, tmp_path, http_root, part_models):
+    """mpy/<part>.json installs exactly the part and the parts it needs; with those alone on
+    the path the part does its job, with the same results as the whole package."""
+    installed = _mip_install(http_root, "mpy/%s.json" % part, tmp_path / "lib")
+    assert installed == sorted(parts.modules([part]))
+    code = (
+        "import json, sys\nimport nanonn\nx = [0.5, -1.0, 2.0, 0.25]\n%s\nprint(json.dumps(out))"
+        % PART_USE[part]
+    )
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "whole").mkdir()
+    alone = _run_with(tmp_path / "lib", code, *part_models, str(tmp_path / "alone"))
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    whole = _run_with(MPY, code, *part_models, str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(alone.stdout) == json.loads(whole.stdout)
+    if part == "core":  # an int8 model needs the int8 part
+        proc = _run_with(tmp_path / "lib", "import nanonn, sys\nnanonn.load(sys.argv[2])", *part_models)
+        said = proc.stdout + proc.stderr  # the unix port prints a traceback to stdout
+        assert proc.returncode != 0 and "ImportError" in said and "int8" in said, said
+
+
+def test_the_whole_package_is_the_union_of_the_parts():
+    whole = [dest for dest, _ in json.loads((ROOT / "package.json").read_text())["urls"]]
+    union = set()
+    for part in parts.PARTS:
+        union |= {dest for dest, _ in json.loads((MPY / (part + ".json")).read_text())["urls"]}
+    assert sorted(whole) == sorted(union) == ["nanonn/" + m for m in DEVICE_MODULES]
 
 
 class _Manifest:
@@ -252,10 +346,11 @@ def test_installed_tool_runs_from_its_venv_alone(wheel_venv):
     assert [row[0] for row in rows] == BOARD_NAMES, report
     assert all(row[-3:] == ["yes", "yes", "fits"] for row in rows), report
     out = nanonn("deploy m.nnm --port unix")
-    assert "package: %d modules as .mpy (x64)" % len(DEVICE_MODULES) in out, out
+    core = parts.modules(["core"])  # a float model needs the core part only
+    assert "package: %d modules as .mpy (x64) (parts: core)" % len(core) in out, out
     lib = work / "board" / "lib" / "nanonn"
     installed = sorted(p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file())
-    assert installed == sorted(m[:-3] + ".mpy" for m in DEVICE_MODULES)
+    assert installed == sorted(m[:-3] + ".mpy" for m in core)
     out = nanonn("verify m.nnm --port unix --data X.npy")
     assert "verify: PASS" in out, out
 

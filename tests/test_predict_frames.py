@@ -24,7 +24,6 @@ PREDICT_PATH = {
         "_dot",
         "_stage",
         "_copy_floats",
-        "Dense._limbs",
         "Dense._cached",
     },
     "float32/activations.py": {
@@ -37,7 +36,7 @@ PREDICT_PATH = {
         "_sigmoid",
         "_relu",
         "_softplus",
-        "_leaky_kernel.kernel",
+        "_leaky_kernels.kernel",
     },
 }
 

@@ -4,7 +4,8 @@ against the seed, wall time and instruction counts, each ratio against its targe
 For 784-36-14-10 (leaky_relu, leaky_relu, softmax) and 64-32-16-4 (relu, relu,
 softmax) it runs tools/bench_float_device.py under the MicroPython unix port, one
 process per mode: the seed (the original nanonn's list-of-floats code on the same
-interpreter), nanonn's float predict (plain and `Dense(cache=True)`) and, on
+interpreter), nanonn's float predict (the default `Dense`, which keeps its weights decoded
+on this heap, and `Dense(cache=False)`) and, on
 64-32-16-4, one SGD step in each variant (train with cross-entropy and with mse; fit
 with momentum, with mini-batches of 8, with both: per sample). Where valgrind is
 installed, each mode runs again under callgrind with 0 and with REPS calls: the
@@ -36,7 +37,7 @@ NETS = [
 ]
 ALPHA = 0.01
 RATE = 0.01
-PREDICT_MODES = ("seed_predict", "predict", "predict_cached")
+PREDICT_MODES = ("seed_predict", "predict", "predict_nocache")
 TRAIN_MODES = ("seed_train", "train_ce", "train_mse", "fit_momentum", "fit_batch8", "fit_batch8_momentum")
 TOL = 1e-5
 # Targets (issue 15): predict >= 15x the seed and <= 2 KB per call on 784-36-14-10;
@@ -153,7 +154,7 @@ def targets(rows: list[dict]) -> list[dict]:
     by = {(r["net"], r["mode"]): r for r in rows}
     out = []
     for name, _, _, parts in NETS:
-        pairs = [(m, "seed_predict", PREDICT_SPEEDUP) for m in ("predict", "predict_cached")]
+        pairs = [(m, "seed_predict", PREDICT_SPEEDUP) for m in ("predict", "predict_nocache")]
         if "train" in parts:
             pairs += [(m, "seed_train", TRAIN_SPEEDUP) for m in TRAIN_MODES[1:]]
         for mode, seed, want in pairs:

@@ -1,7 +1,8 @@
 """`nanonn deploy MODEL`: install the device package and a model on a board.
 
-Steps: connect (soft reset), read the board's MicroPython version and `.mpy`
-ABI/architecture, choose per module `.mpy` for the board's arch, bytecode
+Steps: choose the parts of the package the model needs (`nanonn_tools.parts`: core,
+plus int8 for an int8 model; more with `with_parts`), connect (soft reset), read the
+board's MicroPython version and `.mpy` ABI/architecture, choose per module `.mpy` for the board's arch, bytecode
 `.mpy`, or `.py` (see `plan_package`), hash the board's files and copy only what
 differs (each file written as `NAME.tmp`, checked, then renamed over the old
 one), check that the package imports, load the new model on the board from
@@ -22,29 +23,18 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, nnm
+from . import NanonnError, nnm, parts
 from . import info as model_info
 from .board_commands import Progress, add_board_options
 from .connection import BoardInfo, Connection, host_hash, open_connection
 from .convert import mpy_cross
 from .deployed_model import measure_load_code
+from .device_package import device_package_dir
 from .profiles import BoardProfile, load_profile
 
 MIN_VERSION = (1, 19, 0)  # mpy v6; older firmware cannot run the package
 LIB = "/lib/nanonn"
 NATIVE = re.compile(r"^\s*@micropython\.(viper|native|asm_\w+)", re.M)
-
-
-def device_package_dir() -> Path:
-    """The device package's sources (the repository's `mpy/nanonn`, shipped in this package)."""
-    env = os.environ.get("NANONN_DEVICE_PACKAGE")
-    path = Path(env) if env else Path(__file__).resolve().parent / "package-data" / "nanonn"
-    if not (path / "__init__.py").is_file():
-        raise NanonnError(
-            "device package: expected nanonn's sources at %s, not found; set NANONN_DEVICE_PACKAGE "
-            "to the mpy/nanonn directory" % path
-        )
-    return path
 
 
 def mpy_cross_version() -> tuple[int, int]:
@@ -66,8 +56,9 @@ class Plan:
     form: str = ""  # one-word summary
 
 
-def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
-    """Decide `.mpy` (arch), bytecode `.mpy` or `.py` per module and build the files.
+def plan_package(info: BoardInfo, target_arch: str | None = None, modules: list[str] | None = None) -> Plan:
+    """Decide `.mpy` (arch), bytecode `.mpy` or `.py` per module and build the files of the
+    device modules `modules` (paths in the package, "int8/network.py"; None: all of them).
 
     - the board's `.mpy` major version differs from mpy-cross's: all `.py`;
     - the board's sub-version is older (its firmware cannot load our native code), or
@@ -81,8 +72,9 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     arch = info.arch or target_arch
     plan = Plan()
     # Each module by its path in the package without `.py` ("errors", "int8/network": subpackages too).
-    modules = {p.relative_to(src).as_posix()[:-3]: p for p in sorted(src.rglob("*.py"))}
-    native = {stem for stem, p in modules.items() if NATIVE.search(p.read_text())}
+    chosen = sorted(src.rglob("*.py")) if modules is None else sorted(src / m for m in modules)
+    modules_by_stem = {p.relative_to(src).as_posix()[:-3]: p for p in chosen}
+    native = {stem for stem, p in modules_by_stem.items() if NATIVE.search(p.read_text())}
     names = ", ".join(sorted(stem.replace("/", ".") for stem in native))
     if info.mpy == 0 or theirs[0] != ours[0]:
         mode = "py"
@@ -111,7 +103,7 @@ def plan_package(info: BoardInfo, target_arch: str | None = None) -> Plan:
     bytecode = "bytecode .mpy" + (" and .py (native code)" if native else "")
     plan.form = {"py": ".py", "bytecode": bytecode, "arch": ".mpy (%s)" % arch}[mode]
     with tempfile.TemporaryDirectory(prefix="nanonn-mpy-") as tmp:
-        for stem, path in modules.items():
+        for stem, path in modules_by_stem.items():
             as_py = mode == "py" or (mode == "bytecode" and stem in native)
             if as_py:
                 plan.files["%s/%s.py" % (LIB, stem)] = path.read_bytes()
@@ -213,9 +205,14 @@ def deploy(
     frozen_ok: bool = False,
     progress: bool | None = None,
     out=print,
+    with_parts: tuple[str, ...] | list[str] = (),
 ) -> DeployResult:
-    """Install the package and `model` on the board; see the module docstring."""
+    """Install the parts of the package `model` needs (and `with_parts`: names of
+    `nanonn_tools.parts`, "all" for every part) and `model` on the board; see the module
+    docstring. Parts already on the board stay and are brought up to date (another program
+    there may use them)."""
     data = _read_model(model)
+    chosen = parts.closure(parts.needed(data) + [n for w in with_parts for n in parts.parse(w)])
     name = os.path.basename(model)
     dest = "/" + name
     profile = load_profile(target) if target else None
@@ -253,10 +250,20 @@ def deploy(
         if frozen is not None:
             notes.append("using the frozen nanonn %s in the firmware; package not copied" % frozen)
         else:
-            plan = plan_package(info, target_arch)
+            kept = [name for name in parts_on_board(conn) if name not in chosen]
+            chosen = parts.closure(chosen + kept)
+            plan = plan_package(info, target_arch, parts.modules(chosen))
             notes.extend(plan.notes)
             files, stale = plan.files, plan.stale
-            out("package: %d modules as %s" % (len(files), plan.form))
+            out(
+                "package: %d modules as %s (parts: %s%s)"
+                % (
+                    len(files),
+                    plan.form,
+                    ", ".join(chosen),
+                    "; on the board already: " + ", ".join(kept) if kept else "",
+                )
+            )
         for note in notes:
             out("note: " + note)
         # Leftovers of an interrupted deploy take space: remove them first.
@@ -334,6 +341,14 @@ def deploy(
     return DeployResult(after, written, skipped, dest, ram, free, notes, reader, orphans)
 
 
+def parts_on_board(conn: Connection) -> list[str]:
+    """The parts of the package (`nanonn_tools.parts`) with a module in the board's /lib/nanonn."""
+    all_modules = parts.modules(parts.PARTS)
+    found = conn.listdir({("%s/%s" % (LIB, m)).rpartition("/")[0] for m in all_modules})
+    stems = {p[len(LIB) + 1 :].rpartition(".")[0] for p in found if p.endswith((".py", ".mpy"))}
+    return [name for name, (paths, _, _) in parts.PARTS.items() if any(m[:-3] in stems for m in paths)]
+
+
 def _expected_fit(data: bytes, model: str, profile: BoardProfile) -> str:
     """What `nanonn info --board` expects for the model on a board of `profile` (with the
     figures measured on its emulated stand-in when there are some), said before the board measures."""
@@ -400,10 +415,28 @@ def register(sub) -> None:
         "--target", help="board profile (boards/<name>) for the arch when the board does not report it"
     )
     p.add_argument("--frozen-ok", action="store_true", help="use a nanonn frozen into the firmware")
+    p.add_argument(
+        "--with",
+        dest="with_parts",
+        action="append",
+        default=[],
+        metavar="PARTS",
+        help="also install these parts of the package (comma-separated: %s; or all). Without it, "
+        "deploy installs what the model needs (core; int8 for an int8 model; save for a model "
+        "written by a safe save); parts already on the board stay and are kept up to date"
+        % ", ".join(parts.OPTIONAL),
+    )
     add_board_options(p, progress="a copy progress bar")
     p.set_defaults(handler=_main)
 
 
 def _main(args) -> int:
-    deploy(args.model, port=args.port, target=args.target, frozen_ok=args.frozen_ok, progress=args.progress)
+    deploy(
+        args.model,
+        port=args.port,
+        target=args.target,
+        frozen_ok=args.frozen_ok,
+        progress=args.progress,
+        with_parts=args.with_parts,
+    )
     return 0

@@ -1,13 +1,15 @@
 """`nanonn info FILE`: layers, parameters, MACs, flash and RAM needs, fit on each board.
 
 RAM figures are the heap a loaded model keeps on a 32-bit board, beyond the
-nanonn package itself, estimated the way the device loader estimates them
-(`nanonn/nnm/read.py`): weights (unless read in place from flash), each layer's
-output buffers and a fixed overhead per buffer, layer and network. "file"
-means loaded from a `.nnm` file or a `.mpy` on the filesystem (weights in
-RAM); "frozen" means a bytes constant frozen into firmware or on ROMFS
-(weights used in place). int8 figures are for the model quantized with
-`nanonn convert --quantize int8`.
+nanonn package itself: the device loader's own figure (`nanonn/nnm/read.py`, the
+one `nanonn.load` checks against the free heap, imported through
+`device_package`), computed for a `.nnm` file of the model's shape:
+weights (unless read in place from flash), each layer's output buffers and a
+fixed overhead per buffer, layer and network. "file" means loaded from a `.nnm`
+file or a `.mpy` on the filesystem (weights in RAM); "frozen" means a bytes
+constant frozen into firmware or on ROMFS (weights used in place). int8 figures
+are for the model quantized with `nanonn convert --quantize int8` (its dense
+layers; dropout does not run at inference).
 
 Fit on a board compares its typical free heap with what the model needs there
 (`need`): with figures measured by `make bench-boards` on the board's emulated
@@ -21,18 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import NanonnError, codes, converters, profiles
+from . import NanonnError, converters, nnm, nnm_int8, profiles
+from .device_package import codes, device_module
 from .model import DenseSpec, DropoutSpec, ModelSpec
-
-# The device loader's overheads (mpy/nanonn/nnm/read.py): per buffer, per layer, per network.
-PER_BUFFER = 48
-PER_LAYER = 320
-PER_NETWORK = 512
-INT8_TABLE = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024, "softmax_tflite": 1024}
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
 
 
 @dataclass
@@ -83,43 +76,54 @@ def layer_stats(spec) -> list[LayerStats]:
     return out
 
 
-def stats(spec, file_bytes: int = 0) -> ModelStats:
-    """Sizes and RAM estimates of a ModelSpec (or an int8 model spec)."""
-    layers = layer_stats(spec)
-    s = ModelStats(layers, dtype="float32" if isinstance(spec, ModelSpec) else "int8", file_bytes=file_bytes)
-    head = codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers) + codes.CRC_SIZE
-    s.flash_float = head + sum(4 * layer.params for layer in layers)
-    dense = [layer for layer in layers if layer.kind == "dense"]
-    s.flash_int8 = head + sum(
-        _align(32 + 12 * d.units + _align(d.units) + _align(d.macs) + INT8_TABLE.get(d.activation, 0))
-        for d in dense
-    )
-    base = PER_NETWORK + 4 * dense[-1].units + PER_BUFFER
-    s.ram_float_file = s.ram_float_frozen = base
-    # int8 network: int8 input staging and output (float I/O buffers: at the first predict)
-    first, last = dense[0], dense[-1]
-    s.ram_int8_file = s.ram_int8_frozen = base + first.inputs + last.units + 2 * PER_BUFFER
+def records(layers: list[LayerStats], int8: bool) -> list[tuple]:
+    """The `.nnm` layer records (the fields of `nanonn/nnm/layout.py` RECORD) of `layers`
+    stored as float32, or quantized to int8 (dense layers only: the quantizer drops dropout).
+    Offsets are set by `nnm.assemble`; slopes, rates and seeds are 0: no size depends on them."""
+    out = []
     for layer in layers:
         u, n = layer.units, layer.inputs
         if layer.kind == "dropout":
-            extra = PER_LAYER + 9 * n + 3 * PER_BUFFER
-            s.ram_float_file += extra
-            s.ram_float_frozen += extra
+            if not int8:
+                out.append((nnm.DROPOUT, 0, 0, 0, n, u, 0.0, 0, 0, 0, 0))
             continue
-        out_bufs = 8 * u + 2 * PER_BUFFER  # z, y
-        s.ram_float_frozen += PER_LAYER + out_bufs + (0 if layer.params > layer.macs else 4 * u + PER_BUFFER)
-        s.ram_float_file += PER_LAYER + out_bufs + 4 * (u * n + u) + 2 * PER_BUFFER
-        # int8 (nanonn.int8.network.QDense): w_scale, bias, mult (4 bytes each), shift and output
-        # (1 byte), softmax's exp values (4 x units), the activation's table, the kernels'
-        # parameter block (24 bytes per unit and 24: acc0 and the requantization);
-        # leaky_relu runs as a 256-byte table built at load
-        small = 38 * u + 24 + 9 * PER_BUFFER + INT8_TABLE.get(layer.activation, 0)
-        if layer.activation == "softmax":
-            small += 4 * u + PER_BUFFER
-        if layer.activation == "leaky_relu":
-            small += 256 + PER_BUFFER
-        s.ram_int8_frozen += PER_LAYER + small
-        s.ram_int8_file += PER_LAYER + small + u * n + PER_BUFFER
+        act = codes.ACTIVATIONS[layer.activation]
+        if int8:
+            size = nnm_int8.block_size(u, n, layer.activation)
+            out.append((nnm.DENSE, nnm.INT8, act, nnm.BIAS, n, u, 0.0, 0, size, 0, 0))
+        else:
+            if layer.activation in codes.INT8_ONLY_ACTIVATIONS:  # no float layer has one
+                act = codes.ACTIVATIONS["linear"]  # (no float size depends on the activation)
+            bias = nnm.BIAS if layer.params > layer.macs else 0
+            out.append((nnm.DENSE, nnm.FLOAT32, act, bias, n, u, 0.0, 0, 4 * layer.params, 0, 0))
+    return out
+
+
+def shape_file(recs: list[tuple]) -> bytes:
+    """A valid `.nnm` file with the layer records `recs` and zero-filled data blocks: a
+    model's shape, which is all its sizes depend on."""
+    return nnm.assemble(recs, [bytes(rec[8]) for rec in recs])
+
+
+def ram_needed(model: bytes, in_place: bool) -> int:
+    """The heap (bytes) `nanonn.load` says the `.nnm` `model` needs for prediction: the
+    device reader's own figure (`nanonn.nnm.read.ram_needed`), computed here. `in_place`:
+    loaded from a bytes constant (frozen, ROMFS), its weights used where they are; else from
+    a file (every block read into RAM)."""
+    read = device_module("nnm.read")
+    return read.ram_needed(model, not in_place)
+
+
+def stats(spec, file_bytes: int = 0) -> ModelStats:
+    """Sizes and RAM needs (the device loader's figures) of a ModelSpec (or an int8 model spec)."""
+    layers = layer_stats(spec)
+    s = ModelStats(layers, dtype="float32" if isinstance(spec, ModelSpec) else "int8", file_bytes=file_bytes)
+    as_float, as_int8 = shape_file(records(layers, False)), shape_file(records(layers, True))
+    s.flash_float, s.flash_int8 = len(as_float), len(as_int8)
+    s.ram_float_file = ram_needed(as_float, in_place=False)
+    s.ram_float_frozen = ram_needed(as_float, in_place=True)
+    s.ram_int8_file = ram_needed(as_int8, in_place=False)
+    s.ram_int8_frozen = ram_needed(as_int8, in_place=True)
     return s
 
 

@@ -1,8 +1,9 @@
 """The `.nnm` model format on the host: `dumps`/`write` a ModelSpec, `loads`/`read` one back.
 
 The format is specified in `docs/format.md` (and beside the device reader,
-`mpy/nanonn/nnm/read.py`); its codes are in `codes.py`. Float weights are stored as
-float32 (a float64 ModelSpec is rounded once, to nearest). The host reader
+`mpy/nanonn/nnm/read.py`); its codes, struct formats and alignment are the device
+package's own (`nanonn/nnm/codes.py`, `nanonn/nnm/layout.py`, via `device_package`).
+Float weights are stored as float32 (a float64 ModelSpec is rounded once, to nearest). The host reader
 checks the same things as the device reader and raises `NanonnError` naming
 the field, the expected and the actual value.
 """
@@ -17,24 +18,22 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import NanonnError, codes
+from . import NanonnError
+from .device_package import codes, device_module
 from .model import DenseSpec, DropoutSpec, ModelSpec
 
-HEADER = struct.Struct("<4sBBHIHHHHIII")
-RECORD = struct.Struct("<BBBBIIfIIII")
-MAX_META = 1024
-DENSE = codes.LAYERS["dense"]
-DROPOUT = codes.LAYERS["dropout"]
-FLOAT32 = codes.DTYPES["float32"]
-INT8 = codes.DTYPES["int8"]
-FLAG_INT8 = codes.FLAGS["int8"]
-BIAS = codes.LAYER_FLAGS["bias"]
+layout = device_module("nnm.layout")
+HEADER = struct.Struct(layout.HEADER)
+RECORD = struct.Struct(layout.RECORD)
+MAX_META: int = device_module("nnm.read")._MAX_META  # largest header_size and record_size (docs/format.md)
+DENSE: int = layout.DENSE
+DROPOUT: int = layout.DROPOUT
+FLOAT32: int = layout.FLOAT32
+INT8: int = layout.INT8
+FLAG_INT8: int = layout.FLAG_INT8
+BIAS: int = layout.BIAS
 DROPOUT_SEED = 1  # the device Dropout's default seed (ModelSpec has none)
-
-
-def align(n: int) -> int:
-    """`n` rounded up to the format's block alignment (codes.ALIGN)."""
-    return (n + codes.ALIGN - 1) & ~(codes.ALIGN - 1)
+align = layout.align  # `n` rounded up to the format's block alignment (codes.ALIGN)
 
 
 def _f32(v: float) -> float:
@@ -59,34 +58,44 @@ def dumps(spec) -> bytes:
     """The .nnm bytes of a ModelSpec (float32) or a QuantModelSpec (int8), validated first."""
     spec.validate()
     int8 = _is_int8(spec)
-    layers = spec.layers
-    if len(layers) > codes.MAX_LAYERS:
-        raise NanonnError("model: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(layers)))
-    data_offset = align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(layers))
     records, blocks = [], []
-    cursor = data_offset
-    for layer in layers:
+    for layer in spec.layers:
         if int8:
             from . import nnm_int8
 
             block = nnm_int8.block(layer)
             act = codes.ACTIVATIONS[layer.activation]
             param = _f32(layer.alpha) if layer.activation == "leaky_relu" else 0.0
-            rec = (DENSE, INT8, act, BIAS, layer.inputs, layer.units, param, cursor, len(block), 0, 0)
+            rec = (DENSE, INT8, act, BIAS, layer.inputs, layer.units, param, 0, len(block), 0, 0)
         elif isinstance(layer, DenseSpec):
             block = _dense_block(layer)
             act = codes.ACTIVATIONS[layer.activation]
             param = _f32(layer.alpha) if layer.activation == "leaky_relu" else 0.0
             flags = BIAS if layer.b is not None else 0
-            rec = (DENSE, FLOAT32, act, flags, layer.inputs, layer.units, param, cursor, len(block), 0, 0)
+            rec = (DENSE, FLOAT32, act, flags, layer.inputs, layer.units, param, 0, len(block), 0, 0)
         elif isinstance(layer, DropoutSpec):
             block = b""
-            rec = (DROPOUT, 0, 0, 0, layer.units, layer.units, layer.rate, cursor, 0, DROPOUT_SEED, 0)
+            rec = (DROPOUT, 0, 0, 0, layer.units, layer.units, layer.rate, 0, 0, DROPOUT_SEED, 0)
         else:  # validate() refuses other layers; kept for a clear message
             raise NanonnError("layer %s: unsupported; supported: dense, dropout" % type(layer).__name__)
         records.append(rec)
-        blocks.append(block + bytes(align(len(block)) - len(block)))
-        cursor += len(blocks[-1])
+        blocks.append(block)
+    return assemble(records, blocks)
+
+
+def assemble(records: list[tuple], blocks: list[bytes]) -> bytes:
+    """The .nnm bytes of layer `records` (tuples of the RECORD fields; data_offset and
+    data_size are set here from `blocks`) and their data blocks (padded here): the header
+    (int8 when the first record's dtype is int8), records, blocks and CRC."""
+    if len(records) > codes.MAX_LAYERS:
+        raise NanonnError("model: expected at most %d layers, got %d" % (codes.MAX_LAYERS, len(records)))
+    data_offset = align(codes.HEADER_SIZE + codes.RECORD_SIZE * len(records))
+    cursor = data_offset
+    placed, padded = [], []
+    for rec, block in zip(records, blocks):
+        placed.append(rec[:7] + (cursor, len(block)) + rec[9:])
+        padded.append(block + bytes(align(len(block)) - len(block)))
+        cursor += len(padded[-1])
     file_size = cursor + codes.CRC_SIZE
     if file_size > codes.MAX_FILE_SIZE:
         raise NanonnError("model size: expected at most %d bytes, got %d" % (codes.MAX_FILE_SIZE, file_size))
@@ -97,19 +106,19 @@ def dumps(spec) -> bytes:
         codes.MAGIC,
         codes.VERSION_MAJOR,
         codes.VERSION_MINOR,
-        FLAG_INT8 if int8 else 0,
+        FLAG_INT8 if records[0][1] == INT8 else 0,
         file_size,
         codes.HEADER_SIZE,
         codes.RECORD_SIZE,
-        len(layers),
+        len(records),
         0,
-        spec.inputs,
-        spec.outputs,
+        records[0][4],
+        records[-1][5],
         data_offset,
     )
-    for i, rec in enumerate(records):
+    for i, rec in enumerate(placed):
         RECORD.pack_into(head, codes.HEADER_SIZE + i * codes.RECORD_SIZE, *rec)
-    body = bytes(head) + b"".join(blocks)
+    body = bytes(head) + b"".join(padded)
     return body + struct.pack("<I", zlib.crc32(body))
 
 

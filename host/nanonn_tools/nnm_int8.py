@@ -1,5 +1,6 @@
-"""int8 dense blocks of the `.nnm` format on the host (layout: docs/format.md; the
-device twin is `mpy/nanonn/nnm/int8.py`)."""
+"""int8 dense blocks of the `.nnm` format on the host (layout: docs/format.md). The block's
+head format, table sizes and block size are the device's own (`nanonn/nnm/int8.py`,
+imported through `device_package`); this module packs and parses blocks with numpy."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ import struct
 import numpy as np
 
 from . import NanonnError
+from .device_package import codes, device_module
 from .quantize import QuantDenseSpec
 
-HEAD = struct.Struct("<fffbbbbbBBBiiI")  # 32 bytes
-TABLES = {"sigmoid": 256, "tanh": 256, "softplus": 256, "softmax": 1024, "softmax_tflite": 1024}
-EXP_TABLES = ("softmax", "softmax_tflite")  # i32 exp_table[256]
+device_int8 = device_module("nnm.int8")
+_align = device_module("nnm.layout").align
+HEAD = struct.Struct(device_int8.HEAD)  # 32 bytes
+EXP_TABLES = ("softmax", "softmax_tflite")  # i32 exp_table[256]; the other tables: i8 lut[256]
 
 
-def _align(n: int) -> int:
-    return (n + 3) & ~3
+def table_size(activation: str) -> int:
+    """Bytes of the activation table an int8 layer stores (the device's `table_size`)."""
+    return device_int8.table_size(codes.ACTIVATIONS[activation])
 
 
 def block_size(units: int, inputs: int, activation: str) -> int:
-    """data_size of an int8 dense layer's block (the device's nnm_int8.block_size)."""
-    return HEAD.size + 12 * units + _align(units) + _align(units * inputs) + TABLES.get(activation, 0)
+    """data_size of an int8 dense layer's block (the device's `block_size`)."""
+    return device_int8.block_size(units, inputs, codes.ACTIVATIONS[activation])
 
 
 def _pad(b: bytes) -> bytes:
@@ -57,7 +61,7 @@ def block(layer: QuantDenseSpec) -> bytes:
     ]
     if layer.activation in EXP_TABLES:
         parts.append(np.asarray(layer.exp_table, "<i4").tobytes())
-    elif layer.activation in TABLES:
+    elif table_size(layer.activation):
         parts.append(np.asarray(layer.lut, "i1").tobytes())
     data = b"".join(parts)
     if len(data) != block_size(layer.units, layer.inputs, layer.activation):  # a bug, not bad input
@@ -92,7 +96,7 @@ def parse(where: str, activation: str, inputs: int, units: int, alpha: float, da
     lut = exp_table = None
     if activation in EXP_TABLES:
         exp_table = take("<i4", 256, 1024).astype(np.int32)
-    elif activation in TABLES:
+    elif table_size(activation):
         lut = take("i1", 256, 256)
     leaky = activation == "leaky_relu"
     return QuantDenseSpec(

@@ -12,16 +12,33 @@ from nanonn.rand import Random
 
 
 class _Ptr32:
-    """CPython: a viper ptr32 over an array's 32-bit words (loads zero-extended, like x64)."""
+    """CPython: a viper ptr32 over an array's 32-bit words (loads zero-extended, like x64).
+    `int(p)` is an address (each buffer its own 2^24-byte range) and `_cast(address)` the
+    pointer back: the kernels walk their buffers by pointer."""
 
-    def __init__(self, buf):
-        self.words = memoryview(buf).cast("B").cast("I")
+    spaces = []  # the word views, by address range: view k starts at (k + 1) * 2^24
+
+    def __init__(self, buf, at=0):
+        self.words = buf if type(buf) is memoryview else memoryview(buf).cast("B").cast("I")
+        self.at = at
+        if not any(w is self.words for w in _Ptr32.spaces):
+            _Ptr32.spaces.append(self.words)
+
+    def __int__(self):
+        k = [i for i, w in enumerate(_Ptr32.spaces) if w is self.words][0]
+        return ((k + 1) << 24) + 4 * self.at
 
     def __getitem__(self, i):
-        return self.words[i]
+        return self.words[self.at + i]
 
     def __setitem__(self, i, v):
-        self.words[i] = v & 0xFFFFFFFF
+        self.words[self.at + i] = v & 0xFFFFFFFF
+
+
+def _cast(address):
+    """viper's ptr32(address) for a `_Ptr32` address (one word before a buffer included)."""
+    k = ((address + (1 << 20)) >> 24) - 1
+    return _Ptr32(_Ptr32.spaces[k], (address - ((k + 1) << 24)) // 4)
 
 
 class _Source:
@@ -37,7 +54,7 @@ class _Source:
         saved = sys.modules.get("micropython")
         sys.modules["micropython"] = fake
         path = layers.__file__.replace("layers.py", "f32_viper.py")
-        self.ns = {"ptr32": _Ptr32}
+        self.ns = {"ptr32": _cast}
         try:
             with open(path) as f:
                 exec(compile(f.read(), path, "exec"), self.ns)
@@ -59,6 +76,15 @@ class _Source:
 
     def copy(self, *args):
         return self._call("copy", *args)
+
+    def finite(self, *args):
+        return self._call("finite", *args)
+
+    def relu_grad(self, *args):
+        return self._call("relu_grad", *args)
+
+    def leaky_relu_grad(self, *args):
+        return self._call("leaky_relu_grad", *args)
 
 
 def _kernels():
@@ -177,3 +203,19 @@ def test_fill_and_copy():
     eq(list(y), [-0.5, 7.25, 3.0], "copy")
     k.fill(y, 3, 0)
     eq(list(y), [0.0, 0.0, 0.0], "fill")
+
+
+def test_finite_and_relu_derivatives_on_bits():
+    k = _kernels()
+    inf, nan = float("inf"), float("nan")
+    for v, want in (([1.0, -2.0, 0.0, 1e-45], 1), ([1.0, inf], 0), ([nan, 1.0], 0), ([-inf], 0), ([], 1)):
+        eq(k.finite(array("f", v), len(v)), want, "finite(%r)" % v)
+    z = array("f", [1.5, -2.0, 0.0, -0.0, inf, -inf, nan, 1e-45, -1e-45, 3e38])
+    g = array("f", [0.5, 2.0, -1.0, 3.0, -4.0, 5.0, 6.0, 7.0, -8.0, 9.0])
+    d = array("f", [99.0] * 10)
+    k.relu_grad(z, g, d, 10)
+    want = [g[i] if z[i] > 0.0 else 0.0 for i in range(10)]  # NaN > 0 is False
+    eq(list(d), want, "relu'")
+    k.leaky_relu_grad(z, g, d, 10, array("f", [0.125]))
+    want = [g[i] if z[i] > 0.0 else 0.125 * g[i] for i in range(10)]
+    eq(list(d), want, "leaky_relu' (alpha 0.125: exact products)")

@@ -85,7 +85,10 @@ def test_cached_weights_give_the_same_bits_and_notice_changes():
     from nanonn import Network
 
     rng = Random(11)
-    plain = Network(Dense(7, inputs=40, activation="leaky_relu"), Dense(3, activation="softmax"))
+    plain = Network(
+        Dense(7, inputs=40, activation="leaky_relu", cache=False), Dense(3, activation="softmax", cache=False)
+    )
+    ok(plain.layers[0].wq is None, "cache=False keeps no decoded weights")
     cached = Network(
         Dense(7, inputs=40, activation="leaky_relu", cache=True), Dense(3, activation="softmax", cache=True)
     )
@@ -104,3 +107,49 @@ def test_cached_weights_give_the_same_bits_and_notice_changes():
     for net in (plain, cached):
         net.train(x, [0.0, 1.0, 0.0], 0.5)
     eq(list(cached.predict(x)), list(plain.predict(x)), "after a training step")
+    # several steps (the forward passes decode the updated weights) keep the same bits
+    for _ in range(3):
+        for net in (plain, cached):
+            net.train(x, [1.0, 0.0, 0.0], 0.25)
+    eq(cached.get_weights(), plain.get_weights(), "weights after training steps")
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after more training steps")
+    # a weight row reordered (the checksum is position-sensitive)
+    for net in (plain, cached):
+        w = net.layers[0].w
+        for i in range(40):
+            w[i], w[40 + i] = w[40 + i], w[i]
+    eq(list(cached.predict(x)), list(plain.predict(x)), "after exchanging two rows")
+
+
+def test_cache_default_follows_the_heap():
+    """Dense(cache=None) keeps decoded weights where the heap holds 1 MB (and viper exists)."""
+    d = Dense(3, inputs=16)
+    ok(d.cache is None, "undecided until built")
+    d.build(16, Random(1))
+    ok(type(d.cache) is bool, "decided at build: %r" % d.cache)
+    eq(d.wq is not None, bool(NATIVE and not SMALL_HEAP), "decoded weights kept")
+
+
+def test_bias_and_relu_folded_into_the_rounding():
+    """to_float32 adds the bias before its one rounding and applies ReLU: a bias that
+    cancels the sum, one far larger or smaller, and infinite or NaN biases."""
+    d, rng = _layer(24, 4, 13)
+    d.activation = d.activation.__class__("relu", *layers.activations._FUNCTIONS["relu"])
+    d.alloc_fast()
+    x = array("f", [rng.uniform(-1.0, 1.0) for _ in range(24)])
+    d.b[0] = 0.0
+    want, _ = _exact(d, x)
+    d.b[0] = -want[0]  # float32 of the exact sum: z is the rounding error of that, tiny
+    d.b[1] = 1e30
+    d.b[2] = 1e-30
+    d.b[3] = -1e-3
+    z = list(d.forward(x, False))
+    want, bound = _exact(d, x)
+    for k in range(4):
+        ok(abs(d.z[k] - want[k]) <= 26 * 1.2e-7 * bound[k], "z[%d]=%r want %r" % (k, d.z[k], want[k]))
+        eq(z[k], d.z[k] if d.z[k] > 0.0 else 0.0, "relu of z[%d]" % k)
+    d.b[0], d.b[1], d.b[2] = float("inf"), float("-inf"), float("nan")
+    z = list(d.forward(x, False))
+    eq([d.z[0], d.z[1]], [float("inf"), float("-inf")], "infinite biases")
+    ok(d.z[2] != d.z[2], "NaN bias")
+    eq(z[:3], [float("inf"), 0.0, 0.0], "relu of inf, -inf, NaN")

@@ -31,11 +31,12 @@ class Activation:
     forward/backward write into the caller's buffers and allocate only what
     `f`/`df` allocate (the built-in ones: float results)."""
 
-    def __init__(self, name, f, df, kernel=None):
+    def __init__(self, name, f, df, kernel=None, dkernel=None):
         self.name = name
         self.f = f
         self.df = df
         self.kernel = kernel  # kernel(z, a, n) on float32 arrays (viper), or None
+        self.dkernel = dkernel  # dkernel(z, g, d, n): backward on float32 arrays, or None
 
     def forward(self, z, a, n):
         """a[i] = f(z[i]) for i < n. Allocates only float results (nothing where
@@ -48,7 +49,12 @@ class Activation:
             a[i] = f(z[i])
 
     def backward(self, z, a, g, d, n):
-        """d[i] = g[i] * f'(z[i]): the gradient at the activation's input."""
+        """d[i] = g[i] * f'(z[i]): the gradient at the activation's input. Allocates only
+        float results (nothing where a viper kernel does it: relu and leaky_relu on
+        array('f') buffers, where 0 * g gives +0.0 whatever the sign of g)."""
+        if self.dkernel is not None and type(d) is array and type(g) is array and type(z) is array:
+            self.dkernel(z, g, d, n)
+            return
         df = self.df
         for i in range(n):
             d[i] = g[i] * df(z[i], a[i])
@@ -119,17 +125,22 @@ class LeakyReLU(Activation):
         def df(x, y):
             return 1.0 if x > 0.0 else alpha
 
-        Activation.__init__(self, "leaky_relu", f, df, _leaky_kernel(alpha) if _f32k is not None else None)
+        kernels = _leaky_kernels(alpha) if _f32k is not None else (None, None)
+        Activation.__init__(self, "leaky_relu", f, df, kernels[0], kernels[1])
 
 
-def _leaky_kernel(alpha):
-    """kernel(z, a, n): a = alpha * z, then z where z >= 0, on float32 bits (allocation free)."""
+def _leaky_kernels(alpha):
+    """(kernel(z, a, n), dkernel(z, g, d, n)): leaky ReLU and its derivative on float32
+    bits (allocation free)."""
     scale = array("f", (alpha,))
 
     def kernel(z, a, n):
         _f32k.leaky_relu(z, a, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
 
-    return kernel
+    def dkernel(z, g, d, n):
+        _f32k.leaky_relu_grad(z, g, d, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
+
+    return kernel, dkernel
 
 
 class Softmax(Activation):
@@ -187,7 +198,13 @@ ACTIVATIONS = {
     "linear": lambda: Activation("linear", _linear, _d_linear),
     "sigmoid": lambda: Activation("sigmoid", _sigmoid, _d_sigmoid),
     "tanh": lambda: Activation("tanh", _tanh, _d_tanh),
-    "relu": lambda: Activation("relu", _relu, _d_relu, _f32k.relu if _f32k is not None else None),
+    "relu": lambda: Activation(
+        "relu",
+        _relu,
+        _d_relu,
+        _f32k.relu if _f32k is not None else None,
+        _f32k.relu_grad if _f32k is not None else None,
+    ),
     "leaky_relu": LeakyReLU,
     "softplus": lambda: Activation("softplus", _softplus, _d_softplus),
     "softmax": Softmax,

@@ -1,187 +1,219 @@
 """The float Dense forward over weights kept decoded (`Dense(cache=True)`), in viper.
 
-`decode` stores each weight as the signed 25-bit integer `fdense_viper.dot_rows` aligns
-it to at its row's exponent, plus 2^24 so that it loads the same on every port (4 bytes
-a weight); `dot_cached` then gives the same limbs as `dot_rows` at about half the work
-(its input halves are offset too, and the offsets' products are taken off each row at
-the end). The decoded copy carries a checksum of the float32 words it came from
-(`matches`), so a weight written directly is noticed. A module of its own: only a
-network with a cached layer imports it (its native code is RAM on a board).
-Allocates nothing.
+`decode` stores each weight as the signed 25-bit integer `dense_viper.dot_rows` aligns it
+to at its row's exponent, offset (v + 2^24 >= 0) as two uint16 halves (the high 13 bits,
+the low 12) side by side, rows padded with zero halves to a multiple of 4 (4 bytes a
+weight); `dot` stages the input the same way and gives the same limbs as `dot_rows` (their
+sum exactly, the offsets' cross terms taken off each row at the end) at about a third of
+the work: its inner loop reads both operands through pointers at constant offsets, 4 inputs
+a step, with no temporaries (the native emitter keeps few locals in registers and spills
+the rest: docs/developers.md). The layer keeps the `checksum` of the float32 words the
+rows came from and compares it at each predict, so a weight written directly is noticed
+(then decoded again). A module of its own: only a network with a cached layer imports it
+(its native code is RAM on a board). Allocates nothing.
 """
 
 import micropython
 
 
 @micropython.viper
-def decode(w: ptr32, n: int, units: int, wq: ptr32) -> int:
-    """wq = the weights w (units, n) as dot_rows aligns them, plus 2^24; per row its
-    exponent and the sums of its high and low halves; then the checksum of w
-    (`matches`). Returns 1 (wq not valid) if w holds an infinity or NaN."""
-    # wq: (units * n + 3 * units + 1) int32: the rows' 25-bit integers + 2^24 (>= 0, so
-    # they load alike on every port), then per row: exponent, sum of (v + 2^24) >> 12 and
-    # sum of v & 0xFFF; then the sum of (word ^ index) over w, wrapping
-    p = 0
-    c = 0
-    t = units * n
+def checksum(w: ptr32, count: int) -> int:
+    """A position-sensitive sum of `count` 32-bit words (Fletcher-like, wrapping at 2^32
+    on the boards; its low 30 bits, a small int on every port): a change of one word, or an exchange
+    of two groups of 4, changes it."""
+    s1 = 0
+    s2 = 0
+    k = count >> 3
+    while k:
+        s1 += w[0] + w[1] + w[2] + w[3]
+        s2 += s1
+        s1 += w[4] + w[5] + w[6] + w[7]
+        s2 += s1
+        w = ptr32(int(w) + 32)
+        k -= 1
+    k = count & 7
+    while k:
+        s1 += w[0]
+        s2 += s1
+        w = ptr32(int(w) + 4)
+        k -= 1
+    b30 = 30  # a small int on every port: the result is not boxed
+    return ((s1 ^ (s2 << 7) ^ (s2 >> 13)) + count) & ((1 << b30) - 1)
+
+
+@micropython.viper
+def decode(wq: ptr16, w: ptr32, n: int, units: int, wm: ptr32, row: int) -> int:
+    """wq, wm = rows row .. row + units - 1 of the weights w (rows of n) decoded for `dot`
+    (module docstring); returns 1 (not valid) if they hold an infinity or NaN."""
+    # wq: (units, n4, 2) uint16 with n4 = n rounded up to a multiple of 4: per weight
+    # (v + 2^24) >> 12 and (v + 2^24) & 0xFFF, v its 25-bit integer at the row's exponent;
+    # zero halves past n. wm: (3 * units) int32: per row the exponent, the sum of the
+    # high halves and of the low halves (wm[3u] on entry: a guess of the row's exponent).
+    # wq is the first parameter (a register) and w is walked by a pointer: both advance.
+    w = ptr32(int(w) + 4 * n * row)
+    pad = (((n + 3) >> 2) << 2) - n
     for u in range(units):
-        ew = 1
-        for i in range(n):
-            e = (w[p + i] >> 23) & 0xFF
-            if e == 255:
-                return 1
-            if e > ew:
-                ew = e
+        row = int(w)
+        qrow = int(wq)
+        # The row's exponent: its largest weight's. Decoded at the previous one (wm, or 127
+        # the first time) while finding it, then again only where it changed (training
+        # moves it rarely).
+        ew = wm[3 * u]
+        if ew == 0:
+            ew = 127
+        emax = 0
         sh = 0
         sl = 0
-        for i in range(n):
-            b = w[p + i]
-            c += b ^ (p + i)
-            e = (b >> 23) & 0xFF
-            m = b & 0x7FFFFF
-            if e:
-                m = m | 0x800000
-            else:
-                e = 1
-            k = ew - e
-            v = m
-            if k >= 25:
-                v = 0
-            elif k > 0:
-                v = (m + (1 << (k - 1))) >> k
-            if (b >> 31) & 1:
-                v = 0 - v
-            v += 0x1000000
-            wq[p + i] = v
-            sh += v >> 12
-            sl += v & 0xFFF
-        wq[t + 3 * u] = ew
-        wq[t + 3 * u + 1] = sh
-        wq[t + 3 * u + 2] = sl
-        p += n
-    wq[t + 3 * units] = c
+        while emax != ew:
+            if emax:
+                ew = emax
+                w = ptr32(row)
+                wq = ptr16(qrow)
+            emax = 1
+            sh = 0
+            sl = 0
+            k = n
+            while k:
+                b = w[0]
+                e = (b >> 23) & 0xFF
+                v = b & 0x7FFFFF
+                if e:
+                    if e > emax:
+                        emax = e
+                    v = v | 0x800000
+                    e = ew - e
+                else:
+                    e = ew - 1  # a subnormal: exponent 1, no implicit bit
+                if e > 0:  # (e < 0: a weight above ew, so the row is decoded again)
+                    if e < 25:
+                        v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+                    else:
+                        v = 0
+                if (b >> 31) & 1:
+                    v = 0x1000000 - v
+                else:
+                    v += 0x1000000
+                e = v >> 12
+                wq[0] = e
+                sh += e
+                v = v & 0xFFF
+                wq[1] = v
+                sl += v
+                wq = ptr16(int(wq) + 4)
+                w = ptr32(int(w) + 4)
+                k -= 1
+            if emax == 255:
+                return 1
+        k = pad
+        while k:
+            wq[0] = 0
+            wq[1] = 0
+            wq = ptr16(int(wq) + 4)
+            k -= 1
+        wm[3 * u] = ew
+        wm[3 * u + 1] = sh
+        wm[3 * u + 2] = sl
     return 0
 
 
 @micropython.viper
-def matches(w: ptr32, count: int, wq: ptr32, at: int) -> int:
-    """1 if wq[at] holds the checksum of w's `count` float32 words (see `decode`), else 0."""
-    c = 0
-    for i in range(count):
-        c += w[i] ^ i
-    d = c - wq[at]  # zero in the low 32 bits (64-bit ports load wq[at] zero-extended)
-    b31 = 31
-    if d & ((1 << b31) - 1) or (d >> b31) & 1:
-        return 0
-    return 1
-
-
-@micropython.viper
-def dot_cached(x: ptr32, wq: ptr32, n: int, units: int, xh: ptr32, xl: ptr32, acc: ptr32) -> int:
-    """dot_rows with the weights decoded by `decode`: the same limbs, in acc."""
-    # x: (n,) float32 bits; wq: see decode; xh, xl: (n,) int32 scratch; acc: (units, 5) out.
-    # Returns 1 (and stops) if x holds an infinity or NaN, else 0.
+def dot(xq: ptr16, p: ptr16, x: ptr32, wm: ptr32, acc: ptr32, shape: ptr32) -> int:
+    """acc = the limbs of x . each row of the weights decoded by `decode` (wq, wm), shape =
+    (n, units). xq: x's halves (scratch); p: wq, the pointer the inner loop walks.
+    Returns 1 (and stops) if x is not finite."""
+    # x: (n,) float32 bits; xq: (2 * n4) uint16 with n4 = n rounded up to 4; wq: (units,
+    # n4, 2) uint16 and wm: (3 * units) int32, see `decode`; acc: (units, 5) int32 out:
+    # a3, a2, a1, a0, exponent (to_float32). xq and p are the first two parameters: the
+    # emitter keeps them in registers.
+    n = shape[0]
+    units = shape[1]
     ex = 1
-    for i in range(n):
-        e = (x[i] >> 23) & 0xFF
-        if e == 255:
-            return 1
+    k = n
+    while k:
+        e = (x[0] >> 23) & 0xFF
         if e > ex:
             ex = e
-    # x's halves + 2^12 and the weights' + 2^12 (from the 2^24) are >= 0; their cross
-    # terms are taken off each row: 2^36 (sum h + sum wh') + 2^24 (sum l + sum wl)
+        x = ptr32(int(x) + 4)
+        k -= 1
+    if ex == 255:
+        return 1
+    x = ptr32(int(x) - 4 * n)
+    # x's halves, offset like the weights' (v + 2^24 >= 0): h' = h + 2^12, l
     hs = 0
     ls = 0
-    for i in range(n):
-        b = x[i]
+    k = n
+    while k:
+        b = x[0]
         e = (b >> 23) & 0xFF
-        m = b & 0x7FFFFF
+        v = b & 0x7FFFFF
         if e:
-            m = m | 0x800000
+            v = v | 0x800000
+            e = ex - e
         else:
-            e = 1
-        k = ex - e
-        v = m
-        if k >= 25:
-            v = 0
-        elif k > 0:
-            v = (m + (1 << (k - 1))) >> k
+            e = ex - 1  # a subnormal: exponent 1, no implicit bit
+        if e:
+            if e < 25:
+                v = ((v >> (e - 1)) + 1) >> 1  # = (v + 2^(e-1)) >> e: half up
+            else:
+                v = 0
         if (b >> 31) & 1:
-            v = 0 - v
-        v += 0x1000000
-        xh[i] = v >> 12
-        xl[i] = v & 0xFFF
-        hs += v >> 12
-        ls += v & 0xFFF
+            v = 0x1000000 - v
+        else:
+            v += 0x1000000
+        e = v >> 12
+        xq[0] = e
+        hs += e
+        v = v & 0xFFF
+        xq[1] = v
+        ls += v
+        xq = ptr16(int(xq) + 4)
+        x = ptr32(int(x) + 4)
+        k -= 1
+    n4 = ((n + 3) >> 2) << 2
+    k = n4 - n
+    while k:  # zero halves past n: no products with the padding
+        xq[0] = 0
+        xq[1] = 0
+        xq = ptr16(int(xq) + 4)
+        k -= 1
     hs -= n << 12  # the true halves' sum: each h' = h + 2^12
-    # two rows at a time: each input's halves are loaded once for both (an odd last row
-    # is paired with itself)
-    t = units * n
-    u = 0
-    while u < units:
-        p = u * n
-        q = p + n
-        if u + 1 == units:
-            q = p
+    x0 = int(xq) - 4 * n4  # (staging walked xq to the end)
+    for u in range(units):
+        xq = ptr16(x0)
         a3 = 0
         a2 = 0
         a1 = 0
         a0 = 0
-        b3 = 0
-        b2 = 0
-        b1 = 0
-        b0 = 0
-        i = 0
-        while i < n:
-            end = i + 16  # h' * wh' < 2^26: 16 terms and a carry fit 31 bits
-            if end > n:
-                end = n
-            while i < end:
-                h = xh[i]
-                l = xl[i]
-                v = wq[p + i]
-                wh = v >> 12
-                wl = v & 0xFFF
-                a2 += h * wh
-                a1 += h * wl + l * wh
-                a0 += l * wl
-                v = wq[q + i]
-                wh = v >> 12
-                wl = v & 0xFFF
-                b2 += h * wh
-                b1 += h * wl + l * wh
-                b0 += l * wl
-                i += 1
+        left = n4 >> 2  # steps of 4 inputs
+        while left:
+            k = left
+            if k > 4:  # 16 terms: h' * wh' <= 2^26, so 16 and a carry fit 31 bits
+                k = 4
+            left -= k
+            while k:
+                a2 += xq[0] * p[0] + xq[2] * p[2] + xq[4] * p[4] + xq[6] * p[6]
+                a1 += xq[0] * p[1] + xq[1] * p[0] + xq[2] * p[3] + xq[3] * p[2]
+                a1 += xq[4] * p[5] + xq[5] * p[4] + xq[6] * p[7] + xq[7] * p[6]
+                a0 += xq[1] * p[1] + xq[3] * p[3] + xq[5] * p[5] + xq[7] * p[7]
+                xq = ptr16(int(xq) + 16)
+                p = ptr16(int(p) + 16)
+                k -= 1
             a1 += a0 >> 12
             a0 = a0 & 0xFFF
             a2 += a1 >> 12
             a1 = a1 & 0xFFF
             a3 += a2 >> 12
             a2 = a2 & 0xFFF
-            b1 += b0 >> 12
-            b0 = b0 & 0xFFF
-            b2 += b1 >> 12
-            b1 = b1 & 0xFFF
-            b3 += b2 >> 12
-            b2 = b2 & 0xFFF
-        _put(acc, u, a3, a2, a1, a0, wq, t, ls, hs, ex)
-        if q != p:
-            _put(acc, u + 1, b3, b2, b1, b0, wq, t, ls, hs, ex)
-        u += 2
+        # less the offsets' cross terms: sum (X + 2^24)(W + 2^24) = sum XW + n 2^48 +
+        # 2^24 (sum X + sum W), and sum X + sum W = 2^12 (hs + sh - n 2^12) + ls + sl in
+        # halves (sh, sl: the row's sums in wm, offset)
+        q = 3 * u
+        a2 -= ls + wm[q + 2]
+        a3 += (a2 >> 12) - hs - wm[q + 1]
+        j = 5 * u
+        acc[j] = a3
+        acc[j + 1] = a2 & 0xFFF
+        acc[j + 2] = a1
+        acc[j + 3] = a0
+        acc[j + 4] = ex + wm[q]
     return 0
-
-
-@micropython.viper
-def _put(
-    acc: ptr32, u: int, a3: int, a2: int, a1: int, a0: int, wq: ptr32, t: int, ls: int, hs: int, ex: int
-):
-    # acc[5u:5u + 5] = row u's limbs less the offsets' cross terms (dot_cached), exponent
-    q = t + 3 * u
-    a2 -= ls + wq[q + 2]
-    a3 += (a2 >> 12) - hs - wq[q + 1]
-    j = 5 * u
-    acc[j] = a3
-    acc[j + 1] = a2 & 0xFFF
-    acc[j + 2] = a1
-    acc[j + 3] = a0
-    acc[j + 4] = ex + wq[q]

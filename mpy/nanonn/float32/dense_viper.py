@@ -1,19 +1,20 @@
 """Float dense layer dot products in @micropython.viper, without allocating.
 
 Every float operation in MicroPython allocates a heap object, so a float dot
-product in bytecode costs a few allocations per multiply-add. This kernel reads
-the float32 bits instead and sums exactly in integers: the inputs are scaled to
-one block exponent (their largest) and each weight row to its own, as signed
-25-bit integers split in 12-bit halves; the products are summed in four int32
-limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
-normalised every 32 terms, so every intermediate fits a 32-bit viper int.
-Result: dot = value * 2^(exponent - 300), rounded to float32 by `to_float32`.
-Rounding each input and weight to 24 bits below its block maximum gives an
-absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
-own summation error. Infinities and NaN are left to the plain float loop.
+product in bytecode costs a few allocations per multiply-add. These kernels read
+the float32 bits instead and sum exactly in integers (`dot_rows`): the inputs are
+scaled to one block exponent (their largest) and each weight row to its own, as signed
+25-bit integers split in 12-bit halves; the products are summed in four int32 limbs
+spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0), normalised
+every 32 terms, so every intermediate fits a 32-bit viper int. Result: dot = value *
+2^(exponent - 300), rounded to float32 (with the bias, and ReLU) by `to_float32`.
+Rounding each input and weight to 24 bits below its block maximum gives an absolute
+error of at most n * 2^-24 * max|x| * max|w|, the order of float32's own summation
+error. Infinities and NaN are left to the plain float loop.
 
 A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.float32.dense_cache_viper,
-imported only then) for the same limbs at about half the work.
+imported only then) for the same limbs at about a third of the work.
+Allocates nothing.
 """
 
 import micropython
@@ -114,14 +115,18 @@ def dot_rows(x: ptr32, w: ptr32, n: int, units: int, xh: ptr32, xl: ptr32, acc: 
 
 
 @micropython.viper
-def to_float32(acc: ptr32, z: ptr32, units: int):
-    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), as float32 bits."""
+def to_float32(acc: ptr32, z: ptr32, units: int, b: ptr32, y: ptr32, flags: int):
+    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), plus b[u] when
+    flags & 1, rounded once to float32 bits; then y[u] = max(z[u], 0) when flags & 2 (ReLU)."""
     # acc: (units, 5) int32: a3 (signed), a2, a1, a0 in [0, 4096), exponent E; the value is
     # (a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0) * 2^(E - 300). Rounded half away from zero
-    # (ties are rarer than the kernel's own rounding of the products); z: (units,) float32.
+    # (ties are rarer than the kernel's own rounding of the products); z, b, y: (units,)
+    # float32. The bias is added to the top 29 bits of the sum, then rounded: within one
+    # ulp of the exact sum plus 2^-26 of the larger operand where the two nearly cancel.
     b31 = 31
     m31 = 1 << b31
     b22 = 22  # for 0x7F800000 without a literal (one >= 2^30 is an object on 32-bit ports)
+    inf = 0x1FE << b22
     j = 0
     for u in range(units):
         a3 = (acc[j] ^ m31) - m31  # ptr32 loads zero-extend on 64-bit ports
@@ -132,7 +137,7 @@ def to_float32(acc: ptr32, z: ptr32, units: int):
         j += 5
         s = 0
         if a3 < 0:  # negate the limbs, then carry: a3 >= 0
-            s = m31
+            s = 1
             a0 = 0 - a0
             a1 = (0 - a1) + (a0 >> 12)
             a0 = a0 & 0xFFF
@@ -158,12 +163,56 @@ def to_float32(acc: ptr32, z: ptr32, units: int):
                     m = (m << 12) + a2
                     a2 = 0
                     e = 0
-        if m == 0:
-            z[u] = 0
-            continue
         if m < 0x2000000 and e > 0:  # 6 more bits for 25 significant ones
             m = (m << 6) + (a2 >> 6)
             e -= 6
+        e += ex  # the sum is (-1)^s m 2^e, m < 2^31 (its bits below dropped)
+        if flags & 1:
+            bb = b[u]
+            eb = (bb >> 23) & 0xFF
+            if eb == 255:  # an infinite or NaN bias: the result
+                z[u] = bb
+                if flags & 2:
+                    y[u] = bb if bb == inf else 0
+                continue
+            mb = bb & 0x7FFFFF
+            if eb:
+                mb = mb | 0x800000
+            else:
+                eb = 1
+            if mb:
+                mb = mb << 5  # < 2^29, at 2^(eb - 155)
+                eb -= 155
+                if (bb >> 31) & 1:
+                    mb = 0 - mb
+                while m >= 0x20000000:  # m < 2^29 too (bits dropped, toward zero)
+                    m = m >> 1
+                    e += 1
+                if s:
+                    m = 0 - m
+                if m == 0:
+                    m = mb
+                    e = eb
+                elif eb > e:
+                    k = eb - e
+                    e = eb
+                    if k < 31:
+                        m = mb + (m >> k)  # toward minus infinity: within the 2^-26
+                    else:
+                        m = mb
+                else:
+                    k = e - eb
+                    if k < 31:
+                        m += mb >> k
+                s = 0
+                if m < 0:
+                    s = 1
+                    m = 0 - m
+        if m == 0:
+            z[u] = 0
+            if flags & 2:
+                y[u] = 0
+            continue
         k = 0
         while (m >> k) >= 0x1000000:
             k += 1
@@ -176,12 +225,20 @@ def to_float32(acc: ptr32, z: ptr32, units: int):
             while m < 0x800000:
                 m = m << 1
                 k -= 1
-        e = e + k + ex + 150  # the biased exponent of m * 2^(e + k + ex), m in [2^23, 2^24)
+        e = e + k + 150  # the biased exponent of m * 2^(e + k), m in [2^23, 2^24)
         if e >= 255:
-            z[u] = s | (0x1FE << b22)
+            r = inf
         elif e > 0:
-            z[u] = s | (e << 23) | (m & 0x7FFFFF)
+            r = (e << 23) | (m & 0x7FFFFF)
         elif e > 0 - 24:
-            z[u] = s | ((m + (1 << (0 - e))) >> (1 - e))
+            r = (m + (1 << (0 - e))) >> (1 - e)
         else:
-            z[u] = s
+            r = 0
+        if s:
+            z[u] = r | m31
+            if flags & 2:
+                y[u] = 0
+        else:
+            z[u] = r
+            if flags & 2:
+                y[u] = r

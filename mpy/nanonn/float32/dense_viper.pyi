@@ -2,19 +2,20 @@
 """Float dense layer dot products in @micropython.viper, without allocating.
 
 Every float operation in MicroPython allocates a heap object, so a float dot
-product in bytecode costs a few allocations per multiply-add. This kernel reads
-the float32 bits instead and sums exactly in integers: the inputs are scaled to
-one block exponent (their largest) and each weight row to its own, as signed
-25-bit integers split in 12-bit halves; the products are summed in four int32
-limbs spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0),
-normalised every 32 terms, so every intermediate fits a 32-bit viper int.
-Result: dot = value * 2^(exponent - 300), rounded to float32 by `to_float32`.
-Rounding each input and weight to 24 bits below its block maximum gives an
-absolute error of at most n * 2^-24 * max|x| * max|w|, the order of float32's
-own summation error. Infinities and NaN are left to the plain float loop.
+product in bytecode costs a few allocations per multiply-add. These kernels read
+the float32 bits instead and sum exactly in integers (`dot_rows`): the inputs are
+scaled to one block exponent (their largest) and each weight row to its own, as signed
+25-bit integers split in 12-bit halves; the products are summed in four int32 limbs
+spaced 12 bits apart (value = a3 * 2^36 + a2 * 2^24 + a1 * 2^12 + a0), normalised
+every 32 terms, so every intermediate fits a 32-bit viper int. Result: dot = value *
+2^(exponent - 300), rounded to float32 (with the bias, and ReLU) by `to_float32`.
+Rounding each input and weight to 24 bits below its block maximum gives an absolute
+error of at most n * 2^-24 * max|x| * max|w|, the order of float32's own summation
+error. Infinities and NaN are left to the plain float loop.
 
 A layer may keep its weights decoded (`Dense(cache=True)`: nanonn.float32.dense_cache_viper,
-imported only then) for the same limbs at about half the work.
+imported only then) for the same limbs at about a third of the work.
+Allocates nothing.
 """
 
 from array import array
@@ -26,5 +27,6 @@ _Buffer = bytearray | bytes | memoryview | array[Any]
 def dot_rows(x: _Buffer, w: _Buffer, n: int, units: int, xh: _Buffer, xl: _Buffer, acc: _Buffer) -> int:
     """The dot product of x with each row of w, exactly in integer limbs (module docstring)."""
 
-def to_float32(acc: _Buffer, z: _Buffer, units: int) -> None:
-    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), as float32 bits."""
+def to_float32(acc: _Buffer, z: _Buffer, units: int, b: _Buffer, y: _Buffer, flags: int) -> None:
+    """z[u] = the dot product held in acc[5u:5u + 5] (dot_rows' limbs), plus b[u] when
+    flags & 1, rounded once to float32 bits; then y[u] = max(z[u], 0) when flags & 2 (ReLU)."""

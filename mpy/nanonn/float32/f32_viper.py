@@ -29,13 +29,15 @@ def axpy_rows(y: ptr32, ys: int, x: ptr32, xs: int, a: ptr32, rows: int, n: int)
     """y[r*ys + i] += a[r] * x[r*xs + i] for r < rows, i < n, on float32 bits (module docstring)."""
     # y, x, a: float32 bits. Patterns: outer product (ys=n, xs=0: gw += d x^T),
     # transposed product (ys=0, xs=n: gx += W^T d), scaled sum (rows=1: w += a x).
+    # y and x are walked by pointers (the first parameters: registers where the emitter
+    # has them); y0, x0 hold each row's start.
     b31 = 31
     m31 = 1 << b31
     b22 = 22  # shifts by a variable: the compiler would fold a constant into a literal,
     inf = 0x1FE << b22  # and a literal >= 2^30 is a boxed object in viper on 32-bit ports
     nan = 0x1FF << b22
-    yo = 0
-    xo = 0
+    y0 = int(y)
+    x0 = int(x)
     for r in range(rows):
         ba = a[r]
         ea = (ba >> 23) & 0xFF
@@ -49,82 +51,97 @@ def axpy_rows(y: ptr32, ys: int, x: ptr32, xs: int, a: ptr32, rows: int, n: int)
         sa = (ba >> 31) & 1
         if ea == 255:  # an infinite or NaN factor: every product is NaN
             ah = 0 - 1
-        if ma != 0:
-            for i in range(n):
-                bx = x[xo + i]
-                ex = (bx >> 23) & 0xFF
-                mx = bx & 0x7FFFFF
-                if ex:
-                    mx = mx | 0x800000
-                else:
-                    ex = 1
-                by = y[yo + i]
-                ey = (by >> 23) & 0xFF
-                if ey == 255:
-                    continue  # an infinite or NaN y stays
-                if ex == 255 or ah < 0:
-                    y[yo + i] = nan
-                    continue
+        y = ptr32(y0 - 4)  # one word before: each step advances first, then reads [0]
+        x = ptr32(x0 - 4)
+        y0 += 4 * ys
+        x0 += 4 * xs
+        if ma == 0:
+            continue
+        ea -= 280
+        c = n
+        while c:
+            x = ptr32(int(x) + 4)
+            y = ptr32(int(y) + 4)
+            c -= 1
+            bx = x[0]
+            by = y[0]
+            ey = (by >> 23) & 0xFF
+            if ey == 255:
+                continue  # an infinite or NaN y stays
+            ex = (bx >> 23) & 0xFF
+            mx = bx & 0x7FFFFF
+            if ex == 255 or ah < 0:
+                y[0] = nan
+                continue
+            if ex:
+                mx = mx | 0x800000
+            else:
+                ex = 1
                 if mx == 0:
                     continue
-                xh = mx >> 12
-                xl = mx & 0xFFF
-                # p ~ ma * mx / 2^20 (28 bits); the product is p * 2^ep
-                p = ((ah * xh) << 4) + ((ah * xl + al * xh + ((al * xl) >> 12)) >> 8)
-                ep = ea + ex - 280
-                if sa ^ ((bx >> 31) & 1):
-                    p = 0 - p
-                my = by & 0x7FFFFF
-                if ey:
-                    my = my | 0x800000
+            # p ~ ma * mx / 2^20 (28 bits); the product is p * 2^ep
+            p = ((ah * (mx >> 12)) << 4) + (
+                (ah * (mx & 0xFFF) + al * (mx >> 12) + ((al * (mx & 0xFFF)) >> 12)) >> 8
+            )
+            ep = ea + ex
+            if sa ^ ((bx >> 31) & 1):
+                p = 0 - p
+            my = by & 0x7FFFFF
+            if ey:
+                my = my | 0x800000
+            else:
+                ey = 1
+            my = my << 4  # y = my * 2^(ey - 154)
+            if (by >> 31) & 1:
+                my = 0 - my
+            e = ey - 154
+            if e >= ep:
+                k = e - ep
+                if k < 30:
+                    my += p >> k
+            else:
+                k = ep - e
+                e = ep
+                if k < 30:
+                    my = p + (my >> k)
                 else:
-                    ey = 1
-                my = my << 4  # y = my * 2^(ey - 154)
-                if (by >> 31) & 1:
-                    my = 0 - my
-                e = ey - 154
-                if e >= ep:
-                    k = e - ep
-                    if k < 30:
-                        my += p >> k
-                else:
-                    k = ep - e
-                    e = ep
-                    if k < 30:
-                        my = p + (my >> k)
-                    else:
-                        my = p
-                s = 0
-                if my < 0:
-                    s = m31
-                    my = 0 - my
-                if my == 0:
-                    y[yo + i] = 0
-                    continue
+                    my = p
+            s = 0
+            if my < 0:
+                s = m31
+                my = 0 - my
+            if my >= 0x1000000:
+                t = my >> 24  # < 2^7: k = its bit length, my >> k < 2^24
+                k = 1
+                if t >= 16:
+                    k = 5
+                    t = t >> 4
+                if t >= 4:
+                    k += 2
+                    t = t >> 2
+                if t >= 2:
+                    k += 1
+                my = (my + (1 << (k - 1))) >> k
+                e += k
                 if my >= 0x1000000:
-                    k = 1
-                    while (my >> k) >= 0x1000000:
-                        k += 1
-                    my = (my + (1 << (k - 1))) >> k
-                    e += k
-                    if my >= 0x1000000:
-                        my = my >> 1
-                        e += 1
-                else:
-                    while my < 0x800000:
-                        my = my << 1
-                        e -= 1
-                e += 150  # the biased exponent of my * 2^e, my in [2^23, 2^24)
-                if e >= 255:
-                    y[yo + i] = s | inf
-                elif e > 0:
-                    y[yo + i] = s | (e << 23) | (my & 0x7FFFFF)
-                elif e > 0 - 24:
-                    y[yo + i] = s | ((my + (1 << (0 - e))) >> (1 - e))
-                else:
-                    y[yo + i] = s
-        yo += ys
-        xo += xs
+                    my = my >> 1
+                    e += 1
+            elif my == 0:
+                y[0] = 0
+                continue
+            else:
+                while my < 0x800000:
+                    my = my << 1
+                    e -= 1
+            e += 150  # the biased exponent of my * 2^e, my in [2^23, 2^24)
+            if e >= 255:
+                y[0] = s | inf
+            elif e > 0:
+                y[0] = s | (e << 23) | (my & 0x7FFFFF)
+            elif e > 0 - 24:
+                y[0] = s | ((my + (1 << (0 - e))) >> (1 - e))
+            else:
+                y[0] = s
 
 
 @micropython.viper
@@ -169,3 +186,42 @@ def leaky_relu(z: ptr32, y: ptr32, n: int, alpha: ptr32):
     fill(y, n, 0)
     axpy_rows(y, 0, z, 0, alpha, 1, n)
     keep_positive(z, y, n)
+
+
+@micropython.viper
+def finite(x: ptr32, n: int) -> int:
+    """1 if none of the n float32 words x[:n] is an infinity or NaN, else 0."""
+    k = n
+    while k:
+        if (x[0] >> 23) & 0xFF == 255:
+            return 0
+        x = ptr32(int(x) + 4)
+        k -= 1
+    return 1
+
+
+@micropython.viper
+def pass_positive(z: ptr32, g: ptr32, d: ptr32, n: int):
+    """d[i] = g[i] where z[i] > 0 (float32 bits; not for 0.0, -0.0, negative or NaN z),
+    else d[i] as it is: the derivative of ReLU (d zeroed first) or leaky ReLU (d = alpha g)."""
+    b22 = 22  # not a literal: one >= 2^30 is a boxed object in viper on 32-bit ports
+    inf = 0x1FE << b22
+    for i in range(n):
+        b = z[i]
+        if b and not (b >> 31) & 1 and b <= inf:
+            d[i] = g[i]
+
+
+@micropython.viper
+def relu_grad(z: ptr32, g: ptr32, d: ptr32, n: int):
+    """d = g * relu'(z) on float32 bits: g[i] where z[i] > 0, else 0.0."""
+    fill(d, n, 0)
+    pass_positive(z, g, d, n)
+
+
+@micropython.viper
+def leaky_relu_grad(z: ptr32, g: ptr32, d: ptr32, n: int, alpha: ptr32):
+    """d = g * leaky_relu'(z) on float32 bits: g[i] where z[i] > 0, else alpha[0] * g[i]."""
+    fill(d, n, 0)
+    axpy_rows(d, 0, g, 0, alpha, 1, n)
+    pass_positive(z, g, d, n)

@@ -45,3 +45,16 @@ def keep_positive(z: _Buffer, y: _Buffer, n: int) -> None:
 
 def leaky_relu(z: _Buffer, y: _Buffer, n: int, alpha: _Buffer) -> None:
     """y = alpha[0] * z, then z where z >= 0: leaky ReLU on float32 bits."""
+
+def finite(x: _Buffer, n: int) -> int:
+    """1 if none of the n float32 words x[:n] is an infinity or NaN, else 0."""
+
+def pass_positive(z: _Buffer, g: _Buffer, d: _Buffer, n: int) -> None:
+    """d[i] = g[i] where z[i] > 0 (float32 bits; not for 0.0, -0.0, negative or NaN z),
+    else d[i] as it is: the derivative of ReLU (d zeroed first) or leaky ReLU (d = alpha g)."""
+
+def relu_grad(z: _Buffer, g: _Buffer, d: _Buffer, n: int) -> None:
+    """d = g * relu'(z) on float32 bits: g[i] where z[i] > 0, else 0.0."""
+
+def leaky_relu_grad(z: _Buffer, g: _Buffer, d: _Buffer, n: int, alpha: _Buffer) -> None:
+    """d = g * leaky_relu'(z) on float32 bits: g[i] where z[i] > 0, else alpha[0] * g[i]."""

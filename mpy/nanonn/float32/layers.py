@@ -22,6 +22,7 @@ A layer is any object with:
 from array import array
 
 from ..errors import NO_NATIVE_CODE
+from ..inputs import F32, typecode
 from ..rand import Random, glorot_limit
 from . import activations
 
@@ -35,15 +36,14 @@ except NO_NATIVE_CODE:
     _f32k = None
 
 
-# Scratch of the viper float kernel: x as float32, its 12-bit halves, and the
-# per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals,
-# not a list: the predict path reads them without unpacking (frame size, below).
-_XS = _XH = _XL = _ACC = array("f")
-_SCRATCH_SIZE = [0, 0]
+# Scratch of the viper float kernels: x as float32 (staged from other types), as halves
+# (dense_cache_viper.dot) and as 12-bit halves (dense_viper.dot_rows), and the per-unit limbs; grown at build time only (see Dense.alloc_fast). Module globals, not a list:
+# the predict path reads them without unpacking (frame size, below).
+_XS = _XQ = _XH = _XL = _ACC = array("f")
+_SCRATCH_SIZE = [0, 0, 0]  # inputs, units, inputs of a cached layer
+_dot_q = None  # dense_cache_viper.dot (a global: the predict path's frames stay small)
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
-_dot_cached = None  # its dot_cached (a global: the predict path's frames stay small)
-_axpy = _f32k.axpy_rows if _f32k is not None else None
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
@@ -55,6 +55,9 @@ _S = array("f", (0.0,))
 # moving it would change which path, so which float results, a layer gives).
 _FAST_MIN_INPUTS = 8
 
+# Dense(cache=None) keeps decoded weights where the heap is at least this large.
+_CACHE_MIN_HEAP = 1 << 20
+
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
 # within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
 # frame is a heap block allocated and freed at every call, which between boxed floats on a
@@ -64,13 +67,16 @@ _FAST_MIN_INPUTS = 8
 # row offsets recomputed rather than kept in a local.
 
 
-def _grow_scratch(n, units):
-    global _XS, _XH, _XL, _ACC
+def _grow_scratch(n, units, cached):
+    global _XS, _XQ, _XH, _XL, _ACC
     if n > _SCRATCH_SIZE[0]:
         _XS = floats(n)
         _XH = array("i", bytes(4 * n))
         _XL = array("i", bytes(4 * n))
         _SCRATCH_SIZE[0] = n
+    if cached and n > _SCRATCH_SIZE[2]:
+        _XQ = array("H", bytes(4 * (n + 3)))  # halves of n rounded up to 4
+        _SCRATCH_SIZE[2] = n
     if units > _SCRATCH_SIZE[1]:
         _ACC = array("i", bytes(20 * units))
         _SCRATCH_SIZE[1] = units
@@ -106,12 +112,21 @@ def _copy_floats(xs, x):
 
 
 def _import_cache():
-    global _cache, _dot_cached
+    global _cache, _dot_q
     if _cache is None:
-        from . import dense_cache_viper as fdense_cache_viper  # on first use: Dense(cache=True) only
+        from . import dense_cache_viper  # on first use: Dense(cache=True) only
 
-        _cache = fdense_cache_viper
-        _dot_cached = fdense_cache_viper.dot_cached
+        _cache = dense_cache_viper
+        _dot_q = dense_cache_viper.dot
+
+
+def _large_heap():
+    """Whether the heap holds at least 1 MB (the default of Dense's `cache`)."""
+    import gc
+
+    free = getattr(gc, "mem_free", None)
+    used = getattr(gc, "mem_alloc", None)
+    return free is not None and used is not None and free() + used() >= _CACHE_MIN_HEAP
 
 
 def floats(n):
@@ -163,14 +178,18 @@ class Dense(Layer):
     its input weights followed by its bias (no bias when `use_bias=False`).
     Buffers: w (units, inputs) row-major, b (units,), z and y (units,),
     gradients and the input gradient, all array('f') allocated in build().
-    `cache=True` (where viper exists) keeps the weights also decoded for the viper
-    kernel, 4 more bytes per weight, for about twice the forward speed
-    (fdense_cache_viper.dot_cached: the same results to the bit); a checksum of w notices
-    any change to the weights, which are then decoded again at the next predict.
+    `cache` (where viper exists): True keeps the weights also decoded for the viper
+    kernel, 4 more bytes per weight, for about 3.5x the forward speed of False
+    (dense_cache_viper.dot over the decoded rows, the same results to the bit; training's forward
+    passes decode again after each update and still gain); a checksum of w notices any
+    change to the weights, which are then decoded again at the next predict. The
+    default None decides at build time: True where the heap holds at least 1 MB (the
+    unix port, boards with PSRAM), False on a board-sized heap (an RP2040's 200 KB):
+    pass True or False to choose.
     """
 
     def __init__(
-        self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None, cache=False
+        self, units, inputs=None, activation: object = "linear", use_bias=True, weights=None, cache=None
     ):
         self.units = _check_count("Dense units", units)
         if inputs is not None:
@@ -182,8 +201,8 @@ class Dense(Layer):
             _check_weight_count(len(weights), units, inputs, self.use_bias)
         self._initial = weights
         self.velocity = None
-        self.cache = bool(cache)
-        self.wq = None
+        self.cache = None if cache is None else bool(cache)
+        self.wq = self.wm = None
 
     def build(self, inputs, rng):
         if self.inputs is not None and self.inputs != inputs:
@@ -197,6 +216,8 @@ class Dense(Layer):
         self.z = floats(u)
         self.y = floats(u)
         self.alloc_train()
+        if self.cache is None:
+            self.cache = _large_heap()
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
@@ -210,12 +231,14 @@ class Dense(Layer):
         return u
 
     _fast_ready = False  # set by alloc_fast where the viper kernel exists
+    _finish = 0  # to_float32's flags (alloc_fast)
     float_output = True  # forward returns an array('f') (read by the next layer's chain)
     _input_grad = True  # whether backward computes dL/dx (chain: not for the first layer)
     _f32_in = False  # whether the input is a float32 array (chain: a Dense before it)
     _pending = False  # backward's d and x not yet added into gw, gb (f32_viper kernels)
     _dirty = False  # gw, gb hold gradients (f32_viper kernels)
     _wq_ok = False  # wq holds the decoded weights (cache=True)
+    _sum = 0  # the checksum of w when wq was decoded (cache=True)
 
     def alloc_train(self):
         """Allocate the training buffers (`build` calls it): d and c (units,), the input
@@ -241,23 +264,29 @@ class Dense(Layer):
         """Make sure the scratch of the allocation-free viper forward (where viper
         exists) is large enough for this layer; `build` calls it. The scratch is
         shared by every Dense layer (forward passes never overlap), so it costs
-        12 bytes per input and 20 per unit of the largest layer, once. Layers with
+        12 bytes per input (16 with a cached layer) and 20 per unit of the largest
+        layer, once; a cached layer (`cache`) adds 4 bytes per weight and 12 per unit. Layers with
         fewer than 8 inputs keep the plain loop (faster there). A subclass
         with its own `build` calls it too, or keeps the plain float loop."""
         if _fast is not None and _f32k is not None and self.inputs >= _FAST_MIN_INPUTS:
-            _grow_scratch(self.inputs, self.units)
+            _grow_scratch(self.inputs, self.units, self.cache)
             self._fast_ready = True
+            # to_float32's flags: 1 add the bias, 2 ReLU into y (then no activation call)
+            relu = activations.builtin_name(self.activation) == "relu"
+            self._finish = (1 if self.use_bias else 0) | (2 if relu else 0)
             if self.cache:
                 _import_cache()
                 u = self.units
-                self.wq = array("i", bytes(4 * (u * self.inputs + 3 * u + 1)))
+                self.wq = array("H", bytes(4 * u * ((self.inputs + 3) & ~3)))
+                self.wm = array("i", bytes(12 * u))
+                self._shape = array("i", (self.inputs, u))  # dense_cache_viper.dot's
                 self._wq_ok = False
 
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if not (self._fast_ready and self._forward_fast(x, training)):
+        if not (self._fast_ready and self._forward_fast(x)):
             self._affine(x)
-        self.activation.forward(self.z, self.y, self.units)
+            self.activation.forward(self.z, self.y, self.units)
         return self.y
 
     def _affine(self, x):
@@ -269,38 +298,36 @@ class Dense(Layer):
             self.z[u] = _dot(self.b[u], w, u * n, x, n)
             u += 1
 
-    def _forward_fast(self, x, training):
-        """z = W x + b with the viper kernels (fdense_viper, then f32_viper for the
-        bias); False if x or W is not finite (the plain loop then handles
-        infinities and NaN)."""
-        if _fast is None or _f32k is None:  # _fast_ready is set only where both imported
+    def _forward_fast(self, x):
+        """z = W x + b, then y = f(z), with the viper kernels: dense_cache_viper.dot over the
+        decoded weights where they are current (`cache`), else dense_viper.dot_rows; then the bias added before the one rounding to float32, and ReLU, in
+        dense_viper.to_float32. False if x or W is not finite (the plain loop then
+        handles infinities and NaN)."""
+        if _fast is None:  # _fast_ready is set only where the kernels imported
             return False
-        if not self._f32_in:  # else x is the previous Dense's array('f')
+        if not self._f32_in and typecode(x) != F32:  # else x is float32: read in place
             _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
             x = _XS
-        if self._limbs(x, training):
+        if self.wq is not None and self._cached():
+            if _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall, reportArgumentType]  (_fast_ready only where viper exists; wm made with wq)
+                return False
+        elif _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
             return False
-        _fast.to_float32(_ACC, self.z, self.units)
-        if self.use_bias:
-            _axpy(self.z, 0, self.b, 0, _ONE, 1, self.units)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+        _fast.to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)
+        if not self._finish & 2:
+            self.activation.forward(self.z, self.y, self.units)
         return True
-
-    def _limbs(self, x, training):
-        """The dot products' limbs into _ACC (dot_cached where the decoded weights are
-        current, else dot_rows); 1 if x or W is not finite."""
-        if self.wq is not None and not training and self._cached():
-            return _dot_cached(x, self.wq, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (wq exists only once _cache is imported)
-        return _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC)  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
 
     def _cached(self):
         """Whether wq holds the current weights, decoding them again if they changed
-        (training's forward passes use dot_rows: the weights change at every step)."""
-        wq, f = self.wq, _cache
-        if wq is None or f is None:
+        (training too: decoding once costs less than decoding each row in the forward)."""
+        wm, f = self.wm, _cache
+        if wm is None or f is None:
             return False
-        if f.matches(self.w, len(self.w), wq, len(wq) - 1):
-            return self._wq_ok
-        self._wq_ok = not f.decode(self.w, self.inputs, self.units, wq)
+        if self._wq_ok and f.checksum(self.w, len(self.w)) == self._sum:
+            return True  # (update clears _wq_ok: no checksum after a training step)
+        self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm, 0)  # pyright: ignore[reportArgumentType]  (wq and wm are made together)
+        self._sum = f.checksum(self.w, len(self.w))
         return self._wq_ok
 
     def backward(self, x, grad, fused):
@@ -401,6 +428,7 @@ class Dense(Layer):
             k.fill(self.gw, len(self.gw), 0)
             k.fill(self.gb, self.units, 0)
         self._pending = self._dirty = False
+        self._wq_ok = False  # the weights changed: decode them at the next forward pass
 
     def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""

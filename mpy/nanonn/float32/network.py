@@ -1,25 +1,35 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
-from ..inputs import check_vector
+from ..errors import NO_NATIVE_CODE
+from ..inputs import F32, check_vector, typecode
 from ..rand import Random
 from . import losses
 from .layers import floats
 
+try:  # float32 kernels on bit patterns (already imported by layers); not on CPython
+    from . import f32_viper as _f32k
+except NO_NATIVE_CODE:
+    _f32k = None
+
 _INF = float("inf")
+_NINF = float("-inf")  # a constant: `-_INF` would allocate a float at every use
 
 
 _NAN = float("nan")
 
 
 def _is_finite(v):
-    return v == v and v != _INF and v != -_INF
+    return v == v and v != _INF and v != _NINF
 
 
 def _all_finite(v):
-    """Whether every value of the vector v is finite (allocates nothing)."""
+    """Whether every value of the vector v is finite (allocates nothing; an array('f')
+    is checked on its float32 bits by viper where that exists)."""
+    if _f32k is not None and typecode(v) == F32:
+        return bool(_f32k.finite(v, len(v)))
     for i in range(len(v)):
         e = v[i]
-        if not (e == e and e != _INF and e != -_INF):
+        if not (e == e and e != _INF and e != _NINF):
             return False
     return True
 

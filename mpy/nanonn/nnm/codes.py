@@ -1,7 +1,8 @@
 """The `.nnm` model format's constants and codes: the device's one table.
 
-The host has the same table in `nanonn_tools/codes.py`; `tests/test_codes.py`
-checks that both sides agree. The format is specified in `docs/format.md`.
+The host tools import this very module (`nanonn_tools.device_package`); it
+must stay plain Python that runs on CPython too. The format is specified in
+`docs/format.md`.
 """
 
 MAGIC = b"NNM\x1a"
