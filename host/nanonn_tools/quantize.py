@@ -17,6 +17,7 @@ from typing import NoReturn
 import numpy as np
 
 from . import NanonnError, qreference
+from .device_package import device_module
 from .model import ModelSpec
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "softmax", "softmax_tflite")
@@ -267,60 +268,43 @@ class QuantModelSpec:
 # ---- exact multipliers -------------------------------------------------------------
 
 
+# The device's own exact-integer code (nanonn/int8/multiplier.py) is the one source of these
+# multipliers; the host's functions call it, its ValueError for a scale it cannot take becoming
+# the host's NanonnError.
+_multiplier = device_module("int8.multiplier")
+
+
+def _device(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise NanonnError(str(exc)) from None
+
+
 def f32_parts(v) -> tuple[int, int]:
     """(m, e) with float32(v) = m * 2^e exactly (sign dropped)."""
-    b = int(np.asarray(v, dtype=np.float32).view(np.uint32))
-    ex = (b >> 23) & 0xFF
-    m = b & 0x7FFFFF
-    return (m, -149) if ex == 0 else (m | 0x800000, ex - 150)
+    return _multiplier.f32_parts(v)
 
 
 def quantize_multiplier(num: int, den: int, e2: int) -> tuple[int, int]:
     """TFLite QuantizeMultiplier of real = num / den * 2^e2, with TFLite's double
     rounding of `real` reproduced exactly: (mult, shift), real ~= mult * 2^(shift - 31)."""
-    if num <= 0 or den <= 0:
-        raise NanonnError("multiplier: expected a real value > 0, got %d/%d" % (num, den))
-    k = 52 + den.bit_length() - num.bit_length()
-    while True:
-        d = den if k >= 0 else den << -k
-        q, rem = divmod(num << k if k >= 0 else num, d)
-        if q < 1 << 52:
-            k += 1
-        elif q >= 1 << 53:
-            k -= 1
-        else:
-            break
-    if 2 * rem > d or (2 * rem == d and q & 1):
-        q += 1
-        if q == 1 << 53:
-            q, k = 1 << 52, k - 1
-    shift = e2 - k + 53
-    m = (q + (1 << 21)) >> 22
-    if m == 1 << 31:
-        m, shift = 1 << 30, shift + 1
-    return (0, 0) if shift < -31 else (m, shift)
+    return _device(_multiplier.quantize_multiplier, num, den, e2)
 
 
 def scales_multiplier(in_scale, w_scale, out_scale) -> tuple[int, int]:
     """Multiplier of double(in_scale) * double(w_scale) / double(out_scale), as TFLite computes it."""
-    (m1, e1), (m2, e2), (m3, e3) = f32_parts(in_scale), f32_parts(w_scale), f32_parts(out_scale)
-    return quantize_multiplier(m1 * m2, m3, e1 + e2 - e3)
+    return _device(_multiplier.scales_multiplier, in_scale, w_scale, out_scale)
 
 
 def float_multiplier(real) -> tuple[int, int]:
     """(mult, shift) of a real multiplier given as a float32 (TFLite's QuantizeMultiplier)."""
-    m, e = f32_parts(real)
-    return quantize_multiplier(m, 1, e)
+    return _device(_multiplier.float_multiplier, real)
 
 
 def input_quantizer(in_scale) -> tuple[int, int, int]:
     """(F, mult, shift) of the float-input quantizer (docs/quantization.md)."""
-    m, e = f32_parts(in_scale)
-    if m < 0x800000:
-        raise NanonnError("in_scale: expected a normal float32 > 0, got %r" % in_scale)
-    F = -2 - e if m == 0x800000 else -3 - e
-    mult, shift = quantize_multiplier(1, m, -F - e)
-    return F, mult, shift
+    return _device(_multiplier.input_quantizer, in_scale)
 
 
 # ---- deterministic float32 math (mirrors nanonn.int8.quantize.Math32 op for op) ---------------
