@@ -4,7 +4,9 @@ Import only what runs: after `import nanonn`, `nanonn.load` of an int8 model and
 `predict_int8`, `sys.modules` holds the reader, the int8 records' builder, the int8
 network with its viper kernels (the plain-Python ones only where viper is missing) and
 their small helpers: no float network, no quantizer, no writer or backup. A float model
-loads without the int8 code, the quantizer or the writer. Checked on the x64 unix port,
+loads and predicts without the int8 code, the quantizer, the writer or the training code
+(losses, training kernels, PRNG); its first `train` step adds the losses and the training
+kernels, `fit` the PRNG (its shuffle). Checked on the x64 unix port,
 the 32-bit board-like build (.mpy), the WebAssembly port (no viper) and CPython.
 
 The RAM figure: `nanonn.nnm.read.ram_needed` (the bytes `load` checks against the free
@@ -39,14 +41,14 @@ FLOAT = {
     "nanonn.float32.network",
     "nanonn.float32.layers",
     "nanonn.float32.activations",
-    "nanonn.float32.losses",
-    "nanonn.rand",
     "nanonn.nnm.layers",
     "nanonn.nnm.views",
 }
 FLOAT_VIPER = {"nanonn.float32.dense_viper", "nanonn.float32.f32_viper"}
 # never imported by loading and running a model
 NEVER = {"nanonn.int8.quantize", "nanonn.nnm.write", "nanonn.nnm.backup", "nanonn.float32.dense_cache_viper"}
+# training code: imported by the first training step, never by inference (issue 14)
+NEVER |= {"nanonn.float32.losses", "nanonn.float32.train_viper", "nanonn.rand"}
 
 MODULES = r"""
 import sys, json
@@ -65,6 +67,11 @@ import nanonn
 net = nanonn.load(unhexlify(src["float"]))
 net.predict([0.5] * net.inputs)
 out["float"] = ours()
+net = nanonn.load(unhexlify(src["float"]), True)
+net.train([0.5] * net.inputs, [1.0] + [0.0] * (net.outputs - 1))
+out["train"] = ours()
+net.fit([[0.5] * net.inputs], [[1.0] + [0.0] * (net.outputs - 1)])
+out["fit"] = ours()
 print(json.dumps(out))
 """
 
@@ -99,6 +106,10 @@ def test_loading_imports_only_what_runs(runtime, tmp_path):
     assert set(got["float"]) == READER | FLOAT | (FLOAT_VIPER if viper else set()) | helpers
     for kind in ("int8", "float"):
         assert not NEVER & set(got[kind]), kind
+    # the training code, on first use: train adds the losses (and the training kernels)
+    train = {"nanonn.float32.losses"} | ({"nanonn.float32.train_viper"} if viper else set())
+    assert set(got["train"]) == set(got["float"]) | train
+    assert set(got["fit"]) == set(got["train"]) | {"nanonn.rand"}
 
 
 RAM = r"""

@@ -87,6 +87,7 @@ def test_every_viper_module_is_imported_with_a_fallback():
     assert viper == {
         "crc32_viper",
         "f32_viper",
+        "train_viper",
         "dense_cache_viper",
         "dense_viper",
         "kernels_viper",

@@ -1,8 +1,8 @@
 """The parts of the device package a board can install apart: the one table of which module
 belongs to which part, and what each part needs.
 
-`core` is what `nanonn.load` and `predict` of a float model import (and what building and
-training a float network imports today: the network imports its losses and kernels);
+`core` is what `nanonn.load` and `predict` of a float model import, and what building and
+training a float network adds on first use (the PRNG, the losses, the training kernels);
 the others are additions that bring the modules only they import. `nanonn deploy` copies
 the parts a model needs (`needed`), `tools/package_json.py` writes one mip package per part
 (`mpy/<part>.json`) and the whole package (`package.json`) from this table, and
@@ -36,6 +36,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "float32/dense_viper.py",
             "float32/dense_cache_viper.py",
             "float32/f32_viper.py",
+            "float32/train_viper.py",
             "nnm/__init__.py",
             "nnm/codes.py",
             "nnm/layout.py",

@@ -47,8 +47,8 @@ def load(source, trainable: "bool | int" = False):
 
     The reader is imported on first use, so a program that never loads a
     model does not pay its RAM. Loading an int8 model imports the reader and
-    the int8 network only; a float model, the float network (with, for now,
-    its losses and training kernels). Allocates the network (see `nanonn.nnm.read.load` for what
+    the int8 network only; a float model, the float network's inference code
+    (no losses, training kernels or PRNG: imported at the first training step). Allocates the network (see `nanonn.nnm.read.load` for what
     it costs); collects garbage first, so the reader and the model's buffers
     get the largest free blocks (left to the allocator's next failure, the
     garbage of the caller's script fragments a board-sized heap)."""

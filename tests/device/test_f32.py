@@ -1,4 +1,4 @@
-"""The training kernels (nanonn.float32.f32_viper) against y + a * x in double rounded once
+"""The float32 kernels (nanonn.float32.f32_viper, nanonn.float32.train_viper) against y + a * x in double rounded once
 to float32 (the unix port's floats are doubles): within one float32 ulp of the result
 plus 2^-26 of the larger operand (where the two nearly cancel); subnormals,
 cancellation, overflow and non-finite operands as the module docstring states."""
@@ -42,8 +42,9 @@ def _cast(address):
 
 
 class _Source:
-    """CPython: nanonn/float32/f32_viper.py's functions run as plain Python over `_Ptr32` views (its
-    integer arithmetic op for op), so the checks below test the same algorithm on both."""
+    """CPython: nanonn/float32/f32_viper.py's and train_viper.py's functions run as plain Python
+    over `_Ptr32` views (their integer arithmetic op for op), so the checks below test the same
+    algorithm on both. train_viper's import of f32_viper's names is served by the one namespace."""
 
     def __init__(self):
         import sys
@@ -53,11 +54,13 @@ class _Source:
         fake.viper = lambda f: f  # pyright: ignore[reportAttributeAccessIssue]
         saved = sys.modules.get("micropython")
         sys.modules["micropython"] = fake
-        path = layers.__file__.replace("layers.py", "f32_viper.py")
         self.ns = {"ptr32": _cast}
         try:
-            with open(path) as f:
-                exec(compile(f.read(), path, "exec"), self.ns)
+            for name in ("f32_viper.py", "train_viper.py"):
+                path = layers.__file__.replace("layers.py", name)
+                with open(path) as f:
+                    source = f.read().replace("from .f32_viper import", "# (one namespace)")
+                exec(compile(source, path, "exec"), self.ns)
         finally:
             if saved is None:
                 del sys.modules["micropython"]
@@ -87,11 +90,22 @@ class _Source:
         return self._call("leaky_relu_grad", *args)
 
 
+class _Both:
+    """MicroPython: the viper kernels of f32_viper and train_viper behind one object."""
+
+    def __init__(self):
+        from nanonn.float32 import f32_viper, train_viper
+
+        self.axpy_rows, self.fill = f32_viper.axpy_rows, f32_viper.fill
+        self.copy, self.finite = train_viper.copy, train_viper.finite
+        self.relu_grad, self.leaky_relu_grad = train_viper.relu_grad, train_viper.leaky_relu_grad
+
+
 def _kernels():
     """The viper kernels (MicroPython), or their source run as Python (CPython)."""
     if IS_MICROPYTHON and not NATIVE:
         skip("no native emitter on this port: f32_viper does not compile (test_fallback checks that)")
-    return layers._f32k if IS_MICROPYTHON else _Source()
+    return _Both() if IS_MICROPYTHON else _Source()
 
 
 _SINGLE = 1.0 + 2.0**-30 == 1.0  # a single-precision port (floats are float32)

@@ -15,6 +15,7 @@ from nanonn.nnm.write import dumps
 VIPER_MODULES = (
     "crc32_viper",
     "float32.f32_viper",
+    "float32.train_viper",
     "float32.dense_cache_viper",
     "float32.dense_viper",
     "int8.kernels_viper",

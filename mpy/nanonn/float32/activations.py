@@ -20,9 +20,29 @@ try:  # float32 kernels on bit patterns (allocation free); not on CPython
     from . import f32_viper as _f32k
 except NO_NATIVE_CODE:
     _f32k = None
+_f32t = None  # nanonn.float32.train_viper, imported by the first train_kernels() call
 _exp = math.exp
 _log = math.log
 _tanh = math.tanh  # saturates to +-1, never overflows (MicroPython and CPython)
+
+
+def train_kernels():
+    """The training kernels (`nanonn.float32.train_viper`) where viper exists, else None
+    (the float loops train). Imported on the first call (a backward pass, a training step):
+    a program that only predicts never loads them. Allocates the module once."""
+    global _f32t
+    if _f32t is None and _f32k is not None:
+        try:  # on first use: keeps the training kernels out of RAM for inference
+            from . import train_viper
+        except NO_NATIVE_CODE:  # (f32_viper compiled, so this does too)
+            return None
+        _f32t = train_viper
+    return _f32t
+
+
+def _relu_grad(z, g, d, n):
+    """relu's backward kernel on float32 arrays (train_viper.relu_grad)."""
+    train_kernels().relu_grad(z, g, d, n)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
 
 
 class Activation:
@@ -138,7 +158,7 @@ def _leaky_kernels(alpha):
         _f32k.leaky_relu(z, a, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
 
     def dkernel(z, g, d, n):
-        _f32k.leaky_relu_grad(z, g, d, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
+        train_kernels().leaky_relu_grad(z, g, d, n, scale)  # pyright: ignore[reportOptionalMemberAccess]  (made only where _f32k exists)
 
     return kernel, dkernel
 
@@ -203,7 +223,7 @@ ACTIVATIONS = {
         _relu,
         _d_relu,
         _f32k.relu if _f32k is not None else None,
-        _f32k.relu_grad if _f32k is not None else None,
+        _relu_grad if _f32k is not None else None,
     ),
     "leaky_relu": LeakyReLU,
     "softplus": lambda: Activation("softplus", _softplus, _d_softplus),

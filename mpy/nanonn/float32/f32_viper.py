@@ -1,9 +1,11 @@
 """Float32 arithmetic on bit patterns in @micropython.viper, without allocating.
 
-Training's backward pass and update are multiply-adds over every weight: in float
-bytecode each one allocates a few boxed floats (half a megabyte per SGD step of a
-64-32-16-4 network). These kernels compute `y += a * x` on float32 bits with
-integers only:
+The forward pass's activation kernels (relu, leaky_relu) and the multiply-add they share
+with training (`axpy_rows`, `fill`); training's own kernels, which build on these, are in
+`nanonn.float32.train_viper`, imported on the first backward pass. Training's backward pass
+and update are multiply-adds over every weight: in float bytecode each one allocates a few
+boxed floats (half a megabyte per SGD step of a 64-32-16-4 network). `axpy_rows` computes
+`y += a * x` on float32 bits with integers only:
 
 - the product's 24-bit mantissas are multiplied in 12-bit halves and kept to
   28 bits (truncated below 2^-26 of the product);
@@ -152,13 +154,6 @@ def fill(y: ptr32, n: int, bits: int):
 
 
 @micropython.viper
-def copy(y: ptr32, x: ptr32, n: int):
-    """y[i] = x[i] for i < n: 32-bit words (float32 bits), no rounding."""
-    for i in range(n):
-        y[i] = x[i]
-
-
-@micropython.viper
 def relu(z: ptr32, y: ptr32, n: int):
     """y[i] = z[i] if z[i] > 0 else 0.0, on float32 bits (NaN gives 0.0, as in float)."""
     b22 = 22  # not a literal: one >= 2^30 is a boxed object in viper on 32-bit ports
@@ -186,42 +181,3 @@ def leaky_relu(z: ptr32, y: ptr32, n: int, alpha: ptr32):
     fill(y, n, 0)
     axpy_rows(y, 0, z, 0, alpha, 1, n)
     keep_positive(z, y, n)
-
-
-@micropython.viper
-def finite(x: ptr32, n: int) -> int:
-    """1 if none of the n float32 words x[:n] is an infinity or NaN, else 0."""
-    k = n
-    while k:
-        if (x[0] >> 23) & 0xFF == 255:
-            return 0
-        x = ptr32(int(x) + 4)
-        k -= 1
-    return 1
-
-
-@micropython.viper
-def pass_positive(z: ptr32, g: ptr32, d: ptr32, n: int):
-    """d[i] = g[i] where z[i] > 0 (float32 bits; not for 0.0, -0.0, negative or NaN z),
-    else d[i] as it is: the derivative of ReLU (d zeroed first) or leaky ReLU (d = alpha g)."""
-    b22 = 22  # not a literal: one >= 2^30 is a boxed object in viper on 32-bit ports
-    inf = 0x1FE << b22
-    for i in range(n):
-        b = z[i]
-        if b and not (b >> 31) & 1 and b <= inf:
-            d[i] = g[i]
-
-
-@micropython.viper
-def relu_grad(z: ptr32, g: ptr32, d: ptr32, n: int):
-    """d = g * relu'(z) on float32 bits: g[i] where z[i] > 0, else 0.0."""
-    fill(d, n, 0)
-    pass_positive(z, g, d, n)
-
-
-@micropython.viper
-def leaky_relu_grad(z: ptr32, g: ptr32, d: ptr32, n: int, alpha: ptr32):
-    """d = g * leaky_relu'(z) on float32 bits: g[i] where z[i] > 0, else alpha[0] * g[i]."""
-    fill(d, n, 0)
-    axpy_rows(d, 0, g, 0, alpha, 1, n)
-    pass_positive(z, g, d, n)

@@ -3,7 +3,10 @@
 A layer is any object with:
 
 - `build(inputs, rng) -> outputs`: called once by `Network`; allocates every
-  buffer the layer will use (`rng` is a `rand.Random` for initial weights).
+  buffer the layer will use (`rng` is a `rand.Random` for initial weights, or None
+  when no layer of the network has `uses_rng`).
+- `uses_rng` (attribute, default True): whether `build` draws from `rng`. A network
+  whose layers all bring their weights (a loaded model) never imports the PRNG.
 - `forward(x, training) -> y`: `x` is a buffer of `inputs` numbers; returns
   the layer's own output buffer (reused by the next call).
 - `backward(x, grad, fused) -> grad_x`: `grad` is dL/dy (or, when `fused`,
@@ -23,17 +26,17 @@ from array import array
 
 from ..errors import NO_NATIVE_CODE
 from ..inputs import F32, typecode
-from ..rand import Random, glorot_limit
 from . import activations
 
 try:  # integer dot products of float32 bits (allocation free); not on CPython
     from . import dense_viper as _fast
 except NO_NATIVE_CODE:
     _fast = None
-try:  # float32 multiply-adds of training in integers (allocation free); not on CPython
+try:  # float32 multiply-adds in integers (allocation free; activations imported it); not on CPython
     from . import f32_viper as _f32k
 except NO_NATIVE_CODE:
     _f32k = None
+_train_kernels = activations.train_kernels  # train_viper (copy), on the first backward pass
 
 
 # Scratch of the viper float kernels: x as float32 (staged from other types), as halves
@@ -146,6 +149,7 @@ class Layer:
 
     inputs = None
     units = None
+    uses_rng = True  # build() draws initial weights from rng (Network makes one only then)
     frozen = False  # True: train/fit leave its weights as they are (fine-tuning the layers above)
 
     def build(self, inputs, rng):
@@ -200,6 +204,7 @@ class Dense(Layer):
         if weights is not None and inputs is not None:
             _check_weight_count(len(weights), units, inputs, self.use_bias)
         self._initial = weights
+        self.uses_rng = weights is None
         self.velocity = None
         self.cache = None if cache is None else bool(cache)
         self.wq = self.wm = None
@@ -224,6 +229,8 @@ class Dense(Layer):
             self._initial = None
         else:
             # Glorot uniform, biases zero; bit-identical on every port (rand.py).
+            from ..rand import glorot_limit  # on first use: keeps the PRNG out of RAM (a loaded model)
+
             limit = glorot_limit(n, u)
             w = self.w
             for i in range(u * n):
@@ -344,7 +351,7 @@ class Dense(Layer):
             self.activation.backward(self.z, self.y, grad, d, units)
         if not self.frozen:
             if self._f32_in:
-                _f32k.copy(self.xf, x, n)
+                _train_kernels().copy(self.xf, x, n)  # pyright: ignore[reportOptionalMemberAccess]  (where _f32k exists)
             else:
                 _stage(self.xf, x, n)
             # The parameter gradient d x^T is added into gw lazily (update, or the next
@@ -507,7 +514,9 @@ def _clear(g):
 class Dropout(Layer):
     """Inverted dropout: in training, zero each input with probability `rate`
     and scale the rest by 1 / (1 - rate); at inference, pass through.
-    Deterministic for a given `seed`."""
+    Deterministic for a given `seed` (its own PRNG, made at the first training pass)."""
+
+    uses_rng = False
 
     def __init__(self, rate, seed=1):
         rate = float(rate)
@@ -518,7 +527,7 @@ class Dropout(Layer):
 
     def build(self, inputs, rng):
         self.inputs = self.units = inputs
-        self.rng = Random(self.seed)
+        self.rng = None  # a rand.Random(seed), made by the first training pass (_drop)
         self.keep = bytearray(inputs)
         self.y = floats(inputs)
         self.gx = floats(inputs)
@@ -534,6 +543,10 @@ class Dropout(Layer):
         return self._drop(x)
 
     def _drop(self, x):
+        if self.rng is None:
+            from ..rand import Random  # on first use: keeps the PRNG out of RAM for inference
+
+            self.rng = Random(self.seed)
         keep, y, rng, cut, scale = self.keep, self.y, self.rng, self.cut, self.scale
         for i in range(self.inputs):
             k = rng.bits24() >= cut

@@ -1,15 +1,12 @@
 """Sequential network: predict, train (one SGD step), fit and evaluate."""
 
-from ..errors import NO_NATIVE_CODE
 from ..inputs import F32, check_vector, typecode
-from ..rand import Random
-from . import losses
+from .activations import train_kernels
 from .layers import floats
 
-try:  # float32 kernels on bit patterns (already imported by layers); not on CPython
-    from . import f32_viper as _f32k
-except NO_NATIVE_CODE:
-    _f32k = None
+# Imported on first use, to keep what inference never runs out of RAM: the losses (the first
+# train, fit, evaluate or `loss`), the training kernels (train_kernels: the first training
+# step) and the PRNG (building layers that draw initial weights; fit's shuffle).
 
 _INF = float("inf")
 _NINF = float("-inf")  # a constant: `-_INF` would allocate a float at every use
@@ -25,8 +22,9 @@ def _is_finite(v):
 def _all_finite(v):
     """Whether every value of the vector v is finite (allocates nothing; an array('f')
     is checked on its float32 bits by viper where that exists)."""
-    if _f32k is not None and typecode(v) == F32:
-        return bool(_f32k.finite(v, len(v)))
+    k = train_kernels()
+    if k is not None and typecode(v) == F32:
+        return bool(k.finite(v, len(v)))
     for i in range(len(v)):
         e = v[i]
         if not (e == e and e != _INF and e != _NINF):
@@ -40,8 +38,11 @@ class Network:
     `Network(Dense(10, inputs=4, activation="relu"), Dense(3, activation="softmax"),
     loss="cross_entropy")`. The first layer must state its `inputs`; later
     layers take theirs from the previous layer. `seed` makes the initial
-    weights reproducible on every port. Building allocates every buffer;
-    `predict` and `train` allocate nothing but float results.
+    weights reproducible on every port (the PRNG is made, and imported, only
+    when a layer draws from it: `uses_rng`). Building allocates every buffer;
+    `predict` and `train` allocate nothing but float results. `loss` is the
+    loss object (the losses module is imported when it is first needed: the
+    default "mse" on the first train, fit or evaluate; any other at once).
     """
 
     def __init__(self, *layers, loss: object = "mse", seed=1):
@@ -60,7 +61,12 @@ class Network:
             raise ValueError("Network: the first layer needs inputs=, got None")
         self.layers = list(layers)
         self.inputs = n
-        rng = Random(seed)
+        rng = None
+        for layer in self.layers:
+            if rng is None and getattr(layer, "uses_rng", True):
+                from ..rand import Random  # on first use: a loaded model's network makes no PRNG
+
+                rng = Random(seed)
         previous = None
         for layer in self.layers:
             n = layer.build(n, rng)
@@ -71,18 +77,35 @@ class Network:
         self.outputs = n
         self._ins = [None] * len(self.layers)
         self._grad = floats(n)
-        self.set_loss(loss)
+        self._loss = None  # the loss object (set_loss; `loss` makes the default)
+        self._fused = False
+        if type(loss) is not str or loss != "mse":
+            self.set_loss(loss)  # checked now; the default "mse" on first use
 
     def set_loss(self, loss):
-        """Use another loss (a name or an object with value() and gradient())."""
-        self.loss = losses.get(loss)
+        """Use another loss (a name or an object with value() and gradient()); returns the
+        loss object (a new one for a name)."""
+        from . import losses  # on first use: keeps the losses out of RAM for inference
+
+        self._loss = value = losses.get(loss)
         last = self.layers[-1]
         act = getattr(last, "activation", None)
         self._fused = bool(
-            getattr(self.loss, "fuses_softmax", False)
+            getattr(value, "fuses_softmax", False)
             and act is not None
             and getattr(act, "name", None) == "softmax"
         )
+        return value
+
+    @property
+    def loss(self):
+        """The loss object (`set_loss`): "mse" unless the network was built with another."""
+        loss = self._loss
+        return self.set_loss("mse") if loss is None else loss
+
+    @loss.setter
+    def loss(self, value):
+        self.set_loss(value)
 
     def _forward(self, x, training):
         ins = self._ins
@@ -116,7 +139,10 @@ class Network:
         if not (_all_finite(x) and _all_finite(target)):
             return _NAN
         out = self._forward(x, True)
-        value = self.loss.value(out, target)
+        loss = self._loss
+        if loss is None:
+            loss = self.set_loss("mse")  # the default, made on first use
+        value = loss.value(out, target)
         if not (_is_finite(value) and _all_finite(out)):
             return value if not _is_finite(value) else _NAN
         g = self._grad
@@ -126,7 +152,7 @@ class Network:
             for i in range(len(out)):
                 g[i] = out[i] - target[i]
         else:
-            self.loss.gradient(out, target, g)
+            loss.gradient(out, target, g)
         ins = self._ins
         low = self._lowest_trainable()
         for i in range(last, low - 1, -1):
@@ -204,6 +230,8 @@ class Network:
             if momentum and hasattr(layer, "prepare") and not getattr(layer, "frozen", False):
                 layer.prepare(momentum)
         order = list(range(len(X)))
+        from ..rand import Random  # on first use: keeps the PRNG out of RAM for inference
+
         rng = Random(seed)
         history = floats(epochs)
         done = 0
@@ -240,10 +268,11 @@ class Network:
             )
         total = 0.0
         hits = 0
+        loss = self.loss
         for i in range(len(X)):
             check_vector("Y[%d]" % i, Y[i], self.outputs)
             out = self.predict(X[i])
-            total += self.loss.value(out, Y[i])
+            total += loss.value(out, Y[i])
             if argmax(out) == argmax(Y[i]) if self.outputs > 1 else (out[0] >= 0.5) == (Y[i][0] >= 0.5):
                 hits += 1
         return total / len(X), hits / len(X)

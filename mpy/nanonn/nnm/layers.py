@@ -46,6 +46,7 @@ class LoadedDense(Dense):
 
     def __init__(self, units, inputs, activation, use_bias, w, b, raw, in_place, trainable, source=None):
         Dense.__init__(self, units, inputs=inputs, activation=activation, use_bias=use_bias)
+        self.uses_rng = False  # the weights are the model's: the network makes no PRNG
         self.shape = (units, inputs)
         self.source = source  # the model's bytes-like source (None for a file)
         _check_float32s("LoadedDense w", w, units * inputs)
