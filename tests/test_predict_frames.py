@@ -19,7 +19,6 @@ PREDICT_PATH = {
         "Layer.forward",
         "Dense.forward",
         "Dense._affine",
-        "Dense._forward_fast",
         "Dropout.forward",
         "_dot",
         "_stage",
@@ -29,9 +28,6 @@ PREDICT_PATH = {
     "float32/activations.py": {
         "Activation.forward",
         "Softmax.forward",
-        "_max",
-        "_exp_into",
-        "_divide",
         "_linear",
         "_sigmoid",
         "_relu",

@@ -172,10 +172,25 @@ class Softmax(Activation):
         Activation.__init__(self, "softmax", None, None)
 
     def forward(self, z, a, n):
-        # Helpers keep each frame within 11 words (a larger one is a heap block per call).
-        m = _max(z, n)
-        s = _exp_into(z, a, n, m)
-        _divide(a, n, s)
+        # One frame of 11 words (a larger one is a heap block per call): 8 names and an
+        # evaluation stack of 3 (`a[i] = a[i] / s`, not `a[i] /= s`, which needs 5).
+        m = z[0]
+        i = 1
+        while i < n:
+            if z[i] > m:
+                m = z[i]
+            i += 1
+        s = 0.0
+        i = 0
+        while i < n:
+            e = _exp(z[i] - m)
+            a[i] = e
+            s += e  # the sum of the unrounded values
+            i += 1
+        i = 0
+        while i < n:
+            a[i] = a[i] / s
+            i += 1
 
     def backward(self, z, a, g, d, n):
         # Jacobian-vector product: d_i = a_i * (g_i - sum_j g_j a_j)
@@ -184,33 +199,6 @@ class Softmax(Activation):
             s += g[j] * a[j]
         for i in range(n):
             d[i] = a[i] * (g[i] - s)
-
-
-def _max(z, n):
-    m = z[0]
-    for i in range(1, n):
-        if z[i] > m:
-            m = z[i]
-    return m
-
-
-def _exp_into(z, a, n, m):
-    """a[i] = exp(z[i] - m) for i < n; returns their sum (of the unrounded values)."""
-    s = 0.0
-    i = 0
-    while i < n:
-        e = _exp(z[i] - m)
-        a[i] = e
-        s += e
-        i += 1
-    return s
-
-
-def _divide(a, n, s):
-    i = 0
-    while i < n:
-        a[i] /= s
-        i += 1
 
 
 # The table: name -> factory. Forward and derivative live side by side above.

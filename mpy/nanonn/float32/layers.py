@@ -46,6 +46,7 @@ _XS = _XQ = _XH = _XL = _ACC = array("f")
 _SCRATCH_SIZE = [0, 0, 0]  # inputs, units, inputs of a cached layer
 _dot_q = None  # dense_cache_viper.dot (a global: the predict path's frames stay small)
 _dot_rows = _fast.dot_rows if _fast is not None else None
+_to_float32 = _fast.to_float32 if _fast is not None else None
 _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
@@ -289,11 +290,36 @@ class Dense(Layer):
                 self._shape = array("i", (self.inputs, u))  # dense_cache_viper.dot's
                 self._wq_ok = False
 
+    _x32 = None  # the last input found to be an array('f') (first layer: its typecode once)
+
     def forward(self, x, training):
         # x: (inputs,)  w: (units, inputs) row-major  b, z, y: (units,)
-        if not (self._fast_ready and self._forward_fast(x)):
-            self._affine(x)
-            self.activation.forward(self.z, self.y, self.units)
+        # With the viper kernels (x as float32): dense_cache_viper.dot over the decoded weights
+        # where they are current (`cache`), else dense_viper.dot_rows; then the bias added
+        # before the one rounding to float32, and ReLU, in dense_viper.to_float32. Where x or
+        # W is not finite (a kernel returns 1), the plain float loop (infinities and NaN).
+        # One frame of 11 words, no helper call on the way (each costs as much as 15 weights).
+        if self._fast_ready:
+            if self._f32_in or x is self._x32:
+                pass  # float32: read in place
+            elif typecode(x) == F32:
+                self._x32 = x  # (its typecode cannot change: only its length, which check_vector checks)
+            else:
+                _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
+                x = _XS
+            if self._wq_ok and _cache.checksum(self.w, len(self.w)) == self._sum or self._cached():  # pyright: ignore[reportOptionalMemberAccess]  (_wq_ok only where it was imported)
+                if not _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall, reportArgumentType]  (_fast_ready only where viper exists; wm made with wq)
+                    _to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)  # pyright: ignore[reportOptionalCall]  (as _dot_rows)
+                    if not self._finish & 2:
+                        self.activation.forward(self.z, self.y, self.units)
+                    return self.y
+            elif not _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
+                _to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)  # pyright: ignore[reportOptionalCall]  (as _dot_rows)
+                if not self._finish & 2:
+                    self.activation.forward(self.z, self.y, self.units)
+                return self.y
+        self._affine(x)
+        self.activation.forward(self.z, self.y, self.units)
         return self.y
 
     def _affine(self, x):
@@ -305,34 +331,13 @@ class Dense(Layer):
             self.z[u] = _dot(self.b[u], w, u * n, x, n)
             u += 1
 
-    def _forward_fast(self, x):
-        """z = W x + b, then y = f(z), with the viper kernels: dense_cache_viper.dot over the
-        decoded weights where they are current (`cache`), else dense_viper.dot_rows; then the bias added before the one rounding to float32, and ReLU, in
-        dense_viper.to_float32. False if x or W is not finite (the plain loop then
-        handles infinities and NaN)."""
-        if _fast is None:  # _fast_ready is set only where the kernels imported
-            return False
-        if not self._f32_in and typecode(x) != F32:  # else x is float32: read in place
-            _stage(_XS, x, self.inputs)  # x may be a list, a tuple or any array
-            x = _XS
-        if self.wq is not None and self._cached():
-            if _dot_q(_XQ, self.wq, x, self.wm, _ACC, self._shape):  # pyright: ignore[reportOptionalCall, reportArgumentType]  (_fast_ready only where viper exists; wm made with wq)
-                return False
-        elif _dot_rows(x, self.w, self.inputs, self.units, _XH, _XL, _ACC):  # pyright: ignore[reportOptionalCall]  (_fast_ready only where viper exists)
-            return False
-        _fast.to_float32(_ACC, self.z, self.units, self.b, self.y, self._finish)
-        if not self._finish & 2:
-            self.activation.forward(self.z, self.y, self.units)
-        return True
-
     def _cached(self):
-        """Whether wq holds the current weights, decoding them again if they changed
-        (training too: decoding once costs less than decoding each row in the forward)."""
+        """Whether wq holds the current weights (`forward` checked the checksum of
+        those it holds), decoding them again if they changed (training too: decoding
+        once costs less than decoding each row in the forward)."""
         wm, f = self.wm, _cache
         if wm is None or f is None:
             return False
-        if self._wq_ok and f.checksum(self.w, len(self.w)) == self._sum:
-            return True  # (update clears _wq_ok: no checksum after a training step)
         self._wq_ok = not f.decode(self.wq, self.w, self.inputs, self.units, wm, 0)  # pyright: ignore[reportArgumentType]  (wq and wm are made together)
         self._sum = f.checksum(self.w, len(self.w))
         return self._wq_ok

@@ -76,6 +76,7 @@ class Network:
             previous = layer
         self.outputs = n
         self._ins = [None] * len(self.layers)
+        self._checked = ()  # the last input predict checked (not a list: see predict; () none)
         self._grad = floats(n)
         self._loss = None  # the loss object (set_loss; `loss` makes the default)
         self._fused = False
@@ -125,8 +126,13 @@ class Network:
         layer's output buffer (array('f')), which the next call reuses: copy it to keep it.
         Wrong types or lengths raise TypeError/ValueError naming the input; NaN or
         infinite inputs are computed as IEEE floats (non-finite outputs, no error).
+        The network keeps a reference to the last input buffer it checked: the same
+        buffer again (the sensor loop's case) costs only a length check.
         """
-        check_vector("input", x, self.inputs)
+        if x is not self._checked or len(x) != self.inputs:
+            check_vector("input", x, self.inputs)
+            # the same buffer again: only its length can have changed (a list's items too)
+            self._checked = () if type(x) is list else x
         for layer in self.layers:  # not _forward (for backward; a heap frame: > 11 words)
             x = layer.forward(x, False)
         return x
