@@ -89,6 +89,9 @@ class _Source:
     def leaky_relu_grad(self, *args):
         return self._call("leaky_relu_grad", *args)
 
+    def momentum_rows(self, *args):
+        return self._call("momentum_rows", *args)
+
 
 class _Both:
     """MicroPython: the viper kernels of f32_viper and train_viper behind one object."""
@@ -99,6 +102,7 @@ class _Both:
         self.axpy_rows, self.fill = f32_viper.axpy_rows, f32_viper.fill
         self.copy, self.finite = train_viper.copy, train_viper.finite
         self.relu_grad, self.leaky_relu_grad = train_viper.relu_grad, train_viper.leaky_relu_grad
+        self.momentum_rows = train_viper.momentum_rows
 
 
 def _kernels():
@@ -163,6 +167,52 @@ def test_outer_product_within_one_ulp():
             if _SINGLE:  # the reference itself is rounded twice in float32 there
                 tol = 2 * _ulp(w) + big[j] * 2.0**-23
             ok(abs(y[j] - w) <= tol, "exponents %d..%d: y[%d] = %r, want %r" % (lo, hi, j, y[j], w))
+
+
+def test_momentum_step_within_one_ulp_each():
+    """v = mu v + c x (one rounding), then w += v (one rounding): each within one ulp of the
+    exact value from the operands it had (the rounded v for w), plus 2^-26 of the larger
+    term where they nearly cancel; one sample's rows (c per row, x shared) and a batch's
+    single row (x the gradient)."""
+    k = _kernels()
+    rng = Random(11)
+    mu = array("f", [0.9])
+    for lo, hi, rows, n in ((-3, 3, 5, 13), (-30, 10, 3, 9), (-135, -120, 2, 7), (-4, 4, 1, 40)):
+        w = _random(rng, rows * n, lo, hi)
+        v = _random(rng, rows * n, lo - 8, hi - 8)
+        x = _random(rng, n, lo // 2, hi // 2)
+        c = _random(rng, rows, lo // 2 - 4, hi // 2 - 4)
+        w0, v0 = list(w), list(v)
+        k.momentum_rows(w, v, x, c, mu, rows, n)
+        for j in range(rows * n):
+            r, i = j // n, j % n
+            terms = (mu[0] * v0[j], c[r] * x[i])
+            want = _f32(terms[0] + terms[1])
+            tol = _ulp(want) + max(abs(terms[0]), abs(terms[1])) * 2.0**-26
+            if _SINGLE:  # the reference itself is rounded twice in float32 there
+                tol = 2 * _ulp(want) + max(abs(terms[0]), abs(terms[1])) * 2.0**-23
+            ok(abs(v[j] - want) <= tol, "exponents %d..%d: v[%d] = %r, want %r" % (lo, hi, j, v[j], want))
+            want = _f32(w0[j] + v[j])
+            tol = (2 if _SINGLE else 1) * _ulp(want) + max(abs(w0[j]), abs(v[j])) * 2.0**-26
+            ok(abs(w[j] - want) <= tol, "exponents %d..%d: w[%d] = %r, want %r" % (lo, hi, j, w[j], want))
+
+
+def test_momentum_step_exact_cases_and_non_finite_operands():
+    k = _kernels()
+    inf, nan = float("inf"), float("nan")
+    mu = array("f", [0.5])
+    w = array("f", [1.0, 2.0, 0.0, 5.0, inf, 1.0, 1.0, 3e38, 2.0**-126])
+    v = array("f", [2.0, -4.0, 0.0, inf, 1.0, 1.0, 1.0, 3e38, 0.0])
+    x = array("f", [0.5, 1.0, 0.0, 1.0, 1.0, nan, inf, 3e38, -(2.0**-126)])
+    c = array("f", [-2.0])
+    k.momentum_rows(w, v, x, c, mu, 1, 9)
+    eq(list(v[:3]), [0.0, -4.0, 0.0], "exact: 0.5 * 2 - 2 * 0.5, 0.5 * -4 - 2 * 1, zeros")
+    eq(list(w[:3]), [1.0, -2.0, 0.0], "w += v")
+    eq((v[3], w[3] != w[3]), (inf, True), "an infinite v stays, and w becomes NaN")
+    eq(w[4], inf, "an infinite w stays")
+    ok(v[5] != v[5] and w[5] != w[5] and v[6] != v[6] and w[6] != w[6], "a non-finite x gives NaN")
+    ok(v[7] == -inf and w[7] != w[7], "overflow: v = -inf, w NaN (w + an infinite v)")
+    eq((v[8], w[8]), (2.0**-125, 2.0**-126 + 2.0**-125), "subnormal-range operands: exact")
 
 
 def test_cancellation_zero_and_subnormal_results():

@@ -51,6 +51,7 @@ _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with ca
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
+_M = array("f", (0.0,))  # the momentum (train_viper.momentum_rows reads mu[0])
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
@@ -426,14 +427,7 @@ class Dense(Layer):
         """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
         (or w -= step * g), then clear the gradients."""
         if momentum and velocity is not None:
-            vw, vb = velocity
-            _S[0] = momentum - 1.0
-            k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
-            k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
-            self._descend(k, vw, vb, step)
-            k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
-            if self.use_bias:
-                k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+            self._momentum(k, step, momentum, velocity)
         else:
             self._descend(k, self.w, self.b, step)
         if self._dirty:
@@ -441,6 +435,27 @@ class Dense(Layer):
             k.fill(self.gb, self.units, 0)
         self._pending = self._dirty = False
         self._wq_ok = False  # the weights changed: decode them at the next forward pass
+
+    def _momentum(self, k, step, momentum, velocity):
+        """v = momentum * v - step * g, w += v in one pass over the weights
+        (train_viper.momentum_rows): for one sample, g = d xf^T, never formed."""
+        units, n, t = self.units, self.inputs, _train_kernels()
+        vw, vb = velocity
+        _M[0] = momentum
+        _S[0] = 0.0 - step
+        if self._pending and not self._dirty:  # one sample: c = -step * d per unit
+            c = self.c
+            k.fill(c, units, 0)
+            k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
+            t.momentum_rows(self.w, vw, self.xf, c, _M, units, n)  # pyright: ignore[reportOptionalMemberAccess]  (where _f32k exists)
+            if self.use_bias:
+                t.momentum_rows(self.b, vb, _ONE, c, _M, units, 1)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
+            return
+        if self._pending:
+            self._flush()
+        t.momentum_rows(self.w, vw, self.gw, _S, _M, 1, units * n)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
+        if self.use_bias:
+            t.momentum_rows(self.b, vb, self.gb, _S, _M, 1, units)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
 
     def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
