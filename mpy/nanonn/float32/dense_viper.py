@@ -214,8 +214,17 @@ def to_float32(acc: ptr32, z: ptr32, units: int, b: ptr32, y: ptr32, flags: int)
                 y[u] = 0
             continue
         k = 0
-        while (m >> k) >= 0x1000000:
-            k += 1
+        t = m >> 24  # < 2^7: k = its bit length (m >> k < 2^24), by halving, not bit by bit
+        if t:
+            k = 1
+            if t >= 8:
+                k = 4
+                t = t >> 3
+            if t >= 4:
+                k += 2
+                t = t >> 2
+            if t >= 2:
+                k += 1
         if k:
             m = ((m >> (k - 1)) + 1) >> 1
             if m >= 0x1000000:
