@@ -48,7 +48,12 @@ FLOAT_VIPER = {"nanonn.float32.dense_viper", "nanonn.float32.f32_viper"}
 # never imported by loading and running a model
 NEVER = {"nanonn.int8.quantize", "nanonn.nnm.write", "nanonn.nnm.backup", "nanonn.float32.dense_cache_viper"}
 # training code: imported by the first training step, never by inference (issue 14)
-NEVER |= {"nanonn.float32.losses", "nanonn.float32.train_viper", "nanonn.rand"}
+NEVER |= {
+    "nanonn.float32.losses",
+    "nanonn.float32.train_viper",
+    "nanonn.float32.momentum_viper",
+    "nanonn.rand",
+}
 
 MODULES = r"""
 import sys, json

@@ -88,6 +88,7 @@ def test_every_viper_module_is_imported_with_a_fallback():
         "crc32_viper",
         "f32_viper",
         "train_viper",
+        "momentum_viper",
         "dense_cache_viper",
         "dense_viper",
         "kernels_viper",

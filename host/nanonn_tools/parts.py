@@ -37,6 +37,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "float32/dense_cache_viper.py",
             "float32/f32_viper.py",
             "float32/train_viper.py",
+            "float32/momentum_viper.py",
             "nnm/__init__.py",
             "nnm/codes.py",
             "nnm/layout.py",

@@ -1,4 +1,4 @@
-"""The float32 kernels (nanonn.float32.f32_viper, nanonn.float32.train_viper) against y + a * x in double rounded once
+"""The float32 kernels (nanonn.float32.f32_viper, train_viper, momentum_viper) against y + a * x in double rounded once
 to float32 (the unix port's floats are doubles): within one float32 ulp of the result
 plus 2^-26 of the larger operand (where the two nearly cancel); subnormals,
 cancellation, overflow and non-finite operands as the module docstring states."""
@@ -42,9 +42,10 @@ def _cast(address):
 
 
 class _Source:
-    """CPython: nanonn/float32/f32_viper.py's and train_viper.py's functions run as plain Python
-    over `_Ptr32` views (their integer arithmetic op for op), so the checks below test the same
-    algorithm on both. train_viper's import of f32_viper's names is served by the one namespace."""
+    """CPython: nanonn/float32/f32_viper.py's, train_viper.py's and momentum_viper.py's functions
+    run as plain Python over `_Ptr32` views (their integer arithmetic op for op), so the checks
+    below test the same algorithm on both. train_viper's import of f32_viper's names is served
+    by the one namespace."""
 
     def __init__(self):
         import sys
@@ -56,7 +57,7 @@ class _Source:
         sys.modules["micropython"] = fake
         self.ns = {"ptr32": _cast}
         try:
-            for name in ("f32_viper.py", "train_viper.py"):
+            for name in ("f32_viper.py", "train_viper.py", "momentum_viper.py"):
                 path = layers.__file__.replace("layers.py", name)
                 with open(path) as f:
                     source = f.read().replace("from .f32_viper import", "# (one namespace)")
@@ -94,15 +95,15 @@ class _Source:
 
 
 class _Both:
-    """MicroPython: the viper kernels of f32_viper and train_viper behind one object."""
+    """MicroPython: the viper kernels of f32_viper, train_viper and momentum_viper as one object."""
 
     def __init__(self):
-        from nanonn.float32 import f32_viper, train_viper
+        from nanonn.float32 import f32_viper, momentum_viper, train_viper
 
         self.axpy_rows, self.fill = f32_viper.axpy_rows, f32_viper.fill
         self.copy, self.finite = train_viper.copy, train_viper.finite
         self.relu_grad, self.leaky_relu_grad = train_viper.relu_grad, train_viper.leaky_relu_grad
-        self.momentum_rows = train_viper.momentum_rows
+        self.momentum_rows = momentum_viper.momentum_rows
 
 
 def _kernels():
@@ -117,6 +118,11 @@ _SINGLE = 1.0 + 2.0**-30 == 1.0  # a single-precision port (floats are float32)
 
 def _bits(v):
     return struct.unpack("<I", struct.pack("<f", v))[0]
+
+
+def _from_bits(b):
+    """The float32 value of bit pattern b (exact on every port: no decimal text, no pow)."""
+    return struct.unpack("<f", struct.pack("<I", b))[0]
 
 
 def _f32(v):
@@ -201,9 +207,10 @@ def test_momentum_step_exact_cases_and_non_finite_operands():
     k = _kernels()
     inf, nan = float("inf"), float("nan")
     mu = array("f", [0.5])
-    w = array("f", [1.0, 2.0, 0.0, 5.0, inf, 1.0, 1.0, 3e38, 2.0**-126])
+    tiny = _from_bits(0x00800000)  # 2^-126 (a single-precision port's pow is not exact)
+    w = array("f", [1.0, 2.0, 0.0, 5.0, inf, 1.0, 1.0, 3e38, tiny])
     v = array("f", [2.0, -4.0, 0.0, inf, 1.0, 1.0, 1.0, 3e38, 0.0])
-    x = array("f", [0.5, 1.0, 0.0, 1.0, 1.0, nan, inf, 3e38, -(2.0**-126)])
+    x = array("f", [0.5, 1.0, 0.0, 1.0, 1.0, nan, inf, 3e38, 0.0 - tiny])
     c = array("f", [-2.0])
     k.momentum_rows(w, v, x, c, mu, 1, 9)
     eq(list(v[:3]), [0.0, -4.0, 0.0], "exact: 0.5 * 2 - 2 * 0.5, 0.5 * -4 - 2 * 1, zeros")
@@ -212,7 +219,8 @@ def test_momentum_step_exact_cases_and_non_finite_operands():
     eq(w[4], inf, "an infinite w stays")
     ok(v[5] != v[5] and w[5] != w[5] and v[6] != v[6] and w[6] != w[6], "a non-finite x gives NaN")
     ok(v[7] == -inf and w[7] != w[7], "overflow: v = -inf, w NaN (w + an infinite v)")
-    eq((v[8], w[8]), (2.0**-125, 2.0**-126 + 2.0**-125), "subnormal-range operands: exact")
+    # v = -2 * -2^-126 = 2^-125, w = 2^-126 + 2^-125 = 1.5 * 2^-125
+    eq((v[8], w[8]), (_from_bits(0x01000000), _from_bits(0x01400000)), "smallest normals: exact")
 
 
 def test_cancellation_zero_and_subnormal_results():

@@ -16,6 +16,7 @@ VIPER_MODULES = (
     "crc32_viper",
     "float32.f32_viper",
     "float32.train_viper",
+    "float32.momentum_viper",
     "float32.dense_cache_viper",
     "float32.dense_viper",
     "int8.kernels_viper",

@@ -108,3 +108,29 @@ def test_frozen_layers_keep_their_weights():
     eq(loaded.get_weights()[:2], w0[:2], "loaded frozen layers unchanged")
     ok(loaded.get_weights()[2] != w0[2], "the last layer trained")
     raises(ValueError, nnm.load, dumps(full), trainable=-1, contains=("trainable", "-1"))
+
+
+def test_momentum_in_one_pass_and_in_three_agree():
+    """The one-pass momentum kernel (where the heap holds 1 MB) and the three axpy_rows passes
+    (a board-sized heap) give the same weights within 1e-5 relative (their roundings differ:
+    one against three per step, compounded over 18 steps), batches of 1 and 3."""
+    from nanonn.float32 import layers
+
+    saved = layers._momentum_rows
+    runs = []
+    try:
+        for kernel in (saved, False):
+            layers._momentum_rows = kernel
+            for batch in (1, 3):
+                net = Network(Dense(5, inputs=4, activation="relu"), Dense(2, activation="softmax"), seed=4)
+                net.set_loss("cross_entropy")
+                xs = [[0.1 * i, -0.2 * i, 0.3, 0.05 * i * i] for i in range(6)]
+                ys = [[1.0, 0.0] if i % 2 else [0.0, 1.0] for i in range(6)]
+                net.fit(xs, ys, epochs=3, rate=0.1, batch_size=batch, momentum=0.9, shuffle=False)
+                runs.append(net.get_weights())
+    finally:
+        layers._momentum_rows = saved
+    for a, b in zip(runs[:2], runs[2:]):
+        for la, lb in zip(a, b):
+            for u, v in zip(la, lb):
+                ok(abs(u - v) <= 1e-5 * max(abs(u), abs(v)) + 1e-7, "weight %r vs %r" % (u, v))

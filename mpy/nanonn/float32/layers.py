@@ -51,7 +51,8 @@ _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with ca
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
-_M = array("f", (0.0,))  # the momentum (train_viper.momentum_rows reads mu[0])
+_M = array("f", (0.0,))  # the momentum (momentum_viper.momentum_rows reads mu[0])
+_momentum_rows = None  # momentum_viper.momentum_rows, or False: decided by _one_pass_momentum
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
@@ -132,6 +133,22 @@ def _large_heap():
     free = getattr(gc, "mem_free", None)
     used = getattr(gc, "mem_alloc", None)
     return free is not None and used is not None and free() + used() >= _CACHE_MIN_HEAP
+
+
+def _one_pass_momentum():
+    """momentum_viper.momentum_rows where viper exists and the heap holds at least 1 MB, else
+    False (its native code, 3-4 KB, would be a board's heap: three axpy_rows passes there).
+    Decided and imported at the first momentum step."""
+    global _momentum_rows
+    if _momentum_rows is None:
+        _momentum_rows = False
+        if _f32k is not None and _large_heap():
+            try:  # on first use: keeps the one-pass momentum kernel out of RAM until it runs
+                from .momentum_viper import momentum_rows
+            except NO_NATIVE_CODE:  # (f32_viper compiled, so this does too)
+                return False
+            _momentum_rows = momentum_rows
+    return _momentum_rows
 
 
 def floats(n):
@@ -426,8 +443,18 @@ class Dense(Layer):
     def _update_fast(self, k, step, momentum, velocity):
         """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
         (or w -= step * g), then clear the gradients."""
-        if momentum and velocity is not None:
-            self._momentum(k, step, momentum, velocity)
+        one_pass = _one_pass_momentum() if momentum else False
+        if momentum and velocity is not None and one_pass:
+            self._momentum(k, one_pass, step, momentum, velocity)
+        elif momentum and velocity is not None:  # three passes (a board-sized heap)
+            vw, vb = velocity
+            _S[0] = momentum - 1.0
+            k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+            k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+            self._descend(k, vw, vb, step)
+            k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+            if self.use_bias:
+                k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
         else:
             self._descend(k, self.w, self.b, step)
         if self._dirty:
@@ -436,10 +463,10 @@ class Dense(Layer):
         self._pending = self._dirty = False
         self._wq_ok = False  # the weights changed: decode them at the next forward pass
 
-    def _momentum(self, k, step, momentum, velocity):
+    def _momentum(self, k, t, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in one pass over the weights
-        (train_viper.momentum_rows): for one sample, g = d xf^T, never formed."""
-        units, n, t = self.units, self.inputs, _train_kernels()
+        (momentum_viper.momentum_rows): for one sample, g = d xf^T, never formed."""
+        units, n = self.units, self.inputs
         vw, vb = velocity
         _M[0] = momentum
         _S[0] = 0.0 - step
@@ -447,15 +474,15 @@ class Dense(Layer):
             c = self.c
             k.fill(c, units, 0)
             k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
-            t.momentum_rows(self.w, vw, self.xf, c, _M, units, n)  # pyright: ignore[reportOptionalMemberAccess]  (where _f32k exists)
+            t(self.w, vw, self.xf, c, _M, units, n)
             if self.use_bias:
-                t.momentum_rows(self.b, vb, _ONE, c, _M, units, 1)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
+                t(self.b, vb, _ONE, c, _M, units, 1)
             return
         if self._pending:
             self._flush()
-        t.momentum_rows(self.w, vw, self.gw, _S, _M, 1, units * n)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
+        t(self.w, vw, self.gw, _S, _M, 1, units * n)
         if self.use_bias:
-            t.momentum_rows(self.b, vb, self.gb, _S, _M, 1, units)  # pyright: ignore[reportOptionalMemberAccess]  (as above)
+            t(self.b, vb, self.gb, _S, _M, 1, units)
 
     def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""

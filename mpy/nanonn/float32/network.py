@@ -67,6 +67,10 @@ class Network:
                 from ..rand import Random  # on first use: a loaded model's network makes no PRNG
 
                 rng = Random(seed)
+                # Weights drawn at random are there to be trained: the training kernels now,
+                # before the layers' buffers (their native code needs one block of a few KB,
+                # which a board's heap fragmented by the training data may no longer have).
+                train_kernels()
         previous = None
         for layer in self.layers:
             n = layer.build(n, rng)

@@ -2,10 +2,8 @@
 """Training's float32 kernels on bit patterns in @micropython.viper, without allocating.
 
 The backward pass's activation derivatives (relu_grad, leaky_relu_grad), the finiteness check
-of a training sample, the input copy and momentum SGD's step in one pass (`momentum_rows`:
-v = mu v + c x, then w += v, each rounded once, within one ulp plus 2^-26 of the larger term
-as `axpy_rows`: tests/device/test_f32.py); the multiply-add the others use (`axpy_rows`, its
-rounding and limits) is `nanonn.float32.f32_viper`'s. Imported on the first backward pass
+of a training sample and the input copy; the multiply-add they use (`axpy_rows`, its rounding
+and limits) is `nanonn.float32.f32_viper`'s (momentum's one-pass step: `momentum_viper`). Imported on the first backward pass
 (`nanonn.float32.activations.train_kernels`): a program that only predicts never loads them.
 """
 
@@ -30,7 +28,3 @@ def relu_grad(z: _Buffer, g: _Buffer, d: _Buffer, n: int) -> None:
 
 def leaky_relu_grad(z: _Buffer, g: _Buffer, d: _Buffer, n: int, alpha: _Buffer) -> None:
     """d = g * leaky_relu'(z) on float32 bits: g[i] where z[i] > 0, else alpha[0] * g[i]."""
-
-def momentum_rows(w: _Buffer, v: _Buffer, x: _Buffer, c: _Buffer, mu: _Buffer, rows: int, n: int) -> None:
-    """v[j] = mu[0] * v[j] + c[r] * x[i], then w[j] += v[j], for j = r*n + i, r < rows,
-    i < n, on float32 bits: a momentum SGD step in one pass (module docstring)."""
