@@ -39,7 +39,8 @@ class Network:
     loss="cross_entropy")`. The first layer must state its `inputs`; later
     layers take theirs from the previous layer. `seed` makes the initial
     weights reproducible on every port (the PRNG is made, and imported, only
-    when a layer draws from it: `uses_rng`). Building allocates every buffer;
+    when a layer draws from it: `uses_rng`; such a network, made to be trained, also
+    imports the training kernels then). Building allocates every buffer;
     `predict` and `train` allocate nothing but float results. `loss` is the
     loss object (the losses module is imported when it is first needed: the
     default "mse" on the first train, fit or evaluate; any other at once).
