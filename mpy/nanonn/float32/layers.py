@@ -443,18 +443,9 @@ class Dense(Layer):
     def _update_fast(self, k, step, momentum, velocity):
         """The update with the f32_viper kernels: v = momentum * v - step * g, w += v
         (or w -= step * g), then clear the gradients."""
-        one_pass = _one_pass_momentum() if momentum else False
-        if momentum and velocity is not None and one_pass:
-            self._momentum(k, one_pass, step, momentum, velocity)
-        elif momentum and velocity is not None:  # three passes (a board-sized heap)
-            vw, vb = velocity
-            _S[0] = momentum - 1.0
-            k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
-            k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
-            self._descend(k, vw, vb, step)
-            k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
-            if self.use_bias:
-                k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
+        # (a frame of 11 words: a larger one is a heap block at every step)
+        if momentum and velocity is not None:
+            self._momentum(k, step, momentum, velocity)
         else:
             self._descend(k, self.w, self.b, step)
         if self._dirty:
@@ -463,9 +454,14 @@ class Dense(Layer):
         self._pending = self._dirty = False
         self._wq_ok = False  # the weights changed: decode them at the next forward pass
 
-    def _momentum(self, k, t, step, momentum, velocity):
+    def _momentum(self, k, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in one pass over the weights
-        (momentum_viper.momentum_rows): for one sample, g = d xf^T, never formed."""
+        (momentum_viper.momentum_rows; for one sample, g = d xf^T, never formed), or in
+        three axpy_rows passes on a board-sized heap (`_one_pass_momentum`)."""
+        t = _one_pass_momentum()
+        if not t:
+            self._momentum_passes(k, step, momentum, velocity)
+            return
         units, n = self.units, self.inputs
         vw, vb = velocity
         _M[0] = momentum
@@ -483,6 +479,17 @@ class Dense(Layer):
         t(self.w, vw, self.gw, _S, _M, 1, units * n)
         if self.use_bias:
             t(self.b, vb, self.gb, _S, _M, 1, units)
+
+    def _momentum_passes(self, k, step, momentum, velocity):
+        """v = momentum * v - step * g, w += v in three axpy_rows passes (no more code in RAM)."""
+        vw, vb = velocity
+        _S[0] = momentum - 1.0
+        k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
+        k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
+        self._descend(k, vw, vb, step)
+        k.axpy_rows(self.w, 0, vw, 0, _ONE, 1, len(vw))
+        if self.use_bias:
+            k.axpy_rows(self.b, 0, vb, 0, _ONE, 1, self.units)
 
     def _descend(self, k, pw, pb, step):
         """pw -= step * gw, pb -= step * gb (with the pending sample's gradients)."""
