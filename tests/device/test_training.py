@@ -116,11 +116,11 @@ def test_momentum_in_one_pass_and_in_three_agree():
     one against three per step, compounded over 18 steps), batches of 1 and 3."""
     from nanonn.float32 import layers
 
-    saved = layers._momentum_rows
+    saved = (layers._momentum_rows, layers._momentum_decided)
     runs = []
     try:
-        for kernel in (saved, False):
-            layers._momentum_rows = kernel
+        for kernel, decided in (saved, (None, True)):  # as decided here, then three passes
+            layers._momentum_rows, layers._momentum_decided = kernel, decided
             for batch in (1, 3):
                 net = Network(Dense(5, inputs=4, activation="relu"), Dense(2, activation="softmax"), seed=4)
                 net.set_loss("cross_entropy")
@@ -129,7 +129,7 @@ def test_momentum_in_one_pass_and_in_three_agree():
                 net.fit(xs, ys, epochs=3, rate=0.1, batch_size=batch, momentum=0.9, shuffle=False)
                 runs.append(net.get_weights())
     finally:
-        layers._momentum_rows = saved
+        layers._momentum_rows, layers._momentum_decided = saved
     for a, b in zip(runs[:2], runs[2:]):
         for la, lb in zip(a, b):
             for u, v in zip(la, lb):

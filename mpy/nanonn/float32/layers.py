@@ -52,7 +52,8 @@ _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with ca
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
 _M = array("f", (0.0,))  # the momentum (momentum_viper.momentum_rows reads mu[0])
-_momentum_rows = None  # momentum_viper.momentum_rows, or False: decided by _one_pass_momentum
+_momentum_rows = None  # momentum_viper.momentum_rows where it is used (_one_pass_momentum)
+_momentum_decided = False  # whether _one_pass_momentum has decided
 
 
 # Below this many inputs the plain float loop is faster than the viper kernel's
@@ -137,16 +138,16 @@ def _large_heap():
 
 def _one_pass_momentum():
     """momentum_viper.momentum_rows where viper exists and the heap holds at least 1 MB, else
-    False (its native code, 3-4 KB, would be a board's heap: three axpy_rows passes there).
+    None (its native code, 3-4 KB, would be a board's heap: three axpy_rows passes there).
     Decided and imported at the first momentum step."""
-    global _momentum_rows
-    if _momentum_rows is None:
-        _momentum_rows = False
+    global _momentum_rows, _momentum_decided
+    if not _momentum_decided:
+        _momentum_decided = True
         if _f32k is not None and _large_heap():
             try:  # on first use: keeps the one-pass momentum kernel out of RAM until it runs
                 from .momentum_viper import momentum_rows
             except NO_NATIVE_CODE:  # (f32_viper compiled, so this does too)
-                return False
+                return None
             _momentum_rows = momentum_rows
     return _momentum_rows
 
@@ -459,7 +460,7 @@ class Dense(Layer):
         (momentum_viper.momentum_rows; for one sample, g = d xf^T, never formed), or in
         three axpy_rows passes on a board-sized heap (`_one_pass_momentum`)."""
         t = _one_pass_momentum()
-        if not t:
+        if t is None:
             self._momentum_passes(k, step, momentum, velocity)
             return
         units, n = self.units, self.inputs
