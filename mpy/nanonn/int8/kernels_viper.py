@@ -31,16 +31,19 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     # to the stack), 10 Thumb-1 instructions a term (was 11), 9 with 3 registers.
     # Accumulation order is qkernels.dense's (one term at a time, every term >= 0): each
     # partial sum lies between acc0 - 128 * sum(x) and the unit's acc, both within int32.
+    # (kernels_wide_viper's dense, generated from this one by tools/gen_wide_kernel.py, has its
+    # own comment above and multiply-accumulate between the two "multiply-accumulate" lines.)
     b31 = 31
     m31 = 1 << b31
     b30 = 30
     top = (1 << b30) - 1 + (1 << b30)  # 2^31 - 1, built at run time
     n = p[0]
     units = p[1]
-    zp = (p[2] ^ m31) - m31
-    lo = (p[3] ^ m31) - m31
-    hi = (p[4] ^ m31) - m31
+    zp = ((p[2] ^ m31) - m31) + 128
+    lo = ((p[3] ^ m31) - m31) + 128
+    hi = ((p[4] ^ m31) - m31) + 128
     use = p[5]
+    # -- multiply-accumulate: begin --
     xa = int(x)
     rest = n & 15
     xend = xa + n - rest  # counted by address equality (addresses may pass 2^31)
@@ -76,6 +79,7 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     n16 = n & 16
     n4 = (n & 15) >> 2
     n1 = n & 3
+    n15 = n & 15
     out = int(y)  # y's slot walks the inputs from here on
     q = ptr32(int(p) + 24)  # this unit's record
     for u in range(units):
@@ -136,21 +140,23 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
             x = ptr8((w[15] ^ 0x80) * y[15] + int(x))
             w = ptr8(int(w) + 16)
             y = ptr8(int(y) + 16)
-        k = n4
-        while k > 0:
-            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
-            x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
-            x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
-            x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
-            w = ptr8(int(w) + 4)
-            y = ptr8(int(y) + 4)
-            k -= 1
-        k = n1
-        while k > 0:
-            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
-            w = ptr8(int(w) + 1)
-            y = ptr8(int(y) + 1)
-            k -= 1
+        if n15:  # blocks of 4, then one by one
+            k = n4
+            while k > 0:
+                x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+                x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
+                x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
+                x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
+                w = ptr8(int(w) + 4)
+                y = ptr8(int(y) + 4)
+                k -= 1
+            k = n1
+            while k > 0:
+                x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
+                w = ptr8(int(w) + 1)
+                y = ptr8(int(y) + 1)
+                k -= 1
+        # -- multiply-accumulate: end --
         a = int(x)
         neg = 0
         if a < 0:
@@ -161,21 +167,19 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         if a > q[1]:
             v = 256  # |acc| * R >= 256: saturates after any zero point
         else:
-            r = rfk & 0xFF
             f = (rfk >> 8) & 0xFF
-            a1 = a >> r
+            a1 = a >> (rfk & 0xFF)
             m = q[2]
             tt = a1 * m  # |acc| * R * 2^F in [tt, tt + a1 + m + 1)
-            half = 1 << (f - 1)
             v = tt >> f
-            frac = tt & ((half << 1) - 1)
+            frac = tt - (v << f)
+            half = 1 << (f - 1)
             e = frac + a1 + m + 1
-            if e < half:
-                pass
-            elif frac >= half and e < (half << 1) + half:
-                v += 1
-            else:
-                slow = 1
+            if e >= half:  # the bracket reaches v + 1/2
+                if frac >= half and e < half + half + half:  # within [v + 1/2, v + 3/2)
+                    v += 1
+                else:
+                    slow = 1
         if slow:  # the exact path: `rescale` on this unit
             a0 = a & 0x7FF
             a1 = (a >> 11) & 0x7FF
@@ -261,16 +265,16 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
                 v = 0
         if neg:
             v = 0 - v
-        v += zp
+        v += zp  # zp, lo and hi: offset-binary (+ 128)
         if v < lo:
             v = lo
         elif v > hi:
             v = hi
         y = ptr8(out)  # the output
         if use:
-            y[u] = t[v + 128] ^ 0x80
+            y[u] = t[v] ^ 0x80
         else:
-            y[u] = v + 128
+            y[u] = v
         q = ptr32(int(q) + 24)
 
 
@@ -341,7 +345,7 @@ def forward(net) -> object:
     plan = net._plan  # (w, p, table, y) per layer
     end = int(net._nl) << 2
     x = net._xq
-    layer = dense  # one global lookup, not one per layer
+    layer = net._dense  # this dense or kernels_wide_viper's (QNetwork); one lookup a call
     i = 0
     while i < end:
         y = plan[i + 3]

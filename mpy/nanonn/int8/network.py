@@ -7,9 +7,12 @@
 The kernels come from `kernels_viper` (@micropython.viper) when the port can
 compile it, else from `kernels_py` (plain Python, same integers), which is
 imported only then or when asked for (`kernels="python"`): a board with viper
-never keeps it in RAM.
+never keeps it in RAM. On a port that runs Thumb-2 native code (ARMv7-M and later:
+RP2350, STM32) the layers run `kernels_wide_viper.dense` instead (same integers, one
+Thumb-2 instruction less a term on inputs whose buffer `QNetwork` aligns for it).
 """
 
+import sys
 from array import array
 
 from ..errors import NO_NATIVE_CODE
@@ -20,6 +23,11 @@ try:
     from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
+
+# sys.implementation._mpy's native arch (bits 10..13) of the ports that run Thumb-2 code:
+# armv7m, armv7em, armv7emsp, armv7emdp (an RP2040's armv6m is Thumb-1)
+_THUMB2_ARCHS = (5, 6, 7, 8)
+_WIDE = []  # [kernels_wide_viper or None], looked up once (`wide_kernels`)
 
 KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
@@ -116,6 +124,21 @@ def kernel_set(name=None, full=True):
 
 _FULL_SETS: dict = {}  # kernel modules by name, every kernel (kernel_set)
 _CORE_SETS: dict = {}  # kernel modules by name, at least predict_int8's
+
+
+def wide_kernels():
+    """`kernels_wide_viper` where the port runs Thumb-2 native code and has it, else None
+    (imported on first use; a board without Thumb-2 never keeps it in RAM)."""
+    if not _WIDE:
+        mod = None
+        arch = (getattr(sys.implementation, "_mpy", 0) >> 10) & 15
+        if _viper_kernels is not None and arch in _THUMB2_ARCHS:
+            try:
+                from . import kernels_wide_viper as mod
+            except NO_NATIVE_CODE:  # not installed (a package built for ARMv6-M)
+                mod = None
+        _WIDE.append(mod)
+    return _WIDE[0]
 
 
 def _import_kernels(name, full):
@@ -454,7 +477,20 @@ class QNetwork:
         self._kf = None
         first, last = layers[0], layers[-1]
         n = self.inputs
-        self._xq = bytearray(n)  # offset-binary input
+        # the layers' dense kernel (kernels_viper.forward calls it); kernels_wide_viper's reads
+        # an input buffer in windows when it is `aligned`: the network's input and the output
+        # of a layer before one of 256 inputs or more (255 bytes more each)
+        wide = wide_kernels() if self.kernels == "viper" else None
+        self._dense = None if self.kernels != "viper" else (wide or self._k).dense
+        self._xq = wide.aligned(n) if wide and n >= 256 else bytearray(n)  # offset-binary input
+        if wide:
+            for i in range(1, len(layers)):
+                prev = layers[i - 1]
+                if layers[i].inputs >= 256 and wide.address(prev.y) & 0xFF != 0x80:
+                    y = wide.aligned(prev.units)
+                    if prev.table is prev.y:  # any bytes (no table): the output itself
+                        prev.table = y
+                    prev.y = y
         # the last int8 buffer accepted (start: its own)
         self._seen8 = self._xq
         self._out8 = array("b", bytes(self.outputs))  # int8 output
