@@ -61,11 +61,13 @@ COMMENT = """    # The emitter keeps only its first locals in registers, and the
 
 MAC = """    # -- multiply-accumulate: begin --
     xa = int(x)
-    nw = n & (0 - {window})  # inputs in windows of {window} (xa's low byte 0x80: the XOR mask)
-    if (xa & 0xFF) != 0x80:
-        nw = 0
-    wend = xa + nw  # counted by address equality (addresses may pass 2^31)
-    rest = n - nw
+    nw = 0  # inputs in windows of {window} (xa's low byte 0x80: the XOR mask), then m16 at the
+    m16 = 0  # next window's address (masked too), then the rest as in kernels_viper
+    if (xa & 0xFF) == 0x80:
+        nw = n & (0 - {window})
+        m16 = n & 16
+    wend = xa + nw  # counted by address difference (addresses may pass 2^31)
+    rest = n - nw - m16
     sx = 0
     cw = 0  # sum of (window address - 0x80) * x over the windows (modulo 2^32)
     while int(x) != wend:
@@ -79,6 +81,13 @@ MAC = """    # -- multiply-accumulate: begin --
             k -= 1
         sx += s
         cw += (int(x) - {back}) * s  # this window's address - 0x80
+    if m16:
+        s = (
+{sum16_rest}
+        )
+        sx += s
+        cw += (int(x) - 0x80) * s
+        x = ptr8(int(x) + 16)
     k = rest >> 4
     while k > 0:
         sx += (
@@ -92,7 +101,7 @@ MAC = """    # -- multiply-accumulate: begin --
         x = ptr8(int(x) + 1)
         k -= 1
     c = (sx << 7) + cw
-    nb = rest & (0 - 32)  # then the rest as in kernels_viper: blocks of 32, 16, 4, 1
+    nb = rest & (0 - 32)  # the rest as in kernels_viper: blocks of 32, 16, 4, 1
     n16 = rest & 16
     n4 = (rest & 15) >> 2
     n1 = rest & 3
@@ -104,9 +113,12 @@ MAC = """    # -- multiply-accumulate: begin --
         x = ptr8(((q[0] ^ m31) - m31) - c)  # x's slot: this unit's sum
         y = ptr8(wr)  # y's slot: the weights
         w = ptr8(xa)  # w's slot: the inputs, whose address is the mask in the windows
-        while int(w) != wend:
+        while int(w) - wend:  # the loop test costs fewer instructions than `!=`
 {window_terms}            w = ptr8(int(w) + {window})
             y = ptr8(int(y) + {window})
+        if m16:
+{masked16}            w = ptr8(int(w) + 16)
+            y = ptr8(int(y) + 16)
         wb = int(w) + nb
         while int(w) - wb:
 {terms32}            w = ptr8(int(w) + 32)
@@ -172,6 +184,7 @@ def generate() -> str:
         sum16_window=_sum16(16),
         sum16_rest=_sum16(12),
         window_terms=_terms(WINDOW, 12, "int(w)"),
+        masked16=_terms(16, 12, "int(w)"),
         terms32=_terms(32, 12, "0x80"),
         terms16=_terms(16, 12, "0x80"),
         terms4=_terms(4, 16, "0x80"),

@@ -45,11 +45,13 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     use = p[5]
     # -- multiply-accumulate: begin --
     xa = int(x)
-    nw = n & (0 - 256)  # inputs in windows of 256 (xa's low byte 0x80: the XOR mask)
-    if (xa & 0xFF) != 0x80:
-        nw = 0
-    wend = xa + nw  # counted by address equality (addresses may pass 2^31)
-    rest = n - nw
+    nw = 0  # inputs in windows of 256 (xa's low byte 0x80: the XOR mask), then m16 at the
+    m16 = 0  # next window's address (masked too), then the rest as in kernels_viper
+    if (xa & 0xFF) == 0x80:
+        nw = n & (0 - 256)
+        m16 = n & 16
+    wend = xa + nw  # counted by address difference (addresses may pass 2^31)
+    rest = n - nw - m16
     sx = 0
     cw = 0  # sum of (window address - 0x80) * x over the windows (modulo 2^32)
     while int(x) != wend:
@@ -78,6 +80,28 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
             k -= 1
         sx += s
         cw += (int(x) - 384) * s  # this window's address - 0x80
+    if m16:
+        s = (
+            x[0]
+            + x[1]
+            + x[2]
+            + x[3]
+            + x[4]
+            + x[5]
+            + x[6]
+            + x[7]
+            + x[8]
+            + x[9]
+            + x[10]
+            + x[11]
+            + x[12]
+            + x[13]
+            + x[14]
+            + x[15]
+        )
+        sx += s
+        cw += (int(x) - 0x80) * s
+        x = ptr8(int(x) + 16)
     k = rest >> 4
     while k > 0:
         sx += (
@@ -106,7 +130,7 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         x = ptr8(int(x) + 1)
         k -= 1
     c = (sx << 7) + cw
-    nb = rest & (0 - 32)  # then the rest as in kernels_viper: blocks of 32, 16, 4, 1
+    nb = rest & (0 - 32)  # the rest as in kernels_viper: blocks of 32, 16, 4, 1
     n16 = rest & 16
     n4 = (rest & 15) >> 2
     n1 = rest & 3
@@ -118,7 +142,7 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         x = ptr8(((q[0] ^ m31) - m31) - c)  # x's slot: this unit's sum
         y = ptr8(wr)  # y's slot: the weights
         w = ptr8(xa)  # w's slot: the inputs, whose address is the mask in the windows
-        while int(w) != wend:
+        while int(w) - wend:  # the loop test costs fewer instructions than `!=`
             x = ptr8((y[0] ^ int(w)) * w[0] + int(x))
             x = ptr8((y[1] ^ int(w)) * w[1] + int(x))
             x = ptr8((y[2] ^ int(w)) * w[2] + int(x))
@@ -377,6 +401,25 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
             x = ptr8((y[255] ^ int(w)) * w[255] + int(x))
             w = ptr8(int(w) + 256)
             y = ptr8(int(y) + 256)
+        if m16:
+            x = ptr8((y[0] ^ int(w)) * w[0] + int(x))
+            x = ptr8((y[1] ^ int(w)) * w[1] + int(x))
+            x = ptr8((y[2] ^ int(w)) * w[2] + int(x))
+            x = ptr8((y[3] ^ int(w)) * w[3] + int(x))
+            x = ptr8((y[4] ^ int(w)) * w[4] + int(x))
+            x = ptr8((y[5] ^ int(w)) * w[5] + int(x))
+            x = ptr8((y[6] ^ int(w)) * w[6] + int(x))
+            x = ptr8((y[7] ^ int(w)) * w[7] + int(x))
+            x = ptr8((y[8] ^ int(w)) * w[8] + int(x))
+            x = ptr8((y[9] ^ int(w)) * w[9] + int(x))
+            x = ptr8((y[10] ^ int(w)) * w[10] + int(x))
+            x = ptr8((y[11] ^ int(w)) * w[11] + int(x))
+            x = ptr8((y[12] ^ int(w)) * w[12] + int(x))
+            x = ptr8((y[13] ^ int(w)) * w[13] + int(x))
+            x = ptr8((y[14] ^ int(w)) * w[14] + int(x))
+            x = ptr8((y[15] ^ int(w)) * w[15] + int(x))
+            w = ptr8(int(w) + 16)
+            y = ptr8(int(y) + 16)
         wb = int(w) + nb
         while int(w) - wb:
             x = ptr8((y[0] ^ 0x80) * w[0] + int(x))
@@ -450,112 +493,105 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
                 k -= 1
         wr = int(y)  # the next unit's weights (y's slot becomes the output below)
         # -- multiply-accumulate: end --
-        a = int(x)
         neg = 0
-        if a < 0:
+        if int(x) < 0:
             neg = 1
-            a = 0 - a
+            x = ptr8(0 - int(x))  # x's slot: |acc|
         rfk = q[5]
-        slow = 0
-        if a > q[1]:
+        if int(x) > q[1]:
             v = 256  # |acc| * R >= 256: saturates after any zero point
         else:
+            w = ptr8(int(x) >> (rfk & 0xFF))  # w's slot: a1 = |acc| >> r
             f = (rfk >> 8) & 0xFF
-            a1 = a >> (rfk & 0xFF)
-            m = q[2]
-            tt = a1 * m  # |acc| * R * 2^F in [tt, tt + a1 + m + 1)
-            v = tt >> f
-            frac = tt - (v << f)
-            half = 1 << (f - 1)
-            e = frac + a1 + m + 1
-            if e >= half:  # the bracket reaches v + 1/2
-                if frac >= half and e < half + half + half:  # within [v + 1/2, v + 3/2)
-                    v += 1
+            # (|acc| * R + 1/2) * 2^F lies in [h, h + a1 + M + 1), h = a1 * M + 2^(F - 1) < 2^32
+            # (unsigned: it may pass 2^31 only where v rounds to 256)
+            h = uint(int(w) * q[2] + (1 << (f - 1)))
+            v = int(h >> f)
+            if ((int(h) & ((1 << f) - 1)) + int(w) + q[2]) >> f:  # the bracket holds an integer:
+                # the exact path, `rescale` on this unit
+                a = int(x)
+                a0 = a & 0x7FF
+                a1 = (a >> 11) & 0x7FF
+                a2 = a >> 22
+                m = q[3]  # A = a * qh: 62 bits as (ah, al)
+                m0 = m & 0x7FF
+                m1 = (m >> 11) & 0x7FF
+                m2 = m >> 22
+                c0 = a0 * m0
+                c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+                c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
+                c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
+                c4 = a2 * m2 + (c3 >> 11)
+                al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+                ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
+                m = q[4]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
+                m0 = m & 0x7FF
+                m1 = m >> 11
+                c0 = a0 * m0
+                c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
+                c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
+                c3 = a2 * m1 + (c2 >> 11)
+                bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
+                bh = ((c2 >> 9) & 3) | (c3 << 2)
+                cy = (al & 0x1FF) + (bl >> 22)
+                w0 = ((cy & 0x1FF) << 22) | (bl & 0x3FFFFF)
+                cy = (al >> 9) + bh + (cy >> 9)
+                w1 = cy & 0x3FFFFF
+                cy = (ah & 0x1FF) + (cy >> 22)
+                w1 = w1 | ((cy & 0x1FF) << 22)
+                w2 = (ah >> 9) + (cy >> 9)
+                v = w1
+                d = 0 - 22
+                if w2:
+                    v = w2
+                    d = 9
+                if v:
+                    if v >> 16:
+                        v = v >> 16
+                        d += 16
+                    if v >> 8:
+                        v = v >> 8
+                        d += 8
+                    if v >> 4:
+                        v = v >> 4
+                        d += 4
+                    if v >> 2:
+                        v = v >> 2
+                        d += 2
+                    if v >> 1:
+                        v = v >> 1
+                        d += 1
+                    d += v
+                if d < 0:
+                    d = 0
+                if d == 0:
+                    th = w1
+                    tl = w0
                 else:
-                    slow = 1
-        if slow:  # the exact path: `rescale` on this unit
-            a0 = a & 0x7FF
-            a1 = (a >> 11) & 0x7FF
-            a2 = a >> 22
-            m = q[3]  # A = a * qh: 62 bits as (ah, al)
-            m0 = m & 0x7FF
-            m1 = (m >> 11) & 0x7FF
-            m2 = m >> 22
-            c0 = a0 * m0
-            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-            c2 = a0 * m2 + a1 * m1 + a2 * m0 + (c1 >> 11)
-            c3 = a1 * m2 + a2 * m1 + (c2 >> 11)
-            c4 = a2 * m2 + (c3 >> 11)
-            al = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-            ah = ((c2 >> 9) & 3) | ((c3 & 0x7FF) << 2) | (c4 << 13)
-            m = q[4]  # B = a * ql (ql < 2^22: two limbs): 53 bits as (bh, bl)
-            m0 = m & 0x7FF
-            m1 = m >> 11
-            c0 = a0 * m0
-            c1 = a0 * m1 + a1 * m0 + (c0 >> 11)
-            c2 = a1 * m1 + a2 * m0 + (c1 >> 11)
-            c3 = a2 * m1 + (c2 >> 11)
-            bl = (c0 & 0x7FF) | ((c1 & 0x7FF) << 11) | ((c2 & 0x1FF) << 22)
-            bh = ((c2 >> 9) & 3) | (c3 << 2)
-            cy = (al & 0x1FF) + (bl >> 22)
-            w0 = ((cy & 0x1FF) << 22) | (bl & 0x3FFFFF)
-            cy = (al >> 9) + bh + (cy >> 9)
-            w1 = cy & 0x3FFFFF
-            cy = (ah & 0x1FF) + (cy >> 22)
-            w1 = w1 | ((cy & 0x1FF) << 22)
-            w2 = (ah >> 9) + (cy >> 9)
-            v = w1
-            d = 0 - 22
-            if w2:
-                v = w2
-                d = 9
-            if v:
-                if v >> 16:
-                    v = v >> 16
-                    d += 16
-                if v >> 8:
-                    v = v >> 8
-                    d += 8
-                if v >> 4:
-                    v = v >> 4
-                    d += 4
-                if v >> 2:
-                    v = v >> 2
-                    d += 2
-                if v >> 1:
-                    v = v >> 1
-                    d += 1
-                d += v
-            if d < 0:
-                d = 0
-            if d == 0:
-                th = w1
-                tl = w0
-            else:
-                if d == 31:
-                    th = w2
-                    tl = w1
-                    g = w0 >> 30
-                    st = w0 & 0x3FFFFFFF
+                    if d == 31:
+                        th = w2
+                        tl = w1
+                        g = w0 >> 30
+                        st = w0 & 0x3FFFFFFF
+                    else:
+                        th = (w1 >> d) | (w2 << (31 - d))
+                        tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
+                        g = (w0 >> (d - 1)) & 1
+                        st = w0 & ((1 << (d - 1)) - 1)
+                    if g:
+                        if st or (tl & 1):
+                            if tl == top:
+                                tl = 0
+                                th += 1
+                            else:
+                                tl += 1
+                s = (rfk >> 16) - d
+                if s <= 31:
+                    v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
+                elif s <= 55:
+                    v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
                 else:
-                    th = (w1 >> d) | (w2 << (31 - d))
-                    tl = (w0 >> d) | ((w1 & ((1 << d) - 1)) << (31 - d))
-                    g = (w0 >> (d - 1)) & 1
-                    st = w0 & ((1 << (d - 1)) - 1)
-                if g:
-                    if st or (tl & 1):
-                        if tl == top:
-                            tl = 0
-                            th += 1
-                        else:
-                            tl += 1
-            s = (rfk >> 16) - d
-            if s <= 31:
-                v = (th << (31 - s)) + (tl >> s) + ((tl >> (s - 1)) & 1)
-            elif s <= 55:
-                v = (th >> (s - 31)) + ((th >> (s - 32)) & 1)
-            else:
-                v = 0
+                    v = 0
         if neg:
             v = 0 - v
         v += zp  # zp, lo and hi: offset-binary (+ 128)
