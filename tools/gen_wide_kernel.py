@@ -14,6 +14,7 @@ checks that the file is this tool's output). `make kernels` runs it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -145,7 +146,8 @@ ADDRESS = '''
 
 @micropython.viper
 def address(b: ptr8) -> int:
-    """The address of buffer `b`'s first byte (`aligned` places inputs with it)."""
+    """The address of buffer `b`'s first byte (`aligned` places inputs with it); an int that
+    is a heap object on a board (addresses pass 2^30)."""
     return int(b)
 
 
@@ -201,11 +203,11 @@ def main(argv=None) -> int:
     text = generate()
     if args.check:
         if not TARGET.exists() or TARGET.read_text() != text:
-            print("nanonn: %s is out of date: run make kernels" % TARGET.relative_to(ROOT), file=sys.stderr)
+            print("nanonn: %s is out of date: run make kernels" % os.path.relpath(TARGET, ROOT), file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text)
-    print("wrote %s" % TARGET.relative_to(ROOT))
+    print("wrote %s" % os.path.relpath(TARGET, ROOT))
     return 0
 
 

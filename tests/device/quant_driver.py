@@ -43,7 +43,7 @@ class _WideSet:
 
 def _variant(name):
     """The kernels= name of a variant, with kernels_wide_viper forced on or off (QNetwork
-    asks network.wide_kernels, which reads this cache)."""
+    asks network._wide_kernels, which reads this cache)."""
     qnetwork._WIDE[:] = [kernels_wide_viper if name == "viper_wide" else None]
     return "viper" if name == "viper_wide" else name
 

@@ -609,7 +609,8 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
 
 @micropython.viper
 def address(b: ptr8) -> int:
-    """The address of buffer `b`'s first byte (`aligned` places inputs with it)."""
+    """The address of buffer `b`'s first byte (`aligned` places inputs with it); an int that
+    is a heap object on a board (addresses pass 2^30)."""
     return int(b)
 
 

@@ -27,7 +27,7 @@ except NO_NATIVE_CODE:
 # sys.implementation._mpy's native arch (bits 10..13) of the ports that run Thumb-2 code:
 # armv7m, armv7em, armv7emsp, armv7emdp (an RP2040's armv6m is Thumb-1)
 _THUMB2_ARCHS = (5, 6, 7, 8)
-_WIDE = []  # [kernels_wide_viper or None], looked up once (`wide_kernels`)
+_WIDE = []  # [kernels_wide_viper or None], looked up once (`_wide_kernels`)
 
 KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
@@ -126,9 +126,10 @@ _FULL_SETS: dict = {}  # kernel modules by name, every kernel (kernel_set)
 _CORE_SETS: dict = {}  # kernel modules by name, at least predict_int8's
 
 
-def wide_kernels():
+def _wide_kernels():
     """`kernels_wide_viper` where the port runs Thumb-2 native code and has it, else None
-    (imported on first use; a board without Thumb-2 never keeps it in RAM)."""
+    (imported on first use; a board without Thumb-2 never keeps it in RAM). Allocates
+    nothing after the first call."""
     if not _WIDE:
         mod = None
         arch = (getattr(sys.implementation, "_mpy", 0) >> 10) & 15
@@ -480,7 +481,7 @@ class QNetwork:
         # the layers' dense kernel (kernels_viper.forward calls it); kernels_wide_viper's reads
         # an input buffer in windows when it is `aligned`: the network's input and the output
         # of a layer before one of 256 inputs or more (255 bytes more each)
-        wide = wide_kernels() if self.kernels == "viper" else None
+        wide = _wide_kernels() if self.kernels == "viper" else None
         self._dense = None if self.kernels != "viper" else (wide or self._k).dense
         self._xq = wide.aligned(n) if wide and n >= 256 else bytearray(n)  # offset-binary input
         if wide:
