@@ -61,7 +61,9 @@ def test_dense_multiply_accumulate_on_armv7m():
     XORed with r4 itself (the mask: no immediate 0x80 in the window)."""
     if shutil.which(OBJDUMP["armv6m"]) is None:
         pytest.skip("arm-none-eabi-objdump not installed (make interpreters installs it)")
-    listing = dict((f.name, text) for f, text in load_tool("mpy_disasm").disassemble(WIDE, "armv7m", tool("mpy-cross")))
+    listing = dict(
+        (f.name, text) for f, text in load_tool("mpy_disasm").disassemble(WIDE, "armv7m", tool("mpy-cross"))
+    )
     lines = listing["dense"].splitlines()
     found = [(i, re.search(r"\bldrb(?:\.w)?\s+r0, \[r4, #(\d+)\]", line)) for i, line in enumerate(lines)]
     loads = [i for i, m in found if m]

@@ -203,7 +203,9 @@ def main(argv=None) -> int:
     text = generate()
     if args.check:
         if not TARGET.exists() or TARGET.read_text() != text:
-            print("nanonn: %s is out of date: run make kernels" % os.path.relpath(TARGET, ROOT), file=sys.stderr)
+            print(
+                "nanonn: %s is out of date: run make kernels" % os.path.relpath(TARGET, ROOT), file=sys.stderr
+            )
             return 1
         return 0
     TARGET.write_text(text)

@@ -16,8 +16,8 @@ import sys
 from array import array
 
 from nanonn import Dense, Network
-from nanonn.float32.activations import LeakyReLU
 from nanonn.errors import NO_NATIVE_CODE
+from nanonn.float32.activations import LeakyReLU
 from nanonn.int8 import kernels_py
 from nanonn.int8 import network as qnetwork
 from nanonn.int8.network import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record, kernel_set

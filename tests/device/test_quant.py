@@ -199,6 +199,7 @@ def test_wide_dense_matches_the_plain_python_kernel():
         scales = [0.0001 * (1 + rng.below(60)) for _ in range(units)]
         bias = [rng.below(20001) - 10000 for _ in range(units)]
         L = QDense.from_params(**_params(inputs=n, units=units, w=w, w_scale=scales, bias=bias))
+        table = L.y if L.table is None else L.table  # linear: no table (any bytes)
         plain = bytearray(n + 1)
         for x in (wide.aligned(n), memoryview(plain)[1 : n + 1]):
             for trial in range(4):
@@ -206,9 +207,13 @@ def test_wide_dense_matches_the_plain_python_kernel():
                     x[i] = 0 if trial == 0 else 255 if trial == 1 else rng.below(256)
                 want = bytearray(units)
                 got = bytearray(units)
-                kernels_py.dense(L.w, x, want, L.p, L.table)
-                wide.dense(L.w, x, got, L.p, L.table)
-                eq(list(got), list(want), "n=%d at address %% 256 = %d, trial %d" % (n, wide.address(x) & 0xFF, trial))
+                kernels_py.dense(L.w, x, want, L.p, table)
+                wide.dense(L.w, x, got, L.p, table)
+                eq(
+                    list(got),
+                    list(want),
+                    "n=%d at address %% 256 = %d, trial %d" % (n, wide.address(x) & 0xFF, trial),
+                )
 
 
 def test_quantized_softmax_close_to_float():
