@@ -29,8 +29,8 @@ HEADER = struct.Struct(layout.HEADER)
 RECORD = struct.Struct(layout.RECORD)
 CRC = struct.Struct("<I")  # the u32 crc32 that ends the file
 # A header's and a layer record's fields by name (`h.file_size`, `rec.units`), named and
-# ordered as the device reader indexes them (`_H_FILE_SIZE`, `_R_UNITS`); build one with every
-# field by keyword, `Record._make(RECORD.unpack_from(...))` reads one.
+# ordered as the device reader indexes them (`_H_FILE_SIZE`, `_R_UNITS`): `record(...)` builds
+# a layer record by keyword, `Record._make(RECORD.unpack_from(...))` reads one.
 Header = device_fields("nnm.read", "_H_", layout.HEADER, "Header")
 Record = device_fields("nnm.read", "_R_", layout.RECORD, "Record")
 MAX_META: int = _device_read._MAX_META  # largest header_size and record_size (docs/format.md)
@@ -130,8 +130,9 @@ def assemble(records: list, blocks: list[bytes]) -> bytes:
     placed, padded = [], []
     for rec, block in zip(records, blocks):
         placed.append(rec._replace(data_offset=cursor, data_size=len(block)))
-        padded.append(block + bytes(align(len(block)) - len(block)))
-        cursor += len(padded[-1])
+        block += bytes(align(len(block)) - len(block))
+        padded.append(block)
+        cursor += len(block)
     file_size = cursor + codes.CRC_SIZE
     if file_size > codes.MAX_FILE_SIZE:
         raise NanonnError("model size: expected at most %d bytes, got %d" % (codes.MAX_FILE_SIZE, file_size))
