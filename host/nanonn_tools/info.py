@@ -93,8 +93,9 @@ def records(layers: list[LayerStats], int8: bool) -> list:
             kind, dtype, act = nnm.DENSE, nnm.FLOAT32, codes.ACTIVATIONS[layer.activation]
             if layer.activation in codes.INT8_ONLY_ACTIVATIONS:  # no float layer has one
                 act = codes.ACTIVATIONS["linear"]  # (no float size depends on the activation)
-            flags = nnm.BIAS if layer.params > layer.macs else 0
-            size = 4 * layer.params
+            bias = layer.params > layer.macs
+            flags = nnm.BIAS if bias else 0
+            size = nnm.float_block_size(layer.units, layer.inputs, bias)
         out.append(
             nnm.record(
                 type=kind,

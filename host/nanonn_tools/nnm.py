@@ -49,6 +49,11 @@ def _f32(v: float) -> float:
     return float(np.float32(v))
 
 
+def float_block_size(units: int, inputs: int, bias: bool) -> int:
+    """data_size of a float32 dense layer: docs/format.md, section "float32 dense block"."""
+    return 4 * units * inputs + (4 * units if bias else 0)
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -328,7 +333,7 @@ def _dense(where: str, rec, block: bytes, int8: bool):
     if int8:
         return _int8_dense(where, name, rec, block)
     bias = bool(rec.flags & BIAS)
-    expected = 4 * units * inputs + (4 * units if bias else 0)  # docs/format.md, "float32 dense block"
+    expected = float_block_size(units, inputs, bias)
     if len(block) != expected:
         _fail(
             where + " data_size",

@@ -18,7 +18,9 @@ _align = device_module("nnm.layout").align
 HEAD = struct.Struct(device_int8.HEAD)  # 32 bytes
 # The block head's fields by name (`h.in_scale`), as the device names their indexes (`_Q_IN_SCALE`).
 Head = device_fields("nnm.int8", "_Q_", device_int8.HEAD, "Head")
-EXP_TABLES = ("softmax", "softmax_tflite")  # i32 exp_table[256]; the other tables: i8 lut[256]
+# The activations whose table is the i32 exp_table (the others': the i8 lut), docs/format.md,
+# section "int8 dense block".
+EXP_TABLES = ("softmax", "softmax_tflite")
 
 
 def table_size(activation: str) -> int:
