@@ -12,7 +12,8 @@ import struct
 
 import pytest
 
-from nanonn_tools import nnm, nnm_int8
+from nanonn_tools import NanonnError, nnm, nnm_int8
+from nanonn_tools.device_package import device_fields, device_module
 from support import MPY, ROOT, nanonn_imports
 
 PACKAGE = MPY / "nanonn"
@@ -399,6 +400,32 @@ def test_named_field_indexes_agree_with_the_format_tables(module):
 # and an int8 block head's fields as the device does (`device_package.device_fields`: the
 # `_H_`, `_R_`, `_Q_` indexes checked above), so `rec.units` is field 5 exactly when
 # `_R_UNITS` is. The checks below keep a positional index from creeping back in.
+
+
+def test_the_host_field_names_are_the_format_tables():
+    """nnm.Header, nnm.Record and nnm_int8.Head: the fields of docs/format.md's tables, in
+    order (a three-u8 field: `reserved_bytes`, `reserved_bytes_1`, `reserved_bytes_2`)."""
+    assert nnm.Header._fields == tuple(field for _off, _kind, field in HEADER_ROWS)
+    assert nnm.Record._fields == tuple(field for _off, _kind, field in RECORD_ROWS)
+    expanded = []
+    for _off, kind, field in INT8_ROWS:
+        if " " in kind:
+            count = int(kind.split()[0])
+            expanded += [field + "_bytes"] + ["%s_bytes_%d" % (field, k) for k in range(1, count)]
+        else:
+            expanded.append(field)
+    assert nnm_int8.Head._fields == tuple(expanded)
+
+
+def test_device_fields_refuses_an_unnamed_or_stray_index():
+    layout = device_module("nnm.layout")
+    with pytest.raises(NanonnError, match=r"expected nanonn.nnm.int8 to name item 0 of '<BBBBIIfIIII'"):
+        device_fields("nnm.int8", "_R_", layout.RECORD, "Record")
+    with pytest.raises(NanonnError, match=r"expected nanonn.nnm.read to name item 11 of '<4sBBHIHHHHIII'"):
+        device_fields("nnm.read", "_R_", layout.HEADER, "Header")
+    with pytest.raises(NanonnError, match=r"nanonn.nnm.read._H_DATA_OFFSET to be a distinct index of the 11"):
+        device_fields("nnm.read", "_H_", layout.RECORD, "Record")
+
 
 HOST = ROOT / "host" / "nanonn_tools"
 STRICT = ("nnm.py", "nnm_int8.py")  # the host's reader and writer: no literal index at all
