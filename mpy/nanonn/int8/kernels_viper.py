@@ -26,7 +26,8 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     # w and x in a board's .mpy (2 registers), w, x and y when compiled from source (3). So
     # the multiply-accumulate runs in the parameters' slots: w walks the weights, x holds the
     # unit's sum (cast to ptr8: casts cost nothing) and y walks the inputs; the inputs' and
-    # outputs' addresses wait in xa and out. One statement per term, `s = P + s`: its sum is
+    # outputs' addresses wait in xa and out, the weights' in wr while the requantization has
+    # |acc| in x's slot and |acc| >> r in w's. One statement per term, `s = P + s`: its sum is
     # added from its register with no spill (a chain `P0 + P1 + ...` spills each partial sum
     # to the stack), 10 Thumb-1 instructions a term (was 11), 9 with 3 registers.
     # Accumulation order is qkernels.dense's (one term at a time, every term >= 0): each
