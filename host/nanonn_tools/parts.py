@@ -50,6 +50,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "int8/network.py",
             "int8/kernels_viper.py",
             "int8/kernels_extra_viper.py",
+            "int8/kernels_wide_viper.py",
             "int8/kernels_py.py",
             "int8/multiplier.py",
             "nnm/int8.py",
