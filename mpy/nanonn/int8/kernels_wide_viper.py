@@ -14,8 +14,9 @@ value subtracts as A times the window's sum of inputs. The weights' pointer move
 (1 load), the mask costs nothing: 9. A window needs its 256 terms written out (Thumb-1's
 `ldrb` offsets stop at 31, so ARMv6-M keeps `kernels_viper`) and offsets beyond 255 (Thumb-2
 `ldrb.w` reaches 4095); the inputs past the last whole window, and every input of a buffer
-not so aligned, take `kernels_viper`'s terms. The code is about 5.6 KB larger than
-`kernels_viper.dense` (RAM on a board: imported only on Thumb-2 ports, `network.py`).
+not so aligned, take `kernels_viper`'s terms. Its code is 10.4 KB of armv7m (`kernels_viper`'s
+dense: 4.1 KB), which a Thumb-2 board keeps in its heap beside `kernels_viper` (imported only
+on Thumb-2 ports: `network.py`).
 """
 
 import micropython

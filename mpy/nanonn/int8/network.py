@@ -151,7 +151,7 @@ def _wide_kernels():
         mod = None
         arch = (getattr(sys.implementation, "_mpy", 0) >> 10) & 15
         if _viper_kernels is not None and arch in _THUMB2_ARCHS:
-            try:
+            try:  # on use, a Thumb-2 port only: 10 KB of viper code in a board's heap
                 from . import kernels_wide_viper as mod
             except NO_NATIVE_CODE:  # not installed (a package built for ARMv6-M)
                 mod = None
