@@ -7,7 +7,7 @@ import gc
 import math
 from array import array
 
-from check import HEAP_MEASURED, NATIVE, CheckFailed, bytes_per_call, eq, ok, raises, skip, unique_id
+from check import HEAP_MEASURED, NATIVE, TMPDIR, CheckFailed, bytes_per_call, eq, ok, raises, skip
 from nanonn import Dense, Network, argmax, load
 from nanonn.int8.network import QNetwork
 from nanonn.int8.quantize import quantize_inputs
@@ -16,7 +16,8 @@ from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 NEEDS_FILESYSTEM = ("test_save_writes_a_model_that_loads_back",)
-TMP = "/tmp/nanonn-test-tune-%d.nnm" % unique_id()
+TMP = TMPDIR + "/tune.nnm"
+TEMP_FILES = (TMP, TMP + ".tmp")  # removed by the runner after each test
 N_IN, N_CLS = 6, 3
 _F = array("f", bytes(4))
 
@@ -251,12 +252,7 @@ def test_save_writes_a_model_that_loads_back():
     t = Tuner(q, 1)
     t.fit(XA, YA, epochs=5, rate=0.05)
     saved = t.save(TMP, XA)
-    try:
-        loaded = _load_int8(TMP)
-    finally:
-        import os
-
-        os.remove(TMP)
+    loaded = _load_int8(TMP)
     for x in XT[:10]:
         eq(bytes(loaded.predict_int8(bytes(6))), bytes(saved.predict_int8(bytes(6))), "int8 outputs")
         eq(list(loaded.predict(x)), list(saved.predict(x)), "float outputs of the loaded model")
