@@ -9,12 +9,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # closes its descriptors; HDF5's file locking then refuses the test's next open of that file
 # (EAGAIN, seen once in test_convert_keras). The tests open each file from one process.
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+# onnxruntime (1.32) writes telemetry on import: /tmp/.ses (a session id, outside pytest's
+# tmp_path) and ~/.cache/Microsoft/DeveloperTools/.onnxruntime/; the tests leave no files.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
 
 import support  # noqa: E402
 
 # Device scripts are run by tests/test_device.py under MicroPython and CPython,
 # not imported by pytest.
 collect_ignore = ["device"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_cache_in_pytest_tmp(tmp_path_factory):
+    """torch.onnx.export makes torch's inductor cache folder, /tmp/torchinductor_<user> by
+    default: in pytest's tmp folders instead (TORCHINDUCTOR_CACHE_DIR, read when used)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("torchinductor")))
 
 
 def pytest_collection_finish(session):
