@@ -13,20 +13,16 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # tmp_path) and ~/.cache/Microsoft/DeveloperTools/.onnxruntime/; the tests leave no files.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-import pytest  # noqa: E402
-
 import support  # noqa: E402
+
+# torch.onnx.export (in tests and in the CLI runs they start, some before the first test:
+# support.prefetch) makes torch's inductor cache folder, /tmp/torchinductor_<user> by default:
+# into the session's scratch folder instead, removed at exit
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(support.scratch("torchinductor")))
 
 # Device scripts are run by tests/test_device.py under MicroPython and CPython,
 # not imported by pytest.
 collect_ignore = ["device"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _torch_cache_in_pytest_tmp(tmp_path_factory):
-    """torch.onnx.export makes torch's inductor cache folder, /tmp/torchinductor_<user> by
-    default: in pytest's tmp folders instead (TORCHINDUCTOR_CACHE_DIR, read when used)."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("torchinductor")))
 
 
 def pytest_collection_finish(session):
