@@ -143,6 +143,12 @@ $(STUBS)/%/.installed: checks/stubs-%.txt $(STAMP)
 api: $(STAMP)
 	$(PY) tools/gen_api.py
 
+# kernels_wide_viper.py (Thumb-2's dense), generated from kernels_viper.py's dense
+# (tools/gen_wide_kernel.py; tests/test_wide_kernel.py fails when it is stale).
+.PHONY: kernels
+kernels: $(STAMP)
+	$(PY) tools/gen_wide_kernel.py
+
 # The .pyi beside each device module with viper pointer parameters (tools/gen_stubs.py).
 pyi: $(STAMP)
 	$(PY) tools/gen_stubs.py

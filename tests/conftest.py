@@ -9,8 +9,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # closes its descriptors; HDF5's file locking then refuses the test's next open of that file
 # (EAGAIN, seen once in test_convert_keras). The tests open each file from one process.
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+# onnxruntime (1.32) writes telemetry on import: /tmp/.ses (a session id, outside pytest's
+# tmp_path) and ~/.cache/Microsoft/DeveloperTools/.onnxruntime/; the tests leave no files.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import support  # noqa: E402
+
+# torch.onnx.export (in tests and in the CLI runs they start, some before the first test:
+# support.prefetch) makes torch's inductor cache folder, /tmp/torchinductor_<user> by default:
+# into the session's scratch folder instead, removed at exit
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(support.scratch("torchinductor")))
 
 # Device scripts are run by tests/test_device.py under MicroPython and CPython,
 # not imported by pytest.

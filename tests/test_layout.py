@@ -1,7 +1,8 @@
 """The device package's layout (docs/developers.md, "Module map"): the graph of every import,
 those inside functions included, has no cycle; every module says in its first line what it
-is; every import follows the module map's rules; and the header and record field indexes
-the `.nnm` code names agree with docs/format.md, the format's one specification."""
+is; every import follows the module map's rules; the header and record field indexes
+the `.nnm` code names agree with docs/format.md, the format's one specification; and the
+host's `.nnm` code reads and builds headers and records by those names, never by position."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import struct
 
 import pytest
 
+from nanonn_tools import NanonnError, nnm, nnm_int8
+from nanonn_tools.device_package import device_fields, device_module
 from support import MPY, ROOT, nanonn_imports
 
 PACKAGE = MPY / "nanonn"
@@ -389,3 +392,167 @@ def test_named_field_indexes_agree_with_the_format_tables(module):
             )
             checked += 1
     assert checked, module
+
+
+# ---------------------------------------------------------------- the host's records by name
+#
+# The host's `.nnm` code (nanonn_tools/nnm.py, nnm_int8.py) names a header's, a layer record's
+# and an int8 block head's fields as the device does (`device_package.device_fields`: the
+# `_H_`, `_R_`, `_Q_` indexes checked above), so `rec.units` is field 5 exactly when
+# `_R_UNITS` is. The checks below keep a positional index from creeping back in.
+
+
+def test_the_host_field_names_are_the_format_tables():
+    """nnm.Header, nnm.Record and nnm_int8.Head: the fields of docs/format.md's tables, in
+    order (a three-u8 field: `reserved_bytes`, `reserved_bytes_1`, `reserved_bytes_2`)."""
+    assert nnm.Header._fields == tuple(field for _off, _kind, field in HEADER_ROWS)
+    assert nnm.Record._fields == tuple(field for _off, _kind, field in RECORD_ROWS)
+    expanded = []
+    for _off, kind, field in INT8_ROWS:
+        if " " in kind:
+            count = int(kind.split()[0])
+            expanded += [field + "_bytes"] + ["%s_bytes_%d" % (field, k) for k in range(1, count)]
+        else:
+            expanded.append(field)
+    assert nnm_int8.Head._fields == tuple(expanded)
+
+
+def test_device_fields_refuses_an_unnamed_or_stray_index():
+    layout = device_module("nnm.layout")
+    with pytest.raises(NanonnError, match=r"expected nanonn.nnm.int8 to name item 0 of '<BBBBIIfIIII'"):
+        device_fields("nnm.int8", "_R_", layout.RECORD, "Record")
+    with pytest.raises(NanonnError, match=r"expected nanonn.nnm.read to name item 11 of '<4sBBHIHHHHIII'"):
+        device_fields("nnm.read", "_R_", layout.HEADER, "Header")
+    with pytest.raises(NanonnError, match=r"nanonn.nnm.read._H_DATA_OFFSET to be a distinct index of the 11"):
+        device_fields("nnm.read", "_H_", layout.RECORD, "Record")
+
+
+HOST = ROOT / "host" / "nanonn_tools"
+STRICT = ("nnm.py", "nnm_int8.py")  # the host's reader and writer: no literal index at all
+STRUCTS = ("HEADER", "RECORD", "HEAD")  # the format's struct.Structs on the host
+NAMED = ("Header", "Record", "Head", "record")  # their namedtuples, and nnm.record
+# The list of records in nnm.assemble: its first and last elements, [0] and [-1].
+LISTS = ("placed",)
+# A tuple of a header's, a record's or a block head's length holding one of these codes is
+# one laid out by position.
+CODES = ("MAGIC", "DENSE", "DROPOUT", "FLOAT32", "INT8", "BIAS", "FLAG_INT8")
+FIELD_COUNTS = {len(nnm.Header._fields), len(nnm.Record._fields), len(nnm_int8.Head._fields)}
+
+
+def _int_literal(node):
+    """The int of an integer literal (`7`, `-1`), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _int_literal(node.operand)
+        return None if inner is None else -inner
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    return None
+
+
+def _last_name(node):
+    """`RECORD` of `RECORD` or `nnm.RECORD`; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    return node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _positional(source, strict):
+    """The places in Python `source` that treat a header, layer record or int8 block head by
+    position: unpacked other than into its namedtuple (`Record._make(RECORD.unpack_from(..))`),
+    packed from other than one starred namedtuple (`RECORD.pack_into(buf, off, *rec)`), a
+    namedtuple or `record` given positional fields, a tuple of their length holding a format
+    code (`(DENSE, FLOAT32, act, ...)`). `strict` (the reader and writer): also
+    any subscript or slice by an integer literal (but [0] and [-1] of LISTS) and any struct
+    format literal not named once by a module-level assignment (`CRC = struct.Struct("<I")`)."""
+    tree = ast.parse(source)
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+
+    def flag(node, why):
+        found.append("line %d: %s (%s)" % (node.lineno, ast.unparse(node), why))
+
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, (ast.Tuple, ast.List))
+            and len(node.elts) in FIELD_COUNTS
+            and any(_last_name(e) in CODES for e in node.elts)
+        ):
+            flag(node, "fields laid out by position")
+        if strict and isinstance(node, ast.Subscript):
+            index = node.slice
+            bounds = (index.lower, index.upper, index.step) if isinstance(index, ast.Slice) else (index,)
+            literal = [b for b in bounds if b is not None and _int_literal(b) is not None]
+            first_last = (
+                isinstance(node.value, ast.Name) and node.value.id in LISTS and _int_literal(index) in (0, -1)
+            )
+            if literal and not first_last:
+                flag(node, "an index by position")
+        if not isinstance(node, ast.Call):
+            continue
+        func, up = node.func, parent.get(node)
+        if isinstance(func, ast.Attribute) and _last_name(func.value) in STRUCTS:
+            if func.attr in ("unpack", "unpack_from", "iter_unpack"):
+                into_make = (
+                    isinstance(up, ast.Call)
+                    and isinstance(up.func, ast.Attribute)
+                    and up.func.attr == "_make"
+                    and up.args[:1] == [node]
+                )
+                if not into_make:
+                    flag(node, "unpacked other than into its namedtuple's _make")
+            elif func.attr in ("pack", "pack_into"):
+                values = node.args[2:] if func.attr == "pack_into" else node.args
+                if len(values) != 1 or not isinstance(values[0], ast.Starred):
+                    flag(node, "packed from other than one *namedtuple")
+        if _last_name(func) in NAMED and node.args:
+            flag(node, "fields given by position")
+        if (
+            strict
+            and isinstance(func, ast.Attribute)
+            and _last_name(func.value) == "struct"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and not (isinstance(up, ast.Assign) and isinstance(parent.get(up), ast.Module))
+        ):
+            flag(node, "a struct format not named once")
+    return found
+
+
+HOST_MODULES = sorted(p for p in HOST.rglob("*.py") if "package-data" not in p.parts)
+
+
+@pytest.mark.parametrize("path", HOST_MODULES, ids=lambda p: str(p.relative_to(HOST)))
+def test_the_host_names_record_fields(path):
+    found = _positional(path.read_text(), path.name in STRICT)
+    assert not found, "%s: positional header/record fields: %s" % (path.relative_to(ROOT), found)
+
+
+def test_the_host_record_check_catches_positions():
+    bad = [
+        "rec[7]",
+        "h[-1]",
+        "rec[:7] + (cursor, size) + rec[9:]",
+        "records[0][4]",
+        "HEADER.unpack_from(data, 0)[0]",
+        "a, b = RECORD.unpack_from(data, 32)",
+        "RECORD.pack_into(buf, 32, 1, 2, 3)",
+        "HEAD.pack(*fields, 0)",
+        "Record(1, 2, 3)",
+        "nnm.record(DENSE, dtype=1)",
+        "out.append((nnm.DROPOUT, 0, 0, 0, n, u, 0.0, 0, 0, 0, 0))",
+        "def f(data):\n    return struct.unpack_from('<I', data, 0)",
+    ]
+    for snippet in bad:
+        assert _positional(snippet, strict=True), snippet
+    assert _positional("x = rec[7]", strict=False) == []  # a literal index: strict modules only
+    good = (
+        "CRC = struct.Struct('<I')\n"
+        "rec = Record._make(RECORD.unpack_from(data, off))\n"
+        "RECORD.pack_into(buf, off, *rec._replace(data_offset=0))\n"
+        "first, last = placed[0], placed[-1]\n"
+        "block = data[rec.data_offset : end]\n"
+        "h = Header(magic=b'NNM', major=1)\n"
+        "kind, dtype, act, flags, size = nnm.DROPOUT, 0, 0, 0, 0\n"
+    )
+    assert _positional(good, strict=True) == []

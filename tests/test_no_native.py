@@ -93,6 +93,7 @@ def test_every_viper_module_is_imported_with_a_fallback():
         "dense_viper",
         "kernels_viper",
         "kernels_extra_viper",
+        "kernels_wide_viper",
         "typecode_viper",
     }
     imported = set()

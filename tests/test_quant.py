@@ -45,6 +45,9 @@ def _cases():
     cases.append(("softmax-6-9-5", [6, 9, 5], ["tanh", "softmax"], 31))
     cases.append(("softmax-1x1", [1, 1], ["softmax"], 32))
     cases.append(("leaky-784x64", [784, 64], ["leaky_relu"], 33))
+    # kernels_wide_viper: windows of 256 inputs, then 16 at the next window, then the rest, on
+    # the network's input and on a hidden layer's output
+    cases.append(("wide-300-272-3", [300, 272, 3], ["relu", "leaky_relu"], 36))
     cases.append(("mlp-64-32-16-4", [64, 32, 16, 4], ["relu", "relu", "softmax"], 34))
     cases.append(("sigmoid-33x17", [33, 17], ["sigmoid"], 35))
     return cases
@@ -108,6 +111,7 @@ def _run_device(runtime):
         runtime,
         ["tests/device/quant_driver.py"],
         stdin=json.dumps({"cases": cases, "specs": specs, "edge": _edge_cases()}),
+        heap="64M",  # the payload's floats (lists of boxed floats, read at once)
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     out = {"cases": [{} for _ in cases], "specs": [{} for _ in specs], "edge": {}}

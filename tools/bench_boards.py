@@ -338,7 +338,7 @@ def measure(b: Bench, target) -> dict:
     }
     out["float_predict_error"] = s.get("float_predict_error")
     out["float_in_place"] = s.get("float_in_place")
-    out["ratio_to_c"] = round(ins["predict_int8"] / ins["c_int8"], 1)
+    out["ratio_to_c"] = round(ins["predict_int8"] / ins["c_int8"], 2)
     out["estimated_us"] = {k: round(v / out["clock_mhz"]) for k, v in ins.items()}
     if target.name in THUMB2:
         out["thumb2"] = thumb2(b, target, *THUMB2[target.name])
@@ -361,7 +361,7 @@ def thumb2(b: Bench, target, march: str, cpu: str) -> dict:
         "mpy_arch": march,
         "c_cflags": c_flags(cpu),
         "instructions": ins,
-        "ratio_to_c": round(ins["predict_int8"] / ins["c_int8"], 1),
+        "ratio_to_c": round(ins["predict_int8"] / ins["c_int8"], 2),
     }
 
 
@@ -409,7 +409,7 @@ def table(results: dict) -> str:
             "instr. C -mcpu=" + cpu,
             lambda r, k=k: "%d" % r["instructions"][k] if k in r["instructions"] else "-",
         )
-    row("predict_int8 / C", lambda r: "%.1fx" % r["ratio_to_c"])
+    row("predict_int8 / C", lambda r: "%.2fx" % r["ratio_to_c"])
     if any("thumb2" in r for r in results.values()):
         row(
             "Thumb-2: predict_int8",
@@ -429,7 +429,7 @@ def table(results: dict) -> str:
         )
         row(
             "Thumb-2: predict_int8 / C",
-            lambda r: "%.1fx" % r["thumb2"]["ratio_to_c"] if "thumb2" in r else "-",
+            lambda r: "%.2fx" % r["thumb2"]["ratio_to_c"] if "thumb2" in r else "-",
         )
     return "\n".join(rows)
 

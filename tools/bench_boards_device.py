@@ -32,9 +32,12 @@ def _used():
 
 def x8_input(n):
     """The int8 input of every measurement (and of the C version): (i * 37) % 256 - 128.
-    Filled in place: a list of n ints would be a 4 KB block, which a fragmented board heap
-    may not have although the model runs (the measurement's own cost, not nanonn's)."""
-    x = array("b", bytes(n))
+    One allocation of n bytes, filled in place: a list of n ints would be a 4 KB block,
+    and array("b", bytes(n)) a second n-byte block (its zero-filled temporary), which a
+    fragmented board heap may not have although the model runs (the measurement's own
+    cost, not nanonn's). MicroPython's array("b", range(n)) sizes the array from
+    len(range) and truncates each item; every item is overwritten below."""
+    x = array("b", range(n))
     for i in range(n):
         x[i] = (i * 37) % 256 - 128
     return x

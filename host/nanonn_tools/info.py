@@ -76,33 +76,46 @@ def layer_stats(spec) -> list[LayerStats]:
     return out
 
 
-def records(layers: list[LayerStats], int8: bool) -> list[tuple]:
-    """The `.nnm` layer records (the fields of `nanonn/nnm/layout.py` RECORD) of `layers`
-    stored as float32, or quantized to int8 (dense layers only: the quantizer drops dropout).
-    Offsets are set by `nnm.assemble`; slopes, rates and seeds are 0: no size depends on them."""
+def records(layers: list[LayerStats], int8: bool) -> list:
+    """The `.nnm` layer records (`nnm.Record`s) of `layers` stored as float32, or quantized
+    to int8 (dense layers only: the quantizer drops dropout). Offsets are set by
+    `nnm.assemble`; slopes, rates and seeds are 0: no size depends on them."""
     out = []
     for layer in layers:
-        u, n = layer.units, layer.inputs
         if layer.kind == "dropout":
-            if not int8:
-                out.append((nnm.DROPOUT, 0, 0, 0, n, u, 0.0, 0, 0, 0, 0))
-            continue
-        act = codes.ACTIVATIONS[layer.activation]
-        if int8:
-            size = nnm_int8.block_size(u, n, layer.activation)
-            out.append((nnm.DENSE, nnm.INT8, act, nnm.BIAS, n, u, 0.0, 0, size, 0, 0))
+            if int8:
+                continue
+            kind, dtype, act, flags, size = nnm.DROPOUT, 0, 0, 0, 0
+        elif int8:
+            kind, dtype, act, flags = nnm.DENSE, nnm.INT8, codes.ACTIVATIONS[layer.activation], nnm.BIAS
+            size = nnm_int8.block_size(layer.units, layer.inputs, layer.activation)
         else:
+            kind, dtype, act = nnm.DENSE, nnm.FLOAT32, codes.ACTIVATIONS[layer.activation]
             if layer.activation in codes.INT8_ONLY_ACTIVATIONS:  # no float layer has one
                 act = codes.ACTIVATIONS["linear"]  # (no float size depends on the activation)
-            bias = nnm.BIAS if layer.params > layer.macs else 0
-            out.append((nnm.DENSE, nnm.FLOAT32, act, bias, n, u, 0.0, 0, 4 * layer.params, 0, 0))
+            bias = layer.params > layer.macs
+            flags = nnm.BIAS if bias else 0
+            size = nnm.float_block_size(layer.units, layer.inputs, bias)
+        out.append(
+            nnm.record(
+                type=kind,
+                dtype=dtype,
+                activation=act,
+                flags=flags,
+                inputs=layer.inputs,
+                units=layer.units,
+                param=0.0,
+                data_size=size,
+                seed=0,
+            )
+        )
     return out
 
 
-def shape_file(recs: list[tuple]) -> bytes:
-    """A valid `.nnm` file with the layer records `recs` and zero-filled data blocks: a
-    model's shape, which is all its sizes depend on."""
-    return nnm.assemble(recs, [bytes(rec[8]) for rec in recs])
+def shape_file(recs: list) -> bytes:
+    """A valid `.nnm` file with the layer records `recs` (`nnm.Record`s) and zero-filled data
+    blocks: a model's shape, which is all its sizes depend on."""
+    return nnm.assemble(recs, [bytes(rec.data_size) for rec in recs])
 
 
 def ram_needed(model: bytes, in_place: bool) -> int:

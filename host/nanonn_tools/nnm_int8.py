@@ -1,6 +1,7 @@
-"""int8 dense blocks of the `.nnm` format on the host (layout: docs/format.md). The block's
-head format, table sizes and block size are the device's own (`nanonn/nnm/int8.py`,
-imported through `device_package`); this module packs and parses blocks with numpy."""
+"""int8 dense blocks of the `.nnm` format on the host (docs/format.md, section "int8 dense
+block"). The block head's struct format and field names, the table sizes and the block size
+are the device's own (`nanonn/nnm/int8.py`, imported through `device_package`); this module
+packs and parses blocks with numpy."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import struct
 import numpy as np
 
 from . import NanonnError
-from .device_package import codes, device_module
+from .device_package import codes, device_fields, device_module
 from .quantize import QuantDenseSpec
 
 device_int8 = device_module("nnm.int8")
 _align = device_module("nnm.layout").align
 HEAD = struct.Struct(device_int8.HEAD)  # 32 bytes
-EXP_TABLES = ("softmax", "softmax_tflite")  # i32 exp_table[256]; the other tables: i8 lut[256]
+# The block head's fields by name (`h.in_scale`), as the device names their indexes (`_Q_IN_SCALE`).
+Head = device_fields("nnm.int8", "_Q_", device_int8.HEAD, "Head")
+# The activations whose table is the i32 exp_table (the others': the i8 lut), docs/format.md,
+# section "int8 dense block".
+EXP_TABLES = ("softmax", "softmax_tflite")
 
 
 def table_size(activation: str) -> int:
@@ -33,26 +38,26 @@ def _pad(b: bytes) -> bytes:
 
 
 def block(layer: QuantDenseSpec) -> bytes:
-    """The data block of one int8 dense layer (layout in the device's nanonn/nnm/int8.py)."""
+    """The data block of one int8 dense layer (docs/format.md, section "int8 dense block")."""
     leaky = layer.activation == "leaky_relu"
-    head = HEAD.pack(
-        layer.in_scale,
-        layer.out_scale,
-        layer.pre_scale,
-        layer.in_zp,
-        layer.out_zp,
-        layer.pre_zp,
-        layer.shift_pos if leaky else 0,
-        layer.shift_neg if leaky else 0,
-        0,
-        0,
-        0,
-        layer.mult_pos if leaky else 0,
-        layer.mult_neg if leaky else 0,
-        0,
+    head = Head(
+        in_scale=layer.in_scale,
+        out_scale=layer.out_scale,
+        pre_scale=layer.pre_scale,
+        in_zp=layer.in_zp,
+        out_zp=layer.out_zp,
+        pre_zp=layer.pre_zp,
+        shift_pos=layer.shift_pos if leaky else 0,
+        shift_neg=layer.shift_neg if leaky else 0,
+        reserved_bytes=0,
+        reserved_bytes_1=0,
+        reserved_bytes_2=0,
+        mult_pos=layer.mult_pos if leaky else 0,
+        mult_neg=layer.mult_neg if leaky else 0,
+        reserved=0,
     )
     parts = [
-        head,
+        HEAD.pack(*head),
         np.asarray(layer.w_scale, "<f4").tobytes(),
         np.asarray(layer.bias, "<i4").tobytes(),
         np.asarray(layer.mult, "<i4").tobytes(),
@@ -74,11 +79,10 @@ def block(layer: QuantDenseSpec) -> bytes:
 
 def parse(where: str, activation: str, inputs: int, units: int, alpha: float, data: bytes) -> QuantDenseSpec:
     """A QuantDenseSpec from a block of the checked size (values checked by validate())."""
-    h = HEAD.unpack_from(data, 0)
-    if h[8] or h[9] or h[10] or h[13]:
-        raise NanonnError(
-            "%s int8 block reserved bytes: expected 0, got %r" % (where, (h[8], h[9], h[10], h[13]))
-        )
+    h = Head._make(HEAD.unpack_from(data, 0))
+    reserved = (h.reserved_bytes, h.reserved_bytes_1, h.reserved_bytes_2, h.reserved)
+    if any(reserved):
+        raise NanonnError("%s int8 block reserved bytes: expected 0, got %r" % (where, reserved))
     u, n = units, inputs
     p = HEAD.size
 
@@ -103,20 +107,20 @@ def parse(where: str, activation: str, inputs: int, units: int, alpha: float, da
         w=w,
         w_scale=w_scale,
         bias=bias,
-        in_scale=h[0],
-        in_zp=h[3],
-        out_scale=h[1],
-        out_zp=h[4],
+        in_scale=h.in_scale,
+        in_zp=h.in_zp,
+        out_scale=h.out_scale,
+        out_zp=h.out_zp,
         activation=activation,
         mult=mult,
         shift=shift,
-        pre_scale=h[2],
-        pre_zp=h[5],
+        pre_scale=h.pre_scale,
+        pre_zp=h.pre_zp,
         alpha=alpha if leaky else 0.0,
-        mult_pos=h[11],
-        shift_pos=h[6],
-        mult_neg=h[12],
-        shift_neg=h[7],
+        mult_pos=h.mult_pos,
+        shift_pos=h.shift_pos,
+        mult_neg=h.mult_neg,
+        shift_neg=h.shift_neg,
         lut=lut,
         exp_table=exp_table,
     )

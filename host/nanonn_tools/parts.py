@@ -12,8 +12,6 @@ exactly one part. Paths are relative to the device package folder (`mpy/nanonn/`
 
 from __future__ import annotations
 
-import struct
-
 from . import NanonnError
 
 # part -> (its modules, the parts it needs, what it is for)
@@ -54,6 +52,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
             "int8/network.py",
             "int8/kernels_viper.py",
             "int8/kernels_extra_viper.py",
+            "int8/kernels_wide_viper.py",
             "int8/kernels_py.py",
             "int8/multiplier.py",
             "nnm/int8.py",
@@ -109,12 +108,13 @@ def needed(model: bytes) -> list[str]:
     save (a header of 36 bytes or more carries its generation: the reader then imports the
     backup module, in the save part)."""
     from .device_package import codes
+    from .nnm import HEADER, Header
 
-    flags, header_size = struct.unpack_from("<H", model, 6)[0], struct.unpack_from("<H", model, 12)[0]
+    h = Header._make(HEADER.unpack_from(model, 0))
     names = ["core"]
-    if flags & codes.FLAGS["int8"]:
+    if h.flags & codes.FLAGS["int8"]:
         names.append("int8")
-    if header_size > codes.HEADER_SIZE:
+    if h.header_size > codes.HEADER_SIZE:
         names.append("save")
     return closure(names)
 

@@ -113,6 +113,14 @@ def unique_id():
     return random.getrandbits(30)
 
 
+# This run's folder for the files tests write (one per process: concurrent runs share /tmp).
+# runner.py makes it before the first test, removes the files named in a module's
+# TEMP_FILES after each of its tests (passed or failed) and the folder after the last test
+# (a file left in it that no TEMP_FILES named fails the run). Ports without a filesystem
+# (runner.PORTS_WITHOUT_FILESYSTEM) have neither folder nor files: the string only.
+TMPDIR = "/tmp/nanonn-test-%d" % unique_id()
+
+
 def bytes_per_call(fn, arg, calls=5):
     """Heap bytes (micropython.mem_total) per call of fn(arg), from the second of two
     windows (the first may include one-time allocations). MicroPython only."""

@@ -350,11 +350,6 @@ def run(n, seed):
         kinds[kind] = kinds.get(kind, 0) + 1
         if len(failures) > 50:
             break
-    for k in (0, 1):
-        try:
-            os.remove(TMP % k)
-        except OSError:
-            pass
     return {
         "cases": n,
         "seed": seed,
@@ -367,10 +362,22 @@ def run(n, seed):
     }
 
 
+def remove_files():
+    """Remove the model files `open_source` writes (those that exist)."""
+    for k in (0, 1):
+        try:
+            os.remove(TMP % k)
+        except OSError:
+            pass
+
+
 def main(argv):
     n = int(argv[1]) if len(argv) > 1 else 1000
     seed = int(argv[2]) if len(argv) > 2 else 1
-    result = run(n, seed)
+    try:
+        result = run(n, seed)
+    finally:  # also when a case raises out of run or a long `make fuzz` is interrupted (Ctrl-C)
+        remove_files()
     print(json.dumps(result))
     sys.exit(1 if result["failures"] else 0)
 

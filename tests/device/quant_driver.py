@@ -5,7 +5,9 @@ Input: {"cases": [{"layers": [{"w", "b", "act", "alpha"}], "X": calibration
 inputs, "X8": int8 inputs, "XF": float inputs}], "specs": [{"layers": [kwargs
 of QDense.from_params], "X8": [...], "XF": [...]}]}. "edge": kernel edge cases (see _edge). Output: one JSON
 line per (case or spec or edge set, kernel set): the quantized parameters and
-the outputs of predict_int8 and predict, or the edge-case kernel outputs.
+the outputs of predict_int8 and predict, or the edge-case kernel outputs. Where viper
+runs, "viper_wide" is the viper set with `kernels_wide_viper.dense` (what a Thumb-2 port
+runs) forced on, and "viper" the set with it forced off, whatever the port.
 """
 
 import gc
@@ -14,9 +16,36 @@ import sys
 from array import array
 
 from nanonn import Dense, Network
+from nanonn.errors import NO_NATIVE_CODE
 from nanonn.float32.activations import LeakyReLU
 from nanonn.int8 import kernels_py
+from nanonn.int8 import network as qnetwork
 from nanonn.int8.network import _HEAD, _REC, KERNELS, QDense, QNetwork, _unit_record, kernel_set
+
+try:
+    from nanonn.int8 import kernels_wide_viper
+except NO_NATIVE_CODE:
+    kernels_wide_viper = None
+
+# the kernel sets tested: KERNELS, and the viper one with kernels_wide_viper's dense
+VARIANTS = sorted(KERNELS) + (["viper_wide"] if kernels_wide_viper is not None and "viper" in KERNELS else [])
+
+
+class _WideSet:
+    """The viper kernel set with kernels_wide_viper's dense (for _edge)."""
+
+    def __init__(self):
+        self.dense = kernels_wide_viper.dense  # pyright: ignore[reportOptionalMemberAccess]
+
+    def __getattr__(self, name):
+        return getattr(kernel_set("viper"), name)
+
+
+def _variant(name):
+    """The kernels= name of a variant, with kernels_wide_viper forced on or off (QNetwork
+    asks network._wide_kernels, which reads this cache)."""
+    qnetwork._WIDE[:] = [kernels_wide_viper if name == "viper_wide" else None]
+    return "viper" if name == "viper_wide" else name
 
 
 def _sext(b):
@@ -127,8 +156,8 @@ def main():
     for i in range(len(cases)):
         case = cases[i]
         net = _float_net(case["layers"])
-        for name in sorted(KERNELS):
-            q = net.quantize(case["X"], kernels=name)
+        for name in VARIANTS:
+            q = net.quantize(case["X"], kernels=_variant(name))
             out8, outf = _outputs(q, case["X8"], case["XF"])
             params = [_params(layer) for layer in q.layers]
             q = None
@@ -138,14 +167,15 @@ def main():
             gc.collect()
     specs = payload.get("specs", [])
     for i in range(len(specs)):
-        for name in sorted(KERNELS):
-            q = QNetwork([QDense.from_params(**kw) for kw in specs[i]["layers"]], kernels=name)
+        for name in VARIANTS:
+            q = QNetwork([QDense.from_params(**kw) for kw in specs[i]["layers"]], kernels=_variant(name))
             out8, outf = _outputs(q, specs[i]["X8"], specs[i]["XF"])
             print(json.dumps({"spec": i, "kernels": name, "int8": out8, "float": outf}))
     edge = payload.get("edge")
     if edge:
-        for name in sorted(KERNELS):
-            print(json.dumps({"edge": name, "result": _edge(kernel_set(name), edge)}))
+        for name in VARIANTS:
+            k = _WideSet() if name == "viper_wide" else kernel_set(name)
+            print(json.dumps({"edge": name, "result": _edge(k, edge)}))
 
 
 main()

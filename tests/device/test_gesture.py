@@ -16,8 +16,10 @@ from replay import HEADER, ReplayI2C  # noqa: E402
 import check  # noqa: E402
 
 SAMPLE = "examples/gesture/data/gesture_sample.csv"
-# a temporary file outside the checkout (the runner's cwd), unique per process (runs share /tmp)
-TMP = "/tmp/nanonn-test-gesture-%d.csv" % check.unique_id()
+# files outside the checkout (the runner's cwd), in the run's folder; the runner removes them
+CSV = check.TMPDIR + "/replay.csv"
+PROFILE = check.TMPDIR + "/board.json"
+TEMP_FILES = (CSV, PROFILE)
 NEEDS_FILESYSTEM = (
     "test_i2c_pins_come_from_the_board_profile",
     "test_replay_filters_by_label_and_wraps_around",
@@ -26,20 +28,11 @@ NEEDS_FILESYSTEM = (
 
 
 def _write_csv(rows):
-    with open(TMP, "w") as f:
+    with open(CSV, "w") as f:
         f.write(HEADER + "\n")
         for r in rows:
             f.write("%d,%s,%d,%d,%d\n" % r)
-    return TMP
-
-
-def _remove_tmp():
-    import os
-
-    try:
-        os.remove(TMP)
-    except OSError:
-        pass
+    return CSV
 
 
 class ConstBus:
@@ -114,46 +107,40 @@ def test_open_imu_finds_either_chip_or_says_what_it_scanned():
 def test_replay_serves_exact_mg_through_both_drivers_and_every_range():
     rows = [(0, "a", 0, 1, -1), (0, "a", 1990, -1990, 123), (1, "b", 7, 8, 9), (1, "b", -555, 444, 1000)]
     path = _write_csv(rows)
-    try:
-        for chip in ("mpu6050", "lsm6ds3"):
-            for g in imu.RANGES_G:
-                bus = ReplayI2C(path, chip=chip)
-                s = imu.open_imu(bus, range_g=g)
-                out = array("h", [0, 0, 0])
-                for r in rows:
-                    s.read_mg(out, 0)
-                    check.eq(list(out), list(r[2:]), "%s +-%d g sample of window %d" % (chip, g, r[0]))
-                    check.eq((bus.window, bus.label), r[:2], "replay position")
-                bus.close()
-        # saturation: 3 g on a +-2 g range reads as the full scale
-        path = _write_csv([(0, "a", 3000, -3000, 0)])
-        s = imu.open_imu(ReplayI2C(path, chip="mpu6050"), range_g=2)
-        out = array("h", [0, 0, 0])
-        s.read_mg(out, 0)
-        check.eq(list(out), [1999, -2000, 0], "saturated at +-2 g")
-    finally:
-        _remove_tmp()
+    for chip in ("mpu6050", "lsm6ds3"):
+        for g in imu.RANGES_G:
+            bus = ReplayI2C(path, chip=chip)
+            s = imu.open_imu(bus, range_g=g)
+            out = array("h", [0, 0, 0])
+            for r in rows:
+                s.read_mg(out, 0)
+                check.eq(list(out), list(r[2:]), "%s +-%d g sample of window %d" % (chip, g, r[0]))
+                check.eq((bus.window, bus.label), r[:2], "replay position")
+            bus.close()
+    # saturation: 3 g on a +-2 g range reads as the full scale
+    path = _write_csv([(0, "a", 3000, -3000, 0)])
+    s = imu.open_imu(ReplayI2C(path, chip="mpu6050"), range_g=2)
+    out = array("h", [0, 0, 0])
+    s.read_mg(out, 0)
+    check.eq(list(out), [1999, -2000, 0], "saturated at +-2 g")
 
 
 def test_replay_filters_by_label_and_wraps_around():
     rows = [(0, "a", 1, 1, 1), (1, "b", 2, 2, 2), (2, "a", 3, 3, 3)]
     path = _write_csv(rows)
-    try:
-        bus = ReplayI2C(path, chip="mpu6050", label="a")
-        s = imu.open_imu(bus)
-        out = array("h", [0, 0, 0])
-        seen = []
-        for _ in range(3):
-            s.read_mg(out, 0)
-            seen.append(out[0])
-        check.eq(seen, [1, 3, 1], "label a, wrapped")
-        bus.close()
-        bus = ReplayI2C(path, chip="mpu6050", label="zzz")
-        s = imu.open_imu(bus)
-        check.raises(ValueError, s.read_mg, out, 0, contains=("zzz",))
-        bus.close()
-    finally:
-        _remove_tmp()
+    bus = ReplayI2C(path, chip="mpu6050", label="a")
+    s = imu.open_imu(bus)
+    out = array("h", [0, 0, 0])
+    seen = []
+    for _ in range(3):
+        s.read_mg(out, 0)
+        seen.append(out[0])
+    check.eq(seen, [1, 3, 1], "label a, wrapped")
+    bus.close()
+    bus = ReplayI2C(path, chip="mpu6050", label="zzz")
+    s = imu.open_imu(bus)
+    check.raises(ValueError, s.read_mg, out, 0, contains=("zzz",))
+    bus.close()
 
 
 def test_replay_chip_asleep_until_the_driver_wakes_it():
@@ -201,26 +188,23 @@ def test_i2c_pins_come_from_the_board_profile():
     import sensor
 
     def profile(text):
-        with open(TMP, "w") as f:
+        with open(PROFILE, "w") as f:
             f.write(text)
-        return TMP
+        return PROFILE
 
-    try:
-        cfg = sensor.i2c_config(profile('{"name": "esp32", "i2c": {"bus": 0, "sda": 19, "scl": 18}}'))
-        if cfg is None:
-            raise check.CheckFailed("i2c_config: expected the profile's pins, got None")
-        check.eq((cfg["bus"], cfg["sda"], cfg["scl"]), (0, 19, 18), "pins from the profile")
-        check.raises(
-            ValueError, sensor.i2c_config, profile('{"name": "unix", "i2c": null}'), contains=("unix", "i2c")
-        )
-        check.raises(
-            ValueError,
-            sensor.i2c_config,
-            profile('{"i2c": {"bus": 0, "sda": "x", "scl": 1}}'),
-            contains=("i2c.sda",),
-        )
-    finally:
-        _remove_tmp()
+    cfg = sensor.i2c_config(profile('{"name": "esp32", "i2c": {"bus": 0, "sda": 19, "scl": 18}}'))
+    if cfg is None:
+        raise check.CheckFailed("i2c_config: expected the profile's pins, got None")
+    check.eq((cfg["bus"], cfg["sda"], cfg["scl"]), (0, 19, 18), "pins from the profile")
+    check.raises(
+        ValueError, sensor.i2c_config, profile('{"name": "unix", "i2c": null}'), contains=("unix", "i2c")
+    )
+    check.raises(
+        ValueError,
+        sensor.i2c_config,
+        profile('{"i2c": {"bus": 0, "sda": "x", "scl": 1}}'),
+        contains=("i2c.sda",),
+    )
     check.eq(sensor.i2c_config("no/such/board.json"), None, "no profile: the port's defaults")
     # neither test runtime (unix port, CPython) has machine.I2C
     check.raises(ValueError, sensor.open_bus, contains=("machine.I2C",))

@@ -10,6 +10,7 @@ from check import (
     IS_MICROPYTHON,
     LINES_COUNTED,
     SMALL_HEAP,
+    TMPDIR,
     WORK_BASE,
     WORK_PER_BYTE,
     CheckFailed,
@@ -19,7 +20,6 @@ from check import (
     eq,
     ok,
     raises,
-    unique_id,
 )
 from nanonn import Dense, Dropout, ModelFormatError, Network, load
 from nanonn.crc32 import update as crc_update
@@ -27,8 +27,9 @@ from nanonn.float32.activations import LeakyReLU
 from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
-# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
-TMP = "/tmp/nanonn-test-nnm-%d" % unique_id()
+TMP = TMPDIR + "/model.nnm"
+# every file a test may write (save's temporary files too), removed by the runner after each test
+TEMP_FILES = (TMP, TMP + ".tmp", TMP + ".2", TMP + ".2.tmp", TMP + ".cut")
 NEEDS_FILESYSTEM = (
     "test_custom_activation_under_a_builtin_name_refused_by_save",
     "test_every_truncation_rejected",
@@ -111,8 +112,7 @@ def test_save_replaces_atomically_and_leaves_no_temp():
     other = Network(Dense(2, inputs=4))
     other.save(TMP)
     eq(load(TMP).outputs, 2, "outputs after replacing the file")
-    # not os.listdir("/tmp"): on a shared host that list outgrows a board-sized heap
-    ok(not _exists(TMP + ".tmp"), "temp file left behind")
+    eq(os.listdir(TMPDIR), ["model.nnm"], "the files after two saves (no temporary left)")
 
 
 def test_bytes_source_is_used_in_place():
@@ -385,7 +385,7 @@ def test_custom_activation_under_a_builtin_name_refused_by_save():
         contains=("save layer 0 activation", "custom activation", "<activation relu>", "named 'relu'"),
     )
     raises(ValueError, net.save, TMP, contains=("custom activation", "named 'relu'"))
-    ok(not _exists(TMP) and not _exists(TMP + ".tmp"), "no file left by the refused save")
+    eq(os.listdir(TMPDIR), [], "the files after the refused save")
     raises(ValueError, net.quantize, [[0.0, 1.0]], contains=("custom activation", "named 'relu'"))
     duck = Network(Dense(2, inputs=2, activation=_NamedSoftmax()))
     raises(ValueError, dumps, duck, contains=("custom activation", "named 'softmax'"))
@@ -396,14 +396,6 @@ def test_custom_activation_under_a_builtin_name_refused_by_save():
         eq(builtin_name(get(name)), name, "builtin_name of " + name)
     eq(builtin_name(LeakyReLU(0.2)), "leaky_relu", "builtin_name of LeakyReLU(0.2)")
     eq(builtin_name(None), None, "builtin_name of None")
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-    except OSError:
-        return False
-    return True
 
 
 def test_crc32_matches_binascii_vectors():
@@ -446,11 +438,10 @@ def test_int8_network_saves_like_a_float_one():
     q.save(TMP)
     with open(TMP, "rb") as f:
         eq(f.read(), dumps(q), "QNetwork.save bytes")
-    ok(not _exists(TMP + ".tmp"), "no temporary file left")
+    eq(os.listdir(TMPDIR), ["model.nnm"], "the files after the save (no temporary left)")
     loaded = _int8(load(TMP), "saved int8 model")
     for k in range(5):
         eq(list(loaded.predict(X[k])), list(q.predict(X[k])), "int8 prediction %d after save" % k)
-    os.remove(TMP)
 
 
 def test_int8_weights_used_in_place_from_bytes():

@@ -4,7 +4,7 @@ the numpy oracle is in tests/test_quant.py)."""
 import gc
 from array import array
 
-from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, bytes_per_call, close, eq, ok, raises
+from check import HEAP_MEASURED, NATIVE, SMALL_HEAP, bytes_per_call, close, eq, ok, raises, skip
 from nanonn import Dense, Dropout, Network
 from nanonn.float32.activations import Activation, LeakyReLU
 from nanonn.int8.multiplier import scales_multiplier
@@ -173,6 +173,47 @@ def test_predict_int8_at_any_input_alignment():
         for i in range(37):
             buf[off + i] = vals[i] & 0xFF
         eq(list(q.predict_int8(memoryview(buf)[off : off + 37])), want, "input at offset %d" % off)
+
+
+def test_wide_dense_matches_the_plain_python_kernel():
+    """kernels_wide_viper.dense (what a Thumb-2 port runs) gives kernels_py.dense's outputs:
+    inputs in windows of 256 read at an address whose low byte is 0x80 (`aligned`), the 16
+    after them, the rest; the same sizes at a plain address; units that round, saturate
+    and take the exact path (weights of every size, scales that put them near 256)."""
+    if not NATIVE:
+        skip("no native emitter: kernels_wide_viper does not compile here")
+    from nanonn.int8 import kernels_py
+
+    try:
+        from nanonn.int8 import kernels_wide_viper as wide
+    except ImportError:
+        skip("kernels_wide_viper is not installed here (an image for a board without Thumb-2)")
+        return
+
+    rng = Random(15)
+    units = 6
+    for n in (16, 256, 272, 300, 528, 784):
+        w = bytearray(n * units)  # int8 as two's-complement bytes (a list would not fit a board)
+        for i in range(n * units):
+            w[i] = rng.below(256)
+        scales = [0.0001 * (1 + rng.below(60)) for _ in range(units)]
+        bias = [rng.below(20001) - 10000 for _ in range(units)]
+        L = QDense.from_params(**_params(inputs=n, units=units, w=w, w_scale=scales, bias=bias))
+        table = L.y if L.table is None else L.table  # linear: no table (any bytes)
+        plain = bytearray(n + 1)
+        for x in (wide.aligned(n), memoryview(plain)[1 : n + 1]):
+            for trial in range(4):
+                for i in range(n):  # all 0, all 255, then random bytes
+                    x[i] = 0 if trial == 0 else 255 if trial == 1 else rng.below(256)
+                want = bytearray(units)
+                got = bytearray(units)
+                kernels_py.dense(L.w, x, want, L.p, table)
+                wide.dense(L.w, x, got, L.p, table)
+                eq(
+                    list(got),
+                    list(want),
+                    "n=%d at address %% 256 = %d, trial %d" % (n, wide.address(x) & 0xFF, trial),
+                )
 
 
 def test_quantized_softmax_close_to_float():

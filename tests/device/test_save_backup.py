@@ -3,17 +3,13 @@ the real filesystem of the port: generations, the backup, and load's fallback.""
 
 import os
 
-from check import eq, ok, raises, unique_id
+from check import TMPDIR, eq, ok, raises
 from nanonn import Dense, ModelFormatError, Network, load
-
-# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 from nanonn.nnm import backup
-
-# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
 from nanonn.nnm.write import dumps
 
-# unique per process: MicroPython has no os.getpid, and other test runs share /tmp
-TMP = "/tmp/nanonn-test-backup-%d" % unique_id()
+TMP = TMPDIR + "/backup.nnm"
+TEMP_FILES = (TMP, TMP + ".bak", TMP + ".tmp")  # removed by the runner after each test
 NEEDS_FILESYSTEM = (
     "test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup",
     "test_backup_keeps_the_previous_model_and_counts_generations",
@@ -27,14 +23,6 @@ def _nets():
     return [Network(Dense(3, inputs=2, activation="relu"), Dense(k + 1), seed=k) for k in range(3)]
 
 
-def _clean():
-    for suffix in ("", ".bak", ".tmp"):
-        try:
-            os.remove(TMP + suffix)
-        except OSError:
-            pass
-
-
 def _exists(path):
     try:
         os.stat(path)
@@ -44,7 +32,6 @@ def _exists(path):
 
 
 def test_backup_keeps_the_previous_model_and_counts_generations():
-    _clean()
     a, b, c = _nets()
     a.save(TMP, backup=True)
     eq(backup.generation(TMP), 1, "first generation")
@@ -54,12 +41,10 @@ def test_backup_keeps_the_previous_model_and_counts_generations():
     eq(backup.generation(TMP), 3, "generation after three saves")
     eq(backup.generation(TMP + ".bak"), 2, "the backup's generation")
     eq(dumps(load(TMP)), dumps(c), "the newest model loads")
-    ok(not _exists(TMP + ".tmp"), "no temp file left")
-    _clean()
+    eq(sorted(os.listdir(TMPDIR)), ["backup.nnm", "backup.nnm.bak"], "the files after three saves")
 
 
 def test_load_falls_back_to_the_backup():
-    _clean()
     a, b, _ = _nets()
     a.save(TMP, backup=True)
     b.save(TMP, backup=True)
@@ -75,11 +60,9 @@ def test_load_falls_back_to_the_backup():
     b.save(TMP, backup=True)
     eq(dumps(load(TMP)), dumps(b), "the next save")
     eq(backup.generation(TMP), 2, "one more than the backup (the newest left)")
-    _clean()
 
 
 def test_both_damaged_raises_the_primary_error():
-    _clean()
     a, b, _ = _nets()
     a.save(TMP, backup=True)
     b.save(TMP, backup=True)
@@ -87,23 +70,19 @@ def test_both_damaged_raises_the_primary_error():
         with open(path, "wb") as f:
             f.write(b"NNM\x1a not a model")
     raises(ModelFormatError, load, TMP, contains=("expected",))
-    _clean()
 
 
 def test_plain_save_has_the_canonical_32_byte_header():
-    _clean()
     a = _nets()[0]
     a.save(TMP)  # backup=None: no FAT mount here
     with open(TMP, "rb") as f:
         eq(f.read(), dumps(a), "plain save is byte-identical to dumps")
-    ok(not _exists(TMP + ".bak"), "no backup on a filesystem with atomic rename")
-    _clean()
+    eq(os.listdir(TMPDIR), ["backup.nnm"], "the files: no backup on a filesystem with atomic rename")
 
 
 def test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup():
     # A model saved (or copied, e.g. by `nanonn deploy`) without a generation number
     # loads as it is, even beside the backup of earlier saves with a higher generation.
-    _clean()
     a, b, c = _nets()
     a.save(TMP, backup=True)
     b.save(TMP, backup=True)
@@ -111,4 +90,3 @@ def test_a_model_saved_without_a_backup_is_not_shadowed_by_an_old_backup():
     c.save(TMP, backup=False)
     eq(backup.generation(TMP), 0, "the plain save has no generation")
     eq(dumps(load(TMP)), dumps(c), "the plain model loads, not the backup")
-    _clean()

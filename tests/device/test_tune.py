@@ -3,10 +3,11 @@ int8 layers are the network's own, the float copies are within a derived bound o
 layers, training on a shifted task helps, the re-quantized network loads back and agrees.
 Sized for a board's heap (networks of at most 10 units, 12-30 samples)."""
 
+import gc
 import math
 from array import array
 
-from check import HEAP_MEASURED, NATIVE, CheckFailed, bytes_per_call, eq, ok, raises, skip, unique_id
+from check import HEAP_MEASURED, NATIVE, TMPDIR, CheckFailed, bytes_per_call, eq, ok, raises, skip
 from nanonn import Dense, Network, argmax, load
 from nanonn.int8.network import QNetwork
 from nanonn.int8.quantize import quantize_inputs
@@ -15,7 +16,8 @@ from nanonn.nnm.write import dumps
 from nanonn.rand import Random
 
 NEEDS_FILESYSTEM = ("test_save_writes_a_model_that_loads_back",)
-TMP = "/tmp/nanonn-test-tune-%d.nnm" % unique_id()
+TMP = TMPDIR + "/tune.nnm"
+TEMP_FILES = (TMP, TMP + ".tmp")  # removed by the runner after each test
 N_IN, N_CLS = 6, 3
 _F = array("f", bytes(4))
 
@@ -48,32 +50,37 @@ def _random_int8(sizes, acts, seed, count=12):
 
 def _task(rng, centers, count, shifted):
     """`count` samples of N_CLS noisy clusters (one-hot targets); `shifted`: the sensor moved
-    (coordinates rotated by one place, gain 1.3, offset 0.2)."""
-    X, Y = [], []
+    (coordinates rotated by one place, gain 1.3, offset 0.2). The rows are allocated first, in
+    one run of the heap, then filled: rows made one by one between Random's temporaries
+    scatter over a board's heap (its largest free block fell from 40 KB to 4 KB)."""
+    X = [array("f", bytes(4 * N_IN)) for _ in range(count)]
+    Y = [array("f", bytes(4 * N_CLS)) for _ in range(count)]
+    v = [0.0] * N_IN  # the noisy point before the shift, at the port's float precision
     for j in range(count):
-        c = j % N_CLS
-        v = [centers[c][i] + rng.uniform(-0.25, 0.25) for i in range(N_IN)]
-        if shifted:
-            v = [1.3 * v[(i + 1) % N_IN] + 0.2 for i in range(N_IN)]
-        X.append(array("f", v))
-        y = array("f", bytes(4 * N_CLS))
-        y[c] = 1.0
-        Y.append(y)
+        c, x = j % N_CLS, X[j]
+        for i in range(N_IN):
+            v[i] = centers[c][i] + rng.uniform(-0.25, 0.25)
+        for i in range(N_IN):
+            x[i] = 1.3 * v[(i + 1) % N_IN] + 0.2 if shifted else v[i]
+        Y[j][c] = 1.0
     return X, Y
 
 
 def _classifier():
     """(int8 6-12-3 relu/softmax network trained on the task, the shifted task's adaptation
-    set (12) and test set (30))."""
+    set (12) and test set (30)). The three sets are made before training, the training's
+    garbage collected before quantizing: what the caller keeps sits low in the heap."""
     rng = Random(11)
     centers = [[rng.uniform(-1.0, 1.0) for _ in range(N_IN)] for _ in range(N_CLS)]
     X, Y = _task(rng, centers, 30, False)
+    adapt, test = _task(rng, centers, 12, True), _task(rng, centers, 30, True)
     net = Network(Dense(12, inputs=N_IN, activation="relu"), Dense(N_CLS, activation="softmax"), seed=3)
     net.set_loss("cross_entropy")
     net.fit(X, Y, epochs=30, rate=0.05, momentum=0.9)
+    gc.collect()
     q = net.quantize(X)
     ok(_accuracy(q.predict, X, Y) >= 0.9, "the int8 base classifies the original task")
-    return q, _task(rng, centers, 12, True), _task(rng, centers, 30, True)
+    return q, adapt, test
 
 
 def _accuracy(predict, X, Y):
@@ -197,7 +204,9 @@ def test_training_on_a_shifted_task_raises_accuracy_and_the_requantized_network_
         ok(losses[-1] < losses[0], "k=%d loss %r -> %r" % (k, losses[0], losses[-1]))
         after = _accuracy(t.predict, XT, YT)
         ok(after >= 0.9 and after >= before + 0.4, "k=%d accuracy %r -> %r" % (k, before, after))
-        tuned = _load_int8(dumps(t.quantize(XA)))
+        model = dumps(t.quantize(XA))
+        gc.collect()  # the re-quantized network's garbage, before the loaded one's buffers
+        tuned = _load_int8(model)
         eq([L.units for L in tuned.layers], [L.units for L in q.layers], "the tuned network's shape")
         for i in range(2 - k):
             _same_params(tuned.layers[i], q.layers[i], "frozen layer %d" % i)
@@ -214,6 +223,10 @@ def test_training_on_a_shifted_task_raises_accuracy_and_the_requantized_network_
             "k=%d int8 agrees with the tuned float model on %d/%d" % (k, agree, len(XT)),
         )
         ok(_accuracy(tuned.predict, XT, YT) >= 0.9, "k=%d int8 accuracy after tuning" % k)
+        # this k's tuner, model and networks go before the next k's are built: a board's
+        # heap (150 KB on rv32imc) holds one set, unfragmented
+        t = tuned = model = first = L0 = acts = losses = None
+        gc.collect()
 
 
 def _load_int8(source):
@@ -239,12 +252,7 @@ def test_save_writes_a_model_that_loads_back():
     t = Tuner(q, 1)
     t.fit(XA, YA, epochs=5, rate=0.05)
     saved = t.save(TMP, XA)
-    try:
-        loaded = _load_int8(TMP)
-    finally:
-        import os
-
-        os.remove(TMP)
+    loaded = _load_int8(TMP)
     for x in XT[:10]:
         eq(bytes(loaded.predict_int8(bytes(6))), bytes(saved.predict_int8(bytes(6))), "int8 outputs")
         eq(list(loaded.predict(x)), list(saved.predict(x)), "float outputs of the loaded model")

@@ -7,9 +7,12 @@
 The kernels come from `kernels_viper` (@micropython.viper) when the port can
 compile it, else from `kernels_py` (plain Python, same integers), which is
 imported only then or when asked for (`kernels="python"`): a board with viper
-never keeps it in RAM.
+never keeps it in RAM. On a port that runs Thumb-2 native code (ARMv7-M and later:
+RP2350, STM32) the layers run `kernels_wide_viper.dense` instead (same integers, one
+Thumb-2 instruction less a term on inputs whose buffer `QNetwork` aligns for it).
 """
 
+import sys
 from array import array
 
 from ..errors import NO_NATIVE_CODE
@@ -20,6 +23,11 @@ try:
     from . import kernels_viper as _viper_kernels
 except NO_NATIVE_CODE:
     _viper_kernels = None  # CPython, CircuitPython, ports without the native emitter
+
+# sys.implementation._mpy's native arch (bits 10..13) of the ports that run Thumb-2 code:
+# armv7m, armv7em, armv7emsp, armv7emdp (an RP2040's armv6m is Thumb-1)
+_THUMB2_ARCHS = (5, 6, 7, 8)
+_WIDE = []  # [kernels_wide_viper or None], looked up once (`_wide_kernels`)
 
 KERNELS = ("python", "viper") if _viper_kernels is not None else ("python",)
 DEFAULT_KERNELS = "viper" if _viper_kernels is not None else "python"
@@ -47,6 +55,23 @@ def _scale(name, value):
     if not (v > 0.0 and v < 3.0e38):
         raise ValueError("%s: expected a finite float > 0, got %r" % (name, value))
     return v
+
+
+def _scales(name, values, count):
+    """Per-unit scales as an array('f'): an array('f') is kept (checked, not copied: the
+    model reader's arrays are the layer's own), anything else copied as float32. The
+    name is formatted only for an error: a board's heap keeps no garbage between the
+    layer's buffers."""
+    if len(values) != count:
+        raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
+    own = type(values) is array and typecode(values) == F32
+    out = values if own else array("f", bytes(4 * count))
+    for i in range(count):
+        v = values[i] if own else array("f", [float(values[i])])[0]
+        if not (v > 0.0 and v < 3.0e38):
+            raise ValueError("%s[%d]: expected a finite float > 0, got %r" % (name, i, values[i]))
+        out[i] = v
+    return out
 
 
 def _int8_bytes(name, values, count):
@@ -118,6 +143,22 @@ _FULL_SETS: dict = {}  # kernel modules by name, every kernel (kernel_set)
 _CORE_SETS: dict = {}  # kernel modules by name, at least predict_int8's
 
 
+def _wide_kernels():
+    """`kernels_wide_viper` where the port runs Thumb-2 native code and has it, else None
+    (imported on first use; a board without Thumb-2 never keeps it in RAM). Allocates
+    nothing after the first call."""
+    if not _WIDE:
+        mod = None
+        arch = (getattr(sys.implementation, "_mpy", 0) >> 10) & 15
+        if _viper_kernels is not None and arch in _THUMB2_ARCHS:
+            try:  # on use, a Thumb-2 port only: 10 KB of viper code in a board's heap
+                from . import kernels_wide_viper as mod
+            except NO_NATIVE_CODE:  # not installed (a package built for ARMv6-M)
+                mod = None
+        _WIDE.append(mod)
+    return _WIDE[0]
+
+
 def _import_kernels(name, full):
     if name == "viper":
         if not full:
@@ -144,6 +185,11 @@ class QDense:
     `QNetwork` with the viper kernels allocates nothing."""
 
     source = None  # what an in-place layer's weights view (set by nanonn.nnm.read: keeps it alive)
+    # what only some activations set, as class defaults: an instance's attribute table then
+    # stays at 29 slots on MicroPython (30 attributes would take 47, and leave the 29 as garbage)
+    lut = exp_table = mp = sp = mn = sn = acc = None
+    code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax, 4 softmax_tflite
+    sum = 0  # softmax: the last sum of exp_table values (set in __init__: predict must not add it)
 
     def __init__(
         self,
@@ -188,11 +234,7 @@ class QDense:
             )
         self.activation = activation
         self.w = _int8_bytes("QDense w", w, u * n)
-        if len(w_scale) != u:
-            raise ValueError("QDense w_scale: expected %d values, got %d" % (u, len(w_scale)))
-        self.w_scale = array("f", bytes(4 * u))
-        for i in range(u):
-            self.w_scale[i] = _scale("QDense w_scale[%d]" % i, w_scale[i])
+        self.w_scale = _scales("QDense w_scale", w_scale, u)
         self.bias = _int32s("QDense bias", bias, u, -_INT32_MAX - 1, _INT32_MAX)
         self.in_scale = _scale("QDense in_scale", in_scale)
         self.in_zp = _int("QDense in_zp", in_zp, -128, 127)
@@ -227,9 +269,6 @@ class QDense:
         self.lo, self.hi = -128, 127
         if activation == "relu":
             self.lo = max(-128, out_zp)
-        self.lut = self.exp_table = self.mp = self.sp = self.mn = self.sn = None
-        self.code = 0  # kernels: 0 clamp only, 1 leaky_relu, 2 lookup table, 3 softmax, 4 softmax_tflite
-        self.sum = 0  # softmax: the last sum of exp_table values
         if activation == "leaky_relu":
             self.code = 1
             self.mp = _scalar_i32(_int("QDense mult_pos", mult_pos, 0, _INT32_MAX))
@@ -252,6 +291,7 @@ class QDense:
                 raise ValueError("QDense units: expected <= %d for softmax, got %d" % (_SOFTMAX_MAX_UNITS, u))
             self.exp_table = _int32s("QDense exp_table", exp_table, 256, 0, 65536)
             self.code = 3
+            self.sum = 0
             if self.exp_table[0] != 65536:
                 raise ValueError("QDense exp_table[0]: expected 65536, got %d" % self.exp_table[0])
         if activation == "softmax_tflite":  # TFLite's SOFTMAX: its float32 table, as bits
@@ -327,6 +367,14 @@ class QDense:
         # (no zero-filled temporary, whose hole would fragment a board's heap)
         self.p = p = array("i", range(_HEAD + _REC * u))
         p[0], p[1], p[2], p[3], p[4] = n, u, self.pre_zp, self.lo, self.hi
+        # the other lasting buffers before the unit loop's garbage (big ints on a 32-bit
+        # port): on a board they then sit next to p, not between holes the garbage leaves
+        if self.code == 3:
+            self.acc = array("i", bytes(4 * u))  # softmax: the exp values
+        self.y = bytearray(u)  # offset-binary output (q + 128)
+        # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
+        self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
+        p[5] = 1 if self.code == 1 or self.code == 2 else 0
         worst = 0
         o = 0
         zp = self.in_zp + 128
@@ -359,11 +407,6 @@ class QDense:
             worst = max(worst, bound)
             _unit_record(p, _HEAD + _REC * j, a0, mag, q, k)
         self.bound = worst
-        self.acc = array("i", bytes(4 * u)) if self.code == 3 else None  # softmax: the exp values
-        self.y = bytearray(u)  # offset-binary output (q + 128)
-        # the activation table `dense` applies (p[5] = 1), else any bytes (the output)
-        self.table = self.lut if self.code == 2 else _leaky_table(self) if self.code == 1 else self.y
-        p[5] = 1 if self.code == 1 or self.code == 2 else 0
 
 
 def _unit_record(p, o, a0, mag, q, k):
@@ -413,7 +456,10 @@ def _checked_shifts(name, values, count):
         raise ValueError("%s: expected %d values, got %d" % (name, count, len(values)))
     out = bytearray(count)
     for i in range(count):
-        out[i] = _int("%s[%d]" % (name, i), values[i], -31, 30) & 0xFF
+        v = values[i]
+        if type(v) is not int or not -31 <= v <= 30:
+            _int("%s[%d]" % (name, i), v, -31, 30)  # raises, naming the value
+        out[i] = v & 0xFF
     return out
 
 
@@ -423,10 +469,15 @@ class QNetwork:
     `predict(x)`: floats in, array('f') out. `predict_int8(buf)`: int8 in the
     input's domain, int8 out. Both return a buffer owned by the network and
     reused by the next call. With the viper kernels neither allocates.
-    `kernels`: "viper" (default where available) or "python".
+    `kernels`: "viper" (default where available) or "python". `staging`: a
+    bytearray of `inputs` bytes for the network's own input buffer (default: a new
+    one); `nanonn.load` allocates it before the layers, while a board's heap still has
+    a free block that size. On a Thumb-2 port (kernels_wide_viper) a network of 256 inputs
+    or more reads them from a buffer of its own at an address with the low byte 0x80
+    instead, unless `staging` is there already.
     """
 
-    def __init__(self, layers, kernels=None):
+    def __init__(self, layers, kernels=None, staging=None):
         if not layers:
             raise ValueError("QNetwork: expected at least one QDense layer, got 0")
         for i, layer in enumerate(layers):
@@ -454,7 +505,29 @@ class QNetwork:
         self._kf = None
         first, last = layers[0], layers[-1]
         n = self.inputs
-        self._xq = bytearray(n)  # offset-binary input
+        if staging is None:
+            staging = bytearray(n)
+        elif type(staging) is not bytearray or len(staging) != n:
+            raise ValueError(
+                "QNetwork staging: expected a bytearray of %d bytes (the inputs), got %s"
+                % (n, describe(staging))
+            )
+        # the layers' dense kernel (kernels_viper.forward calls it); kernels_wide_viper's reads
+        # an input buffer in windows when it is `aligned`: the network's input and the output
+        # of a layer before one of 256 inputs or more (255 bytes more each; a Thumb-2 board)
+        wide = _wide_kernels() if self.kernels == "viper" else None
+        self._dense = None if self.kernels != "viper" else (wide or self._k).dense
+        if wide and n >= 256 and wide.address(staging) & 0xFF != 0x80:
+            staging = wide.aligned(n)
+        self._xq = staging  # offset-binary input
+        if wide:
+            for i in range(1, len(layers)):
+                prev = layers[i - 1]
+                if layers[i].inputs >= 256 and wide.address(prev.y) & 0xFF != 0x80:
+                    y = wide.aligned(prev.units)
+                    if prev.table is prev.y:  # any bytes (no table): the output itself
+                        prev.table = y
+                    prev.y = y
         # the last int8 buffer accepted (start: its own)
         self._seen8 = self._xq
         self._out8 = array("b", bytes(self.outputs))  # int8 output

@@ -1,14 +1,17 @@
 """The int8 dense blocks of the `.nnm` format (read by `nanonn.nnm.read`, written by `nanonn.nnm.write`).
 
-The block layout: docs/format.md, section "int8 dense block". The weights `w` and the `lut`
-are used in place (memoryview into the source);
-the small per-unit arrays are copied by `QDense.from_params`, which checks
-every value (ranges, 32-bit safety) and whose errors become format errors.
-Imported only when an int8 model is read or written.
+The block layout: docs/format.md, section "int8 dense block". From a bytes-like source
+(`build_layer`) the weights `w` and the `lut` are used in place (memoryview into the
+source) and the small per-unit arrays are copied; from a stream (`stream_parts`, then
+`read_layer`) each part of the block is read into the buffer the layer keeps, so no copy
+of the block stays in RAM. `QDense.from_params` checks every value (ranges, 32-bit
+safety); its errors become format errors. Imported only when an int8 model is read or
+written.
 """
 
 import struct
 import sys
+from array import array
 
 from . import codes
 from .layout import align as _align
@@ -56,18 +59,19 @@ def block_size(units, inputs, act):
 
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
-    """Heap a loaded QDense keeps: its parameter copies (w_scale, bias, mult: 4 bytes a
-    unit each; shift), softmax's exp values (4 a unit), output (and the weights unless in
-    place). Allocates nothing (small ints). `nanonn.nnm.read._ram_needed` adds the
-    layer's and the network's objects; tests/test_load_ram.py holds the sum to what the
-    32-bit build measures."""
+    """Heap a loaded QDense keeps: its parameter arrays (w_scale, bias, mult: 4 bytes a
+    unit each; shift), softmax's exp values (4 a unit), output (and, unless in place, the
+    weights and a sigmoid/tanh/softplus table). Allocates nothing (small ints).
+    `nanonn.nnm.read._ram_needed` adds the layer's and the network's objects;
+    tests/test_load_ram.py holds the sum to what the 32-bit build measures."""
     total = 4 * units * 3 + units + units + 8 * per_buffer
     total += 4 * units + per_buffer if act == _SOFTMAX else 0  # softmax's exp values
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
     total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
     total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
-    if not in_place:
-        total += block_size(units, inputs, act)
+    if not in_place:  # read from a stream: the weights and a lut in buffers of their own
+        total += units * inputs + per_buffer
+        total += 256 + per_buffer if act in _LUT_CODES else 0
     return total
 
 
@@ -90,10 +94,6 @@ def build_layer(QDense, mv, off, rec):
     from_params for out-of-range values). Allocates the layer with copies of its
     per-unit arrays and tables; the weights and LUT stay views of `mv`."""
     act, n, u = rec[_R_ACTIVATION], rec[_R_INPUTS], rec[_R_UNITS]
-    h = struct.unpack_from(HEAD, mv, off)
-    r0, r1, r2, r3 = h[_Q_RESERVED_BYTES], h[_Q_RESERVED_BYTES + 1], h[_Q_RESERVED_BYTES + 2], h[_Q_RESERVED]
-    if r0 or r1 or r2 or r3:
-        raise ValueError("int8 block reserved bytes: expected 0, got %d/%d/%d/%d" % (r0, r1, r2, r3))
     p = off + HEAD_SIZE
     w_scale = _ints("f", mv, p, u)
     bias = _ints("i", mv, p + 4 * u, u)
@@ -103,14 +103,63 @@ def build_layer(QDense, mv, off, rec):
     p += _align(u)
     w = mv[p : p + u * n]
     p += _align(u * n)
+    table = None
+    if act == _SOFTMAX or act == _SOFTMAX_TFL:
+        table = _ints("i", mv, p, 256)
+    elif act in _LUT_CODES:
+        table = mv[p : p + 256]
+    return _layer(QDense, rec, struct.unpack_from(HEAD, mv, off), w_scale, bias, mult, shift, w, table)
+
+
+def stream_parts(rec):
+    """The buffers the block of the checked record `rec` is read into from a stream, in
+    file order, as (buffer, nbytes): the head, w_scale, bias and mult arrays, shift (and
+    its padding), the weights, their padding, the table. Each is the layer's own after
+    `read_layer` (the head, shift and padding are garbage then). Allocates them; the
+    caller maps a MemoryError to the model's RAM figure."""
+    act, n, u = rec[_R_ACTIVATION], rec[_R_INPUTS], rec[_R_UNITS]
+    # array(t, range(k)) is one allocation of its size (no zero-filled temporary)
+    parts = [
+        (bytearray(HEAD_SIZE), HEAD_SIZE),
+        (array("f", range(u)), 4 * u),
+        (array("i", range(u)), 4 * u),
+        (array("i", range(u)), 4 * u),
+        (bytearray(_align(u)), _align(u)),
+        (bytearray(u * n), u * n),
+    ]
+    if _align(u * n) - u * n:
+        parts.append((bytearray(_align(u * n) - u * n), _align(u * n) - u * n))
+    size = table_size(act)
+    if size:
+        parts.append((array("i", range(256)) if size == 1024 else bytearray(size), size))
+    return parts
+
+
+def read_layer(QDense, parts, rec):
+    """A QDense from the checked record `rec` and its block read into `parts`
+    (`stream_parts`), which it keeps: w_scale, bias, mult, the weights and the table.
+    Allocates the layer and its other buffers (`QDense.from_params`)."""
+    act, u = rec[_R_ACTIVATION], rec[_R_UNITS]
+    shift = struct.unpack_from("<%db" % u, parts[4][0], 0)
+    table = parts[-1][0] if table_size(act) else None
+    h = struct.unpack_from(HEAD, parts[0][0], 0)
+    return _layer(QDense, rec, h, parts[1][0], parts[2][0], parts[3][0], shift, parts[5][0], table)
+
+
+def _layer(QDense, rec, h, w_scale, bias, mult, shift, w, table):
+    """QDense.from_params of a block's head `h` (unpacked HEAD) and parts."""
+    act = rec[_R_ACTIVATION]
+    r0, r1, r2, r3 = h[_Q_RESERVED_BYTES], h[_Q_RESERVED_BYTES + 1], h[_Q_RESERVED_BYTES + 2], h[_Q_RESERVED]
+    if r0 or r1 or r2 or r3:
+        raise ValueError("int8 block reserved bytes: expected 0, got %d/%d/%d/%d" % (r0, r1, r2, r3))
     lut = exp_table = None
     if act == _SOFTMAX or act == _SOFTMAX_TFL:
-        exp_table = _ints("i", mv, p, 256)
+        exp_table = table
     elif act in _LUT_CODES:
-        lut = mv[p : p + 256]
+        lut = table
     return QDense.from_params(
-        n,
-        u,
+        rec[_R_INPUTS],
+        rec[_R_UNITS],
         w,
         w_scale,
         bias,

@@ -537,8 +537,8 @@ def _stream_network(f, read, trainable):
     blocks = []
     try:
         for layer in layers:
-            if layer[_R_DTYPE] == _INT8:
-                blocks.append((bytearray(layer[_R_DATA_SIZE]), 0))
+            if layer[_R_DTYPE] == _INT8:  # each part in the buffer the layer keeps
+                blocks.append(_int8_parts(layer))
             elif layer[_R_TYPE] == _DENSE:
                 u, n = layer[_R_UNITS], layer[_R_INPUTS]
                 blocks.append((_floats(u * n), _floats(u)))
@@ -551,8 +551,7 @@ def _stream_network(f, read, trainable):
     for i in range(len(layers)):
         layer = layers[i]
         if layer[_R_DTYPE] == _INT8:
-            parts = ((blocks[i][0], layer[_R_DATA_SIZE]),)
-            blocks[i] = (memoryview(blocks[i][0]), 0)
+            parts = blocks[i]
         elif layer[_R_TYPE] == _DENSE:
             w, b = blocks[i]
             nw = 4 * layer[_R_UNITS] * layer[_R_INPUTS]
@@ -661,6 +660,13 @@ def _int8_modules():
         _no_import_memory(exc)
 
 
+def _int8_parts(rec):
+    """`nanonn.nnm.int8.stream_parts`: the buffers an int8 block is read into."""
+    from .int8 import stream_parts  # on use: only an int8 model needs nnm.int8
+
+    return stream_parts(rec)
+
+
 def _raw_bytes(buf, nbytes):
     """A memoryview of the first `nbytes` bytes of `buf` (`nanonn.nnm.views.bytes_view`)."""
     from .views import bytes_view  # on use: a board's files fill a buffer in one read
@@ -729,23 +735,30 @@ def _int8_network(layers, blocks):
     # The QDense weights and tables are memoryviews into the source: a MicroPython
     # memoryview keeps its base buffer alive (its item pointer stays at the base).
     from ..int8.network import QDense, QNetwork  # on use: an int8 model only (see the imports)
-    from .int8 import build_layer
+    from .int8 import build_layer, read_layer
 
+    gc.collect()
+    # the network's input buffer first, while the heap has a free block its size (the
+    # layers' small objects and garbage come after, and fragment what is left)
+    staging = bytearray(layers[0][_R_INPUTS])
     objs = []
     for i in range(len(layers)):
-        mv, off = blocks[i]
+        block = blocks[i]  # (mv, offset) in place, or the parts read from a stream (a list)
         # Each layer's lasting buffers then take the lowest free blocks instead of holes
         # between the previous layer's garbage (the big ints of its requantization): the
         # 784-36-14-10 model needs 2-3 KB less free heap on the cortex-m3 firmware.
         gc.collect()
         try:
-            layer = build_layer(QDense, mv, off, layers[i])
+            if type(block) is list:
+                layer = read_layer(QDense, block, layers[i])
+            else:
+                layer = build_layer(QDense, block[0], block[1], layers[i])
         except (ValueError, TypeError) as exc:
             raise ModelFormatError("layer %d int8 parameters: %s" % (i, exc))
         objs.append(layer)
     gc.collect()
     try:
-        return QNetwork(objs)
+        return QNetwork(objs, staging=staging)
     except (ValueError, TypeError) as exc:
         raise ModelFormatError("int8 network: %s" % exc)
 
