@@ -302,6 +302,12 @@ def test_from_params_validates_every_field():
         raises(ValueError, QDense.from_params, **_params(**over), contains=parts)
     lut = QDense.from_params(**_params(activation="tanh", pre_scale=0.1, pre_zp=0, lut=bytes(256)))
     eq(None if lut.lut is None else len(lut.lut), 256, "lut kept")
+    # an array('f') of scales is kept as the reader's arrays are (checked, not copied)
+    p = _params()
+    p["w_scale"] = scales = array("f", [0.01, 0.02])
+    ok(QDense.from_params(**p).w_scale is scales, "array('f') w_scale kept")
+    p["w_scale"] = array("f", [0.01, 0.0])
+    raises(ValueError, QDense.from_params, **p, contains=("QDense w_scale[1]", "0.0"))
 
 
 def test_qnetwork_checks_the_chain():
@@ -314,6 +320,10 @@ def test_qnetwork_checks_the_chain():
     raises(ValueError, QNetwork, [a, d], contains=("layer 1 inputs", "2", "3"))
     raises(TypeError, QNetwork, [a, "x"], contains=("QDense",))
     raises(ValueError, QNetwork, [], contains=("at least one",))
+    staging = bytearray(2)  # the input buffer nanonn.load allocates before the layers
+    ok(QNetwork([a, b], staging=staging)._xq is staging, "staging used as the input buffer")
+    raises(ValueError, QNetwork, [a, b], staging=bytearray(3), contains=("staging", "2 bytes"))
+    raises(ValueError, QNetwork, [a, b], staging=b"\x00\x00", contains=("staging", "bytearray"))
 
 
 def test_float_input_special_values():

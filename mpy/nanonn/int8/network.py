@@ -67,9 +67,9 @@ def _scales(name, values, count):
     own = type(values) is array and typecode(values) == F32
     out = values if own else array("f", bytes(4 * count))
     for i in range(count):
-        v = values[i] if own else array("f", [float(values[i])])[0]
-        if not (v > 0.0 and v < 3.0e38):
-            raise ValueError("%s[%d]: expected a finite float > 0, got %r" % (name, i, values[i]))
+        v = values[i]
+        if not own or not (v > 0.0 and v < 3.0e38):
+            v = _scale("%s[%d]" % (name, i), v)  # float32 and checked (raises, naming the value)
         out[i] = v
     return out
 
