@@ -100,9 +100,10 @@ def strip_messages(source: str) -> str:
 
     class Strip(ast.NodeTransformer):
         def visit_Constant(self, node):
-            if not _message(node, docs):
+            text = node.value
+            if not isinstance(text, str) or not _message(node, docs):
                 return node
-            n = node.value.count("%") - 2 * node.value.count("%%")
+            n = text.count("%") - 2 * text.count("%%")
             return ast.copy_location(ast.Constant(" ".join(["%r"] * n) if n else "e"), node)
 
     return ast.unparse(Strip().visit(tree))

@@ -303,7 +303,7 @@ def test_from_params_validates_every_field():
     lut = QDense.from_params(**_params(activation="tanh", pre_scale=0.1, pre_zp=0, lut=bytes(256)))
     eq(None if lut.lut is None else len(lut.lut), 256, "lut kept")
     # an array('f') of scales is kept as the reader's arrays are (checked, not copied)
-    p = _params()
+    p: dict = _params()
     p["w_scale"] = scales = array("f", [0.01, 0.02])
     ok(QDense.from_params(**p).w_scale is scales, "array('f') w_scale kept")
     p["w_scale"] = array("f", [0.01, 0.0])
