@@ -152,6 +152,11 @@ def _one_pass_momentum():
     return _momentum_rows
 
 
+def ints(n):
+    """A zero-filled array('i') of n elements (4 * n bytes, and a temporary bytes object)."""
+    return array("i", bytes(4 * n))
+
+
 def floats(n):
     """A zero-filled array('f') of n elements: allocates 4 * n bytes (and a
     temporary bytes object of the same size)."""
@@ -428,7 +433,7 @@ class Dense(Layer):
         if _f32k is not None:
             self._update_fast(_f32k, step, momentum, velocity)
         elif momentum and velocity is not None:
-            vw, vb = velocity
+            vw, vb = velocity[0], velocity[1]
             _step_momentum(self.w, self.gw, vw, step, momentum)
             if self.use_bias:
                 _step_momentum(self.b, self.gb, vb, step, momentum)
@@ -460,30 +465,30 @@ class Dense(Layer):
         (momentum_viper.momentum_rows; for one sample, g = d xf^T, never formed), or in
         three axpy_rows passes on a board-sized heap (`_one_pass_momentum`)."""
         t = _one_pass_momentum()
-        if t is None:
+        if t is None or velocity[2] is None:
             self._momentum_passes(k, step, momentum, velocity)
             return
         units, n = self.units, self.inputs
-        vw, vb = velocity
+        vw, vb, sw, sb = velocity
         _M[0] = momentum
         _S[0] = 0.0 - step
         if self._pending and not self._dirty:  # one sample: c = -step * d per unit
             c = self.c
             k.fill(c, units, 0)
             k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
-            t(self.w, vw, self.xf, c, _M, units, n)
+            t(self.w, vw, sw, self.xf, c, _M, units, n, 0)
             if self.use_bias:
-                t(self.b, vb, _ONE, c, _M, units, 1)
+                t(self.b, vb, sb, _ONE, c, _M, units, 1, 0)
             return
         if self._pending:
             self._flush()
-        t(self.w, vw, self.gw, _S, _M, 1, units * n)
+        t(self.w, vw, sw, self.gw, _S, _M, units, n, n)
         if self.use_bias:
-            t(self.b, vb, self.gb, _S, _M, 1, units)
+            t(self.b, vb, sb, self.gb, _S, _M, units, 1, 1)
 
     def _momentum_passes(self, k, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in three axpy_rows passes (no more code in RAM)."""
-        vw, vb = velocity
+        vw, vb = velocity[0], velocity[1]
         _S[0] = momentum - 1.0
         k.axpy_rows(vw, 0, vw, 0, _S, 1, len(vw))  # v += (momentum - 1) v
         k.axpy_rows(vb, 0, vb, 0, _S, 1, self.units)
@@ -515,7 +520,14 @@ class Dense(Layer):
     def prepare(self, momentum):
         """Allocate momentum buffers before training (not in the hot path)."""
         if momentum and self.velocity is None:
-            self.velocity = (floats(len(self.w)), floats(self.units))
+            # v of the weights and of the biases: float32 for the three axpy_rows passes,
+            # or momentum_viper's integers with that kernel's row state and x scratch
+            # (its docstring) where the one-pass kernel runs
+            units, n = self.units, self.inputs
+            if _one_pass_momentum() is None:
+                self.velocity = (floats(len(self.w)), floats(units), None, None)
+            else:
+                self.velocity = (ints(len(self.w)), ints(units), ints(2 * (units + n)), ints(2 * (units + 1)))
 
     def get_weights(self):
         """The flat nanonn layout: per unit, its input weights then its bias."""

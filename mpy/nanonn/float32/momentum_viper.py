@@ -1,207 +1,247 @@
-"""Momentum SGD's step on float32 bit patterns in one pass, in @micropython.viper.
+"""Momentum SGD's step with the velocity in block fixed point, in @micropython.viper.
 
-`momentum_rows`: v = mu v + c x, then w += v, each rounded once (the products formed as
-`nanonn.float32.f32_viper.axpy_rows` forms one: within one ulp plus 2^-26 of the larger
-term, tests/device/test_f32.py), where three `axpy_rows` passes would decode and round v
-three times. A module of its own: its native code is 3-4 KB, which `Dense` spends only
-where the heap holds at least 1 MB (as `Dense(cache=None)` decides); a board-sized heap
-takes the three passes. Allocates nothing.
+`momentum_rows`: v = mu v + c x, then w += v, in one pass over the weights. The weights
+stay float32; the velocity is not a float32 array but integers with one exponent per row
+(a unit's weights, or one bias): v[j] = V[j] * 2^E[r], |V| < 2^30, the row's largest |V|
+kept between 2^23 and 2^30 (rescaled when a step would overflow it or when it shrinks
+below 2^23). So mu v + c x is integer work, with no float32 rounding of v:
+
+- mu is taken to 15 bits (M = round(mu 2^15), |mu - M 2^-15| <= 2^-16: 0.9 is
+  29491 / 32768 = 0.899994);
+- x is read once per call (once per row where each row has its own x: a batch's gradient
+  sums) as 24-bit integers at the exponent of its largest element (an element 2^-k of the
+  largest keeps 24 - k bits: within 2^-25 of the largest), c to its float32 mantissa; their
+  product is formed to 2^-24 of |c| max|x| (three 12-bit products) and shifted to the row's
+  exponent;
+- mu V is truncated to the row's unit, 2^-29 of its largest |V| or finer;
+- w + v is rounded once to float32, half away from zero, from v's bits down to 1/16 of
+  w's ulp (within 0.57 ulp of w + v); where the sum stays in w's binade it is w's bit
+  pattern plus the rounded difference (one add), otherwise the full normalization.
+
+So v differs from the float32 recurrence by about 2^-24 of each step's largest |c x| (and
+the momentum by up to 2^-16), which keeps a step's weights within 1e-5 of the float64
+reference (tests/test_reference_parity.py, `make bench-float`), and training reaches the
+same accuracy as the float32 reference in the same epochs (tests/test_momentum_accuracy.py).
+Limits (docs/training.md): a row whose velocity would exceed 2^90, or whose c or x is
+infinite or NaN, sets that row's weights to NaN (its velocity is left as it was); a
+velocity below 2^-120 of a row's unit is dropped; an infinite or NaN weight stays.
+
+`st` holds each row's state (E, then the bit length of its largest |V|: 0 for a row of
+zeros) and, after 2 rows words, the scratch of x's integers (2 n words): a zero-filled
+buffer is a zero velocity. Every intermediate fits a signed 32-bit integer (bounds at each
+step below). A module of its own: its native code is a few KB, which `Dense` spends only
+where the heap holds at least 1 MB (as `Dense(cache=None)` decides); a board-sized heap takes
+three `axpy_rows` passes with a float32 velocity. Allocates nothing.
 """
 
 import micropython
 
 
 @micropython.viper
-def momentum_rows(w: ptr32, v: ptr32, x: ptr32, c: ptr32, mu: ptr32, rows: int, n: int):
-    """v[j] = mu[0] * v[j] + c[r] * x[i], then w[j] += v[j], for j = r*n + i, r < rows,
-    i < n, on float32 bits: a momentum SGD step in one pass (module docstring)."""
-    # w, v: (rows, n) float32 bits, walked by pointers; x: (n,) the same for every row
-    # (one sample: v += c x^T with c = -step d; a batch: rows=1, x = the gradient sums,
-    # c = -step). The two products are formed as f32_viper.axpy_rows forms one (28 bits,
-    # truncated below 2^-26 of each) and summed exactly at the larger exponent (the
-    # smaller's bits below 28 dropped toward minus infinity), then rounded once to
-    # float32, half away from zero; w + v likewise with 4 guard bits. An infinite or NaN
-    # v stays and makes w NaN (unless w is infinite or NaN: it stays); an infinite or
-    # NaN x or c makes v and w NaN. Every intermediate fits a signed 32-bit integer.
+def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, rows: int, n: int, xs: int):
+    """v = mu[0] v + c x, then w += v, over rows r < rows of n weights (module docstring):
+    xs = 0: one x for every row and c[r] per row (one sample: c = -step d); xs = n: row r's
+    own x at x[r * n] and c[0] for all (a batch: x = the gradient sums, c = -step)."""
+    # w: (rows, n) float32 bits; v: (rows, n) int32 V; st: (rows, 2) int32 (E, bit length),
+    # then (n, 2) int32 x's scratch: (X >> 12) + 4096, X & 0xFFF with |X| < 2^24.
+    # w, v and st are walked by pointers in the inner loop (the first parameters: registers
+    # where the emitter has them).
     b31 = 31
     m31 = 1 << b31
     b22 = 22  # shifts by a variable: a literal >= 2^30 is a boxed object in viper on 32-bit ports
-    inf = 0x1FE << b22
     nan = 0x1FF << b22
-    bm = mu[0]  # 0 < mu < 1
+    inf = 0x1FE << b22
+    bm = mu[0]  # 0 <= mu < 1 (Network.fit checks): M = mu 2^30 (exact for mu >= 2^-6)
     em = (bm >> 23) & 0xFF
-    mm = bm & 0x7FFFFF
-    if em:
-        mm = mm | 0x800000
-    else:
-        em = 1
-    uh = mm >> 12
-    ul = mm & 0xFFF
-    em -= 280
+    k = 120 - em
+    mm = 0
+    if em and k < 25 and (bm >> 31) & 1 == 0:
+        mm = (bm & 0x7FFFFF) | 0x800000
+        if k < 0 - 6:
+            mm = 1 << 24  # mu >= 1: clamped to 1 (fit refuses it)
+            k = 0 - 6
+        if k > 0:
+            mm = (mm + (1 << (k - 1))) >> k
+        else:
+            mm = mm << (0 - k)  # <= 2^30
+    mh = mm >> 15  # <= 2^15
+    ml = mm & 0x7FFF
+    s0 = int(st)
+    q0 = s0 + 8 * rows  # x's scratch
     w0 = int(w)
     v0 = int(v)
+    xm = 0  # x's largest biased exponent (0: x is all zeros)
+    xbad = 0  # an infinite or NaN x
     for r in range(rows):
-        bc = c[r]
+        if r == 0 or xs:
+            # X = x / 2^(xm - 150) to 24 bits, rounded (|X| < 2^24): kept as 12-bit halves
+            xp = ptr32(int(x) + 4 * xs * r)
+            xm = 0
+            xbad = 0
+            for i in range(n):
+                e = (xp[i] >> 23) & 0xFF
+                if e == 255:
+                    xbad = 1
+                elif e > xm:
+                    xm = e
+                elif xm == 0 and xp[i] & 0x7FFFFF:
+                    xm = 1  # a subnormal
+            qp = ptr32(q0)
+            for i in range(n):
+                b = xp[i]
+                e = (b >> 23) & 0xFF
+                m = b & 0x7FFFFF
+                if e:
+                    m = m | 0x800000
+                else:
+                    e = 1
+                k = xm - e
+                if k >= 25:
+                    m = 0
+                elif k > 0:
+                    m = (m + (1 << (k - 1))) >> k  # <= 2^23
+                if (b >> 31) & 1:
+                    m = 0 - m
+                qp[2 * i] = (m >> 12) + 4096  # in [0, 8192)
+                qp[2 * i + 1] = m & 0xFFF
+        if xs:
+            bc = c[0]
+        else:
+            bc = c[r]
         ec = (bc >> 23) & 0xFF
         mc = bc & 0x7FFFFF
         if ec:
             mc = mc | 0x800000
         else:
             ec = 1
-        ch = mc >> 12
+        if (bc >> 31) & 1:
+            mc = 0 - mc
+        sp = ptr32(s0 + 8 * r)
+        ev = (sp[0] ^ m31) - m31  # the row's exponent E (sign-extended: x64 loads zero-extend)
+        lv = sp[1]  # the bit length of its largest |V|: <= 30
+        wr = w0 + 4 * n * r
+        vr = v0 + 4 * n * r
+        if xbad or ec == 255:
+            e = 61  # the row's weights become NaN
+        else:
+            # the term c x = P 2^et, P = (X C) >> 20, |P| < 2^28 + 2^17
+            et = xm + ec - 280
+            if mc == 0 or xm == 0:
+                mc = 0
+                if lv == 0:
+                    continue  # v = 0 stays, w + 0 = w
+                et = 0 - 1000
+            e = ev  # the row's new exponent: V < 2^29 there and P's shift >= 0
+            if lv == 0:
+                e = et
+            else:
+                k = ev + lv - 27  # the exponent that leaves V 27 bits
+                if k < et:
+                    k = et
+                if lv > 29 or ev < et:
+                    e = k  # grows (or the term would need a left shift): shift right
+                elif lv < 24 and k < ev:
+                    e = k  # shrank: shift left
+            if e < 0 - 120:
+                e = 0 - 120
+        if e > 60:  # v beyond 2^90, or a non-finite c or x: the row's weights become NaN
+            wp = ptr32(wr)
+            for i in range(n):
+                if (wp[i] >> 23) & 0xFF != 255:
+                    wp[i] = nan
+            continue
+        if lv and e != ev:  # rescale the row: V 2^ev = V' 2^e (a left shift keeps V' < 2^29)
+            vp = ptr32(vr)
+            k = e - ev
+            if k > 0:
+                if k > 31:
+                    k = 31
+                for i in range(n):
+                    vp[i] = ((vp[i] ^ m31) - m31) >> k
+            else:
+                k = 0 - k
+                for i in range(n):
+                    vp[i] = ((vp[i] ^ m31) - m31) << k
+        # per weight: V = mu V + ((P' - off) >> sh), P' from the biased halves (P' - off = P)
+        ch = mc >> 12  # |ch| <= 2^12, cl < 2^12
         cl = mc & 0xFFF
-        sc = (bc >> 31) & 1
-        bad = 0
-        if ec == 255:
-            bad = 1
-        ec -= 280
-        w = ptr32(w0 - 4)  # one word before: each step advances first, then reads [0]
-        v = ptr32(v0 - 4)
-        xp = ptr32(int(x) - 4)
-        w0 += 4 * n
-        v0 += 4 * n
-        k = n
-        while k:
+        off = (ch << 16) + (cl << 4)
+        sh = 0
+        if mc:
+            sh = e - et
+            if sh > 31:
+                sh = 31
+        kw = e + 154  # w's biased exponent minus kw: the shift of V onto w's mantissa << 4
+        acc = 0
+        w = ptr32(wr - 4)  # one word before: each step advances first, then reads [0]
+        v = ptr32(vr - 4)
+        st = ptr32(q0 - 8)
+        j = n
+        while j:
             w = ptr32(int(w) + 4)
             v = ptr32(int(v) + 4)
-            xp = ptr32(int(xp) + 4)
-            k -= 1
-            bv = v[0]
-            ev = (bv >> 23) & 0xFF
-            bx = xp[0]
-            ex = (bx >> 23) & 0xFF
-            if ev == 255 or ex == 255 or bad:
-                if ev != 255:
-                    v[0] = nan
-                if (w[0] >> 23) & 0xFF != 255:
-                    w[0] = nan
-                continue
-            # q 2^e = mu * v
-            mv = bv & 0x7FFFFF
-            if ev:
-                mv = mv | 0x800000
-            else:
-                ev = 1
-            q = ((uh * (mv >> 12)) << 4) + (
-                (uh * (mv & 0xFFF) + ul * (mv >> 12) + ((ul * (mv & 0xFFF)) >> 12)) >> 8
+            st = ptr32(int(st) + 8)
+            j -= 1
+            a = (v[0] ^ m31) - m31  # |V| < 2^29: |mu V| < 2^29, |P >> sh| < 2^28 + 2^17
+            # mu V = (Vh Mh 2^30 + (Vl Mh + Vh Ml) 2^15 + Vl Ml) / 2^30, the last dropped
+            a = (
+                (a >> 15) * mh
+                + ((((a & 0x7FFF) * mh) + ((a >> 15) * ml)) >> 15)
+                + (((((st[0] * ch) << 4) + ((st[0] * cl + st[1] * ch) >> 8)) - off) >> sh)
             )
-            e = em + ev
-            if (bv >> 31) & 1:
-                q = 0 - q
-            # plus p 2^ep = c * x
-            mx = bx & 0x7FFFFF
-            if ex:
-                mx = mx | 0x800000
-            else:
-                ex = 1
-            if mc and mx:
-                p = ((ch * (mx >> 12)) << 4) + (
-                    (ch * (mx & 0xFFF) + cl * (mx >> 12) + ((cl * (mx & 0xFFF)) >> 12)) >> 8
-                )
-                ep = ec + ex
-                if sc ^ ((bx >> 31) & 1):
-                    p = 0 - p
-                if q == 0:
-                    q = p
-                    e = ep
-                elif e >= ep:
-                    if e - ep < 30:
-                        q += p >> (e - ep)
-                else:
-                    if ep - e < 30:
-                        q = p + (q >> (ep - e))
-                    else:
-                        q = p
-                    e = ep
-            # v = q 2^e rounded to float32 (q: below 2^29)
-            s = 0
-            if q < 0:
-                s = m31
-                q = 0 - q
-            if q >= 0x1000000:
-                t = q >> 24  # < 2^5: j = its bit length, q >> j < 2^24
-                j = 1
-                if t >= 16:
-                    j = 5
-                    t = t >> 4
-                if t >= 4:
-                    j += 2
-                    t = t >> 2
-                if t >= 2:
-                    j += 1
-                q = (q + (1 << (j - 1))) >> j
-                e += j
-                if q >= 0x1000000:
-                    q = q >> 1
-                    e += 1
-            elif q == 0:
-                v[0] = 0
-                continue  # w + 0 = w
-            else:
-                while q < 0x800000:
-                    q = q << 1
-                    e -= 1
-            e += 150  # the biased exponent of q 2^e, q in [2^23, 2^24)
-            if e >= 255:
-                v[0] = s | inf
-                if (w[0] >> 23) & 0xFF != 255:
-                    w[0] = nan
-                continue
-            if e > 0:
-                v[0] = s | (e << 23) | (q & 0x7FFFFF)
-            elif e > 0 - 24:
-                q = (q + (1 << (0 - e))) >> (1 - e)  # a subnormal v (or the smallest normal)
-                v[0] = s | q
-                e = 1  # q 2^(1 - 150), q < 2^23 (or 2^23: rounded up to 2^-126)
-            else:
-                v[0] = s
-                continue
-            # w += v: v = q 2^(e - 150) exactly as stored
+            v[0] = a  # |V| < 2^30
+            acc = acc | (a ^ (a >> 31))
             bw = w[0]
+            k = ((bw >> 23) & 0xFF) - kw
+            if k >> 5 == 0:  # 0 <= k < 32: v below 4 ulp of w, w normal
+                t = a >> k  # v in 1/16 of w's ulp
+                if bw >> 31:
+                    t = 0 - t
+                t = (t + 8) >> 4
+                if ((bw & 0x7FFFFF) + t) >> 23 == 0:  # stays in w's binade
+                    w[0] = bw + t
+                    continue
+            # w + v in general: w = mw 2^(ew - 154), v = a 2^e
             ew = (bw >> 23) & 0xFF
-            if ew == 255:
-                continue  # an infinite or NaN w stays
+            if ew == 255 or a == 0 or k >= 32:
+                continue  # an infinite or NaN w stays; v below 2^-32 of w's ulp / 16
             mw = bw & 0x7FFFFF
             if ew:
                 mw = mw | 0x800000
             else:
                 ew = 1
-            mw = mw << 4  # w = mw 2^(ew - 154)
-            if (bw >> 31) & 1:
+            mw = mw << 4
+            if bw >> 31:
                 mw = 0 - mw
-            q = q << 4
-            if s:
-                q = 0 - q
-            if mw == 0:
-                mw = q
-                ew = e
-            elif ew >= e:
-                if ew - e < 30:
-                    mw += q >> (ew - e)
+            ew -= 154
+            if ew >= e:
+                k = ew - e
+                if k > 31:
+                    k = 31
+                mw += a >> k  # |mw| < 2^28 + 2^30
             else:
-                if e - ew < 30:
-                    mw = q + (mw >> (e - ew))
-                else:
-                    mw = q
+                k = e - ew
+                if k > 31:
+                    k = 31
+                mw = a + (mw >> k)
                 ew = e
-            ew -= 154  # mw 2^ew: below 2^29
             s = 0
             if mw < 0:
                 s = m31
                 mw = 0 - mw
             if mw >= 0x1000000:
-                t = mw >> 24
-                j = 1
+                t = mw >> 24  # < 2^7: k = its bit length, mw >> k < 2^24
+                k = 1
                 if t >= 16:
-                    j = 5
+                    k = 5
                     t = t >> 4
                 if t >= 4:
-                    j += 2
+                    k += 2
                     t = t >> 2
                 if t >= 2:
-                    j += 1
-                mw = (mw + (1 << (j - 1))) >> j
-                ew += j
+                    k += 1
+                mw = (mw + (1 << (k - 1))) >> k
+                ew += k
                 if mw >= 0x1000000:
                     mw = mw >> 1
                     ew += 1
@@ -221,3 +261,23 @@ def momentum_rows(w: ptr32, v: ptr32, x: ptr32, c: ptr32, mu: ptr32, rows: int, 
                 w[0] = s | ((mw + (1 << (0 - ew))) >> (1 - ew))
             else:
                 w[0] = s
+        lv = 0  # the bit length of acc (the OR of |V| - (V < 0) over the row)
+        if acc >> 16:
+            lv = 16
+            acc = acc >> 16
+        if acc >> 8:
+            lv += 8
+            acc = acc >> 8
+        if acc >> 4:
+            lv += 4
+            acc = acc >> 4
+        if acc >> 2:
+            lv += 2
+            acc = acc >> 2
+        if acc >> 1:
+            lv += 2
+        elif acc:
+            lv += 1
+        sp = ptr32(s0 + 8 * r)
+        sp[0] = e
+        sp[1] = lv
