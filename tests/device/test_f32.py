@@ -175,52 +175,195 @@ def test_outer_product_within_one_ulp():
             ok(abs(y[j] - w) <= tol, "exponents %d..%d: y[%d] = %r, want %r" % (lo, hi, j, y[j], w))
 
 
-def test_momentum_step_within_one_ulp_each():
-    """v = mu v + c x (one rounding), then w += v (one rounding): each within one ulp of the
-    exact value from the operands it had (the rounded v for w), plus 2^-26 of the larger
-    term where they nearly cancel; one sample's rows (c per row, x shared) and a batch's
-    single row (x the gradient)."""
+def _ints(n):
+    return array("i", bytes(4 * n))
+
+
+def _pow2(e):
+    """2^e as a float, exactly on every port (-149 <= e <= 127; no pow)."""
+    if e < -126:
+        return _from_bits(1 << (e + 149))
+    return _from_bits((e + 127) << 23)
+
+
+def _fixed(v, st, n, j):
+    """V of element j: held as V + 2^29 (0 in a row not yet started: its bound is 0)."""
+    return v[j] - (1 << 29) if st[2 * (j // n) + 1] else 0
+
+
+def _velocity(v, st, rows, n):
+    """momentum_viper's velocity as floats: v[j] = V[j] 2^E[row] (exact in a double)."""
+    return [_fixed(v, st, n, j) * _unit(st, j // n) for j in range(rows * n)]
+
+
+def _unit(st, r):
+    """Row r's unit 2^E."""
+    return _pow2(st[2 * r] + 64) * _pow2(-64)
+
+
+def _w_close(got, w0, v, unit, what):
+    """w + v rounded once: within half an ulp of the result plus 1/16 of w's ulp (v's bits
+    below that are dropped) plus the row's unit 2^E (w's bits below it are dropped where v
+    is the larger), the sum rounded half away from zero (a quarter ulp more below the
+    normal range: rounded to 24 bits first, then to the subnormal's); one ulp more on a
+    single-precision port, where w0 + v is itself rounded."""
+    exact = w0 + v
+    half = 0.75 if abs(exact) < _pow2(-126) else 0.5
+    tol = (half + (1 if _SINGLE else 0)) * _ulp(_f32(exact)) + _ulp(w0) / 16 + unit
+    ok(abs(got - exact) <= tol, "%s: w = %r, want %r (w0 %r, v %r)" % (what, got, exact, w0, v))
+
+
+def _momentum_run(k, rows, n, steps, mu, w, xs_per_row, rng, lo, hi, scales=None):
+    """Runs `steps` momentum steps of momentum_viper.momentum_rows on random x and c, beside
+    the velocity in float (a double on the unix port): each step's v within 2^-21 of the
+    row's bound on |v| (the sum of mu^k |c| max|x| over the steps), each w within 9/16 ulp
+    of w + v (v as the kernel holds it). Returns (w, v, st)."""
+    v, st = _ints(rows * n), _ints(2 * (rows + n))
+    vf = [0.0] * (rows * n)
+    bound = [0.0] * rows
+    muf = mu[0]
+    for step in range(steps):
+        scale = 1.0 if scales is None else scales[step]
+        x = _random(rng, n * rows if xs_per_row else n, lo // 2, hi // 2)
+        c = _random(rng, 1 if xs_per_row else rows, lo // 2 - 4, hi // 2 - 4)
+        for r in range(len(c)):
+            c[r] = c[r] * scale
+        w0 = list(w)
+        k.momentum_rows(w, v, st, x, c, mu, rows, n, n if xs_per_row else 0)
+        got = _velocity(v, st, rows, n)
+        for r in range(rows):
+            cr = c[0] if xs_per_row else c[r]
+            xo = r * n if xs_per_row else 0
+            big = max(abs(x[xo + i]) for i in range(n))
+            bound[r] = muf * bound[r] + abs(cr) * big
+            for i in range(n):
+                j = r * n + i
+                vf[j] = muf * vf[j] + cr * x[xo + i]
+                ok(
+                    abs(got[j] - vf[j]) <= bound[r] * 2.0**-21,
+                    "step %d: v[%d] = %r, want %r (bound %r)" % (step, j, got[j], vf[j], bound[r]),
+                )
+                _w_close(w[j], w0[j], got[j], _unit(st, r), "step %d: w[%d]" % (step, j))
+            most = max(abs(_fixed(v, st, n, j)) for j in range(r * n, r * n + n))
+            ok(most <= st[2 * r + 1] < 1 << 30, "row %d: max |V| %d <= its bound %d < 2^30" % (r, most, st[2 * r + 1]))
+    return w, v, st
+
+
+def test_momentum_velocity_and_weights_step_by_step():
+    """Fixed-point velocity against the float recurrence, w + v rounded once, over exponent
+    ranges from subnormal weights to 2^20; one sample's rows (c per row, x shared) and a
+    batch's rows (x per row, one c)."""
     k = _kernels()
     rng = Random(11)
     mu = array("f", [0.9])
-    for lo, hi, rows, n in ((-3, 3, 5, 13), (-30, 10, 3, 9), (-135, -120, 2, 7), (-4, 4, 1, 40)):
+    for lo, hi, rows, n, per_row in (
+        (-3, 3, 5, 13, False),
+        (-30, 10, 3, 9, False),
+        (-135, -120, 2, 7, False),
+        (-4, 4, 4, 6, True),
+        (10, 20, 2, 5, True),
+    ):
         w = _random(rng, rows * n, lo, hi)
-        v = _random(rng, rows * n, lo - 8, hi - 8)
-        x = _random(rng, n, lo // 2, hi // 2)
-        c = _random(rng, rows, lo // 2 - 4, hi // 2 - 4)
-        w0, v0 = list(w), list(v)
-        k.momentum_rows(w, v, x, c, mu, rows, n)
-        for j in range(rows * n):
-            r, i = j // n, j % n
-            terms = (mu[0] * v0[j], c[r] * x[i])
-            want = _f32(terms[0] + terms[1])
-            tol = _ulp(want) + max(abs(terms[0]), abs(terms[1])) * 2.0**-26
-            if _SINGLE:  # the reference itself is rounded twice in float32 there
-                tol = 2 * _ulp(want) + max(abs(terms[0]), abs(terms[1])) * 2.0**-23
-            ok(abs(v[j] - want) <= tol, "exponents %d..%d: v[%d] = %r, want %r" % (lo, hi, j, v[j], want))
-            want = _f32(w0[j] + v[j])
-            tol = (2 if _SINGLE else 1) * _ulp(want) + max(abs(w0[j]), abs(v[j])) * 2.0**-26
-            ok(abs(w[j] - want) <= tol, "exponents %d..%d: w[%d] = %r, want %r" % (lo, hi, j, w[j], want))
+        _momentum_run(k, rows, n, 6, mu, w, per_row, rng, lo, hi)
 
 
-def test_momentum_step_exact_cases_and_non_finite_operands():
+def test_momentum_rows_rescale_when_the_velocity_grows_and_shrinks():
+    """A row's exponent moves: steps 2^12 larger each (shifted right), then no gradient for
+    40 steps at mu 0.5 (v shrinks 2^-40: shifted left, keeping 22 bits or more), checked
+    against the float recurrence at each step."""
+    k = _kernels()
+    rng = Random(5)
+    rows, n = 3, 8
+    w = _random(rng, rows * n, -2, 2)
+    scales = [1.0, 4096.0, 2.0**24, 2.0**36]
+    _momentum_run(k, rows, n, 4, array("f", [0.9]), w, False, rng, -6, 0, scales)
+    mu = array("f", [0.5])
+    v, st = _ints(rows * n), _ints(2 * (rows + n))
+    x = array("f", [1.0] * n)
+    c = array("f", [0.25, -0.5, 3.0])
+    w = array("f", [1000.0] * (rows * n))
+    k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+    e0 = [st[2 * r] for r in range(rows)]
+    c = array("f", [0.0] * rows)
+    for step in range(40):
+        k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+        got = _velocity(v, st, rows, n)
+        for r, c0 in enumerate((0.25, -0.5, 3.0)):
+            want = c0 * 0.5 ** (step + 1)
+            ok(abs(got[r * n] - want) <= abs(want) * 2.0**-22, "step %d: v %r, want %r" % (step, got[r * n], want))
+            ok(st[2 * r + 1] >= 1 << 21, "row %d's bound keeps 22 bits or more: %d" % (r, st[2 * r + 1]))
+    ok(all(st[2 * r] < e0[r] - 30 for r in range(rows)), "exponents moved down: %r from %r" % (list(st), e0))
+
+
+def test_momentum_weights_at_the_fast_paths_edges():
+    """w + v where the sum leaves w's binade (up and down, both signs), w zero, subnormal,
+    v larger than w, v far below w's ulp, and an infinite or NaN w; mu 0 so v = c x."""
     k = _kernels()
     inf, nan = float("inf"), float("nan")
-    mu = array("f", [0.5])
-    tiny = _from_bits(0x00800000)  # 2^-126 (a single-precision port's pow is not exact)
-    w = array("f", [1.0, 2.0, 0.0, 5.0, inf, 1.0, 1.0, 3e38, tiny])
-    v = array("f", [2.0, -4.0, 0.0, inf, 1.0, 1.0, 1.0, 3e38, 0.0])
-    x = array("f", [0.5, 1.0, 0.0, 1.0, 1.0, nan, inf, 3e38, 0.0 - tiny])
-    c = array("f", [-2.0])
-    k.momentum_rows(w, v, x, c, mu, 1, 9)
-    eq(list(v[:3]), [0.0, -4.0, 0.0], "exact: 0.5 * 2 - 2 * 0.5, 0.5 * -4 - 2 * 1, zeros")
-    eq(list(w[:3]), [1.0, -2.0, 0.0], "w += v")
-    eq((v[3], w[3] != w[3]), (inf, True), "an infinite v stays, and w becomes NaN")
-    eq(w[4], inf, "an infinite w stays")
-    ok(v[5] != v[5] and w[5] != w[5] and v[6] != v[6] and w[6] != w[6], "a non-finite x gives NaN")
-    ok(v[7] == -inf and w[7] != w[7], "overflow: v = -inf, w NaN (w + an infinite v)")
-    # v = -2 * -2^-126 = 2^-125, w = 2^-126 + 2^-125 = 1.5 * 2^-125
-    eq((v[8], w[8]), (_from_bits(0x01000000), _from_bits(0x01400000)), "smallest normals: exact")
+    one_less = _from_bits(0x3FFFFFFF)  # 2 - 2^-23
+    tiny = _from_bits(0x00000010)  # a subnormal
+    cases = [
+        (one_less, 2.0**-22),  # carries into [2, 4)
+        (one_less, 2.0**-24),  # rounds up to 2.0 exactly
+        (0.0 - one_less, 0.0 - 2.0**-22),  # the same, negative
+        (1.0, 0.0 - 2.0**-30),  # borrows into [0.5, 1)
+        (1.0, 0.0 - 2.0**-26),  # rounds back to 1.0 (or the next below)
+        (-1.0, 2.0**-28),
+        (0.0, 0.3),
+        (tiny, tiny),
+        (1e-3, 5.0),  # v larger than w
+        (1e-3, -5.0),
+        (3.0, -3.0),  # exact cancellation
+        (1e6, 2.0**-60),  # v far below w's ulp
+        (1.5, 2.0**-30),
+    ]
+    n = len(cases)
+    w = array("f", [a for a, _ in cases])
+    x = array("f", [b for _, b in cases])
+    c = array("f", [1.0])
+    v, st = _ints(n), _ints(2 * (n + 1))
+    w0 = list(w)
+    k.momentum_rows(w, v, st, x, c, array("f", [0.0]), 1, n, 0)  # one row: v at x's largest exponent
+    got = _velocity(v, st, 1, n)
+    for j in range(n):
+        # x's elements far below the largest (5.0) keep fewer bits: compare with v as held
+        _w_close(w[j], w0[j], got[j], _unit(st, 0), "case %d" % j)
+    for j in range(n):  # one row per element: each v exact
+        w1, v1, st1 = array("f", [w0[j]]), _ints(1), _ints(4)
+        k.momentum_rows(w1, v1, st1, array("f", [x[j]]), c, array("f", [0.0]), 1, 1, 0)
+        eq(_velocity(v1, st1, 1, 1)[0], _f32(x[j]), "case %d: v = x exactly" % j)
+        _w_close(w1[0], w0[j], x[j], _unit(st1, 0), "case %d alone" % j)
+    w = array("f", [inf, nan, 1.0])
+    x = array("f", [1.0, 1.0, 1.0])
+    v, st = _ints(3), _ints(8)
+    k.momentum_rows(w, v, st, x, c, array("f", [0.9]), 1, 3, 0)
+    ok(w[0] == inf and w[1] != w[1] and w[2] == 2.0, "an infinite or NaN w stays: %r" % list(w))
+
+
+def test_momentum_rows_of_zeros_non_finite_and_overflow():
+    """A row with c = 0 and v = 0 is left alone (w, v and its state); an infinite or NaN c
+    or x, or a velocity beyond 2^90, makes that row's weights NaN and leaves the others."""
+    k = _kernels()
+    inf, nan = float("inf"), float("nan")
+    rows, n = 4, 3
+    w = array("f", [1.0, 2.0, 3.0] * rows)
+    v, st = _ints(rows * n), _ints(2 * (rows + n))
+    x = array("f", [0.5, -1.0, 2.0])
+    c = array("f", [0.0, 1.0, inf, 1e20])
+    mu = array("f", [0.9])
+    k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+    eq(list(w[:3]) + list(v[:3]) + list(st[:2]), [1.0, 2.0, 3.0, 0, 0, 0, 0, 0], "a row of zeros: untouched")
+    eq(list(w[3:6]), [1.5, 1.0, 5.0], "c x added")
+    ok(all(w[j] != w[j] for j in range(6, 9)), "an infinite c: NaN weights")
+    ok(abs(w[11] - 2e20) <= 2e20 * 2.0**-23, "1e20 * 2: within range, %r" % w[11])
+    c[3] = 3e38
+    x2 = array("f", [3e38, -1.0, 2.0])
+    k.momentum_rows(w, v, st, x2, c, mu, rows, n, 0)
+    ok(all(w[j] != w[j] for j in range(9, 12)), "v beyond 2^90: NaN weights")
+    w = array("f", [1.0, 2.0])
+    v, st = _ints(2), _ints(2 * (1 + 2))
+    k.momentum_rows(w, v, st, array("f", [1.0, nan]), array("f", [1.0]), mu, 1, 2, 0)
+    ok(w[0] != w[0] and w[1] != w[1], "a NaN x: NaN weights")
 
 
 def test_cancellation_zero_and_subnormal_results():

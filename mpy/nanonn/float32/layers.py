@@ -477,14 +477,14 @@ class Dense(Layer):
             k.fill(c, units, 0)
             k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
             t(self.w, vw, sw, self.xf, c, _M, units, n, 0)
-            if self.use_bias:
-                t(self.b, vb, sb, _ONE, c, _M, units, 1, 0)
+            if self.use_bias:  # the biases as one row: x = c, c = 1
+                t(self.b, vb, sb, c, _ONE, _M, 1, units, 0)
             return
         if self._pending:
             self._flush()
         t(self.w, vw, sw, self.gw, _S, _M, units, n, n)
         if self.use_bias:
-            t(self.b, vb, sb, self.gb, _S, _M, units, 1, 1)
+            t(self.b, vb, sb, self.gb, _S, _M, 1, units, 0)
 
     def _momentum_passes(self, k, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in three axpy_rows passes (no more code in RAM)."""
@@ -527,7 +527,7 @@ class Dense(Layer):
             if _one_pass_momentum() is None:
                 self.velocity = (floats(len(self.w)), floats(units), None, None)
             else:
-                self.velocity = (ints(len(self.w)), ints(units), ints(2 * (units + n)), ints(2 * (units + 1)))
+                self.velocity = (ints(len(self.w)), ints(units), ints(2 * (units + n)), ints(2 + 2 * units))
 
     def get_weights(self):
         """The flat nanonn layout: per unit, its input weights then its bias."""

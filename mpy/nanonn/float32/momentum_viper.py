@@ -24,7 +24,7 @@ reference (tests/test_reference_parity.py, `make bench-float`), and training rea
 same accuracy as the float32 reference in the same epochs (tests/test_momentum_accuracy.py).
 Limits (docs/training.md): a row whose velocity would exceed 2^90, or whose c or x is
 infinite or NaN, sets that row's weights to NaN (its velocity is left as it was); a
-velocity below 2^-120 of a row's unit is dropped; an infinite or NaN weight stays.
+velocity's bits below 2^-153 are dropped; an infinite or NaN weight stays.
 
 `st` holds each row's state (E, then the bit length of its largest |V|: 0 for a row of
 zeros) and, after 2 rows words, the scratch of x's integers (2 n words): a zero-filled
@@ -50,6 +50,7 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
     m31 = 1 << b31
     b22 = 22  # shifts by a variable: a literal >= 2^30 is a boxed object in viper on 32-bit ports
     nan = 0x1FF << b22
+    b29 = 1 << 29
     inf = 0x1FE << b22
     bm = mu[0]  # 0 <= mu < 1 (Network.fit checks): M = mu 2^30 (exact for mu >= 2^-6)
     em = (bm >> 23) & 0xFF
@@ -87,6 +88,7 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                 elif xm == 0 and xp[i] & 0x7FFFFF:
                     xm = 1  # a subnormal
             qp = ptr32(q0)
+            xa = 0  # the largest |X|
             for i in range(n):
                 b = xp[i]
                 e = (b >> 23) & 0xFF
@@ -100,6 +102,8 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                     m = 0
                 elif k > 0:
                     m = (m + (1 << (k - 1))) >> k  # <= 2^23
+                if m > xa:
+                    xa = m
                 if (b >> 31) & 1:
                     m = 0 - m
                 qp[2 * i] = (m >> 12) + 4096  # in [0, 8192)
@@ -118,61 +122,93 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
             mc = 0 - mc
         sp = ptr32(s0 + 8 * r)
         ev = (sp[0] ^ m31) - m31  # the row's exponent E (sign-extended: x64 loads zero-extend)
-        lv = sp[1]  # the bit length of its largest |V|: <= 30
+        bv = sp[1]  # a bound on its |V| (< 2^30; 0: a row of zeros), lv its bit length
+        lv = 0
+        k = bv
+        if k >> 16:
+            lv = 16
+            k = k >> 16
+        if k >> 8:
+            lv += 8
+            k = k >> 8
+        if k >> 4:
+            lv += 4
+            k = k >> 4
+        if k >> 2:
+            lv += 2
+            k = k >> 2
+        if k >> 1:
+            lv += 2
+        elif k:
+            lv += 1
         wr = w0 + 4 * n * r
         vr = v0 + 4 * n * r
         if xbad or ec == 255:
             e = 61  # the row's weights become NaN
         else:
-            # the term c x = P 2^et, P = (X C) >> 20, |P| < 2^28 + 2^17
-            et = xm + ec - 280
+            # the term c x = P 2^et, P = (X C) >> 21, |P| < 2^27 + 2^16
+            et = xm + ec - 279
             if mc == 0 or xm == 0:
                 mc = 0
                 if lv == 0:
                     continue  # v = 0 stays, w + 0 = w
                 et = 0 - 1000
-            e = ev  # the row's new exponent: V < 2^29 there and P's shift >= 0
+            e = ev  # the row's new exponent: |V| < 2^28 there and P's shift >= 0
             if lv == 0:
                 e = et
             else:
-                k = ev + lv - 27  # the exponent that leaves V 27 bits
+                k = ev + lv - 26  # the exponent that leaves V 26 bits
                 if k < et:
                     k = et
-                if lv > 29 or ev < et:
+                if lv > 28 or ev < et:
                     e = k  # grows (or the term would need a left shift): shift right
-                elif lv < 24 and k < ev:
+                elif lv < 23 and k < ev:
                     e = k  # shrank: shift left
-            if e < 0 - 120:
-                e = 0 - 120
+            if e < 0 - 153:  # (then w's biased exponent 0 is below the fast path's)
+                e = 0 - 153
         if e > 60:  # v beyond 2^90, or a non-finite c or x: the row's weights become NaN
             wp = ptr32(wr)
             for i in range(n):
                 if (wp[i] >> 23) & 0xFF != 255:
                     wp[i] = nan
             continue
-        if lv and e != ev:  # rescale the row: V 2^ev = V' 2^e (a left shift keeps V' < 2^29)
-            vp = ptr32(vr)
+        vp = ptr32(vr)
+        if lv == 0:  # a row of zeros: stored as 2^29 from here on
+            for i in range(n):
+                vp[i] = b29
+        elif e != ev:  # rescale the row: V 2^ev = V' 2^e (a left shift keeps |V'| < 2^26)
             k = e - ev
             if k > 0:
                 if k > 31:
                     k = 31
                 for i in range(n):
-                    vp[i] = ((vp[i] ^ m31) - m31) >> k
+                    vp[i] = ((vp[i] - b29) >> k) + b29
+                bv = (bv >> k) + 1
             else:
                 k = 0 - k
                 for i in range(n):
-                    vp[i] = ((vp[i] ^ m31) - m31) << k
-        # per weight: V = mu V + ((P' - off) >> sh), P' from the biased halves (P' - off = P)
+                    vp[i] = ((vp[i] - b29) << k) + b29
+                bv = bv << k
+        # per weight: S = mu S + P' + kk, with C scaled to the row's unit (C 2^-sh, rounded):
+        # P' from X's biased halves, P' - off = P; kk = 2^29 - mu 2^29 - off keeps S = V + 2^29
+        if mc:
+            k = e - et
+            if k > 31:
+                k = 31
+            if k:
+                mc = (mc + (1 << (k - 1))) >> k
         ch = mc >> 12  # |ch| <= 2^12, cl < 2^12
         cl = mc & 0xFFF
-        off = (ch << 16) + (cl << 4)
-        sh = 0
-        if mc:
-            sh = e - et
-            if sh > 31:
-                sh = 31
+        ch8 = ch << 3
+        k = b29
+        kk = k - ((k >> 15) * mh + ((((k & 0x7FFF) * mh) + ((k >> 15) * ml)) >> 15)) - (ch << 15) - (cl << 3)
+        k = mc
+        if k < 0:
+            k = 0 - k
+        pm = ((((xa >> 12) + 1) * ((k >> 12) + 1)) << 3) + 3  # a bound on |P|
+        # the row's bound after the step: mu bv + 4 + pm (< 2^28 + 2^27 + 2^17)
+        bv = (bv >> 15) * mh + ((((bv & 0x7FFF) * mh) + ((bv >> 15) * ml)) >> 15) + 4 + pm
         kw = e + 154  # w's biased exponent minus kw: the shift of V onto w's mantissa << 4
-        acc = 0
         w = ptr32(wr - 4)  # one word before: each step advances first, then reads [0]
         v = ptr32(vr - 4)
         st = ptr32(q0 - 8)
@@ -182,24 +218,31 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
             v = ptr32(int(v) + 4)
             st = ptr32(int(st) + 8)
             j -= 1
-            a = (v[0] ^ m31) - m31  # |V| < 2^29: |mu V| < 2^29, |P >> sh| < 2^28 + 2^17
-            # mu V = (Vh Mh 2^30 + (Vl Mh + Vh Ml) 2^15 + Vl Ml) / 2^30, the last dropped
+            a = v[0]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
+            # mu S = (Sh Mh 2^30 + (Sl Mh + Sh Ml) 2^15 + Sl Ml) / 2^30, the last dropped;
+            # each partial sum below 2^31: mu S < 2^30, kk < 2^29 + 2^27, |Xh' ch8| <= 2^28
             a = (
                 (a >> 15) * mh
                 + ((((a & 0x7FFF) * mh) + ((a >> 15) * ml)) >> 15)
-                + (((((st[0] * ch) << 4) + ((st[0] * cl + st[1] * ch) >> 8)) - off) >> sh)
+                + kk
+                + st[0] * ch8
+                + ((st[0] * cl + st[1] * ch) >> 9)
             )
-            v[0] = a  # |V| < 2^30
-            acc = acc | (a ^ (a >> 31))
+            v[0] = a
+            a = a - b29  # V
             bw = w[0]
             k = ((bw >> 23) & 0xFF) - kw
-            if k >> 5 == 0:  # 0 <= k < 32: v below 4 ulp of w, w normal
+            if k >> 5:
+                pass  # k < 0 or k >= 32: below
+            else:  # v below 4 ulp of w, w normal
                 t = a >> k  # v in 1/16 of w's ulp
                 if bw >> 31:
                     t = 0 - t
-                t = (t + 8) >> 4
-                if ((bw & 0x7FFFFF) + t) >> 23 == 0:  # stays in w's binade
-                    w[0] = bw + t
+                t = bw + ((t + 8) >> 4)
+                if (t ^ bw) >> 23:
+                    pass  # leaves w's binade: below
+                else:
+                    w[0] = t
                     continue
             # w + v in general: w = mw 2^(ew - 154), v = a 2^e
             ew = (bw >> 23) & 0xFF
@@ -261,23 +304,6 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                 w[0] = s | ((mw + (1 << (0 - ew))) >> (1 - ew))
             else:
                 w[0] = s
-        lv = 0  # the bit length of acc (the OR of |V| - (V < 0) over the row)
-        if acc >> 16:
-            lv = 16
-            acc = acc >> 16
-        if acc >> 8:
-            lv += 8
-            acc = acc >> 8
-        if acc >> 4:
-            lv += 4
-            acc = acc >> 4
-        if acc >> 2:
-            lv += 2
-            acc = acc >> 2
-        if acc >> 1:
-            lv += 2
-        elif acc:
-            lv += 1
         sp = ptr32(s0 + 8 * r)
         sp[0] = e
-        sp[1] = lv
+        sp[1] = bv
