@@ -51,7 +51,7 @@ _cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with ca
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
-_M = array("f", (0.0,))  # the momentum (momentum_viper.momentum_rows reads mu[0])
+_M = array("f", (0.0, 0.0))  # the momentum and c's factor (momentum_viper.momentum_rows's mu)
 _momentum_rows = None  # momentum_viper.momentum_rows where it is used (_one_pass_momentum)
 _momentum_decided = False  # whether _one_pass_momentum has decided
 
@@ -471,20 +471,17 @@ class Dense(Layer):
         units, n = self.units, self.inputs
         vw, vb, sw, sb = velocity
         _M[0] = momentum
-        _S[0] = 0.0 - step
-        if self._pending and not self._dirty:  # one sample: c = -step * d per unit
-            c = self.c
-            k.fill(c, units, 0)
-            k.axpy_rows(c, 0, self.d, 0, _S, 1, units)
-            t(self.w, vw, sw, self.xf, c, _M, units, n, 0)
-            if self.use_bias:  # the biases as one row: x = c, c = 1
-                t(self.b, vb, sb, c, _ONE, _M, 1, units, 0)
+        _M[1] = 0.0 - step  # c's factor
+        if self._pending and not self._dirty:  # one sample: c = -step d per unit, x = xf
+            t(self.w, vw, sw, self.xf, self.d, _M, units, n, 0)
+            if self.use_bias:  # the biases as one row: x = d, c = -step
+                t(self.b, vb, sb, self.d, _ONE, _M, 1, units, 0)
             return
         if self._pending:
             self._flush()
-        t(self.w, vw, sw, self.gw, _S, _M, units, n, n)
+        t(self.w, vw, sw, self.gw, _ONE, _M, units, n, n)
         if self.use_bias:
-            t(self.b, vb, sb, self.gb, _S, _M, 1, units, 0)
+            t(self.b, vb, sb, self.gb, _ONE, _M, 1, units, 0)
 
     def _momentum_passes(self, k, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in three axpy_rows passes (no more code in RAM)."""
