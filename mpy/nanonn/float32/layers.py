@@ -464,7 +464,7 @@ class Dense(Layer):
         """v = momentum * v - step * g, w += v in one pass over the weights
         (momentum_viper.momentum_rows; for one sample, g = d xf^T, never formed), or in
         three axpy_rows passes on a board-sized heap (`_one_pass_momentum`)."""
-        t = _one_pass_momentum()
+        t = _momentum_rows  # (decided by prepare: _one_pass_momentum)
         if t is None or velocity[2] is None:
             self._momentum_passes(k, step, momentum, velocity)
             return

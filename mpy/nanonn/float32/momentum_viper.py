@@ -93,21 +93,26 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
     for r in range(rows):
         if r == 0 or xs:
             # X = x / 2^(xm - 150) to 24 bits, rounded (|X| <= 2^24): as 12-bit halves
-            xp = ptr32(int(x) + 4 * xs * r)
+            k = int(x) + 4 * xs * r
+            xp = ptr32(k)
             xm = 0
             xbad = 0
             for i in range(n):
-                e = (xp[i] >> 23) & 0xFF
+                b = xp[0]
+                e = (b >> 23) & 0xFF
                 if e == 255:
                     xbad = 1
                 elif e > xm:
                     xm = e
-                elif xm == 0 and xp[i] & 0x7FFFFF:
+                elif xm == 0 and b & 0x7FFFFF:
                     xm = 1  # a subnormal
+                xp = ptr32(int(xp) + 4)
+            xp = ptr32(k)
             qp = ptr32(q0)
             xa = 0
             for i in range(n):
-                b = xp[i]
+                b = xp[0]
+                xp = ptr32(int(xp) + 4)
                 e = (b >> 23) & 0xFF
                 m = b & 0x7FFFFF
                 if e:
@@ -123,8 +128,9 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                     xa = m
                 if (b >> 31) & 1:
                     m = 0 - m
-                qp[2 * i] = (m >> 12) + 4096  # in [0, 8192)
-                qp[2 * i + 1] = m & 0xFFF
+                qp[0] = (m >> 12) + 4096  # in [0, 8192)
+                qp[1] = m & 0xFFF
+                qp = ptr32(int(qp) + 8)
         if xs:
             bc = c[0]
         else:
@@ -241,14 +247,17 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
         # the row's bound after the step: mu bv + 4 + pm (< 2^28 + 2^27 + 2^17 < 2^29)
         bv = (bv >> 15) * mh + ((((bv & 0x7FFF) * mh) + ((bv >> 15) * ml)) >> 15) + 4 + pm
         kw = e + 154  # w's biased exponent minus kw: the shift of V onto w's mantissa << 4
-        w = ptr32(wr - 4)  # one word before: each step advances first, then reads [0]
-        v = ptr32(vr - 4)
-        st = ptr32(q0 - 8)
-        j = q0 + 8 * n - 8  # st's last element: st (a register) is the loop's counter
-        while int(st) < j:
-            w = ptr32(int(w) + 4)
-            v = ptr32(int(v) + 4)
-            st = ptr32(int(st) + 8)
+        # two weights a step (the loop's own work halved): lanes 0 and 1; a lane whose sum
+        # leaves the fast path is done by the general sum after both (sl: which lanes)
+        w = ptr32(wr - 8)  # one pair before: each step advances first, then reads [0], [1]
+        v = ptr32(vr - 8)
+        st = ptr32(q0 - 16)
+        j = q0 + 8 * n - 8  # the last element's scratch (st, a register, is the counter)
+        while int(st) < j - 15:
+            w = ptr32(int(w) + 8)
+            v = ptr32(int(v) + 8)
+            st = ptr32(int(st) + 16)
+            sl = 0
             a = v[0]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
             # mu S = (Sh Mh 2^30 + (Sl Mh + Sh Ml) 2^15 + Sl Ml) / 2^30, the last dropped;
             # each partial sum below 2^31: mu S < 2^30, kk < 2^29 + 2^27, |Xh' ch8| <= 2^28
@@ -256,81 +265,113 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
             if mc:  # (a row without a term: a dead ReLU unit's, often half of them)
                 a = a + st[0] * ch8 + ((st[0] * cl + st[1] * cr + 256) >> 9)  # rounded
             v[0] = a
-            a = a - b29  # V
+            a = a - 0x20000000  # V
             bw = w[0]
             k = ((bw >> 23) & 0xFF) - kw
-            if k >> 5:
-                pass  # k < 0 or k >= 32: below
+            if k >> 5:  # k < 0 or k >= 32: the general sum, below
+                sl = 1
+                a0 = a
             else:  # v below 4 ulp of w, w normal
                 t = a >> k  # v in 1/16 of w's ulp
                 if bw >> 31:
                     t = 0 - t
                 t = bw + ((t + 8) >> 4)
-                if (t ^ bw) >> 23:
-                    pass  # leaves w's binade: below
+                if (t ^ bw) >> 23:  # leaves w's binade: the general sum
+                    sl = 1
+                    a0 = a
                 else:
                     w[0] = t
-                    continue
-            # w + v in general: w = mw 2^(ew - 154), v = a 2^e
-            ew = (bw >> 23) & 0xFF
-            if ew == 255 or a == 0 or k >= 32:
-                continue  # an infinite or NaN w stays; v below 2^-32 of w's ulp / 16
-            mw = bw & 0x7FFFFF
-            if ew:
-                mw = mw | 0x800000
-            else:
-                ew = 1
-            mw = mw << 4
-            if bw >> 31:
-                mw = 0 - mw
-            ew -= 154
-            if ew >= e:
-                k = ew - e
-                if k > 31:
-                    k = 31
-                mw += a >> k  # |mw| < 2^28 + 2^30
-            else:
-                k = e - ew
-                if k > 31:
-                    k = 31
-                mw = a + (mw >> k)
-                ew = e
-            s = 0
-            if mw < 0:
-                s = m31
-                mw = 0 - mw
-            if mw >= 0x1000000:
-                t = mw >> 24  # < 2^7: k = its bit length, mw >> k < 2^24
-                k = 1
-                if t >= 16:
-                    k = 5
-                    t = t >> 4
-                if t >= 4:
-                    k += 2
-                    t = t >> 2
-                if t >= 2:
-                    k += 1
-                mw = (mw + (1 << (k - 1))) >> k
-                ew += k
+            if int(st) != j:  # (n odd: the last pair is lane 0 alone)
+                a = v[1]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
+                a = (a >> 15) * mh + ((((a & 0x7FFF) * mh) + ((a >> 15) * ml) + rr) >> 15) + kk
+                if mc:
+                    a = a + st[2] * ch8 + ((st[2] * cl + st[3] * cr + 256) >> 9)
+                v[1] = a
+                a = a - 0x20000000  # V
+                bw = w[1]
+                k = ((bw >> 23) & 0xFF) - kw
+                if k >> 5:
+                    sl = sl | 2
+                    a1 = a
+                else:
+                    t = a >> k
+                    if bw >> 31:
+                        t = 0 - t
+                    t = bw + ((t + 8) >> 4)
+                    if (t ^ bw) >> 23:
+                        sl = sl | 2
+                        a1 = a
+                    else:
+                        w[1] = t
+            while sl:  # w + v in general: w = mw 2^(ew - 154), v = a 2^e
+                if sl & 1:
+                    sl = sl & 2
+                    a = a0
+                    wp = ptr32(int(w))
+                else:
+                    sl = 0
+                    a = a1
+                    wp = ptr32(int(w) + 4)
+                bw = wp[0]
+                ew = (bw >> 23) & 0xFF
+                if ew == 255 or a == 0 or ew - kw >= 32:
+                    continue  # an infinite or NaN w stays; v below 2^-32 of w's ulp / 16
+                mw = bw & 0x7FFFFF
+                if ew:
+                    mw = mw | 0x800000
+                else:
+                    ew = 1
+                mw = mw << 4
+                if bw >> 31:
+                    mw = 0 - mw
+                ew -= 154
+                if ew >= e:
+                    k = ew - e
+                    if k > 31:
+                        k = 31
+                    mw += a >> k  # |mw| < 2^28 + 2^30
+                else:
+                    k = e - ew
+                    if k > 31:
+                        k = 31
+                    mw = a + (mw >> k)
+                    ew = e
+                s = 0
+                if mw < 0:
+                    s = m31
+                    mw = 0 - mw
                 if mw >= 0x1000000:
-                    mw = mw >> 1
-                    ew += 1
-            elif mw == 0:
-                w[0] = 0
-                continue
-            else:
-                while mw < 0x800000:
-                    mw = mw << 1
-                    ew -= 1
-            ew += 150
-            if ew >= 255:
-                w[0] = s | inf
-            elif ew > 0:
-                w[0] = s | (ew << 23) | (mw & 0x7FFFFF)
-            elif ew > 0 - 24:
-                w[0] = s | ((mw + (1 << (0 - ew))) >> (1 - ew))
-            else:
-                w[0] = s
+                    t = mw >> 24  # < 2^7: k = its bit length, mw >> k < 2^24
+                    k = 1
+                    if t >= 16:
+                        k = 5
+                        t = t >> 4
+                    if t >= 4:
+                        k += 2
+                        t = t >> 2
+                    if t >= 2:
+                        k += 1
+                    mw = (mw + (1 << (k - 1))) >> k
+                    ew += k
+                    if mw >= 0x1000000:
+                        mw = mw >> 1
+                        ew += 1
+                elif mw == 0:
+                    wp[0] = 0
+                    continue
+                else:
+                    while mw < 0x800000:
+                        mw = mw << 1
+                        ew -= 1
+                ew += 150
+                if ew >= 255:
+                    wp[0] = s | inf
+                elif ew > 0:
+                    wp[0] = s | (ew << 23) | (mw & 0x7FFFFF)
+                elif ew > 0 - 24:
+                    wp[0] = s | ((mw + (1 << (0 - ew))) >> (1 - ew))
+                else:
+                    wp[0] = s
         sp = ptr32(s0 + 8 * r)
         sp[0] = e
         sp[1] = bv
