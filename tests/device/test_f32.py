@@ -229,7 +229,7 @@ def _momentum_run(k, rows, n, steps, mu, w, xs_per_row, rng, lo, hi, scales=None
         for r in range(len(c)):
             c[r] = c[r] * scale
         w0 = list(w)
-        k.momentum_rows(w, v, st, x, c, mu, rows, n, n if xs_per_row else 0)
+        k.momentum_rows(w, n if xs_per_row else 0, st, v, x, c, mu, rows, n)
         got = _velocity(v, st, rows, n)
         for r in range(rows):
             cr = (c[0] if xs_per_row else c[r]) * mu[1]
@@ -281,11 +281,11 @@ def test_momentum_rows_rescale_when_the_velocity_grows_and_shrinks():
     x = array("f", [1.0] * n)
     c = array("f", [0.25, -0.5, 3.0])
     w = array("f", [1000.0] * (rows * n))
-    k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+    k.momentum_rows(w, 0, st, v, x, c, mu, rows, n)
     e0 = [st[2 * r] for r in range(rows)]
     c = array("f", [0.0] * rows)
     for step in range(40):
-        k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+        k.momentum_rows(w, 0, st, v, x, c, mu, rows, n)
         got = _velocity(v, st, rows, n)
         for r, c0 in enumerate((0.25, -0.5, 3.0)):
             want = c0 * 0.5 ** (step + 1)
@@ -322,20 +322,20 @@ def test_momentum_weights_at_the_fast_paths_edges():
     c = array("f", [1.0])
     v, st = _ints(n), _ints(2 * (n + 1))
     w0 = list(w)
-    k.momentum_rows(w, v, st, x, c, array("f", [0.0, 1.0]), 1, n, 0)  # one row: v at x's largest exponent
+    k.momentum_rows(w, 0, st, v, x, c, array("f", [0.0, 1.0]), 1, n)  # one row: v at x's largest exponent
     got = _velocity(v, st, 1, n)
     for j in range(n):
         # x's elements far below the largest (5.0) keep fewer bits: compare with v as held
         _w_close(w[j], w0[j], got[j], _unit(st, 0), "case %d" % j)
     for j in range(n):  # one row per element: each v exact
         w1, v1, st1 = array("f", [w0[j]]), _ints(1), _ints(4)
-        k.momentum_rows(w1, v1, st1, array("f", [x[j]]), c, array("f", [0.0, 1.0]), 1, 1, 0)
+        k.momentum_rows(w1, 0, st1, v1, array("f", [x[j]]), c, array("f", [0.0, 1.0]), 1, 1)
         eq(_velocity(v1, st1, 1, 1)[0], _f32(x[j]), "case %d: v = x exactly" % j)
         _w_close(w1[0], w0[j], x[j], _unit(st1, 0), "case %d alone" % j)
     w = array("f", [inf, nan, 1.0])
     x = array("f", [1.0, 1.0, 1.0])
     v, st = _ints(3), _ints(8)
-    k.momentum_rows(w, v, st, x, c, array("f", [0.9, 1.0]), 1, 3, 0)
+    k.momentum_rows(w, 0, st, v, x, c, array("f", [0.9, 1.0]), 1, 3)
     ok(w[0] == inf and w[1] != w[1] and w[2] == 2.0, "an infinite or NaN w stays: %r" % list(w))
 
 
@@ -350,18 +350,18 @@ def test_momentum_rows_of_zeros_non_finite_and_overflow():
     x = array("f", [0.5, -1.0, 2.0])
     c = array("f", [0.0, 1.0, inf, 1e20])
     mu = array("f", [0.9, 1.0])
-    k.momentum_rows(w, v, st, x, c, mu, rows, n, 0)
+    k.momentum_rows(w, 0, st, v, x, c, mu, rows, n)
     eq(list(w[:3]) + list(v[:3]) + list(st[:2]), [1.0, 2.0, 3.0, 0, 0, 0, 0, 0], "a row of zeros: untouched")
     eq(list(w[3:6]), [1.5, 1.0, 5.0], "c x added")
     ok(all(w[j] != w[j] for j in range(6, 9)), "an infinite c: NaN weights")
     ok(abs(w[11] - 2e20) <= 2e20 * 2.0**-23, "1e20 * 2: within range, %r" % w[11])
     c[3] = 3e38
     x2 = array("f", [3e38, -1.0, 2.0])
-    k.momentum_rows(w, v, st, x2, c, mu, rows, n, 0)
+    k.momentum_rows(w, 0, st, v, x2, c, mu, rows, n)
     ok(all(w[j] != w[j] for j in range(9, 12)), "v beyond 2^90: NaN weights")
     w = array("f", [1.0, 2.0])
     v, st = _ints(2), _ints(2 * (1 + 2))
-    k.momentum_rows(w, v, st, array("f", [1.0, nan]), array("f", [1.0]), mu, 1, 2, 0)
+    k.momentum_rows(w, 0, st, v, array("f", [1.0, nan]), array("f", [1.0]), mu, 1, 2)
     ok(w[0] != w[0] and w[1] != w[1], "a NaN x: NaN weights")
 
 

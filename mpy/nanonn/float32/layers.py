@@ -473,15 +473,15 @@ class Dense(Layer):
         _M[0] = momentum
         _M[1] = 0.0 - step  # c's factor
         if self._pending and not self._dirty:  # one sample: c = -step d per unit, x = xf
-            t(self.w, vw, sw, self.xf, self.d, _M, units, n, 0)
+            t(self.w, 0, sw, vw, self.xf, self.d, _M, units, n)
             if self.use_bias:  # the biases as one row: x = d, c = -step
-                t(self.b, vb, sb, self.d, _ONE, _M, 1, units, 0)
+                t(self.b, 0, sb, vb, self.d, _ONE, _M, 1, units)
             return
         if self._pending:
             self._flush()
-        t(self.w, vw, sw, self.gw, _ONE, _M, units, n, n)
+        t(self.w, n, sw, vw, self.gw, _ONE, _M, units, n)
         if self.use_bias:
-            t(self.b, vb, sb, self.gb, _ONE, _M, 1, units, 0)
+            t(self.b, 0, sb, vb, self.gb, _ONE, _M, 1, units)
 
     def _momentum_passes(self, k, step, momentum, velocity):
         """v = momentum * v - step * g, w += v in three axpy_rows passes (no more code in RAM)."""

@@ -7,25 +7,28 @@ weights, or a layer's biases): v[j] = V[j] 2^E[row], kept with a bound B >= max 
 below 2^21: then |V| <= 2^26 again). So mu v + c x is integer work with no float32
 rounding of v:
 
-- mu is taken to 30 bits (exact for mu >= 2^-6), mu V truncated to the row's unit 2^E;
-- x times c's factor (x mu[1], -step: one product per element of x, read once per call, or
-  once per row where each row has its own x) to 24 bits at the exponent of the largest
-  (an element 2^-k of the largest keeps 24 - k bits), c to its float32 mantissa; their
-  product to 2^-24 of |c| max|x| (three 12-bit products, the fourth's at most 8 units
-  dropped), shifted to the row's unit;
+- mu is taken to 30 bits (exact for mu >= 2^-6); mu V is rounded to the row's unit 2^E
+  (its low part's mean added back: a bias below 1/4 of a unit, which v would sum up);
+- c times its factor (c[r] mu[1]: -step d) to 24 bits, rounded, once per row; x to 24 bits
+  at the exponent of its largest element (an element 2^-k of the largest keeps 24 - k
+  bits), read once per call (or per row where each row has its own x); their product to
+  2^-24 of |c| max|x| (three 12-bit products, the low halves' through C / 2^12 rounded),
+  rounded to the row's unit;
 - w + v rounded once to float32, half away from zero, from v's bits down to 1/16 of w's
   ulp: within half an ulp of w + v plus 1/16 ulp of w plus the row's unit (2^-26 of B or
   finer). Where the sum stays in w's binade it is w's bit pattern plus the rounded
-  difference (one add), otherwise the full normalization.
+  difference (one add), otherwise the full normalization. Two weights a step.
 
-So v differs from the float32 recurrence by about 2^-24 of each step's largest |c x|, a
-step's weights stay within 1e-5 of the float64 reference (tests/test_reference_parity.py,
-`make bench-float`) and training reaches the accuracy of the float32 reference in the same
-epochs (tests/test_momentum_accuracy.py). Limits (docs/training.md): a row whose velocity
-would exceed 2^90, or whose c or x is infinite or NaN, sets that row's weights to NaN (its
-velocity is left as it was); a velocity's bits below 2^-153 are dropped; an infinite or NaN
-weight stays. Zeros stay exact: a row with c = 0 and v = 0 is not touched, an element with
-x = 0 gets no term.
+So v differs from the float32 recurrence by about 2^-24 of each step's largest |c x| (not
+of each element's own); a step's weights stay within 1e-5 of the float64 reference
+(tests/test_reference_parity.py, `make bench-float`) and training reaches the accuracy of the float32 reference in the same
+epochs (tests/test_momentum_accuracy.py). Limits: a row whose velocity
+would exceed 2^90, or whose c, x or factor is infinite or NaN, sets that row's weights to
+NaN (its velocity is left as it was); a velocity's bits below 2^-153 are dropped, and an
+element keeps the row's unit, not its own (a v 2^-k of the row's largest keeps about
+26 - k bits); an
+infinite or NaN weight stays. Zeros stay exact: a row with c = 0 and v = 0 is not touched,
+an element with x = 0 gets no term, v = 0 stays 0.
 
 `st` holds each row's state (E, then B: 0 for a row not yet started) and, after 2 rows
 words, the scratch of x's integers (2 n words): a zero-filled `st` is a zero velocity
@@ -40,15 +43,16 @@ import micropython
 
 
 @micropython.viper
-def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, rows: int, n: int, xs: int):
+def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu: ptr32, rows: int, n: int):
     """v = mu[0] v + c mu[1] x, then w += v, over rows r < rows of n weights (module
     docstring): xs = 0: one x for every row and c[r] per row (one sample: x the input, c
     = d, mu[1] = -step); xs = n: row r's own x at x[r * n] and c[0] for all (a batch: x
-    the gradient sums, c = 1)."""
+    the gradient sums, c = 1). (xs is the second parameter for its slot: a register.)"""
     # w: (rows, n) float32 bits; v: (rows, n) int32 V + 2^29; st: (rows, 2) int32 (E, a
     # bound on |V|), then (n, 2) int32 x's scratch: (X >> 12) + 4096, X & 0xFFF with
-    # |X| <= 2^24. w, v and st are walked by pointers in the inner loop (the first
-    # parameters: registers where the emitter has them).
+    # |X| <= 2^24. The first three parameters' slots are registers where the emitter has
+    # them: w and st are walked by pointers in the inner loop, xs's slot holds each V.
+    xo = xs  # then xs's slot (a register where the emitter has 3) holds each weight's V
     b31 = 31
     m31 = 1 << b31
     b22 = 22  # shifts by a variable: a literal >= 2^30 is a boxed object in viper on 32-bit ports
@@ -70,9 +74,15 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
             mm = mm << (0 - k)  # <= 2^30
     mh = mm >> 15  # <= 2^15
     ml = mm & 0x7FFF
-    rr = 16384 + (ml >> 1)  # rounds mu S: half a unit, plus the mean of the Sl Ml dropped
+    # mu S's floor and the Sl Ml / 2^30 it drops lose 1/2 + ml / 2^16 of a unit on average:
+    # Ml + 1 (+ 2 for ml >= 2^14) gives Sh / 2^15 (2^14 + V / 2^15: 1/2 a unit, plus mu
+    # changed by 2^-30) back, so the bias left is below 1/4 of a unit (v would sum it up)
+    if ml >> 14:
+        ml += 2
+    else:
+        ml += 1
     k = b29  # kk's part: 2^29 - mu 2^29, as the inner loop forms mu S
-    m29 = k - ((k >> 15) * mh + ((((k & 0x7FFF) * mh) + ((k >> 15) * ml) + rr) >> 15))
+    m29 = k - ((k >> 15) * mh + ((((k & 0x7FFF) * mh) + ((k >> 15) * ml)) >> 15))
     bm = mu[1]  # c's factor (-step): its mantissa as 12-bit halves, its exponent, sign
     gs = bm & m31
     ge = (bm >> 23) & 0xFF
@@ -91,9 +101,9 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
     xa = 0  # the largest |X|
     xbad = 0  # an infinite or NaN x
     for r in range(rows):
-        if r == 0 or xs:
+        if r == 0 or xo:
             # X = x / 2^(xm - 150) to 24 bits, rounded (|X| <= 2^24): as 12-bit halves
-            k = int(x) + 4 * xs * r
+            k = int(x) + 4 * xo * r
             xp = ptr32(k)
             xm = 0
             xbad = 0
@@ -131,7 +141,7 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                 qp[0] = (m >> 12) + 4096  # in [0, 8192)
                 qp[1] = m & 0xFFF
                 qp = ptr32(int(qp) + 8)
-        if xs:
+        if xo:
             bc = c[0]
         else:
             bc = c[r]
@@ -258,63 +268,64 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
             v = ptr32(int(v) + 8)
             st = ptr32(int(st) + 16)
             sl = 0
-            a = v[0]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
-            # mu S = (Sh Mh 2^30 + (Sl Mh + Sh Ml) 2^15 + Sl Ml) / 2^30, the last dropped;
-            # each partial sum below 2^31: mu S < 2^30, kk < 2^29 + 2^27, |Xh' ch8| <= 2^28
-            a = (a >> 15) * mh + ((((a & 0x7FFF) * mh) + ((a >> 15) * ml) + rr) >> 15) + kk
+            xs = v[0]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
+            # xs (a register) holds S, then V. mu S = (Sh Mh 2^30 + (Sl Mh + Sh Ml) 2^15 +
+            # Sl Ml) / 2^30, the last dropped; each partial sum below 2^31: mu S < 2^30,
+            # kk < 2^29 + 2^27, |Xh' ch8| <= 2^28
+            xs = (xs >> 15) * mh + ((((xs & 0x7FFF) * mh) + ((xs >> 15) * ml)) >> 15) + kk
             if mc:  # (a row without a term: a dead ReLU unit's, often half of them)
-                a = a + st[0] * ch8 + ((st[0] * cl + st[1] * cr + 256) >> 9)  # rounded
-            v[0] = a
-            a = a - 0x20000000  # V
+                xs = xs + st[0] * ch8 + ((st[0] * cl + st[1] * cr + 256) >> 9)  # rounded
+            v[0] = xs
+            xs = xs - 0x20000000  # V
             bw = w[0]
             k = ((bw >> 23) & 0xFF) - kw
             if k >> 5:  # k < 0 or k >= 32: the general sum, below
                 sl = 1
-                a0 = a
+                a0 = xs
             else:  # v below 4 ulp of w, w normal
-                t = a >> k  # v in 1/16 of w's ulp
+                t = xs >> k  # v in 1/16 of w's ulp
                 if bw >> 31:
                     t = 0 - t
                 t = bw + ((t + 8) >> 4)
                 if (t ^ bw) >> 23:  # leaves w's binade: the general sum
                     sl = 1
-                    a0 = a
+                    a0 = xs
                 else:
                     w[0] = t
             if int(st) != j:  # (n odd: the last pair is lane 0 alone)
-                a = v[1]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
-                a = (a >> 15) * mh + ((((a & 0x7FFF) * mh) + ((a >> 15) * ml) + rr) >> 15) + kk
+                xs = v[1]  # S = V + 2^29 in (0, 2^30), |V| < 2^28 (then below 2^29)
+                xs = (xs >> 15) * mh + ((((xs & 0x7FFF) * mh) + ((xs >> 15) * ml)) >> 15) + kk
                 if mc:
-                    a = a + st[2] * ch8 + ((st[2] * cl + st[3] * cr + 256) >> 9)
-                v[1] = a
-                a = a - 0x20000000  # V
+                    xs = xs + st[2] * ch8 + ((st[2] * cl + st[3] * cr + 256) >> 9)
+                v[1] = xs
+                xs = xs - 0x20000000  # V
                 bw = w[1]
                 k = ((bw >> 23) & 0xFF) - kw
                 if k >> 5:
                     sl = sl | 2
-                    a1 = a
+                    a1 = xs
                 else:
-                    t = a >> k
+                    t = xs >> k
                     if bw >> 31:
                         t = 0 - t
                     t = bw + ((t + 8) >> 4)
                     if (t ^ bw) >> 23:
                         sl = sl | 2
-                        a1 = a
+                        a1 = xs
                     else:
                         w[1] = t
             while sl:  # w + v in general: w = mw 2^(ew - 154), v = a 2^e
                 if sl & 1:
                     sl = sl & 2
-                    a = a0
+                    xs = a0
                     wp = ptr32(int(w))
                 else:
                     sl = 0
-                    a = a1
+                    xs = a1
                     wp = ptr32(int(w) + 4)
                 bw = wp[0]
                 ew = (bw >> 23) & 0xFF
-                if ew == 255 or a == 0 or ew - kw >= 32:
+                if ew == 255 or xs == 0 or ew - kw >= 32:
                     continue  # an infinite or NaN w stays; v below 2^-32 of w's ulp / 16
                 mw = bw & 0x7FFFFF
                 if ew:
@@ -329,12 +340,12 @@ def momentum_rows(w: ptr32, v: ptr32, st: ptr32, x: ptr32, c: ptr32, mu: ptr32, 
                     k = ew - e
                     if k > 31:
                         k = 31
-                    mw += a >> k  # |mw| < 2^28 + 2^30
+                    mw += xs >> k  # |mw| < 2^28 + 2^30
                 else:
                     k = e - ew
                     if k > 31:
                         k = 31
-                    mw = a + (mw >> k)
+                    mw = xs + (mw >> k)
                     ew = e
                 s = 0
                 if mw < 0:
