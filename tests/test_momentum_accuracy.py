@@ -78,7 +78,9 @@ def _reference(sizes, acts, w0, x, y, rate, epochs, tx, ty):
     velocity = None
     for _ in range(epochs):
         for k in range(len(x)):
-            layers, velocity = reference.batch_step(layers, x[k : k + 1], y[k : k + 1], "cross_entropy", rate, 0.9, velocity)
+            layers, velocity = reference.batch_step(
+                layers, x[k : k + 1], y[k : k + 1], "cross_entropy", rate, 0.9, velocity
+            )
     out = np.array([reference.predict(layers, row) for row in tx])
     return float(np.mean(np.argmax(out, axis=1) == np.argmax(ty, axis=1)))
 
@@ -92,7 +94,17 @@ def test_fixed_point_velocity_reaches_float32_accuracy(name):
     fixed = run_device_json("micropython", DEVICE_CODE, dict(spec, fixed=True))
     float32 = run_device_json("micropython", DEVICE_CODE, dict(spec, fixed=False))
     assert fixed["fixed"] and not float32["fixed"], "the two device runs took the two velocity paths"
-    ref = _reference(sizes, acts, fixed["w0"], np.asarray(spec["x"]), np.asarray(spec["y"]), rate, epochs, spec["tx"], spec["ty"])
+    ref = _reference(
+        sizes,
+        acts,
+        fixed["w0"],
+        np.asarray(spec["x"]),
+        np.asarray(spec["y"]),
+        rate,
+        epochs,
+        spec["tx"],
+        spec["ty"],
+    )
     one = 1.0 / len(tx) + 1e-9
     accs = (fixed["acc"], float32["acc"], ref)
     print("%s: fixed-point %.4f, float32 %.4f, float64 reference %.4f" % ((name,) + accs))

@@ -245,7 +245,10 @@ def _momentum_run(k, rows, n, steps, mu, w, xs_per_row, rng, lo, hi, scales=None
                 )
                 _w_close(w[j], w0[j], got[j], _unit(st, r), "step %d: w[%d]" % (step, j))
             most = max(abs(_fixed(v, st, n, j)) for j in range(r * n, r * n + n))
-            ok(most <= st[2 * r + 1] < 1 << 30, "row %d: max |V| %d <= its bound %d < 2^30" % (r, most, st[2 * r + 1]))
+            ok(
+                most <= st[2 * r + 1] < 1 << 30,
+                "row %d: max |V| %d <= its bound %d < 2^30" % (r, most, st[2 * r + 1]),
+            )
     return w, v, st
 
 
@@ -289,7 +292,10 @@ def test_momentum_rows_rescale_when_the_velocity_grows_and_shrinks():
         got = _velocity(v, st, rows, n)
         for r, c0 in enumerate((0.25, -0.5, 3.0)):
             want = c0 * 0.5 ** (step + 1)
-            ok(abs(got[r * n] - want) <= abs(want) * 2.0**-22, "step %d: v %r, want %r" % (step, got[r * n], want))
+            ok(
+                abs(got[r * n] - want) <= abs(want) * 2.0**-22,
+                "step %d: v %r, want %r" % (step, got[r * n], want),
+            )
             ok(st[2 * r + 1] >= 1 << 19, "row %d's bound keeps 20 bits or more: %d" % (r, st[2 * r + 1]))
     ok(all(st[2 * r] < e0[r] - 30 for r in range(rows)), "exponents moved down: %r from %r" % (list(st), e0))
 

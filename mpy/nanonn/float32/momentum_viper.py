@@ -100,6 +100,9 @@ def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu
     xm = 0  # the largest biased exponent of x (0: all zeros)
     xa = 0  # the largest |X|
     xbad = 0  # an infinite or NaN x
+    et = 0  # the term's exponent (set where a row has one)
+    a0 = 0  # lanes 0 and 1's V where the general sum takes them
+    a1 = 0
     for r in range(rows):
         if r == 0 or xo:
             # X = x / 2^(xm - 150) to 24 bits, rounded (|X| <= 2^24): as 12-bit halves
@@ -107,7 +110,7 @@ def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu
             xp = ptr32(k)
             xm = 0
             xbad = 0
-            for i in range(n):
+            for _ in range(n):
                 b = xp[0]
                 e = (b >> 23) & 0xFF
                 if e == 255:
@@ -120,7 +123,7 @@ def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu
             xp = ptr32(k)
             qp = ptr32(q0)
             xa = 0
-            for i in range(n):
+            for _ in range(n):
                 b = xp[0]
                 xp = ptr32(int(xp) + 4)
                 e = (b >> 23) & 0xFF
@@ -156,7 +159,9 @@ def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu
         if ec == 255 or ge == 255:
             ec = 255
         elif mc:
-            mc = ((gh * (mc >> 12)) << 4) + ((gh * (mc & 0xFFF) + gl * (mc >> 12) + ((gl * (mc & 0xFFF)) >> 12)) >> 8)
+            mc = ((gh * (mc >> 12)) << 4) + (
+                (gh * (mc & 0xFFF) + gl * (mc >> 12) + ((gl * (mc & 0xFFF)) >> 12)) >> 8
+            )
             ec += ge - 127
             if mc >> 27:
                 mc = (mc + 8) >> 4  # <= 2^24
