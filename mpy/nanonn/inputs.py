@@ -87,9 +87,17 @@ def _cpython_code(x):
 
 
 # The typecode of each header byte (bit 7 cleared): itself for bBhHiIlLqQfd, ord("B")
-# for a bytearray's 1, else 0. Built once: 128 bytes.
+# for a bytearray's 1, else 0. A constant, not built at import: from a frozen or ROMFS
+# .mpy its bytes stay in flash (tests/device/test_inputs.py checks it against NUMERIC).
 _CODES = (
-    bytes(UINT8 if c == 1 else c if chr(c) in NUMERIC else 0 for c in range(128)) if _MICROPYTHON else b""
+    b"\0B\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 0-15: 1: a bytearray ("B")
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 16-31
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 32-47
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 48-63
+    b"\0\0B\0\0\0\0\0HI\0\0L\0\0\0"  # 64-79: B H I L
+    b"\0Q\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 80-95: Q
+    b"\0\0b\0d\0f\0hi\0\0l\0\0\0"  # 96-111: b d f h i l
+    b"\0q\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 112-127: q
 )
 
 
