@@ -394,6 +394,21 @@ def test_named_field_indexes_agree_with_the_format_tables(module):
     assert checked, module
 
 
+def test_the_code_constants_are_the_codes_table():
+    """The readers' inlined codes (`_A_<NAME> = const(code)`, nnm.int8's `_LUT_MASK`, read's
+    `_MAGIC`) are `nanonn.nnm.codes`' values: const() keeps their names out of a board's RAM."""
+    codes = device_module("nnm.codes")
+    checked = 0
+    for module in ("nnm.read", "nnm.int8"):
+        for name, value in _consts(module, "_A_").items():
+            assert codes.ACTIVATIONS[name.lower()] == value, (module, name, value)
+            checked += 1
+    assert checked >= 4
+    lut = _consts("nnm.int8", "_LUT_")["MASK"]
+    assert lut == sum(1 << codes.ACTIVATIONS[a] for a in ("sigmoid", "tanh", "softplus"))
+    assert _consts("nnm.read", "_MAGIC")[""] == struct.unpack("<I", codes.MAGIC)[0]
+
+
 # ---------------------------------------------------------------- the host's records by name
 #
 # The host's `.nnm` code (nanonn_tools/nnm.py, nnm_int8.py) names a header's, a layer record's

@@ -37,7 +37,7 @@ def test_every_viper_function_disassembled_by_name(march):
 
 
 def test_dense_multiply_accumulate_on_armv6m():
-    """The 32-input block of `dense` on Thumb-1: 32 weight loads at offsets 0..31 from the
+    """The 16-input block of `dense` on Thumb-1: 16 weight loads at offsets 0..15 from the
     weights' register (r4, the first local), each term 10 instructions up to the next."""
     if shutil.which(OBJDUMP["armv6m"]) is None:
         pytest.skip("arm-none-eabi-objdump not installed (make interpreters installs it)")
@@ -49,9 +49,9 @@ def test_dense_multiply_accumulate_on_armv6m():
     found = [(i, re.search(r"\bldrb\s+r0, \[r4, #(\d+)\]", line)) for i, line in enumerate(lines)]
     loads = [i for i, m in found if m]
     offsets = [int(m.group(1)) for _, m in found if m]
-    first = offsets.index(31) - 31  # the first term of the block of 32
-    assert offsets[first : first + 32] == list(range(32))
-    steps = {loads[first + k + 1] - loads[first + k] for k in range(31)}
+    first = offsets.index(15) - 15  # the first term of the block of 16
+    assert offsets[first : first + 16] == list(range(16))
+    steps = {loads[first + k + 1] - loads[first + k] for k in range(15)}
     assert steps == {10}, steps
 
 

@@ -97,6 +97,7 @@ SPIN = {
 SPIN_N = 1000000
 PREDICT_CALLS = 10
 STEP = 1024  # the memory sweep's step (bytes of free heap)
+FINE = 128  # its step within the last STEP that worked
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -184,12 +185,15 @@ def imports(target, image, source: str) -> tuple[int, list[str]]:
 def heap_sweep(target, image, source: str, start: int = 0) -> dict:
     """Shrink the free heap in steps of STEP bytes (a blocker bytearray allocated first,
     from `start` bytes) until three sizes in a row fail to load and run the model from
-    `source`. "reliable": the smallest free heap at start above which every size worked;
-    "lowest": the smallest that worked (below "reliable" it depends on fragmentation)."""
+    `source`, then from the smallest size of that run that worked, in steps of FINE
+    bytes until one fails. "reliable": the smallest free heap at start above which every
+    size tried worked; "lowest": the smallest that worked (below "reliable" it depends on
+    fragmentation)."""
     reliable = lowest = None
     failed = False
     fails = 0
     blocker = start - start % STEP
+    last_ok = None  # the blocker of "reliable"
     while fails < 3:
         r = memory(target, image, source, blocker)
         if "error" in r or not r.get("locked"):
@@ -197,9 +201,17 @@ def heap_sweep(target, image, source: str, start: int = 0) -> dict:
             fails += 1
         else:
             lowest = r["free_start"]
-            reliable = reliable if failed else lowest
+            if not failed:
+                reliable, last_ok = lowest, blocker
             fails = 0
         blocker += STEP
+    if last_ok is not None:  # the last STEP above the first failure, FINE bytes at a time
+        for blocker in range(last_ok + FINE, last_ok + STEP, FINE):
+            r = memory(target, image, source, blocker)
+            if "error" in r or not r.get("locked"):
+                break
+            reliable = r["free_start"]
+            lowest = min(lowest, reliable) if lowest is not None else reliable
     return {"reliable": reliable, "lowest": lowest}
 
 

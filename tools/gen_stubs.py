@@ -121,7 +121,9 @@ def render(source: Path) -> str:
             lines += _function(node) + [""]
         elif isinstance(node, ast.Assign):
             for target in node.targets:
-                if isinstance(target, ast.Name):
+                if isinstance(target, ast.Name) and isinstance(node.value, ast.Name):
+                    lines += ["%s = %s" % (target.id, node.value.id), ""]  # another name of a function
+                elif isinstance(target, ast.Name):
                     lines.append("%s: %s" % (target.id, _constant_type(node.value)))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             lines.append("%s: %s" % (node.target.id, ast.unparse(node.annotation)))

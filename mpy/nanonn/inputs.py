@@ -16,7 +16,8 @@ memoryviews of the numeric typecodes `bBhHiIlLqQfd` give theirs, `bytes` and
 arrays of other typecodes such as MicroPython's 'O' or CPython's 'u').
 
 CPython has `array.typecode` and `memoryview.format`. MicroPython has neither:
-there the typecode is read from the object (`typecode_viper`): an array, a
+there the typecode byte is read from the object (`typecode_viper`) and mapped by
+the 128-byte table `_CODES`: an array, a
 bytearray and a memoryview are one C struct, `mp_obj_array_t` (py/objarray.h):
 the type pointer, then a word whose low 8 bits are the typecode (bit 7 set on
 a writable memoryview; 1 for a bytearray), then the length and the items.
@@ -85,21 +86,33 @@ def _cpython_code(x):
     return ord(c) if len(c) == 1 and c in NUMERIC else 0
 
 
+# The typecode of each header byte (bit 7 cleared): itself for bBhHiIlLqQfd, ord("B")
+# for a bytearray's 1, else 0. A constant, not built at import: from a frozen or ROMFS
+# .mpy its bytes stay in flash (tests/device/test_inputs.py checks it against NUMERIC).
+_CODES = (
+    b"\0B\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 0-15: 1: a bytearray ("B")
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 16-31
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 32-47
+    b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 48-63
+    b"\0\0B\0\0\0\0\0HI\0\0L\0\0\0"  # 64-79: B H I L
+    b"\0Q\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 80-95: Q
+    b"\0\0b\0d\0f\0hi\0\0l\0\0\0"  # 96-111: b d f h i l
+    b"\0q\0\0\0\0\0\0\0\0\0\0\0\0\0\0"  # 112-127: q
+)
+
+
 def _uctypes_code(x):
     """The header's typecode byte read through uctypes (ports without viper;
-    allocates the 1-byte bytes), mapped as `typecode_viper.header_code` maps it."""
+    allocates the 1-byte bytes), mapped by `_CODES` as `typecode` maps header_code's."""
     a = id(x)
     if a < 0:  # a 32-bit port's address in [2^30, 2^31) (see typecode_viper)
         a = a & 0x7FFFFFFF
-    c = _uctypes.bytes_at(a + _OFFSET, 1)[0] & 0x7F  # pyright: ignore[reportOptionalMemberAccess]  # set when used
-    if c == 1:  # bytearray
-        return UINT8
-    return c if c and chr(c) in NUMERIC else 0
+    return _CODES[_uctypes.bytes_at(a + _OFFSET, 1)[0] & 0x7F]  # pyright: ignore[reportOptionalMemberAccess]  # set when used
 
 
 def _viper_code(x):
     a = id(x)
-    return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+    return _CODES[header_code(a, a < 0, _OFFSET)]  # pyright: ignore[reportOptionalCall]  # set when used
 
 
 def _check(read):
@@ -141,7 +154,7 @@ def typecode(x):
     if t is array or t is memoryview:
         if _HEADER:
             a = id(x)
-            return header_code(a, a < 0, _OFFSET)  # pyright: ignore[reportOptionalCall]  # set when used
+            return _CODES[header_code(a, a < 0, _OFFSET)]  # pyright: ignore[reportOptionalCall]  # set when used
         return _slow_code(x)
     if t is bytes or t is bytearray:
         return UINT8

@@ -121,6 +121,15 @@ def test_typecode_of_arrays_memoryviews_and_bytes():
     eq(inputs.describe([1]), "list", "describe list")
 
 
+def test_the_header_byte_table():
+    """inputs._CODES (a constant: it stays in flash) maps each header byte to its typecode:
+    1 (a bytearray) to "B", the byte of each of bBhHiIlLqQfd to itself, any other to 0."""
+    eq(len(inputs._CODES), 128, "entries")
+    for c in range(128):
+        want = ord("B") if c == 1 else c if chr(c) in inputs.NUMERIC else 0
+        eq(inputs._CODES[c], want, "_CODES[%d]" % c)
+
+
 def test_header_read_handles_every_id_range():
     """id() of an array: non-negative on 64-bit ports; on 32-bit ports an address in
     [2^30, 2^31) comes back negative (bit 31 set) and the viper read masks it. Where

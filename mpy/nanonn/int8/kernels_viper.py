@@ -46,38 +46,19 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
     use = p[5]
     # -- multiply-accumulate: begin --
     xa = int(x)
-    rest = n & 15
+    rest = n & 3
     xend = xa + n - rest  # counted by address equality (addresses may pass 2^31)
     sx = 0
-    while int(x) != xend:
-        sx += (
-            x[0]
-            + x[1]
-            + x[2]
-            + x[3]
-            + x[4]
-            + x[5]
-            + x[6]
-            + x[7]
-            + x[8]
-            + x[9]
-            + x[10]
-            + x[11]
-            + x[12]
-            + x[13]
-            + x[14]
-            + x[15]
-        )
-        x = ptr8(int(x) + 16)
+    while int(x) != xend:  # once a layer: 4 a step (more would be code in a board's RAM)
+        sx += x[0] + x[1] + x[2] + x[3]
+        x = ptr8(int(x) + 4)
     k = rest
     while k > 0:
         sx += x[0]
         x = ptr8(int(x) + 1)
         k -= 1
     c = sx << 7
-    nb = n & (0 - 32)  # inputs in blocks of 32 (Thumb-1's ldrb offsets stop at 31), then one
-    # of 16 if n has it, then n4 blocks of 4, then n1 one by one
-    n16 = n & 16
+    nb = n & (0 - 16)  # inputs in blocks of 16, then n4 blocks of 4, then n1 one by one
     n4 = (n & 15) >> 2
     n1 = n & 3
     n15 = n & 15
@@ -90,41 +71,6 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         y = ptr8(xa)
         wb = int(w) + nb  # counted by address difference (addresses may pass 2^31)
         while int(w) - wb:  # the loop test costs fewer instructions than `!=`
-            x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
-            x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
-            x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
-            x = ptr8((w[3] ^ 0x80) * y[3] + int(x))
-            x = ptr8((w[4] ^ 0x80) * y[4] + int(x))
-            x = ptr8((w[5] ^ 0x80) * y[5] + int(x))
-            x = ptr8((w[6] ^ 0x80) * y[6] + int(x))
-            x = ptr8((w[7] ^ 0x80) * y[7] + int(x))
-            x = ptr8((w[8] ^ 0x80) * y[8] + int(x))
-            x = ptr8((w[9] ^ 0x80) * y[9] + int(x))
-            x = ptr8((w[10] ^ 0x80) * y[10] + int(x))
-            x = ptr8((w[11] ^ 0x80) * y[11] + int(x))
-            x = ptr8((w[12] ^ 0x80) * y[12] + int(x))
-            x = ptr8((w[13] ^ 0x80) * y[13] + int(x))
-            x = ptr8((w[14] ^ 0x80) * y[14] + int(x))
-            x = ptr8((w[15] ^ 0x80) * y[15] + int(x))
-            x = ptr8((w[16] ^ 0x80) * y[16] + int(x))
-            x = ptr8((w[17] ^ 0x80) * y[17] + int(x))
-            x = ptr8((w[18] ^ 0x80) * y[18] + int(x))
-            x = ptr8((w[19] ^ 0x80) * y[19] + int(x))
-            x = ptr8((w[20] ^ 0x80) * y[20] + int(x))
-            x = ptr8((w[21] ^ 0x80) * y[21] + int(x))
-            x = ptr8((w[22] ^ 0x80) * y[22] + int(x))
-            x = ptr8((w[23] ^ 0x80) * y[23] + int(x))
-            x = ptr8((w[24] ^ 0x80) * y[24] + int(x))
-            x = ptr8((w[25] ^ 0x80) * y[25] + int(x))
-            x = ptr8((w[26] ^ 0x80) * y[26] + int(x))
-            x = ptr8((w[27] ^ 0x80) * y[27] + int(x))
-            x = ptr8((w[28] ^ 0x80) * y[28] + int(x))
-            x = ptr8((w[29] ^ 0x80) * y[29] + int(x))
-            x = ptr8((w[30] ^ 0x80) * y[30] + int(x))
-            x = ptr8((w[31] ^ 0x80) * y[31] + int(x))
-            w = ptr8(int(w) + 32)
-            y = ptr8(int(y) + 32)
-        if n16:
             x = ptr8((w[0] ^ 0x80) * y[0] + int(x))
             x = ptr8((w[1] ^ 0x80) * y[1] + int(x))
             x = ptr8((w[2] ^ 0x80) * y[2] + int(x))
@@ -277,8 +223,9 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
 
 @micropython.viper
 def from_int8(src: ptr8, dst: ptr8, n: int):
-    """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
-    # src: (n,) int8 (two's-complement bytes); dst: (n,) offset-binary
+    """The viper kernel of `qkernels.from_int8`, and of `qkernels.to_int8` (same arguments,
+    same integers): both flip each byte's top bit."""
+    # src: (n,) int8 (two's-complement bytes) -> dst: (n,) offset-binary, or back
     k = n
     if ((int(src) | int(dst)) & 3) == 0:  # both word-aligned: 16 bytes a step as 4 words
         b8 = 8
@@ -300,12 +247,7 @@ def from_int8(src: ptr8, dst: ptr8, n: int):
         k -= 1
 
 
-@micropython.viper
-def to_int8(src: ptr8, dst: ptr8, n: int):
-    """The viper kernel of `qkernels.to_int8` (same arguments, same integers)."""
-    # src: (n,) offset-binary; dst: (n,) int8 (array('b'))
-    for i in range(n):
-        dst[i] = src[i] ^ 0x80
+to_int8 = from_int8  # offset-binary -> int8 (dst: array('b')): the same XOR, one function in RAM
 
 
 @micropython.viper

@@ -27,10 +27,10 @@ def dense(w: _Buffer, x: _Buffer, y: _Buffer, p: _Buffer, t: _Buffer) -> None:
     """The viper kernel of `qkernels.dense` (same arguments, same integers)."""
 
 def from_int8(src: _Buffer, dst: _Buffer, n: int) -> None:
-    """The viper kernel of `qkernels.from_int8` (same arguments, same integers)."""
+    """The viper kernel of `qkernels.from_int8`, and of `qkernels.to_int8` (same arguments,
+    same integers): both flip each byte's top bit."""
 
-def to_int8(src: _Buffer, dst: _Buffer, n: int) -> None:
-    """The viper kernel of `qkernels.to_int8` (same arguments, same integers)."""
+to_int8 = from_int8
 
 def softmax(y: _Buffer, e: _Buffer, table: _Buffer, n: int) -> int:
     """The viper kernel of `qkernels.softmax` (same arguments, same integers)."""

@@ -131,7 +131,7 @@ def dense(w: ptr8, x: ptr8, y: ptr8, p: ptr32, t: ptr8):
         x = ptr8(int(x) + 1)
         k -= 1
     c = (sx << 7) + cw
-    nb = rest & (0 - 32)  # the rest as in kernels_viper: blocks of 32, 16, 4, 1
+    nb = rest & (0 - 32)  # the rest in blocks of 32, 16, 4, then 1 by 1
     n16 = rest & 16
     n4 = (rest & 15) >> 2
     n1 = rest & 3

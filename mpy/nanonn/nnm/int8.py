@@ -37,25 +37,26 @@ _Q_RESERVED_BYTES = const(8)  # three u8: 8, 9, 10
 _Q_MULT_POS = const(11)
 _Q_MULT_NEG = const(12)
 _Q_RESERVED = const(13)
-HEAD_SIZE = 32
-_LUT_CODES = (codes.ACTIVATIONS["sigmoid"], codes.ACTIVATIONS["tanh"], codes.ACTIVATIONS["softplus"])
-_SOFTMAX = codes.ACTIVATIONS["softmax"]
-_SOFTMAX_TFL = codes.ACTIVATIONS["softmax_tflite"]
-_LEAKY = codes.ACTIVATIONS["leaky_relu"]
+_HEAD_SIZE = const(32)
+# activation codes (`codes.ACTIVATIONS`; tests/test_layout.py checks each `_A_` name)
+_A_LEAKY_RELU = const(4)
+_A_SOFTMAX = const(6)
+_A_SOFTMAX_TFLITE = const(7)
+_LUT_MASK = const(0x26)  # 1 << code of sigmoid (1), tanh (2), softplus (5): a 256-byte table
 
 
 def table_size(act):
     """Bytes of the activation table an int8 layer with activation code `act` stores
     (softmax and softmax_tflite 1024, sigmoid/tanh/softplus 256, else 0). Allocates nothing."""
-    if act == _SOFTMAX or act == _SOFTMAX_TFL:
+    if act == _A_SOFTMAX or act == _A_SOFTMAX_TFLITE:
         return 1024
-    return 256 if act in _LUT_CODES else 0
+    return 256 if (1 << act) & _LUT_MASK else 0
 
 
 def block_size(units, inputs, act):
     """data_size of an int8 dense layer (units * inputs already bounded by the caller).
     Allocates nothing (small ints)."""
-    return HEAD_SIZE + 12 * units + _align(units) + _align(units * inputs) + table_size(act)
+    return _HEAD_SIZE + 12 * units + _align(units) + _align(units * inputs) + table_size(act)
 
 
 def ram_needed(units, inputs, act, in_place, per_buffer):
@@ -65,13 +66,13 @@ def ram_needed(units, inputs, act, in_place, per_buffer):
     `nanonn.nnm.read._ram_needed` adds the layer's and the network's objects;
     tests/test_load_ram.py holds the sum to what the 32-bit build measures."""
     total = 4 * units * 3 + units + units + 8 * per_buffer
-    total += 4 * units + per_buffer if act == _SOFTMAX else 0  # softmax's exp values
+    total += 4 * units + per_buffer if act == _A_SOFTMAX else 0  # softmax's exp values
     total += 24 * units + 24 + per_buffer  # the kernels' parameter block: acc0 and the requantization
-    total += 256 + per_buffer if act == _LEAKY else 0  # leaky_relu runs as a table
-    total += 1024 if act == _SOFTMAX or act == _SOFTMAX_TFL else 0
+    total += 256 + per_buffer if act == _A_LEAKY_RELU else 0  # leaky_relu runs as a table
+    total += 1024 if act == _A_SOFTMAX or act == _A_SOFTMAX_TFLITE else 0
     if not in_place:  # read from a stream: the weights and a lut in buffers of their own
         total += units * inputs + per_buffer
-        total += 256 + per_buffer if act in _LUT_CODES else 0
+        total += 256 + per_buffer if (1 << act) & _LUT_MASK else 0
     return total
 
 
@@ -94,7 +95,7 @@ def build_layer(QDense, mv, off, rec):
     from_params for out-of-range values). Allocates the layer with copies of its
     per-unit arrays and tables; the weights and LUT stay views of `mv`."""
     act, n, u = rec[_R_ACTIVATION], rec[_R_INPUTS], rec[_R_UNITS]
-    p = off + HEAD_SIZE
+    p = off + _HEAD_SIZE
     w_scale = _ints("f", mv, p, u)
     bias = _ints("i", mv, p + 4 * u, u)
     mult = _ints("i", mv, p + 8 * u, u)
@@ -104,9 +105,9 @@ def build_layer(QDense, mv, off, rec):
     w = mv[p : p + u * n]
     p += _align(u * n)
     table = None
-    if act == _SOFTMAX or act == _SOFTMAX_TFL:
+    if act == _A_SOFTMAX or act == _A_SOFTMAX_TFLITE:
         table = _ints("i", mv, p, 256)
-    elif act in _LUT_CODES:
+    elif (1 << act) & _LUT_MASK:
         table = mv[p : p + 256]
     return _layer(QDense, rec, struct.unpack_from(HEAD, mv, off), w_scale, bias, mult, shift, w, table)
 
@@ -120,7 +121,7 @@ def stream_parts(rec):
     act, n, u = rec[_R_ACTIVATION], rec[_R_INPUTS], rec[_R_UNITS]
     # array(t, range(k)) is one allocation of its size (no zero-filled temporary)
     parts = [
-        (bytearray(HEAD_SIZE), HEAD_SIZE),
+        (bytearray(_HEAD_SIZE), _HEAD_SIZE),
         (array("f", range(u)), 4 * u),
         (array("i", range(u)), 4 * u),
         (array("i", range(u)), 4 * u),
@@ -153,9 +154,9 @@ def _layer(QDense, rec, h, w_scale, bias, mult, shift, w, table):
     if r0 or r1 or r2 or r3:
         raise ValueError("int8 block reserved bytes: expected 0, got %d/%d/%d/%d" % (r0, r1, r2, r3))
     lut = exp_table = None
-    if act == _SOFTMAX or act == _SOFTMAX_TFL:
+    if act == _A_SOFTMAX or act == _A_SOFTMAX_TFLITE:
         exp_table = table
-    elif act in _LUT_CODES:
+    elif (1 << act) & _LUT_MASK:
         lut = table
     return QDense.from_params(
         rec[_R_INPUTS],
@@ -198,7 +199,7 @@ def plan_layer(layer, where):
         )
     u, n = layer.units, layer.inputs
     leaky = getattr(layer, "leaky", None)
-    if act == _LEAKY and leaky is not None:
+    if act == _A_LEAKY_RELU and leaky is not None:
         mp, sp, mn, sn = leaky[0][0], _sext8(leaky[1][0]), leaky[2][0], _sext8(leaky[3][0])
     else:
         mp = sp = mn = sn = 0
@@ -220,7 +221,7 @@ def plan_layer(layer, where):
         0,
     )
     parts = [
-        (head, HEAD_SIZE),
+        (head, _HEAD_SIZE),
         (layer.w_scale, 4 * u),
         (layer.bias, 4 * u),
         (layer.mult, 4 * u),
@@ -231,9 +232,9 @@ def plan_layer(layer, where):
     parts.append((layer.w, u * n))
     if _align(u * n) - u * n:
         parts.append((bytes(_align(u * n) - u * n), _align(u * n) - u * n))
-    if act == _SOFTMAX or act == _SOFTMAX_TFL:
+    if act == _A_SOFTMAX or act == _A_SOFTMAX_TFLITE:
         parts.append((layer.exp_table, 1024))
     elif table_size(act):
         parts.append((layer.lut, 256))
-    alpha = layer.alpha if act == _LEAKY else 0.0
+    alpha = layer.alpha if act == _A_LEAKY_RELU else 0.0
     return act, alpha, block_size(u, n, act), parts

@@ -59,18 +59,18 @@ _R_DATA_OFFSET = const(7)
 _R_DATA_SIZE = const(8)
 _R_SEED = const(9)
 _R_RESERVED = const(10)
-_MAGIC = struct.unpack("<I", codes.MAGIC)[0]
+_MAGIC = const(0x1A4D4E4E)  # codes.MAGIC as a little-endian u32 (tests/test_layout.py)
 _MAX_META = const(256)  # largest header_size and record_size accepted
-_LEAKY = codes.ACTIVATIONS["leaky_relu"]
+_A_LEAKY_RELU = const(4)  # codes.ACTIVATIONS["leaky_relu"] (tests/test_layout.py)
 _INF = float("inf")
 _CRC_RESIDUE = const(0x2144DF1C)  # crc32(data + crc32(data) as <I), for any data (a small int)
 _NO_SEEK = (AttributeError, OSError, ValueError)  # what a stream without seek/tell raises
 _NOT_LOADED = (OSError, ModelFormatError)  # a missing or damaged file (the backup's fallback)
 # RAM estimate (bytes): each buffer's object and heap rounding, each layer's
 # objects, the network's own objects.
-_PER_BUFFER = 48
-_PER_LAYER = 320
-_PER_NETWORK = 512
+_PER_BUFFER = const(48)
+_PER_LAYER = const(320)
+_PER_NETWORK = const(512)
 
 
 def _fail(field, expected, got):
@@ -327,7 +327,7 @@ def _shape_fail(i, rec, file_size):
 
 
 def _param(i, rec):
-    if rec[_R_ACTIVATION] == _LEAKY:
+    if rec[_R_ACTIVATION] == _A_LEAKY_RELU:
         if not (rec[_R_PARAM] >= 0.0 and rec[_R_PARAM] < _INF):
             _lfail(i, "leaky_relu slope", "a finite number >= 0", rec[_R_PARAM])
     elif rec[_R_PARAM] != 0.0:
@@ -793,7 +793,7 @@ def _network(layers, blocks, trainable, source):
             raw, in_place = block[2], True
         else:
             raw, in_place = ([w, b] if bias else [w]), False
-        activation = LeakyReLU(param) if act == _LEAKY else codes.name_of(codes.ACTIVATIONS, act)
+        activation = LeakyReLU(param) if act == _A_LEAKY_RELU else codes.name_of(codes.ACTIVATIONS, act)
         tunes = _tunes(layers, i, trainable)
         layer = LoadedDense(u, n, activation, bias, w, b, raw, in_place, tunes, source)
         layer.frozen = bool(trainable) and not tunes
