@@ -9,10 +9,10 @@ weights, sample order and number of epochs three ways:
 - `nanonn_tools.reference` (numpy, float64).
 
 Each reaches the same test accuracy: within one test sample of the others on iris and
-digits (train/test splits fixed below), all four on xor; and the fixed-point run's weights
-stay within 1e-3 (absolute) of the float32 run's after every epoch's worth of steps (the
-velocity differs from float32's by about 2^-24 of each step's term: both are roundings of
-the same recurrence).
+digits (train/test splits fixed below), all four samples on xor, above a floor (xor 1.0, iris and
+digits 0.9); and the fixed-point run's final weights within 1e-3 (absolute) of the float32
+run's (its velocity differs from float32's by about 2^-24 of each step's term: both are
+roundings of the same recurrence). Epochs: xor 150, iris 30, digits 10 (1,200 samples).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def _iris():
 
 
 def _digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    x, labels = datasets.load_digits(return_X_y=True)
+    from sklearn.datasets import load_digits  # (the pinned dev environment has it, as test_quant)
+
+    x, labels = load_digits(return_X_y=True)
     x = x / 16.0
     y = _onehot(labels, 10)
     return x[:1200], y[:1200], x[1200:], y[1200:], [64, 24, 10], ["relu", "softmax"], 0.005, 10
@@ -85,7 +86,7 @@ def _reference(sizes, acts, w0, x, y, rate, epochs, tx, ty):
     return float(np.mean(np.argmax(out, axis=1) == np.argmax(ty, axis=1)))
 
 
-@pytest.mark.parametrize("name", ["xor", "iris", "digits"])
+@pytest.mark.parametrize("name", ["xor", "iris", pytest.param("digits", marks=pytest.mark.slow)])
 def test_fixed_point_velocity_reaches_float32_accuracy(name):
     x, y, tx, ty, sizes, acts, rate, epochs = {"xor": _xor, "iris": _iris, "digits": _digits}[name]()
     f32 = lambda a: np.asarray(a, dtype=np.float32).astype(np.float64).tolist()  # noqa: E731
