@@ -193,7 +193,9 @@ def _fixed(v, st, n, j):
 
 def _velocity(v, st, rows, n):
     """momentum_viper's velocity as floats: v[j] = V[j] 2^E[row] (exact in a double)."""
-    return [_fixed(v, st, n, j) * _unit(st, j // n) for j in range(rows * n)]
+    # V 2^(E + 64) first, then 2^-64: 2^E alone is below float32's range on a
+    # single-precision port for a row's unit as small as 2^-153
+    return [_fixed(v, st, n, j) * _pow2(st[2 * (j // n)] + 64) * _pow2(-64) for j in range(rows * n)]
 
 
 def _unit(st, r):

@@ -259,8 +259,9 @@ def momentum_rows(w: ptr32, xs: int, st: ptr32, v: ptr32, x: ptr32, c: ptr32, mu
         if k < 0:
             k = 0 - k
         pm = ((((xa >> 12) + 1) * ((k >> 12) + 1)) << 3) + 3  # a bound on |P|
-        # the row's bound after the step: mu bv + 4 + pm (< 2^28 + 2^27 + 2^17 < 2^29)
-        bv = (bv >> 15) * mh + ((((bv & 0x7FFF) * mh) + ((bv >> 15) * ml)) >> 15) + 4 + pm
+        # the row's bound after the step: mu bv + 8 + pm (< 2^28 + 2^27 + 2^17 < 2^29); each
+        # mu S is within 2 units of the exact product, so V' within 4 of mu V + P
+        bv = (bv >> 15) * mh + ((((bv & 0x7FFF) * mh) + ((bv >> 15) * ml)) >> 15) + 8 + pm
         kw = e + 154  # w's biased exponent minus kw: the shift of V onto w's mantissa << 4
         # two weights a step (the loop's own work halved): lanes 0 and 1; a lane whose sum
         # leaves the fast path is done by the general sum after both (sl: which lanes)
