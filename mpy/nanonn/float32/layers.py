@@ -62,8 +62,14 @@ _momentum_decided = False  # whether _one_pass_momentum has decided
 # moving it would change which path, so which float results, a layer gives).
 _FAST_MIN_INPUTS = 8
 
-# Dense(cache=None) keeps decoded weights where the heap is at least this large.
+# Dense(cache=None) keeps decoded weights where the heap is at least this large, and on a
+# smaller heap where the layer's decoded weights plus the cache module's code are at most
+# 1 / _CACHE_SHARE of the free heap (after a gc.collect()) at build time.
 _CACHE_MIN_HEAP = 1 << 20
+_CACHE_SHARE = 4
+# dense_cache_viper's native code, which a board keeps in its heap (measured on the
+# bare-metal firmware: 3,648 B armv6m, 3,920 B rv32imc), rounded up.
+_CACHE_CODE = 4096
 
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
 # within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
@@ -134,6 +140,25 @@ def _large_heap():
     free = getattr(gc, "mem_free", None)
     used = getattr(gc, "mem_alloc", None)
     return free is not None and used is not None and free() + used() >= _CACHE_MIN_HEAP
+
+
+def cache_cost(units, inputs):
+    """Bytes of heap a cached Dense layer of `units` x `inputs` adds: its decoded weights (4
+    per weight, rows rounded up to 4 inputs) and 12 per unit, plus dense_cache_viper's native
+    code (_CACHE_CODE, counted for every layer: the rule stays per layer)."""
+    return 4 * units * ((inputs + 3) & ~3) + 12 * units + _CACHE_CODE
+
+
+def _cache_fits(units, inputs):
+    """Dense(cache=None)'s decision below 1 MB of heap: cache_cost at most a quarter of
+    gc.mem_free() after a gc.collect() (False without gc.mem_free)."""
+    import gc
+
+    free = getattr(gc, "mem_free", None)
+    if free is None:
+        return False
+    gc.collect()
+    return _CACHE_SHARE * cache_cost(units, inputs) <= free()
 
 
 def _one_pass_momentum():
@@ -212,9 +237,12 @@ class Dense(Layer):
     (dense_cache_viper.dot over the decoded rows, the same results to the bit; training's forward
     passes decode again after each update and still gain); a checksum of w notices any
     change to the weights, which are then decoded again at the next predict. The
-    default None decides at build time: True where the heap holds at least 1 MB (the
-    unix port, boards with PSRAM), False on a board-sized heap (an RP2040's 200 KB):
-    pass True or False to choose.
+    default None decides per layer at build time: True where the heap holds at least 1 MB
+    (the unix port, boards with PSRAM); on a smaller heap True where the layer uses the viper
+    kernel (8 inputs or more) and `cache_cost(units, inputs)` (its decoded weights plus the
+    cache module's native code, counted as 4 KB) is at most a quarter of `gc.mem_free()`
+    after a `gc.collect()`: on an RP2040 (190 KB heap) a 64-32-16-4 network caches, a
+    784-input layer (113 KB of decoded weights) does not. Pass True or False to choose.
     """
 
     def __init__(
@@ -247,7 +275,9 @@ class Dense(Layer):
         self.y = floats(u)
         self.alloc_train()
         if self.cache is None:
-            self.cache = _large_heap()
+            # only where the viper kernel runs (elsewhere the cache is never read)
+            fast = _fast is not None and _f32k is not None and n >= _FAST_MIN_INPUTS
+            self.cache = _large_heap() or (fast and _cache_fits(u, n))
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)
