@@ -139,6 +139,7 @@ class Bench:
             "small_f32.nnm": self.small_f32,
             "lib/big_int8.py": ("MODEL = %r\n" % self.big).encode(),
             "lib/bench_boards_device.py": (ROOT / "tools" / "bench_boards_device.py").read_bytes(),
+            "lib/bench_boards_small.py": (ROOT / "tools" / "bench_boards_small.py").read_bytes(),
         }
         march = march or target.interpreter.mpy_arch
         return baremetal.stage(target, self.folder / (target.name + "-" + march), extra, march=march)
@@ -250,6 +251,30 @@ def speed(target, image, float_model: bool = True) -> dict:
     return r
 
 
+def small_float(target, image) -> dict:
+    """The 64-32-16-4 float network of Dense layers (bench_boards_small.small_float): its
+    predict's instructions and the heap it keeps, with Dense's default cache decision and
+    with cache=False; both outputs must be the same to the bit."""
+    runs = {}
+    for cache in (None, False):
+        code = "import bench_boards_small as d\nd.small_float(%d, %r)\n" % (PREDICT_CALLS, cache)
+        runs[cache] = _run(target, image, code, icount=True)[-1]
+    d, plain = runs[None], runs[False]
+    if d["out"] != plain["out"]:
+        raise SystemExit(
+            "bench-boards: %s small float: cached %r != uncached %r" % (target.name, d["out"], plain["out"])
+        )
+    return {
+        "shape": "64-32-16-4",
+        "default_cache": d["cache"],
+        "free_heap_after_import": d["free_after_import"],
+        "kept": d["kept"],
+        "kept_no_cache": plain["kept"],
+        "instructions": round(d["float_predict_small"] * 1000),
+        "instructions_no_cache": round(plain["float_predict_small"] * 1000),
+    }
+
+
 def c_program(qspec) -> str:
     """tools/bench.py's C network with the bare-metal harness instead of its host main()."""
     x8 = [(i * 37) % 256 - 128 for i in range(qspec.layers[0].inputs)]
@@ -348,6 +373,7 @@ def measure(b: Bench, target) -> dict:
         "firmware_ticks_us_x1000": s["spin_ticks_us"] * 1000,
         "c_timer": round(c["spin_measured"]),
     }
+    out["float_small"] = small_float(target, image)
     out["float_predict_error"] = s.get("float_predict_error")
     out["float_in_place"] = s.get("float_in_place")
     out["ratio_to_c"] = round(ins["predict_int8"] / ins["c_int8"], 2)
@@ -443,6 +469,15 @@ def table(results: dict) -> str:
             "Thumb-2: predict_int8 / C",
             lambda r: "%.2fx" % r["thumb2"]["ratio_to_c"] if "thumb2" in r else "-",
         )
+    row(
+        "instr. float 64-32-16-4",
+        lambda r: "%d (cache %s)" % (r["float_small"]["instructions"], r["float_small"]["default_cache"][0]),
+    )
+    row("  the same, cache=False", lambda r: "%d" % r["float_small"]["instructions_no_cache"])
+    row(
+        "  heap kept, cache / not",
+        lambda r: "%d / %d B" % (r["float_small"]["kept"], r["float_small"]["kept_no_cache"]),
+    )
     return "\n".join(rows)
 
 

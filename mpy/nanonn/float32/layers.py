@@ -47,7 +47,7 @@ _SCRATCH_SIZE = [0, 0, 0]  # inputs, units, inputs of a cached layer
 _dot_q = None  # dense_cache_viper.dot (a global: the predict path's frames stay small)
 _dot_rows = _fast.dot_rows if _fast is not None else None
 _to_float32 = _fast.to_float32 if _fast is not None else None
-_cache = None  # nanonn.float32.dense_cache_viper, imported when a layer with cache=True is built
+_cache = None  # nanonn.float32.dense_cache_viper, imported when a layer that caches is built
 # Scalar factors of the training kernels, as float32 (f32_viper reads a[row]).
 _ONE = array("f", (1.0,))
 _S = array("f", (0.0,))
@@ -62,14 +62,9 @@ _momentum_decided = False  # whether _one_pass_momentum has decided
 # moving it would change which path, so which float results, a layer gives).
 _FAST_MIN_INPUTS = 8
 
-# Dense(cache=None) keeps decoded weights where the heap is at least this large, and on a
-# smaller heap where the layer's decoded weights plus the cache module's code are at most
-# 1 / _CACHE_SHARE of the free heap (after a gc.collect()) at build time.
+# Dense(cache=None) keeps decoded weights where the heap is at least this large (and on a
+# smaller heap where they fit a quarter of it: Dense.build).
 _CACHE_MIN_HEAP = 1 << 20
-_CACHE_SHARE = 4
-# dense_cache_viper's native code, which a board keeps in its heap (measured on the
-# bare-metal firmware: 3,648 B armv6m, 3,920 B rv32imc), rounded up.
-_CACHE_CODE = 4096
 
 # The predict path (Dense.forward and the helpers below) keeps every function's frame
 # within 11 words (`python tools/mpy_frames.py`; tests/test_predict_frames.py): a larger
@@ -127,7 +122,7 @@ def _copy_floats(xs, x):
 def _import_cache():
     global _cache, _dot_q
     if _cache is None:
-        from . import dense_cache_viper  # on first use: Dense(cache=True) only
+        from . import dense_cache_viper  # on first use: a layer that caches only
 
         _cache = dense_cache_viper
         _dot_q = dense_cache_viper.dot
@@ -140,25 +135,6 @@ def _large_heap():
     free = getattr(gc, "mem_free", None)
     used = getattr(gc, "mem_alloc", None)
     return free is not None and used is not None and free() + used() >= _CACHE_MIN_HEAP
-
-
-def cache_cost(units, inputs):
-    """Bytes of heap a cached Dense layer of `units` x `inputs` adds: its decoded weights (4
-    per weight, rows rounded up to 4 inputs) and 12 per unit, plus dense_cache_viper's native
-    code (_CACHE_CODE, counted for every layer: the rule stays per layer)."""
-    return 4 * units * ((inputs + 3) & ~3) + 12 * units + _CACHE_CODE
-
-
-def _cache_fits(units, inputs):
-    """Dense(cache=None)'s decision below 1 MB of heap: cache_cost at most a quarter of
-    gc.mem_free() after a gc.collect() (False without gc.mem_free)."""
-    import gc
-
-    free = getattr(gc, "mem_free", None)
-    if free is None:
-        return False
-    gc.collect()
-    return _CACHE_SHARE * cache_cost(units, inputs) <= free()
 
 
 def _one_pass_momentum():
@@ -239,10 +215,11 @@ class Dense(Layer):
     change to the weights, which are then decoded again at the next predict. The
     default None decides per layer at build time: True where the heap holds at least 1 MB
     (the unix port, boards with PSRAM); on a smaller heap True where the layer uses the viper
-    kernel (8 inputs or more) and `cache_cost(units, inputs)` (its decoded weights plus the
-    cache module's native code, counted as 4 KB) is at most a quarter of `gc.mem_free()`
-    after a `gc.collect()`: on an RP2040 (190 KB heap) a 64-32-16-4 network caches, a
-    784-input layer (113 KB of decoded weights) does not. Pass True or False to choose.
+    kernel (8 inputs or more) and its cost, 4 bytes per weight (rows rounded up to 4
+    inputs) + 12 per unit + 4,096 (the cache module's native code, counted for every layer),
+    is at most a quarter of `gc.mem_free()` after a `gc.collect()`: on an RP2040 (190 KB
+    heap) a 64-32-16-4 network caches, a 784-input layer (113 KB of decoded weights) does
+    not. Pass True or False to choose.
     """
 
     def __init__(
@@ -275,9 +252,18 @@ class Dense(Layer):
         self.y = floats(u)
         self.alloc_train()
         if self.cache is None:
-            # only where the viper kernel runs (elsewhere the cache is never read)
-            fast = _fast is not None and _f32k is not None and n >= _FAST_MIN_INPUTS
-            self.cache = _large_heap() or (fast and _cache_fits(u, n))
+            self.cache = _large_heap()
+            if not self.cache and _fast is not None and _f32k is not None and n >= _FAST_MIN_INPUTS:
+                # A smaller heap, where the viper kernel runs (elsewhere the cache is never
+                # read): the decoded weights (4 bytes each, rows rounded up to 4 inputs), 12
+                # bytes a unit and dense_cache_viper's native code, which a board keeps in its
+                # heap (measured on the bare-metal firmware: 3,648 B armv6m, 3,920 B rv32imc;
+                # counted as 4,096 for every layer), at most a quarter of the free heap. Inline,
+                # no helper: each module global costs a board's heap at import.
+                import gc
+
+                gc.collect()
+                self.cache = 4 * (4 * u * ((n + 3) & ~3) + 12 * u + 4096) <= gc.mem_free()  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython: where viper exists)
         self.alloc_fast()
         if self._initial is not None:
             self.set_weights(self._initial)

@@ -35,8 +35,8 @@ an element with x = 0 gets no term, v = 0 stays 0.
 words, the scratch of x's integers (2 n words): a zero-filled `st` is a zero velocity
 (`v` is then ignored; a started row stores V + 2^29, in (0, 2^30)). Every intermediate
 fits a signed 32-bit integer (the bounds at each step below). A module of its own: its
-native code is a few KB, which `Dense` spends only where the heap holds at least 1 MB (as
-`Dense(cache=None)` decides); a board-sized heap takes three `axpy_rows` passes with a
+native code is a few KB, which `Dense` spends only where the heap holds at least 1 MB (the
+first rule of `Dense(cache=None)`); a board-sized heap takes three `axpy_rows` passes with a
 float32 velocity. Allocates nothing.
 """
 
