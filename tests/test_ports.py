@@ -189,7 +189,10 @@ def worst_ulps(want: list[dict], got: list[dict]) -> float:
 # ESP32 (110,000 B) is at the edge for any network: 8-8-4 fails and 16-12-4 passes, by
 # where objects land, so only its failure side is checked.
 QUANTIZE_FITS = (
-    ("esp32", 110000, "48-24-10", "64-28-10"),  # 48-24-10 failed before import nanonn became lazy
+    # 48-24-10 failed before import nanonn became lazy, and again since the float network caches
+    # its decoded weights on a board's heap (Dense(cache=None): ~7 KB here with the module's
+    # code); cache=False still fits 48-24-10
+    ("esp32", 110000, "40-24-10", "64-28-10"),
     ("esp32c3", 150000, "48-16-10", "64-96-10"),
     ("rp2040", 190000, "64-36-10", "128-64-10"),
 )
