@@ -14,10 +14,9 @@ what they were before it.
 
 import gc
 import json
-import time
 from array import array
 
-from bench_boards_device import _per_call, _used, xf_input
+from bench_boards_device import _empty_loop, _per_call, _used, xf_input
 
 SMALL_SHAPE = (64, 32, 16, 4)
 
@@ -53,13 +52,5 @@ def small_float(n, cache=None):
     y = net.predict(x)
     out = {"cache": [d.cache for d in layers], "free_after_import": free0 - a0, "kept": _used() - a1}
     out["out"] = [float(v) for v in y]
-
-    def nothing(x):
-        return x
-
-    t0 = time.ticks_us()
-    for _ in range(n):
-        nothing(x)
-    empty = time.ticks_diff(time.ticks_us(), t0)
-    out["float_predict_small"] = _per_call(net.predict, x, n, empty)
+    out["float_predict_small"] = _per_call(net.predict, x, n, _empty_loop(n, x))
     print(json.dumps(out))
